@@ -1,0 +1,45 @@
+# mailer — the two commands a new machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo up down status test lint format bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## demo: start the embedded stack and run the demo campaign
+demo: install
+	$(PY) -m mailer.demo
+
+## up: start the embedded stack in the background (Temporal, PostgreSQL, Redis, SMTP sink, smtp.bz stub)
+up: install
+	$(PY) -m mailer.stack up
+
+## down: stop exactly what `make up` started
+down:
+	@if [ -x $(PY) ]; then $(PY) -m mailer.stack down; else echo "nothing to stop"; fi
+
+status: install
+	$(PY) -m mailer.stack status
+
+## test: the whole test suite, against real servers it starts itself
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) bench/import_recipients.py

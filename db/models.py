@@ -1,0 +1,272 @@
+"""SQLAlchemy models of the seed's tables, under the seed's table and column names.
+
+The playbook's on-call SQL must keep running unchanged against these tables, so names and
+meanings follow it: ``defer_reason`` is ``''`` when there is none, statuses are the seed's
+words, campaign ids are UUIDs.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"  # reserved for the CRM's editor; the CLI creates campaigns ready
+    READY = "ready"  # created, not started
+    SENDING = "sending"  # its workflow is running (sending or deferred)
+    PAUSED = "paused"  # by an operator or the circuit breaker; resumable
+    SENT = "sent"  # nothing pending any more
+    CANCELLED = "cancelled"
+
+
+class QueueStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting: deferred (see defer_reason) or paused
+    PROCESSING = "processing"  # a send batch is running
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SendLogStatus(enum.StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SmtpTls(enum.StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+PROVIDER_SMTP_GLOBAL = "smtp_global"
+
+
+def _check_in(column: str, values: type[enum.StrEnum]) -> str:
+    allowed = ", ".join(f"'{member.value}'" for member in values)
+    return f"{column} IN ({allowed})"
+
+
+class User(Base):
+    """The CRM's users; campaigns belong to their creator (daily limit, throttles)."""
+
+    __tablename__ = "accounts_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    date_joined: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Campaign(Base):
+    __tablename__ = "mailer_campaign"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", CampaignStatus), name="mailer_campaign_status_check"),
+        Index("mailer_campaign_created_by_idx", "created_by_id"),
+        Index("mailer_campaign_status_idx", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(
+        String(20), default=CampaignStatus.READY.value, server_default=CampaignStatus.READY.value
+    )
+    subject: Mapped[str] = mapped_column(String(998))
+    html_body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    text_body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Empty means "use the global account's sender".
+    from_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    from_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts_user.id", ondelete="SET NULL")
+    )
+    total_recipients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    created_by: Mapped[User | None] = relationship()
+    queue: Mapped[CampaignQueue | None] = relationship(back_populates="campaign")
+
+
+class CampaignQueue(Base):
+    """The campaign's place in the sending machinery; mirrors the workflow's state."""
+
+    __tablename__ = "mailer_campaignqueue"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", QueueStatus), name="mailer_campaignqueue_status_check"),
+        Index("mailer_campaignqueue_status_idx", "status", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mailer_campaign.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(
+        String(20), default=QueueStatus.PENDING.value, server_default=QueueStatus.PENDING.value
+    )
+    defer_reason: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    deferred_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consecutive_transient_errors: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="queue")
+
+
+class CampaignRecipient(Base):
+    __tablename__ = "mailer_campaignrecipient"
+    __table_args__ = (
+        CheckConstraint(
+            _check_in("status", RecipientStatus), name="mailer_campaignrecipient_status_check"
+        ),
+        # The send loop's hot query: the next pending recipients of one campaign, by id.
+        Index(
+            "mailer_campaignrecipient_pending_idx",
+            "campaign_id",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("mailer_campaignrecipient_campaign_status_idx", "campaign_id", "status"),
+        Index(
+            "mailer_campaignrecipient_campaign_email_uniq",
+            "campaign_id",
+            func.lower(text("email")),
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mailer_campaign.id", ondelete="CASCADE")
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    variables: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb")
+    )
+    status: Mapped[str] = mapped_column(
+        String(20),
+        default=RecipientStatus.PENDING.value,
+        server_default=RecipientStatus.PENDING.value,
+    )
+    message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SendLog(Base):
+    __tablename__ = "mailer_sendlog"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", SendLogStatus), name="mailer_sendlog_status_check"),
+        # Today's sends per user: join from the user's campaigns, then a range on created_at.
+        Index("mailer_sendlog_campaign_created_idx", "campaign_id", "created_at"),
+        # Sends in the last hour, across campaigns.
+        Index("mailer_sendlog_created_idx", "created_at"),
+        Index("mailer_sendlog_recipient_idx", "recipient_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mailer_campaign.id", ondelete="CASCADE")
+    )
+    recipient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mailer_campaignrecipient.id", ondelete="SET NULL")
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    provider: Mapped[str] = mapped_column(
+        String(32), default=PROVIDER_SMTP_GLOBAL, server_default=PROVIDER_SMTP_GLOBAL
+    )
+    status: Mapped[str] = mapped_column(String(20))
+    message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SmtpBzQuota(Base):
+    """Singleton (id=1): the provider quota as of the last sync, decremented per send."""
+
+    __tablename__ = "mailer_smtpbzquota"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    emails_available: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    emails_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hourly_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hourly_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class GlobalMailAccount(Base):
+    """Singleton (id=1): the SMTP account every campaign sends through, and its limits."""
+
+    __tablename__ = "mailer_globalmailaccount"
+    __table_args__ = (
+        CheckConstraint(_check_in("smtp_tls", SmtpTls), name="mailer_globalmailaccount_tls_check"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    smtp_host: Mapped[str] = mapped_column(
+        String(255), default="connect.smtp.bz", server_default="connect.smtp.bz"
+    )
+    smtp_port: Mapped[int] = mapped_column(Integer, default=587, server_default="587")
+    smtp_username: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    smtp_password: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    smtp_tls: Mapped[str] = mapped_column(
+        String(10), default=SmtpTls.STARTTLS.value, server_default=SmtpTls.STARTTLS.value
+    )
+    from_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    from_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    # 0 means no per-user daily limit.
+    per_user_daily_limit: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    smtp_bz_api_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+SINGLETON_ID = 1

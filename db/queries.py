@@ -1,0 +1,88 @@
+"""Read-side queries the CLI and activities share (counts, status)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Campaign, CampaignQueue, CampaignRecipient, RecipientStatus
+
+
+@dataclass(frozen=True)
+class RecipientCounts:
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignStatusView:
+    """What ``mailer status`` shows: the DB's view of a campaign (the playbook's fields)."""
+
+    campaign_id: str
+    name: str
+    status: str
+    queue_status: str | None
+    defer_reason: str
+    deferred_until: datetime | None
+    consecutive_transient_errors: int
+    last_error: str
+    pending: int
+    sent: int
+    failed: int
+    total: int
+    created_by_id: int | None
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["deferred_until"] = self.deferred_until.isoformat() if self.deferred_until else None
+        return data
+
+
+def recipient_counts(session: Session, campaign_id: uuid.UUID) -> RecipientCounts:
+    rows = session.execute(
+        select(CampaignRecipient.status, func.count())
+        .where(CampaignRecipient.campaign_id == campaign_id)
+        .group_by(CampaignRecipient.status)
+    ).all()
+    by_status = {status: count for status, count in rows}
+    return RecipientCounts(
+        pending=by_status.get(RecipientStatus.PENDING.value, 0),
+        sent=by_status.get(RecipientStatus.SENT.value, 0),
+        failed=by_status.get(RecipientStatus.FAILED.value, 0),
+    )
+
+
+def campaign_status(session: Session, campaign_id: uuid.UUID) -> CampaignStatusView | None:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return None
+    queue = session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
+    counts = recipient_counts(session, campaign_id)
+    return CampaignStatusView(
+        campaign_id=str(campaign.id),
+        name=campaign.name,
+        status=campaign.status,
+        queue_status=queue.status if queue else None,
+        defer_reason=queue.defer_reason if queue else "",
+        deferred_until=queue.deferred_until if queue else None,
+        consecutive_transient_errors=queue.consecutive_transient_errors if queue else 0,
+        last_error=queue.last_error if queue else "",
+        pending=counts.pending,
+        sent=counts.sent,
+        failed=counts.failed,
+        total=counts.pending + counts.sent + counts.failed,
+        created_by_id=campaign.created_by_id,
+    )
+
+
+def parse_campaign_id(value: str) -> uuid.UUID | None:
+    """A campaign UUID from operator input, or ``None`` if it is not one."""
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Shared, engine-independent parts of mailer: settings, campaign authoring, the embedded stack."""

@@ -1,0 +1,1 @@
+"""Campaign authoring: reading recipient CSVs, checking templates, creating campaigns."""

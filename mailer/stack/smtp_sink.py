@@ -1,0 +1,188 @@
+"""An SMTP sink on loopback (aiosmtpd): keeps every message, can inject failures.
+
+The stack runs it as a process (``python -m mailer.stack.smtp_sink``), each message kept as
+a ``.eml`` file in the outbox; tests run it in-process (a real TCP server on a thread) and
+set failure rules to rehearse 4xx/5xx replies per recipient, per stage, or for everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+REPLY_TEXT = {
+    421: "4.3.2 Service not available, closing channel",
+    450: "4.2.1 Mailbox busy, try again later",
+    451: "4.3.0 Local error in processing, try again later",
+    452: "4.3.1 Insufficient system storage",
+    550: "5.1.1 Mailbox does not exist",
+    552: "5.3.4 Message too big",
+    553: "5.1.3 Bad destination mailbox address",
+    554: "5.7.1 Message rejected",
+}
+
+
+def reply(code: int) -> str:
+    return f"{code} {REPLY_TEXT.get(code, 'Injected failure')}"
+
+
+@dataclass
+class FailureRule:
+    """Reply ``code`` to recipients matching ``pattern`` ("*" or "all" = every recipient)."""
+
+    pattern: str
+    code: int
+    stage: str = "rcpt"  # "rcpt" or "data"
+
+    def matches(self, address: str) -> bool:
+        return self.pattern in {"*", "all"} or fnmatch.fnmatch(
+            address.lower(), self.pattern.lower()
+        )
+
+
+@dataclass
+class StoredMessage:
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class SinkHandler:
+    """aiosmtpd handler keeping messages in memory and, when ``outbox`` is set, on disk."""
+
+    outbox: Path | None = None
+    rules: list[FailureRule] = field(default_factory=list)
+    messages: list[StoredMessage] = field(default_factory=list)
+    sequence: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _rule_for(self, address: str, stage: str) -> FailureRule | None:
+        for rule in self.rules:
+            if rule.stage == stage and rule.matches(address):
+                return rule
+        return None
+
+    async def handle_RCPT(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        rule = self._rule_for(address, "rcpt")
+        if rule is not None:
+            return reply(rule.code)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        for address in envelope.rcpt_tos:
+            rule = self._rule_for(address, "data")
+            if rule is not None:
+                return reply(rule.code)
+        data = envelope.original_content or b""
+        stored = StoredMessage(
+            mail_from=str(envelope.mail_from), recipients=list(envelope.rcpt_tos), data=data
+        )
+        with self._lock:
+            self.sequence += 1
+            number = self.sequence
+            self.messages.append(stored)
+        if self.outbox is not None:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            name = f"{time.time_ns()}-{number:06d}.eml"
+            (self.outbox / name).write_bytes(data)
+        return "250 2.0.0 OK: queued"
+
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return [address for message in self.messages for address in message.recipients]
+
+
+class Credentials:
+    """AUTH LOGIN/PLAIN checked against one username and password (535 otherwise)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username.encode()
+        self.password = password.encode()
+
+    def __call__(
+        self, server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login == self.username
+            and data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False)
+
+
+class SmtpSink:
+    """A running sink: ``start()`` binds ``host:port`` (0 picks a free port)."""
+
+    def __init__(
+        self,
+        handler: SinkHandler | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        self.handler = handler or SinkHandler()
+        kwargs: dict[str, Any] = {}
+        if credentials is not None:
+            kwargs = {
+                "authenticator": Credentials(*credentials),
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        self.controller = Controller(
+            self.handler, hostname=host, port=port, ready_timeout=10, **kwargs
+        )
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        server = self.controller.server
+        sockets = getattr(server, "sockets", None)
+        assert sockets, "the sink is not started"
+        return int(sockets[0].getsockname()[1])
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="SMTP sink keeping messages as .eml files")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--outbox", type=Path, required=True)
+    args = parser.parse_args()
+    sink = SmtpSink(SinkHandler(outbox=args.outbox), host=args.host, port=args.port).start()
+    print(f"smtp sink listening on {args.host}:{sink.port}, outbox {args.outbox}", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The operator CLI (``python starter.py …`` or ``mailer …``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from db.queries import campaign_status, parse_campaign_id
+from mailer.accounts import AccountChanges, add_user, describe_account, get_account, set_account
+from mailer.authoring.create import CampaignDraft, create_campaign
+from mailer.cli_support import console, db_session, fail, reports_errors, settings, warn
+
+app = typer.Typer(
+    help="mailer: email campaigns as durable Temporal workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="CRM users (campaign creators).", no_args_is_help=True)
+account_app = typer.Typer(help="The global SMTP account and its limits.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(account_app, name="account")
+
+
+@db_app.command("upgrade")
+@reports_errors
+def db_upgrade() -> None:
+    """Migrate the database named by MAILER_DATABASE_URL to the latest schema."""
+    from db.migrate import upgrade
+
+    upgrade(settings().sqlalchemy_url)
+    console.print("database is at the latest schema")
+
+
+@user_app.command("add")
+@reports_errors
+def user_add(
+    username: str,
+    email: Annotated[str, typer.Option(help="The user's own address (informational).")] = "",
+) -> None:
+    """Add a user and print its id."""
+    with db_session() as session:
+        user = add_user(session, username, email)
+        user_id = user.id
+    print(user_id)
+
+
+@account_app.command("set")
+@reports_errors
+def account_set(
+    smtp_host: Annotated[str | None, typer.Option()] = None,
+    smtp_port: Annotated[int | None, typer.Option()] = None,
+    smtp_username: Annotated[str | None, typer.Option()] = None,
+    smtp_password: Annotated[str | None, typer.Option()] = None,
+    smtp_tls: Annotated[str | None, typer.Option(help="none, starttls or tls")] = None,
+    from_email: Annotated[str | None, typer.Option()] = None,
+    from_name: Annotated[str | None, typer.Option()] = None,
+    daily_limit: Annotated[
+        int | None, typer.Option(help="Emails per user per day; 0 = no limit.")
+    ] = None,
+    smtp_bz_api_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create or change the global mail account (only the options given change)."""
+    changes = AccountChanges(
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_username=smtp_username,
+        smtp_password=smtp_password,
+        smtp_tls=smtp_tls,
+        from_email=from_email,
+        from_name=from_name,
+        per_user_daily_limit=daily_limit,
+        smtp_bz_api_key=smtp_bz_api_key,
+    )
+    with db_session() as session:
+        shown = describe_account(set_account(session, changes))
+    _print_account(shown)
+
+
+@account_app.command("show")
+@reports_errors
+def account_show() -> None:
+    """Show the global mail account, secrets masked."""
+    with db_session() as session:
+        account = get_account(session)
+        if account is None:
+            raise fail("no account yet: create it with `mailer account set …`", 1)
+        shown = describe_account(account)
+    _print_account(shown)
+
+
+def _print_account(shown: dict[str, object]) -> None:
+    table = Table(show_header=False, box=None)
+    for key, value in shown.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def create(
+    name: Annotated[str, typer.Option(help="Campaign name.")],
+    subject: Annotated[str, typer.Option(help="Subject (a Jinja2 template).")],
+    recipients: Annotated[Path, typer.Option(help="CSV with an 'email' column.")],
+    created_by: Annotated[str, typer.Option(help="Username (or id) of the creator.")],
+    html: Annotated[Path | None, typer.Option(help="HTML body template file.")] = None,
+    text: Annotated[Path | None, typer.Option(help="Plain-text body template file.")] = None,
+    encoding: Annotated[str, typer.Option(help="The CSV's encoding.")] = "utf-8",
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Drop invalid addresses.")
+    ] = False,
+    from_email: Annotated[str, typer.Option(help="Sender (default: the account's).")] = "",
+    from_name: Annotated[str, typer.Option(help="Sender name (default: the account's).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a campaign from templates and a recipients CSV; prints its id."""
+    draft = CampaignDraft(
+        name=name,
+        subject=subject,
+        recipients_path=recipients,
+        created_by=created_by,
+        html_path=html,
+        text_path=text,
+        encoding=encoding,
+        skip_invalid=skip_invalid,
+        from_email=from_email,
+        from_name=from_name,
+    )
+    with db_session() as session:
+        created = create_campaign(session, draft, max_recipients=settings().max_campaign_recipients)
+    for line in created.warnings[:20]:
+        warn(line)
+    if len(created.warnings) > 20:
+        warn(f"… and {len(created.warnings) - 20} more duplicates merged")
+    if created.skipped_invalid:
+        warn(f"skipped {created.skipped_invalid} invalid addresses (--skip-invalid)")
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "campaign_id": str(created.campaign_id),
+                    "recipients": created.recipients,
+                    "skipped_invalid": created.skipped_invalid,
+                    "merged_duplicates": created.merged_duplicates,
+                }
+            )
+        )
+    else:
+        print(created.campaign_id)
+
+
+@app.command()
+@reports_errors
+def status(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign's UUID.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a campaign's status, deferral and recipient counts."""
+    parsed = parse_campaign_id(campaign_id)
+    if parsed is None:
+        raise fail(f"CAMPAIGN_ID: {campaign_id!r} is not a campaign UUID")
+    with db_session() as session:
+        view = campaign_status(session, parsed)
+    if view is None:
+        raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
+    if as_json:
+        print(json.dumps(view.to_json()))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in view.to_json().items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+
+
+def main() -> None:
+    from mailer.errors import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""The operator CLI's authoring commands against a real, migrated PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from starter import app
+
+TABLES = (
+    "accounts_user",
+    "mailer_campaign",
+    "mailer_campaignqueue",
+    "mailer_campaignrecipient",
+    "mailer_sendlog",
+    "mailer_smtpbzquota",
+    "mailer_globalmailaccount",
+)
+
+runner = CliRunner()
+
+
+def snapshot(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) or 0 for t in TABLES}
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    csv = tmp_path / "recipients.csv"
+    csv.write_text("email,name\nanna@example.com,Анна\nivan@example.com,Иван\n")
+    html = tmp_path / "body.html"
+    html.write_text("<p>Привет, {{ name }}!</p>\n")
+    body = tmp_path / "body.txt"
+    body.write_text("Привет, {{ name }}!\n")
+    return {"csv": csv, "html": html, "text": body, "dir": tmp_path}
+
+
+@pytest.fixture
+def user(mailer_env: dict[str, str]) -> str:
+    result = run("user", "add", "olga")
+    assert result.exit_code == 0, result.output
+    return "olga"
+
+
+def create_args(files: dict[str, Path], **overrides: str | None) -> list[str]:
+    options: dict[str, str | None] = {
+        "--name": "Tariffs",
+        "--subject": "{{ name }}, new tariffs",
+        "--html": str(files["html"]),
+        "--text": str(files["text"]),
+        "--recipients": str(files["csv"]),
+        "--created-by": "olga",
+    }
+    options.update(overrides)
+    args = ["create"]
+    for key, value in options.items():
+        if value is not None:
+            args += [key, value]
+    return args
+
+
+def test_user_add_prints_the_id(mailer_env: dict[str, str], engine: Engine) -> None:
+    first = run("user", "add", "anna")
+    second = run("user", "add", "boris")
+    assert int(second.stdout) == int(first.stdout) + 1
+    duplicate = run("user", "add", "anna")
+    assert duplicate.exit_code == 2
+    assert duplicate.stderr.strip() == "error: USERNAME: user 'anna' already exists"
+
+
+def test_account_set_and_show_mask_secrets(mailer_env: dict[str, str], engine: Engine) -> None:
+    result = run(
+        "account",
+        "set",
+        "--smtp-host",
+        "smtp.example.com",
+        "--smtp-password",
+        "s3cret",
+        "--smtp-bz-api-key",
+        "key-123",
+        "--daily-limit",
+        "250",
+        "--from-email",
+        "news@example.com",
+    )
+    assert result.exit_code == 0, result.output
+    shown = run("account", "show").stdout
+    assert "smtp.example.com" in shown and "250" in shown
+    assert "s3cret" not in shown and "key-123" not in shown
+    assert "********" in shown
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT smtp_password, per_user_daily_limit FROM mailer_globalmailaccount")
+        ).one()
+    assert tuple(row) == ("s3cret", 250)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--smtp-tls", "ssl"], "error: --smtp-tls: 'ssl' is not one of none, starttls, tls"),
+        (["--smtp-port", "70000"], "error: --smtp-port: 70000 is not a TCP port (1-65535)"),
+        (["--from-name", "A\r\nBcc: x@y"], "error: --from-name: contains a line break"),
+        (["--daily-limit", "-5"], "error: --daily-limit: must be 0 (no limit) or more"),
+    ],
+)
+def test_account_set_rejects_bad_values(
+    mailer_env: dict[str, str], engine: Engine, args: list[str], message: str
+) -> None:
+    before = snapshot(engine)
+    result = run("account", "set", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert snapshot(engine) == before
+
+
+def test_create_writes_campaign_and_recipients(
+    user: str, files: dict[str, Path], engine: Engine
+) -> None:
+    result = run(*create_args(files), "--json")
+    assert result.exit_code == 0, result.output
+    campaign_id = uuid.UUID(json.loads(result.stdout)["campaign_id"])
+    with engine.connect() as conn:
+        campaign = conn.execute(
+            text("SELECT status, total_recipients, subject FROM mailer_campaign WHERE id = :id"),
+            {"id": campaign_id},
+        ).one()
+        recipients = conn.execute(
+            text(
+                "SELECT email, name, status, variables FROM mailer_campaignrecipient "
+                "WHERE campaign_id = :id ORDER BY id"
+            ),
+            {"id": campaign_id},
+        ).all()
+    assert tuple(campaign) == ("ready", 2, "{{ name }}, new tariffs")
+    assert [tuple(r)[:3] for r in recipients] == [
+        ("anna@example.com", "Анна", "pending"),
+        ("ivan@example.com", "Иван", "pending"),
+    ]
+    assert recipients[0].variables == {"name": "Анна"}
+
+    status = run("status", str(campaign_id), "--json")
+    view = json.loads(status.stdout)
+    assert (view["status"], view["pending"], view["sent"], view["queue_status"]) == (
+        "ready",
+        2,
+        0,
+        None,
+    )
+
+
+def test_create_prints_plain_uuid_and_warns_about_merges(
+    user: str, files: dict[str, Path], engine: Engine
+) -> None:
+    files["csv"].write_text("email\nAnna@example.com\nanna@EXAMPLE.com\nbad\n")
+    result = run(
+        *create_args(files, **{"--subject": "Hello"}, **{"--html": None}, **{"--text": None}),
+        "--text",
+        str(files["dir"] / "plain.txt"),
+        "--skip-invalid",
+    )
+    assert result.exit_code == 2  # plain.txt does not exist yet
+    (files["dir"] / "plain.txt").write_text("Hello {{ email }}\n")
+    result = run(
+        *create_args(files, **{"--subject": "Hello"}, **{"--html": None}, **{"--text": None}),
+        "--text",
+        str(files["dir"] / "plain.txt"),
+        "--skip-invalid",
+    )
+    assert result.exit_code == 0, result.output
+    uuid.UUID(result.stdout.strip())
+    assert "duplicates line 2; merged" in result.stderr
+    assert "skipped 1 invalid addresses" in result.stderr
+    assert snapshot(engine)["mailer_campaignrecipient"] == 1
+
+
+def _bad_inputs(files: dict[str, Path]) -> list[tuple[list[str], list[str]]]:
+    d = files["dir"]
+    (d / "cp1251.csv").write_bytes("email,name\na@example.com,Привет\n".encode("cp1251"))
+    (d / "noemail.csv").write_text("mail,name\na@example.com,A\n")
+    (d / "empty.csv").write_text("email,name\n")
+    (d / "invalid.csv").write_text("email,name\nok@example.com,A\nnope@,B\n@x.com,C\n")
+    (d / "toomany.csv").write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(4)))
+    (d / "syntax.html").write_text("<p>\n{% if name %}oops\n</p>\n")
+    (d / "unknown.txt").write_text("Hi {{ first_name }}\n")
+    return [
+        (
+            create_args(files, **{"--recipients": str(d / "missing.csv")}),
+            [f"{d / 'missing.csv'}: no such file"],
+        ),
+        (
+            create_args(files, **{"--recipients": str(d / "cp1251.csv")}),
+            [
+                f"{d / 'cp1251.csv'}:2: not valid utf-8 (byte 0xcf); it decodes as cp1251: try --encoding cp1251"
+            ],
+        ),
+        (
+            create_args(files, **{"--recipients": str(d / "noemail.csv")}),
+            [f"{d / 'noemail.csv'}:1: no 'email' column in the header (found 'mail', 'name')"],
+        ),
+        (
+            create_args(files, **{"--recipients": str(d / "empty.csv")}),
+            [f"{d / 'empty.csv'}: no recipients: the file has a header row but no data rows"],
+        ),
+        (
+            create_args(files, **{"--recipients": str(d / "invalid.csv")}),
+            [
+                f"{d / 'invalid.csv'}:3: email: 'nope@' is not a valid address: There must be something after the @-sign.",
+                f"{d / 'invalid.csv'}:4: email: '@x.com' is not a valid address: There must be something before the @-sign.",
+            ],
+        ),
+        (
+            create_args(
+                files,
+                **{
+                    "--recipients": str(d / "toomany.csv"),
+                    "--subject": "Hi",
+                    "--html": None,
+                    "--text": str(d / "unknown.txt"),
+                },
+            ),
+            [
+                f"{d / 'toomany.csv'}: 4 recipients after merging duplicates, more than MAILER_MAX_CAMPAIGN_RECIPIENTS=3",
+                f"{d / 'unknown.txt'}:1: unknown variable 'first_name' (the CSV has: email)",
+            ],
+        ),
+        (create_args(files, **{"--subject": "  "}), ["--subject: empty"]),
+        (
+            create_args(files, **{"--subject": "Hi\r\nBcc: all@example.com"}),
+            ["--subject: contains a line break (CR/LF), which is not allowed in a header"],
+        ),
+        (
+            [*create_args(files), "--from-name", "Shop\nX-Evil: 1"],
+            ["--from-name: contains a line break (CR/LF), which is not allowed in a header"],
+        ),
+        (
+            create_args(files, **{"--html": str(d / "syntax.html")}),
+            [
+                f"{d / 'syntax.html'}:2: template syntax error: Unexpected end of template. Jinja was looking for the following tags: 'elif' or 'else' or 'endif'. The innermost block that needs to be closed is 'if'."
+            ],
+        ),
+        (
+            create_args(files, **{"--subject": "{{ nmae }}: news"}),
+            ["--subject: unknown variable 'nmae' (the CSV has: email, name)"],
+        ),
+        (
+            create_args(files, **{"--created-by": "ghost"}),
+            ["--created-by: no user 'ghost' (add one with: mailer user add NAME)"],
+        ),
+        (
+            create_args(files, **{"--html": None, "--text": None}),
+            ["no body: give --html FILE, --text FILE, or both"],
+        ),
+    ]
+
+
+def test_bad_inputs_write_nothing_and_name_the_problem(
+    user: str, files: dict[str, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer import settings as settings_module
+
+    monkeypatch.setenv("MAILER_MAX_CAMPAIGN_RECIPIENTS", "3")
+    settings_module.get_settings.cache_clear()
+    before = snapshot(engine)
+    for args, expected in _bad_inputs(files):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.splitlines() == [f"error: {line}" for line in expected], args
+        assert snapshot(engine) == before, args
+
+
+def test_status_of_unknown_or_malformed_campaign(
+    mailer_env: dict[str, str], engine: Engine
+) -> None:
+    missing = run("status", str(uuid.uuid4()))
+    assert missing.exit_code == 1 and "no campaign" in missing.stderr
+    malformed = run("status", "not-a-uuid")
+    assert malformed.exit_code == 2
+    assert malformed.stderr.strip() == "error: CAMPAIGN_ID: 'not-a-uuid' is not a campaign UUID"
+
+
+def test_database_down_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer import settings as settings_module
+    from tests.servers import free_port
+
+    monkeypatch.setenv("MAILER_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    settings_module.get_settings.cache_clear()
+    result = run("user", "add", "x")
+    settings_module.get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot reach the database (")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_setting_fails_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer import settings as settings_module
+
+    monkeypatch.setenv("MAILER_RATE_PER_HOUR", "abc")
+    settings_module.get_settings.cache_clear()
+    result = run("status", str(uuid.uuid4()))
+    settings_module.get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: MAILER_RATE_PER_HOUR: Input should be a valid integer")

@@ -1,0 +1,56 @@
+import pytest
+
+from mailer.errors import ConfigError
+from mailer.settings import load_settings
+
+
+def test_seed_limits_have_seed_names_and_defaults() -> None:
+    settings = load_settings()
+    assert settings.max_campaign_recipients == 10_000
+    assert settings.throttle_campaign_start_per_hour == 10
+    assert settings.throttle_test_email_per_hour == 5
+    assert settings.circuit_breaker_threshold == 10
+    assert settings.transient_retry_delay_minutes == 5
+    assert (settings.working_hours_start, settings.working_hours_end) == (9, 18)
+    assert settings.rate_per_hour == 100
+    assert settings.timezone == "Europe/Moscow"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_CIRCUIT_BREAKER_THRESHOLD", "3")
+    assert load_settings().circuit_breaker_threshold == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MAILER_RATE_PER_HOUR", "abc", "MAILER_RATE_PER_HOUR: Input should be a valid integer"),
+        ("MAILER_RATE_PER_HOUR", "0", "MAILER_RATE_PER_HOUR: Input should be greater than"),
+        ("MAILER_TIMEZONE", "Mars/Olympus", "MAILER_TIMEZONE: unknown time zone 'Mars/Olympus'"),
+        ("MAILER_DATABASE_URL", "mysql://x", "MAILER_DATABASE_URL: expected a postgresql://"),
+        ("MAILER_WORKING_HOURS_START", "25", "MAILER_WORKING_HOURS_START: Input should be less"),
+    ],
+)
+def test_wrong_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(expected)
+
+
+def test_working_hours_out_of_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_WORKING_HOURS_START", "18")
+    monkeypatch.setenv("MAILER_WORKING_HOURS_END", "9")
+    with pytest.raises(ConfigError, match=r"MAILER_WORKING_HOURS_START \(18\) must be before"):
+        load_settings()
+
+
+def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env_file = tmp_path / "mailer.env"
+    env_file.write_text("MAILER_RATE_PER_HOUR=42\n")
+    monkeypatch.setenv("MAILER_ENV_FILES", str(env_file))
+    assert load_settings().rate_per_hour == 42
