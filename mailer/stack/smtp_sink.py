@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,12 @@ class Credentials:
         return AuthResult(success=ok, handled=False)
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 class SmtpSink:
     """A running sink: ``start()`` binds ``host:port`` (0 picks a free port)."""
 
@@ -143,17 +150,16 @@ class SmtpSink:
                 "auth_required": True,
                 "auth_require_tls": False,
             }
+        # aiosmtpd's controller connects to its own port to check readiness, so port 0
+        # ("any free port") is resolved here first.
         self.controller = Controller(
-            self.handler, hostname=host, port=port, ready_timeout=10, **kwargs
+            self.handler, hostname=host, port=port or _free_port(host), ready_timeout=10, **kwargs
         )
         self.host = host
 
     @property
     def port(self) -> int:
-        server = self.controller.server
-        sockets = getattr(server, "sockets", None)
-        assert sockets, "the sink is not started"
-        return int(sockets[0].getsockname()[1])
+        return int(self.controller.port)
 
     def start(self) -> SmtpSink:
         self.controller.start()

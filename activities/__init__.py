@@ -1,0 +1,160 @@
+"""All of mailer's I/O, as Temporal activities: database, Redis, SMTP, the smtp.bz API.
+
+``MailerActivities`` holds what the activities share in one worker process (settings,
+the database engine, the rate limiter) and exposes each activity as a method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.ledger import (
+    CampaignRefused,
+    api_key,
+    mark_started,
+    record_state,
+    start_campaign,
+    store_quota,
+    take_snapshot,
+)
+from activities.quota import QuotaSyncError, fetch_quota, log_sync
+from activities.ratelimit import LimiterMetrics, RateLimiter, take_throttle, throttle_key
+from activities.sending import BatchHooks, BatchSender
+from db.engine import get_engine, session_scope
+from mailer.settings import Settings
+from workflows.contracts import (
+    RecordStateInput,
+    RecordStateResult,
+    SendBatchInput,
+    SendBatchResult,
+    SnapshotInput,
+    SnapshotResult,
+    StartCampaignInput,
+    StartCampaignResult,
+)
+
+REFUSED = "CampaignRefused"
+
+
+class MailerActivities:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = get_engine(settings.sqlalchemy_url)
+        self.limiter_metrics = LimiterMetrics()
+        self.limiter = RateLimiter(settings.redis_url, self.limiter_metrics)
+        self.sender = BatchSender(settings, self.engine, self.limiter)
+
+    @property
+    def all(self) -> list[object]:
+        return [self.start_campaign, self.load_snapshot, self.send_batch, self.record_state]
+
+    @activity.defn(name="start_campaign")
+    def start_campaign(self, request: StartCampaignInput) -> StartCampaignResult:
+        """Check the campaign may start (exists, ready, size, the creator's start throttle)."""
+        campaign_id = uuid.UUID(request.campaign_id)
+        settings = self.settings
+        try:
+            with session_scope(settings.sqlalchemy_url) as session:
+                campaign = start_campaign(session, campaign_id, request.now, settings)
+                if campaign.status != "sending" and campaign.created_by_id is not None:
+                    key = throttle_key("campaign_start", campaign.created_by_id, request.now, settings.timezone)
+                    allowed, used = take_throttle(
+                        settings.redis_url, key, settings.throttle_campaign_start_per_hour
+                    )
+                    if not allowed:
+                        raise CampaignRefused(
+                            f"user {campaign.created_by_id} already started {used} campaigns this hour "
+                            f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
+                            f"{settings.throttle_campaign_start_per_hour})"
+                        )
+                mark_started(session, campaign, request.now)
+                session.flush()
+                snapshot = take_snapshot(session, campaign_id, request.now, settings)
+        except CampaignRefused as refused:
+            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+        return StartCampaignResult(snapshot=snapshot)
+
+    @activity.defn(name="load_snapshot")
+    async def load_snapshot(self, request: SnapshotInput) -> SnapshotResult:
+        """The campaign's counts and current limits; optionally sync the quota first."""
+        url = self.settings.sqlalchemy_url
+        sync_error = ""
+        if request.sync_quota:
+            sync_error = await self._sync_quota(request)
+
+        def read() -> SnapshotResult:
+            with session_scope(url) as session:
+                snapshot = take_snapshot(session, uuid.UUID(request.campaign_id), request.now, self.settings)
+            return SnapshotResult(snapshot=snapshot, quota_sync_error=sync_error)
+
+        try:
+            return await asyncio.to_thread(read)
+        except CampaignRefused as refused:
+            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+
+    async def _sync_quota(self, request: SnapshotInput) -> str:
+        url = self.settings.sqlalchemy_url
+
+        def key() -> str:
+            with session_scope(url) as session:
+                return api_key(session)
+
+        error = ""
+        numbers = None
+        try:
+            numbers = await fetch_quota(self.settings.smtp_bz_api_url, await asyncio.to_thread(key))
+        except QuotaSyncError as exc:
+            error = str(exc)
+
+        def store() -> int:
+            with session_scope(url) as session:
+                if numbers is None:
+                    return store_quota(session, request.now, error=error)
+                return store_quota(
+                    session,
+                    request.now,
+                    available=numbers.quota,
+                    limit=numbers.tarif_quota,
+                    hourly_limit=numbers.hlimit,
+                    hourly_sent=numbers.hsent,
+                )
+
+        available = await asyncio.to_thread(store)
+        log_sync(request.now, available, error)
+        return error
+
+    @activity.defn(name="send_batch")
+    async def send_batch(self, request: SendBatchInput) -> SendBatchResult:
+        """Send up to ``max_messages`` pending recipients (see :mod:`activities.sending`)."""
+        hooks = BatchHooks(
+            heartbeat=lambda sent, failed: activity.heartbeat(sent, failed),
+            should_stop=activity.is_worker_shutdown,
+        )
+        try:
+            return await self.sender.send_batch(request, hooks)
+        except CampaignRefused as refused:
+            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+
+    @activity.defn(name="record_state")
+    def record_state(self, request: RecordStateInput) -> RecordStateResult:
+        """Mirror a state change into mailer_campaign / mailer_campaignqueue."""
+        campaign_id = uuid.UUID(request.campaign_id)
+        with session_scope(self.settings.sqlalchemy_url) as session:
+            record_state(
+                session,
+                campaign_id,
+                request.now,
+                campaign_status=request.campaign_status,
+                queue_status=request.queue_status,
+                defer_reason=request.defer_reason,
+                deferred_until=request.deferred_until,
+                consecutive_transient_errors=request.consecutive_transient_errors,
+                last_error=request.last_error,
+            )
+            session.flush()
+            snapshot = take_snapshot(session, campaign_id, request.now, self.settings)
+        return RecordStateResult(snapshot=snapshot)

@@ -1,0 +1,408 @@
+"""The database side of sending: snapshots, start checks, state mirrors, per-message commits.
+
+Plain synchronous functions over SQLAlchemy sessions; the activity layer runs them in
+threads. "Now" is always a parameter (the workflow's clock), never the wall clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    PROVIDER_SMTP_GLOBAL,
+    SINGLETON_ID,
+    Campaign,
+    CampaignQueue,
+    CampaignRecipient,
+    CampaignStatus,
+    GlobalMailAccount,
+    QueueStatus,
+    RecipientStatus,
+    SendLog,
+    SendLogStatus,
+    SmtpBzQuota,
+)
+from db.queries import recipient_counts
+from mailer.settings import Settings
+from workflows.calendar import local_day_bounds
+from workflows.contracts import Limits, Snapshot
+
+
+class CampaignRefused(Exception):
+    """The campaign cannot be started; the message says why (shown to the operator)."""
+
+
+@dataclass(frozen=True)
+class AccountView:
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: str
+    smtp_tls: str
+    from_email: str
+    from_name: str
+    per_user_daily_limit: int
+
+
+@dataclass(frozen=True)
+class RecipientView:
+    id: int
+    email: str
+    name: str
+    variables: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    id: uuid.UUID
+    created_by_id: int | None
+    subject: str
+    html_body: str
+    text_body: str
+    from_email: str
+    from_name: str
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one batch will send, decided under the creator's lock."""
+
+    campaign: CampaignView
+    account: AccountView
+    recipients: list[RecipientView]
+    limited_by_quota_or_day: bool
+
+
+def _account(session: Session) -> GlobalMailAccount | None:
+    return session.get(GlobalMailAccount, SINGLETON_ID)
+
+
+def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
+    return Limits(
+        timezone=settings.timezone,
+        working_hours_start=settings.working_hours_start,
+        working_hours_end=settings.working_hours_end,
+        rate_per_hour=settings.rate_per_hour,
+        per_user_daily_limit=account.per_user_daily_limit if account else 0,
+        circuit_breaker_threshold=settings.circuit_breaker_threshold,
+        transient_retry_delay_minutes=settings.transient_retry_delay_minutes,
+        send_batch_size=settings.send_batch_size,
+        continue_as_new_events=settings.continue_as_new_events,
+    )
+
+
+def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: str) -> int:
+    """The creator's successful sends in today's local day, all campaigns (the seed's SQL)."""
+    start, end = local_day_bounds(now, timezone)
+    query = (
+        select(func.count())
+        .select_from(SendLog)
+        .join(Campaign, Campaign.id == SendLog.campaign_id)
+        .where(
+            SendLog.provider == PROVIDER_SMTP_GLOBAL,
+            SendLog.status == SendLogStatus.SENT.value,
+            SendLog.created_at >= start,
+            SendLog.created_at < end,
+        )
+    )
+    if campaign.created_by_id is None:
+        query = query.where(SendLog.campaign_id == campaign.id)
+    else:
+        query = query.where(Campaign.created_by_id == campaign.created_by_id)
+    return int(session.scalar(query) or 0)
+
+
+def quota_available(session: Session) -> int:
+    quota = session.get(SmtpBzQuota, SINGLETON_ID)
+    return quota.emails_available if quota else 0
+
+
+def take_snapshot(session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings) -> Snapshot:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    limits = limits_for(settings, _account(session))
+    counts = recipient_counts(session, campaign_id)
+    active = session.scalar(
+        select(func.count()).select_from(Campaign).where(Campaign.status == CampaignStatus.SENDING.value)
+    )
+    return Snapshot(
+        limits=limits,
+        quota_available=quota_available(session),
+        sent_today_by_creator=sent_today(session, campaign, now, limits.timezone),
+        active_campaigns=int(active or 0),
+        pending=counts.pending,
+        sent=counts.sent,
+        failed=counts.failed,
+    )
+
+
+def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
+    return session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
+
+
+def start_campaign(session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings) -> Campaign:
+    """Check the campaign can start and mark it sending; idempotent for a retried start.
+
+    Raises :class:`CampaignRefused` with the reason otherwise. The start throttle is the
+    caller's (it lives in Redis).
+    """
+    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    if campaign.status == CampaignStatus.SENDING.value:
+        return campaign  # this start already went through (an activity retry)
+    if campaign.status != CampaignStatus.READY.value:
+        raise CampaignRefused(f"campaign {campaign_id} is {campaign.status}, not ready to start")
+    total = int(
+        session.scalar(
+            select(func.count()).select_from(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign_id)
+        )
+        or 0
+    )
+    if total > settings.max_campaign_recipients:
+        raise CampaignRefused(
+            f"campaign {campaign_id} has {total} recipients, more than "
+            f"MAILER_MAX_CAMPAIGN_RECIPIENTS={settings.max_campaign_recipients}"
+        )
+    return campaign
+
+
+def mark_started(session: Session, campaign: Campaign, now: datetime) -> None:
+    campaign.status = CampaignStatus.SENDING.value
+    campaign.started_at = campaign.started_at or now
+    queue = _queue(session, campaign.id)
+    if queue is None:
+        queue = CampaignQueue(campaign_id=campaign.id, queued_at=now)
+        session.add(queue)
+    queue.status = QueueStatus.PENDING.value
+    queue.defer_reason = ""
+    queue.deferred_until = None
+    queue.consecutive_transient_errors = 0
+    queue.started_at = None
+    queue.finished_at = None
+
+
+def record_state(
+    session: Session,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    *,
+    campaign_status: str,
+    queue_status: str,
+    defer_reason: str,
+    deferred_until: datetime | None,
+    consecutive_transient_errors: int,
+    last_error: str,
+) -> None:
+    """Mirror the workflow's state so the playbook's SQL tells the truth."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return
+    campaign.status = campaign_status
+    finished = campaign_status in (CampaignStatus.SENT.value, CampaignStatus.CANCELLED.value)
+    if finished:
+        campaign.finished_at = now
+    queue = _queue(session, campaign_id)
+    if queue is None:
+        queue = CampaignQueue(campaign_id=campaign_id, queued_at=now)
+        session.add(queue)
+    if queue_status == QueueStatus.PROCESSING.value and queue.status != queue_status:
+        queue.started_at = now
+    elif queue_status != QueueStatus.PROCESSING.value:
+        queue.started_at = None
+    queue.status = queue_status
+    queue.defer_reason = defer_reason
+    queue.deferred_until = deferred_until
+    queue.consecutive_transient_errors = consecutive_transient_errors
+    queue.last_error = last_error
+    queue.finished_at = now if finished else None
+
+
+# --- one batch -----------------------------------------------------------------------------
+
+
+def _lock_key(campaign: Campaign) -> str:
+    # Batches of one creator's campaigns run one at a time, so the daily count is exact.
+    owner = campaign.created_by_id if campaign.created_by_id is not None else campaign.id
+    return f"mailer:creator:{owner}"
+
+
+@contextmanager
+def creator_lock(engine: Engine, key: str) -> Iterator[Connection | None]:
+    """Hold a session-level advisory lock on ``key`` if free; yields None if it is taken.
+
+    The lock lives on its own connection, so it is released if the worker dies.
+    """
+    conn = engine.connect()
+    try:
+        got = conn.execute(select(func.pg_try_advisory_lock(func.hashtext(key)))).scalar()
+        conn.commit()
+        if not got:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    return _lock_key(campaign)
+
+
+def plan_batch(
+    session: Session, campaign_id: uuid.UUID, now: datetime, max_messages: int, settings: Settings
+) -> BatchPlan:
+    """Pick the recipients of the next batch (caller holds the creator's lock)."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    account = _account(session)
+    if account is None:
+        raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    allowed = min(max_messages, quota_available(session))
+    if account.per_user_daily_limit > 0:
+        left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
+        allowed = min(allowed, left)
+    allowed = max(0, allowed)
+    rows = session.scalars(
+        select(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING.value,
+        )
+        .order_by(CampaignRecipient.id)
+        .limit(allowed)
+    ).all()
+    queue = _queue(session, campaign_id)
+    if rows and queue is not None and queue.status != QueueStatus.PROCESSING.value:
+        queue.status = QueueStatus.PROCESSING.value
+        queue.started_at = now
+        queue.defer_reason = ""
+        queue.deferred_until = None
+    return BatchPlan(
+        campaign=CampaignView(
+            id=campaign.id,
+            created_by_id=campaign.created_by_id,
+            subject=campaign.subject,
+            html_body=campaign.html_body,
+            text_body=campaign.text_body,
+            from_email=campaign.from_email or account.from_email,
+            from_name=campaign.from_name or account.from_name,
+        ),
+        account=AccountView(
+            smtp_host=account.smtp_host,
+            smtp_port=account.smtp_port,
+            smtp_username=account.smtp_username,
+            smtp_password=account.smtp_password,
+            smtp_tls=account.smtp_tls,
+            from_email=account.from_email,
+            from_name=account.from_name,
+            per_user_daily_limit=account.per_user_daily_limit,
+        ),
+        recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
+        limited_by_quota_or_day=allowed < max_messages,
+    )
+
+
+_RECORD_SENT = text(
+    """
+    WITH recipient AS (
+        UPDATE mailer_campaignrecipient
+           SET status = 'sent', message_id = :message_id, sent_at = :now, error = ''
+         WHERE id = :recipient_id AND status = 'pending'
+     RETURNING id, campaign_id, email
+    ), quota AS (
+        UPDATE mailer_smtpbzquota SET emails_available = emails_available - 1
+         WHERE id = 1 AND EXISTS (SELECT 1 FROM recipient)
+    )
+    INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, message_id,
+                                smtp_code, error, created_at)
+    SELECT campaign_id, id, email, 'smtp_global', 'sent', :message_id, 250, '', :now
+      FROM recipient
+    """
+)
+
+
+def record_sent(engine: Engine, recipient_id: int, message_id: str, now: datetime) -> None:
+    """After the server's 250: recipient sent + send log + quota, in one transaction."""
+    with engine.begin() as conn:
+        conn.execute(_RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now})
+
+
+def record_failed(
+    engine: Engine,
+    campaign_id: uuid.UUID,
+    recipient_id: int,
+    email: str,
+    message_id: str,
+    code: int | None,
+    error: str,
+    now: datetime,
+) -> None:
+    """A permanent (5xx) refusal: the recipient is failed and never retried."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(CampaignRecipient)
+            .where(CampaignRecipient.id == recipient_id, CampaignRecipient.status == RecipientStatus.PENDING.value)
+            .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
+        )
+        conn.execute(
+            SendLog.__table__.insert().values(
+                campaign_id=campaign_id,
+                recipient_id=recipient_id,
+                email=email,
+                provider=PROVIDER_SMTP_GLOBAL,
+                status=SendLogStatus.FAILED.value,
+                message_id=message_id,
+                smtp_code=code,
+                error=error,
+                created_at=now,
+            )
+        )
+
+
+def store_quota(
+    session: Session,
+    now: datetime,
+    *,
+    available: int | None = None,
+    limit: int | None = None,
+    hourly_limit: int | None = None,
+    hourly_sent: int | None = None,
+    error: str = "",
+) -> int:
+    """Write a quota sync's result; on error the old numbers stay. Returns emails_available."""
+    quota = session.get(SmtpBzQuota, SINGLETON_ID)
+    if quota is None:
+        quota = SmtpBzQuota(id=SINGLETON_ID, emails_available=0, emails_limit=0)
+        session.add(quota)
+    if not error:
+        quota.emails_available = available if available is not None else quota.emails_available
+        quota.emails_limit = limit if limit is not None else quota.emails_limit
+        quota.hourly_limit = hourly_limit if hourly_limit is not None else quota.hourly_limit
+        quota.hourly_sent = hourly_sent if hourly_sent is not None else quota.hourly_sent
+        quota.last_synced_at = now
+    quota.sync_error = error
+    session.flush()
+    return quota.emails_available
+
+
+def api_key(session: Session) -> str:
+    account = _account(session)
+    return account.smtp_bz_api_key if account else ""

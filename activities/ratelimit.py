@@ -1,0 +1,129 @@
+"""The shared hourly rate window and the per-user throttles, in Redis (seed-compatible keys).
+
+Tokens are reserved atomically (Lua) and unused ones returned. On any Redis error the
+limiter **fails open**, as the seed does: sending goes on, ``Error reserving rate limit
+token`` is logged at ERROR (the seed's alert matches that text) and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import redis
+import redis.asyncio as aioredis
+
+from workflows.calendar import hour_label, rate_window_key
+
+log = logging.getLogger("mailer.ratelimit")
+
+RATE_WINDOW_TTL_SECONDS = 2 * 60 * 60
+THROTTLE_TTL_SECONDS = 2 * 60 * 60
+THROTTLE_PREFIX = "crm:mailer:throttle:"
+
+_RESERVE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used)
+if grant <= 0 then return 0 end
+redis.call('INCRBY', KEYS[1], grant)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return grant
+"""
+
+_RELEASE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local back = math.min(tonumber(ARGV[1]), used)
+if back > 0 then redis.call('DECRBY', KEYS[1], back) end
+return back
+"""
+
+
+@dataclass
+class LimiterMetrics:
+    """Counters the worker exposes in its logs (fail-open events are the alert)."""
+
+    redis_errors: int = 0
+    fail_open_tokens: int = 0
+    by_key: dict[str, int] = field(default_factory=dict)
+
+
+def _client_options() -> dict[str, object]:
+    # Short timeouts: a Redis outage must not stall sending, only open the limiter.
+    return {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+
+
+class RateLimiter:
+    """Reserve and return tokens of the hourly window shared by all campaigns."""
+
+    def __init__(self, url: str, metrics: LimiterMetrics | None = None) -> None:
+        self.url = url
+        self.metrics = metrics or LimiterMetrics()
+        self._client: aioredis.Redis | None = None
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(self.url, **_client_options())
+        return self._client
+
+    async def reserve(self, now: datetime, timezone: str, limit: int, wanted: int) -> int:
+        """Up to ``wanted`` tokens of the window containing ``now`` (all of them on error)."""
+        if wanted <= 0:
+            return 0
+        key = rate_window_key(now, timezone)
+        try:
+            granted = await self._redis().eval(_RESERVE, 1, key, limit, wanted, RATE_WINDOW_TTL_SECONDS)
+            return int(granted)
+        except (redis.RedisError, OSError) as exc:
+            self.metrics.redis_errors += 1
+            self.metrics.fail_open_tokens += wanted
+            log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
+            await self._reset()
+            return wanted
+
+    async def release(self, now: datetime, timezone: str, unused: int) -> None:
+        """Give back tokens reserved but not used (best effort)."""
+        if unused <= 0:
+            return
+        key = rate_window_key(now, timezone)
+        try:
+            await self._redis().eval(_RELEASE, 1, key, unused)
+        except (redis.RedisError, OSError) as exc:
+            self.metrics.redis_errors += 1
+            log.error("Error returning rate limit tokens: %s (key %s)", exc, key)
+            await self._reset()
+
+    async def _reset(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            except (redis.RedisError, OSError):
+                pass
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+def throttle_key(kind: str, user_id: int, now: datetime, timezone: str) -> str:
+    """``crm:mailer:throttle:<kind>:<user>:YYYY-MM-DD:HH`` for the clock hour of ``now``."""
+    return f"{THROTTLE_PREFIX}{kind}:{user_id}:{hour_label(now, timezone)}"
+
+
+def take_throttle(url: str, key: str, limit: int) -> tuple[bool, int]:
+    """Count one use under ``key``; ``(allowed, uses this hour)``. Fails open on errors."""
+    try:
+        client = redis.Redis.from_url(url, **_client_options())  # type: ignore[arg-type]
+        try:
+            uses = int(client.incr(key))  # type: ignore[arg-type]
+            if uses == 1:
+                client.expire(key, THROTTLE_TTL_SECONDS)
+            if uses > limit:
+                client.decr(key)
+                return False, uses - 1
+            return True, uses
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as exc:
+        log.error("Error reserving rate limit token: %s (throttle %s); failing open", exc, key)
+        return True, 0

@@ -1,0 +1,264 @@
+"""One send batch: one SMTP connection, one recipient per transaction, a commit per message.
+
+Right after the server's 250 the recipient, its send log and the quota are committed, so a
+crash repeats at most the message in flight (with the same Message-ID). A pause or cancel
+stops the batch after the message in flight, which is still recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import aiosmtplib
+from sqlalchemy import Engine
+
+from activities.ledger import (
+    AccountView,
+    BatchPlan,
+    RecipientView,
+    creator_lock,
+    lock_key_for,
+    plan_batch,
+    record_failed,
+    record_sent,
+    take_snapshot,
+)
+from activities.messages import build_message, message_id_for
+from activities.ratelimit import RateLimiter
+from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
+from db.engine import session_scope
+from mailer.settings import Settings
+from workflows.contracts import SendBatchInput, SendBatchResult, SendOutcome
+
+log = logging.getLogger("mailer.sending")
+
+T = TypeVar("T")
+LOCK_POLL_SECONDS = 0.2
+
+
+@dataclass
+class BatchHooks:
+    """How the batch talks to its runtime (Temporal's activity API, or a test's)."""
+
+    heartbeat: Callable[[int, int], None]
+    should_stop: Callable[[], bool]
+
+
+@dataclass
+class _Tally:
+    sent: int = 0
+    failed: int = 0
+    failure: SmtpFailure | None = None
+    stopped: bool = False
+
+
+class BatchSender:
+    """Sends batches for campaigns; one instance per worker (shares the engine and limiter)."""
+
+    def __init__(self, settings: Settings, engine: Engine, limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.limiter = limiter
+
+    async def _db(self, fn: Callable[[], T]) -> T:
+        return await asyncio.to_thread(fn)
+
+    async def send_batch(self, request: SendBatchInput, hooks: BatchHooks) -> SendBatchResult:
+        campaign_id = uuid.UUID(request.campaign_id)
+        url = self.settings.sqlalchemy_url
+
+        def lock_key() -> str:
+            with session_scope(url) as session:
+                return lock_key_for(session, campaign_id)
+
+        key = await self._db(lock_key)
+        tally = _Tally()
+        outcome = await self._locked(key, request, campaign_id, hooks, tally)
+
+        def snapshot():  # type: ignore[no-untyped-def]
+            with session_scope(url) as session:
+                return take_snapshot(session, campaign_id, request.now, self.settings)
+
+        result = SendBatchResult(
+            outcome=outcome,
+            sent=tally.sent,
+            failed=tally.failed,
+            snapshot=await self._db(snapshot),
+            error=tally.failure.describe() if tally.failure else "",
+        )
+        log.info(
+            "campaign %s batch: %s, sent %d, failed %d%s",
+            request.campaign_id,
+            outcome,
+            tally.sent,
+            tally.failed,
+            f" ({result.error})" if result.error else "",
+        )
+        return result
+
+    async def _locked(
+        self,
+        key: str,
+        request: SendBatchInput,
+        campaign_id: uuid.UUID,
+        hooks: BatchHooks,
+        tally: _Tally,
+    ) -> str:
+        """Wait for the creator's lock (heartbeating), then run the batch under it."""
+        while True:
+            lock = creator_lock(self.engine, key)
+            conn = await self._db(lock.__enter__)
+            try:
+                if conn is not None:
+                    return await self._run(request, campaign_id, hooks, tally)
+            finally:
+                await self._db(lambda: lock.__exit__(None, None, None))
+            hooks.heartbeat(0, 0)
+            if hooks.should_stop():
+                return SendOutcome.STOPPED
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+
+    async def _run(
+        self, request: SendBatchInput, campaign_id: uuid.UUID, hooks: BatchHooks, tally: _Tally
+    ) -> str:
+        url = self.settings.sqlalchemy_url
+
+        def plan() -> BatchPlan:
+            with session_scope(url) as session:
+                return plan_batch(session, campaign_id, request.now, request.max_messages, self.settings)
+
+        batch = await self._db(plan)
+        if not batch.recipients:
+            return SendOutcome.BLOCKED if batch.limited_by_quota_or_day else SendOutcome.COMPLETED
+        tz = self.settings.timezone
+        granted = await self.limiter.reserve(
+            request.now, tz, self.settings.rate_per_hour, len(batch.recipients)
+        )
+        if granted == 0:
+            return SendOutcome.RATE_LIMITED
+        try:
+            await self._deliver_all(batch, batch.recipients[:granted], request.now, hooks, tally)
+        finally:
+            await self.limiter.release(request.now, tz, granted - tally.sent - tally.failed)
+        if tally.failure is not None:
+            return (
+                SendOutcome.CONFIGURATION
+                if tally.failure.error_class == ErrorClass.CONFIGURATION
+                else SendOutcome.TRANSIENT
+            )
+        if tally.stopped:
+            return SendOutcome.STOPPED
+        if granted < len(batch.recipients):
+            return SendOutcome.RATE_LIMITED
+        return SendOutcome.COMPLETED
+
+    async def _connect(self, account: AccountView) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=account.smtp_host,
+            port=account.smtp_port,
+            timeout=self.settings.smtp_timeout_seconds,
+            use_tls=account.smtp_tls == "tls",
+            start_tls=account.smtp_tls == "starttls",
+        )
+        stage = Stage.CONNECT
+        try:
+            await smtp.connect()
+            if account.smtp_username:
+                stage = Stage.AUTH
+                await smtp.login(account.smtp_username, account.smtp_password)
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            smtp.close()
+            if account.smtp_tls != "none" and stage == Stage.CONNECT and _looks_like_tls(exc):
+                stage = Stage.TLS
+            raise _Failed(classify_exception(exc, stage)) from exc
+        return smtp
+
+    async def _deliver_all(
+        self,
+        batch: BatchPlan,
+        recipients: list[RecipientView],
+        now: datetime,
+        hooks: BatchHooks,
+        tally: _Tally,
+    ) -> None:
+        hooks.heartbeat(0, 0)
+        try:
+            smtp = await self._connect(batch.account)
+        except _Failed as failed:
+            tally.failure = failed.failure
+            return
+        try:
+            for recipient in recipients:
+                if hooks.should_stop():
+                    tally.stopped = True
+                    return
+                # The message in flight finishes and is recorded even if we are cancelled.
+                delivery = asyncio.ensure_future(self._deliver_one(smtp, batch, recipient, now, tally))
+                try:
+                    await asyncio.shield(delivery)
+                except asyncio.CancelledError:
+                    await delivery
+                    tally.stopped = True
+                    return
+                hooks.heartbeat(tally.sent, tally.failed)
+                if tally.failure is not None:
+                    return
+        finally:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                smtp.close()
+
+    async def _deliver_one(
+        self,
+        smtp: aiosmtplib.SMTP,
+        batch: BatchPlan,
+        recipient: RecipientView,
+        now: datetime,
+        tally: _Tally,
+    ) -> None:
+        campaign = batch.campaign
+        message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
+        message = build_message(campaign, recipient, now)
+        try:
+            await smtp.send_message(message, sender=campaign.from_email, recipients=[recipient.email])
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            failure = classify_exception(exc, Stage.MAIL)
+            if failure.error_class == ErrorClass.RECIPIENT:
+                await self._db(
+                    lambda: record_failed(
+                        self.engine,
+                        campaign.id,
+                        recipient.id,
+                        recipient.email,
+                        message_id,
+                        failure.code,
+                        failure.describe(),
+                        now,
+                    )
+                )
+                tally.failed += 1
+            else:
+                tally.failure = failure
+            return
+        await self._db(lambda: record_sent(self.engine, recipient.id, message_id, now))
+        tally.sent += 1
+
+
+class _Failed(Exception):
+    def __init__(self, failure: SmtpFailure) -> None:
+        super().__init__(failure.describe())
+        self.failure = failure
+
+
+def _looks_like_tls(exc: BaseException) -> bool:
+    import ssl
+
+    return isinstance(exc, ssl.SSLError) or "tls" in str(exc).lower() or "ssl" in str(exc).lower()
+

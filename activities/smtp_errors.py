@@ -1,0 +1,94 @@
+"""What an SMTP failure means for the campaign (RFC 5321 reply codes, RFC 3463 classes).
+
+- transient: 4xx (421 included), timeouts, disconnects, refused connections: stop the batch
+  and retry after the delay; counts towards the circuit breaker.
+- recipient: 5xx to RCPT or DATA: that recipient is ``failed`` and never retried.
+- configuration: 535 and other AUTH failures, 5xx to MAIL FROM or HELO, TLS failures: no
+  message can go out until an operator fixes the account, so the campaign pauses at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+
+class ErrorClass(enum.StrEnum):
+    TRANSIENT = "transient"
+    RECIPIENT = "recipient"
+    CONFIGURATION = "configuration"
+
+
+class Stage(enum.StrEnum):
+    CONNECT = "connect"
+    HELO = "helo"
+    TLS = "tls"
+    AUTH = "auth"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+
+
+@dataclass(frozen=True)
+class SmtpFailure:
+    error_class: ErrorClass
+    stage: Stage
+    code: int | None
+    message: str
+
+    def describe(self) -> str:
+        code = f"{self.code} " if self.code else ""
+        return f"{self.stage.value}: {code}{self.message}".strip()
+
+
+def classify_reply(stage: Stage, code: int) -> ErrorClass:
+    """The class of an SMTP error reply ``code`` received at ``stage``."""
+    if 400 <= code < 500:
+        return ErrorClass.TRANSIENT
+    if stage in (Stage.RCPT, Stage.DATA):
+        return ErrorClass.RECIPIENT
+    if stage in (Stage.AUTH, Stage.MAIL, Stage.HELO, Stage.TLS, Stage.CONNECT):
+        return ErrorClass.CONFIGURATION
+    return ErrorClass.TRANSIENT
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def classify_exception(exc: BaseException, stage: Stage) -> SmtpFailure:
+    """Map an aiosmtplib (or socket/TLS) exception raised at ``stage`` to a failure."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+        stage = Stage.RCPT
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return SmtpFailure(
+            ErrorClass.CONFIGURATION,
+            Stage.AUTH,
+            exc.code,
+            f"authentication failed: {_first_line(exc.message)}",
+        )
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        stage = Stage.RCPT
+    elif isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        stage = Stage.MAIL
+    elif isinstance(exc, aiosmtplib.SMTPDataError):
+        stage = Stage.DATA
+    elif isinstance(exc, aiosmtplib.SMTPHeloError):
+        stage = Stage.HELO
+    if isinstance(exc, ssl.SSLError) or (
+        isinstance(exc, aiosmtplib.SMTPException) and "TLS" in str(exc) and stage == Stage.TLS
+    ):
+        return SmtpFailure(ErrorClass.CONFIGURATION, Stage.TLS, None, f"TLS failed: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return SmtpFailure(ErrorClass.CONFIGURATION, stage, None, _first_line(str(exc)))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return SmtpFailure(
+            classify_reply(stage, exc.code), stage, exc.code, _first_line(exc.message)
+        )
+    # Timeouts, disconnects, refused or reset connections: the server may be back soon.
+    reason = _first_line(str(exc)) or type(exc).__name__
+    return SmtpFailure(ErrorClass.TRANSIENT, stage, None, f"{type(exc).__name__}: {reason}")

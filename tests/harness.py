@@ -1,0 +1,147 @@
+"""Running the real CampaignWorkflow and activities against real servers in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from db.engine import get_engine
+from mailer.settings import Settings, load_settings
+from mailer.stack.smtp_sink import SmtpSink
+from mailer.stack.smtpbz_stub import SmtpBzStubServer
+from worker import build_worker
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.contracts import CampaignInput, Progress
+
+MSK = ZoneInfo("Europe/Moscow")
+BIN = Path(sys.executable).parent
+
+
+def test_server_path() -> str:
+    return str(BIN / "temporal-test-server")
+
+
+def dev_server_path() -> str:
+    return str(BIN / "temporal")
+
+
+def next_monday_9(after: datetime) -> datetime:
+    """The first Monday 09:00 Moscow time strictly after ``after``."""
+    local = after.astimezone(MSK)
+    day = local.date() + timedelta(days=1)
+    while day.weekday() != 0:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 9, 0, tzinfo=MSK)
+
+
+async def skip_to(env: WorkflowEnvironment, when: datetime) -> None:
+    """Advance the time-skipping server's clock to ``when``."""
+    now = await env.get_current_time()
+    if when > now:
+        await env.sleep(when - now)
+
+
+@dataclass
+class Harness:
+    client: Client
+    settings: Settings
+    sink: SmtpSink
+    stub: SmtpBzStubServer
+    database_url: str
+    task_queue: str
+
+    def worker(self, **overrides: object) -> Worker:
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        return build_worker(self.client, settings, task_queue=self.task_queue)
+
+    async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, object]:
+        return await self.client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(campaign_id),
+            id=workflow_id_for(campaign_id),
+            task_queue=self.task_queue,
+        )
+
+    def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
+        with get_engine(self.database_url).connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query), params).all()]
+
+    def sent_times(self, campaign_id: str | None = None) -> list[datetime]:
+        where = "AND campaign_id = :c" if campaign_id else ""
+        rows = self.sql(
+            f"SELECT created_at FROM mailer_sendlog WHERE status = 'sent' {where} ORDER BY id",
+            c=campaign_id,
+        )
+        return [row[0].astimezone(MSK) for row in rows]  # type: ignore[union-attr]
+
+    def queue_row(self, campaign_id: str) -> dict[str, object]:
+        rows = self.sql(
+            "SELECT q.status, q.defer_reason, q.deferred_until, q.consecutive_transient_errors, "
+            "q.last_error, c.status FROM mailer_campaignqueue q JOIN mailer_campaign c "
+            "ON c.id = q.campaign_id WHERE q.campaign_id = :c",
+            c=campaign_id,
+        )
+        status, reason, until, errors, last_error, campaign_status = rows[0]
+        return {
+            "status": status,
+            "defer_reason": reason,
+            "deferred_until": until,
+            "consecutive_transient_errors": errors,
+            "last_error": last_error,
+            "campaign_status": campaign_status,
+        }
+
+
+def make_settings(database_url: str, redis_url: str, api_url: str, **overrides: object) -> Settings:
+    return load_settings(
+        database_url=database_url, redis_url=redis_url, smtp_bz_api_url=api_url, **overrides
+    )
+
+
+async def wait_for(
+    predicate: Callable[[], object], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` (sync or async) until truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def closed_at(handle: WorkflowHandle[CampaignWorkflow, object]) -> datetime:
+    """When the (last run of the) workflow closed, in Moscow time, from its history."""
+    history = await handle.fetch_history()
+    return history.events[-1].event_time.ToDatetime(tzinfo=MSK)
+
+
+async def progress(handle: WorkflowHandle[CampaignWorkflow, object]) -> Progress:
+    return await handle.query(CampaignWorkflow.progress)
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    async with worker:
+        yield worker
+
+
+def new_task_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"

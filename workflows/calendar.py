@@ -1,0 +1,86 @@
+"""The sending calendar: working hours, local days and clock hours in MAILER_TIMEZONE.
+
+Pure functions of an aware "now" (the workflow's ``workflow.now()``, or an activity's input),
+so the time-skipping server and the simulator exercise exactly this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+RATE_WINDOW_PREFIX = "crm:mailer:rate:hour:"
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """Sending is allowed from ``start`` (inclusive) to ``end`` (exclusive), local time."""
+
+    timezone: str
+    start: int
+    end: int
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _local(now: datetime, zone: ZoneInfo) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(zone)
+
+
+def _at_hour(day: datetime, hour: int, zone: ZoneInfo) -> datetime:
+    """``hour``:00 local on ``day``'s date (hour 24 is the next midnight)."""
+    midnight = datetime.combine(day.date(), time(0), tzinfo=zone)
+    # Add whole hours to the local wall clock, then re-attach the zone (DST-safe enough for
+    # whole-hour boundaries in zones whose changes happen at night).
+    return (midnight.replace(tzinfo=None) + timedelta(hours=hour)).replace(tzinfo=zone)
+
+
+def is_working_time(now: datetime, hours: WorkingHours) -> bool:
+    local = _local(now, hours.zone)
+    return hours.start <= local.hour < hours.end
+
+
+def next_working_start(now: datetime, hours: WorkingHours) -> datetime:
+    """The next moment sending opens: today's start if still ahead, else tomorrow's."""
+    zone = hours.zone
+    local = _local(now, zone)
+    today_start = _at_hour(local, hours.start, zone)
+    if local < today_start:
+        return today_start
+    return _at_hour(local + timedelta(days=1), hours.start, zone)
+
+
+def next_day_start(now: datetime, hours: WorkingHours) -> datetime:
+    """Tomorrow at the working-hours start (the daily limit's resume time)."""
+    zone = hours.zone
+    return _at_hour(_local(now, zone) + timedelta(days=1), hours.start, zone)
+
+
+def next_clock_hour(now: datetime, timezone: str) -> datetime:
+    """The start of the next clock hour (the rate window's resume time)."""
+    local = _local(now, ZoneInfo(timezone))
+    return local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def local_day_bounds(now: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """[start, end) of the local calendar day containing ``now``."""
+    zone = ZoneInfo(timezone)
+    local = _local(now, zone)
+    start = datetime.combine(local.date(), time(0), tzinfo=zone)
+    end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+    return start, end
+
+
+def hour_label(now: datetime, timezone: str) -> str:
+    """``YYYY-MM-DD:HH`` of the local clock hour containing ``now`` (Redis key suffixes)."""
+    return f"{_local(now, ZoneInfo(timezone)):%Y-%m-%d:%H}"
+
+
+def rate_window_key(now: datetime, timezone: str) -> str:
+    """The seed's Redis key for the clock hour containing ``now``."""
+    return RATE_WINDOW_PREFIX + hour_label(now, timezone)

@@ -1,0 +1,462 @@
+"""CampaignWorkflow: one long-running workflow per campaign (DESIGN.md §3).
+
+The loop: wait while paused; evaluate the gates (working hours, quota, daily limit, the
+transient-error delay) and sleep durably until the first blocking one opens, waking early on
+any signal; otherwise send one batch; count transient errors towards the circuit breaker;
+finish when nothing is pending. Every state change is mirrored into the seed's tables (an
+activity), the search attributes and the Web UI's details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import (
+        CampaignInput,
+        CampaignResult,
+        CarriedState,
+        Progress,
+        RecordStateInput,
+        RecordStateResult,
+        SendBatchInput,
+        SendBatchResult,
+        SendOutcome,
+        Snapshot,
+        SnapshotInput,
+        SnapshotResult,
+        StartCampaignInput,
+        StartCampaignResult,
+    )
+    from workflows.gates import (
+        DeferReason,
+        Deferral,
+        batch_allowance,
+        breaker_tripped,
+        evaluate_gates,
+        rate_deferral,
+        transient_retry_at,
+    )
+    from workflows.search_attributes import (
+        MAILER_DEFER_REASON,
+        MAILER_DEFERRED_UNTIL,
+        MAILER_SENT,
+        MAILER_STATUS,
+    )
+
+WORKFLOW_ID_PREFIX = "campaign-"
+REFUSED = "CampaignRefused"
+
+# Workflow states (MailerStatus); the DB keeps the seed's campaign/queue statuses.
+STARTING = "starting"
+SENDING = "sending"
+DEFERRED = "deferred"
+PAUSED = "paused"
+SENT = "sent"
+CANCELLED = "cancelled"
+
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+SEND_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
+# If a batch reported "blocked" but the gates see nothing blocking (a race with another
+# writer), look again after this long rather than spin.
+BLOCKED_RECHECK = timedelta(minutes=1)
+
+
+def workflow_id_for(campaign_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{campaign_id}"
+
+
+@workflow.defn(name="CampaignWorkflow")
+class CampaignWorkflow:
+    def __init__(self) -> None:
+        self._campaign_id = ""
+        self._state = STARTING
+        self._deferral: Deferral | None = None
+        self._carried = CarriedState()
+        self._snapshot: Snapshot | None = None
+        self._pause_requested = False
+        self._resume_requested = False
+        self._cancel_requested = False
+        self._wake_requested = False
+        # Whether the quota was synced since the last batch that sent something: an empty
+        # quota is checked with the provider once before the campaign defers on it.
+        self._quota_synced = False
+        self._published: dict[str, object] = {}
+
+    # --- signals and query -------------------------------------------------------------
+
+    @workflow.signal
+    def pause(self) -> None:
+        """Stop sending (within one message) until resumed."""
+        if self._state in (SENT, CANCELLED) or self._carried.paused:
+            workflow.logger.info("campaign %s: pause ignored (%s)", self._campaign_id, self._state)
+            return
+        self._pause_requested = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        """Clear a pause or deferral and the error count; re-evaluate at once."""
+        if self._state not in (PAUSED, DEFERRED) and not self._carried.paused:
+            workflow.logger.info("campaign %s: resume ignored (%s)", self._campaign_id, self._state)
+            return
+        self._resume_requested = True
+
+    @workflow.signal
+    def cancel(self) -> None:
+        """Stop for good; pending recipients stay pending."""
+        if self._state in (SENT, CANCELLED):
+            workflow.logger.info("campaign %s: cancel ignored (%s)", self._campaign_id, self._state)
+            return
+        self._cancel_requested = True
+
+    @workflow.signal
+    def wake(self) -> None:
+        """Re-evaluate a deferral now (sent by the quota sync when quota comes back)."""
+        if self._state != DEFERRED:
+            return
+        self._wake_requested = True
+
+    @workflow.query
+    def progress(self) -> Progress:
+        snapshot = self._snapshot
+        if self._deferral is not None:
+            defer_reason = self._deferral.reason.value
+        else:
+            defer_reason = self._carried.paused_defer_reason if self._carried.paused else ""
+        return Progress(
+            campaign_id=self._campaign_id,
+            state=self._state,
+            defer_reason=defer_reason,
+            deferred_until=self._deferral.until if self._deferral else None,
+            pause_reason=self._carried.pause_reason,
+            last_error=self._carried.last_error,
+            consecutive_transient_errors=self._carried.consecutive_transient_errors,
+            pending=snapshot.pending if snapshot else 0,
+            sent=snapshot.sent if snapshot else 0,
+            failed=snapshot.failed if snapshot else 0,
+            runs=self._carried.runs,
+        )
+
+    # --- the loop ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: CampaignInput) -> CampaignResult:
+        self._campaign_id = request.campaign_id
+        if request.carried is None:
+            self._snapshot = await self._start()
+        else:
+            self._carried = request.carried
+            self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
+        await self._publish(PAUSED if self._carried.paused else SENDING)
+
+        while True:
+            if self._cancel_requested:
+                return await self._finish(CANCELLED)
+            if self._pause_requested:
+                self._pause_requested = False
+                self._carried = replace(
+                    self._carried,
+                    paused=True,
+                    pause_reason="paused by an operator",
+                    consecutive_transient_errors=0,
+                )
+            if self._carried.paused:
+                await self._wait_while_paused()
+                continue
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    CampaignInput(
+                        self._campaign_id, replace(self._carried, runs=self._carried.runs + 1)
+                    )
+                )
+            snapshot = self._current_snapshot()
+            if snapshot.pending == 0:
+                return await self._finish(SENT)
+            now = workflow.now()
+            deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
+            if (
+                deferral is not None
+                and deferral.reason == DeferReason.QUOTA_EXHAUSTED
+                and not self._quota_synced
+            ):
+                self._quota_synced = True
+                self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
+                continue
+            if deferral is None:
+                deferral = await self._send_batch(now, batch_allowance(snapshot))
+            if deferral is not None:
+                await self._sleep(deferral)
+
+    def _current_snapshot(self) -> Snapshot:
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        limit = self._current_snapshot().limits.continue_as_new_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
+
+    async def _start(self) -> Snapshot:
+        try:
+            started: StartCampaignResult = await workflow.execute_activity(
+                "start_campaign",
+                StartCampaignInput(self._campaign_id, workflow.now()),
+                result_type=StartCampaignResult,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=30), non_retryable_error_types=[REFUSED]
+                ),
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == REFUSED:
+                workflow.logger.info("campaign %s: start refused: %s", self._campaign_id, cause.message)
+                self._state = "refused"
+                raise ApplicationError(
+                    f"campaign not started: {cause.message}", type=REFUSED, non_retryable=True
+                ) from None
+            raise
+        workflow.logger.info("campaign %s: started", self._campaign_id)
+        return started.snapshot
+
+    async def _send_batch(self, now: datetime, allowance: int) -> Deferral | None:
+        """Run one batch (cancelled by pause/cancel); returns a deferral if one follows."""
+        await self._publish(SENDING)
+        handle = workflow.start_activity(
+            "send_batch",
+            SendBatchInput(self._campaign_id, now, allowance),
+            result_type=SendBatchResult,
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(seconds=90),
+            retry_policy=SEND_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(
+            lambda: handle.done() or self._pause_requested or self._cancel_requested
+        )
+        if not handle.done():
+            handle.cancel()
+        try:
+            result: SendBatchResult = await handle
+        except ActivityError as error:
+            if not isinstance(error.cause, CancelledError):
+                raise
+            self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
+            return None
+        self._snapshot = result.snapshot
+        return self._after_batch(result)
+
+    def _after_batch(self, result: SendBatchResult) -> Deferral | None:
+        carried = self._carried
+        now = workflow.now()
+        if result.sent > 0:
+            carried.consecutive_transient_errors = 0
+            self._quota_synced = False
+        if result.outcome == SendOutcome.RATE_LIMITED:
+            return rate_deferral(now, self._current_snapshot().limits)
+        if result.outcome == SendOutcome.TRANSIENT:
+            carried.consecutive_transient_errors += 1
+            carried.last_error = result.error
+            limits = self._current_snapshot().limits
+            if breaker_tripped(carried.consecutive_transient_errors, limits):
+                carried.paused = True
+                carried.transient_until = None
+                carried.pause_reason = (
+                    f"circuit breaker: {carried.consecutive_transient_errors} consecutive "
+                    f"transient errors (last: {result.error})"
+                )
+                carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR.value
+                return None
+            carried.transient_until = transient_retry_at(now, limits)
+            return None
+        if result.outcome == SendOutcome.CONFIGURATION:
+            carried.paused = True
+            carried.last_error = result.error
+            carried.pause_reason = f"configuration error: {result.error}"
+            return None
+        if result.outcome == SendOutcome.BLOCKED and evaluate_gates(
+            now, self._current_snapshot(), carried.transient_until
+        ) is None:
+            return Deferral(DeferReason.QUOTA_EXHAUSTED, now + BLOCKED_RECHECK)
+        return None
+
+    async def _sleep(self, deferral: Deferral) -> None:
+        """Defer until ``deferral.until``, waking early on any signal."""
+        self._deferral = deferral
+        await self._record(
+            "sending", "pending", defer_reason=deferral.reason.value, deferred_until=deferral.until
+        )
+        await self._publish(DEFERRED)
+        workflow.logger.info(
+            "campaign %s: deferred (%s) until %s",
+            self._campaign_id,
+            deferral.reason.value,
+            deferral.until.isoformat(),
+        )
+        delay = max(timedelta(0), deferral.until - workflow.now())
+        try:
+            await workflow.wait_condition(self._interrupted, timeout=delay)
+        except asyncio.TimeoutError:
+            pass  # the deferral ran out: re-evaluate
+        self._wake_requested = False
+        if self._resume_requested:
+            self._resume_requested = False
+            self._clear_errors()
+            workflow.logger.info("campaign %s: deferral cleared by resume", self._campaign_id)
+        if self._carried.transient_until is not None and workflow.now() >= self._carried.transient_until:
+            self._carried.transient_until = None
+        self._deferral = None
+        sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED
+        self._quota_synced = self._quota_synced or sync
+        loaded = await self._load_snapshot(sync_quota=sync)
+        self._snapshot = loaded.snapshot
+
+    def _interrupted(self) -> bool:
+        return (
+            self._pause_requested
+            or self._resume_requested
+            or self._cancel_requested
+            or self._wake_requested
+        )
+
+    def _clear_errors(self) -> None:
+        self._carried.consecutive_transient_errors = 0
+        self._carried.transient_until = None
+        self._carried.last_error = ""
+        self._carried.pause_reason = ""
+        self._carried.paused_defer_reason = ""
+
+    async def _wait_while_paused(self) -> None:
+        self._deferral = None
+        await self._record("paused", "pending", defer_reason=self._carried.paused_defer_reason)
+        await self._publish(PAUSED)
+        workflow.logger.info("campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason)
+        await workflow.wait_condition(lambda: self._resume_requested or self._cancel_requested)
+        if self._cancel_requested:
+            return
+        self._resume_requested = False
+        self._pause_requested = False
+        self._carried.paused = False
+        self._deferral = None
+        self._clear_errors()
+        await self._record("sending", "pending")
+        await self._publish(SENDING)
+        workflow.logger.info("campaign %s: resumed", self._campaign_id)
+
+    async def _finish(self, state: str) -> CampaignResult:
+        self._deferral = None
+        if state == SENT:
+            await self._record("sent", "completed")
+        else:
+            await self._record("cancelled", "cancelled")
+        await self._publish(state)
+        snapshot = self._current_snapshot()
+        workflow.logger.info(
+            "campaign %s: %s (sent %d, failed %d, pending %d)",
+            self._campaign_id,
+            state,
+            snapshot.sent,
+            snapshot.failed,
+            snapshot.pending,
+        )
+        return CampaignResult(
+            campaign_id=self._campaign_id,
+            status=state,
+            sent=snapshot.sent,
+            failed=snapshot.failed,
+            pending=snapshot.pending,
+        )
+
+    # --- activities and mirrors ------------------------------------------------------------
+
+    async def _load_snapshot(self, *, sync_quota: bool) -> SnapshotResult:
+        return await workflow.execute_activity(
+            "load_snapshot",
+            SnapshotInput(self._campaign_id, workflow.now(), sync_quota),
+            result_type=SnapshotResult,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=DB_RETRY,
+        )
+
+    async def _record(
+        self,
+        campaign_status: str,
+        queue_status: str,
+        *,
+        defer_reason: str = "",
+        deferred_until: datetime | None = None,
+    ) -> None:
+        result: RecordStateResult = await workflow.execute_activity(
+            "record_state",
+            RecordStateInput(
+                campaign_id=self._campaign_id,
+                now=workflow.now(),
+                campaign_status=campaign_status,
+                queue_status=queue_status,
+                defer_reason=defer_reason,
+                deferred_until=deferred_until,
+                consecutive_transient_errors=self._carried.consecutive_transient_errors,
+                last_error=self._carried.last_error or self._carried.pause_reason,
+            ),
+            result_type=RecordStateResult,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=DB_RETRY,
+        )
+        self._snapshot = result.snapshot
+
+    async def _publish(self, state: str) -> None:
+        """Search attributes and the UI summary, upserted only when they change."""
+        self._state = state
+        snapshot = self._current_snapshot()
+        deferral = self._deferral if state == DEFERRED else None
+        if deferral is not None:
+            reason = deferral.reason.value
+        elif state == PAUSED:
+            reason = self._carried.paused_defer_reason
+        else:
+            reason = ""
+        wanted: dict[str, object] = {
+            MAILER_STATUS.name: state,
+            MAILER_DEFER_REASON.name: reason,
+            MAILER_DEFERRED_UNTIL.name: deferral.until if deferral else None,
+            MAILER_SENT.name: snapshot.sent,
+        }
+        if wanted != self._published:
+            updates = [
+                MAILER_STATUS.value_set(state),
+                MAILER_DEFER_REASON.value_set(reason),
+                MAILER_SENT.value_set(snapshot.sent),
+                MAILER_DEFERRED_UNTIL.value_set(deferral.until)
+                if deferral
+                else MAILER_DEFERRED_UNTIL.value_unset(),
+            ]
+            workflow.upsert_search_attributes(updates)
+            self._published = wanted
+        workflow.set_current_details(self._details(state, snapshot, deferral))
+
+    def _details(self, state: str, snapshot: Snapshot, deferral: Deferral | None) -> str:
+        total = snapshot.pending + snapshot.sent + snapshot.failed
+        lines = [
+            f"**Campaign** `{self._campaign_id}`",
+            f"**State:** {state}",
+            f"**Progress:** {snapshot.sent} sent, {snapshot.failed} failed, "
+            f"{snapshot.pending} pending of {total}",
+        ]
+        if deferral is not None:
+            lines.append(
+                f"**Deferred:** `{deferral.reason.value}` until {deferral.until.isoformat()}"
+            )
+        if self._carried.pause_reason and state == PAUSED:
+            lines.append(f"**Paused:** {self._carried.pause_reason}")
+        if self._carried.consecutive_transient_errors:
+            lines.append(
+                f"**Consecutive transient errors:** {self._carried.consecutive_transient_errors}"
+            )
+        return "\n\n".join(lines)

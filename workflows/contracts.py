@@ -1,0 +1,154 @@
+"""The dataclasses passed between the campaign workflow and its activities.
+
+One input and one output per activity, so fields can be added without breaking histories.
+They carry ids, counts and limits only: never addresses or secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass
+class Limits:
+    """Everything the gates need, read fresh each time round the loop."""
+
+    timezone: str = "Europe/Moscow"
+    working_hours_start: int = 9
+    working_hours_end: int = 18
+    rate_per_hour: int = 100
+    per_user_daily_limit: int = 0  # 0: no daily limit
+    circuit_breaker_threshold: int = 10
+    transient_retry_delay_minutes: int = 5
+    send_batch_size: int = 100
+    continue_as_new_events: int = 5000
+
+
+@dataclass
+class Snapshot:
+    """The campaign and its limits as the database sees them at ``taken_at``."""
+
+    limits: Limits
+    quota_available: int
+    sent_today_by_creator: int
+    active_campaigns: int
+    pending: int
+    sent: int
+    failed: int
+
+
+@dataclass
+class StartCampaignInput:
+    campaign_id: str
+    now: datetime
+
+
+@dataclass
+class StartCampaignResult:
+    snapshot: Snapshot
+
+
+@dataclass
+class SnapshotInput:
+    campaign_id: str
+    now: datetime
+    sync_quota: bool = False  # ask the provider for the quota first
+
+
+@dataclass
+class SnapshotResult:
+    snapshot: Snapshot
+    quota_sync_error: str = ""
+
+
+@dataclass
+class SendBatchInput:
+    campaign_id: str
+    now: datetime
+    max_messages: int
+
+
+class SendOutcome:
+    """How a batch ended (plain strings so histories stay readable)."""
+
+    COMPLETED = "completed"  # sent everything it was allowed to
+    RATE_LIMITED = "rate_limited"  # no token left in the hourly window
+    BLOCKED = "blocked"  # quota or daily allowance ran out under the lock
+    TRANSIENT = "transient"  # 4xx, timeout, disconnect: retry later
+    CONFIGURATION = "configuration"  # auth, sender refused, TLS: pause
+    STOPPED = "stopped"  # cancelled (pause/cancel) or worker shutdown mid-batch
+
+
+@dataclass
+class SendBatchResult:
+    outcome: str
+    sent: int
+    failed: int
+    snapshot: Snapshot
+    error: str = ""
+
+
+@dataclass
+class RecordStateInput:
+    """A state change mirrored to mailer_campaign / mailer_campaignqueue."""
+
+    campaign_id: str
+    now: datetime
+    campaign_status: str
+    queue_status: str
+    defer_reason: str = ""
+    deferred_until: datetime | None = None
+    consecutive_transient_errors: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class RecordStateResult:
+    snapshot: Snapshot
+
+
+@dataclass
+class CarriedState:
+    """What survives continue-as-new; everything else is re-read from the database."""
+
+    consecutive_transient_errors: int = 0
+    transient_until: datetime | None = None
+    paused: bool = False
+    pause_reason: str = ""
+    # The defer_reason a pause keeps (the circuit breaker keeps "transient_error").
+    paused_defer_reason: str = ""
+    last_error: str = ""
+    runs: int = 1
+
+
+@dataclass
+class CampaignInput:
+    campaign_id: str
+    carried: CarriedState | None = None
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: str
+    status: str
+    sent: int
+    failed: int
+    pending: int
+
+
+@dataclass
+class Progress:
+    """The ``progress`` query's answer."""
+
+    campaign_id: str
+    state: str
+    defer_reason: str = ""
+    deferred_until: datetime | None = None
+    pause_reason: str = ""
+    last_error: str = ""
+    consecutive_transient_errors: int = 0
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    runs: int = 1

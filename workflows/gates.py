@@ -1,0 +1,91 @@
+"""Whether a campaign may send now, and if not, why and until when (the seed's reasons).
+
+Pure functions of the snapshot and the workflow's clock. The rate window is the one gate
+that needs I/O (a Redis counter shared by every campaign); the send activity applies it and
+reports ``rate_limited``, which :func:`rate_deferral` turns into a deferral.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from workflows.calendar import (
+    WorkingHours,
+    is_working_time,
+    next_clock_hour,
+    next_day_start,
+    next_working_start,
+)
+from workflows.contracts import Limits, Snapshot
+
+
+class DeferReason(enum.StrEnum):
+    """The seed's ``mailer_campaignqueue.defer_reason`` values."""
+
+    DAILY_LIMIT = "daily_limit"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    RATE_PER_HOUR = "rate_per_hour"
+    OUTSIDE_HOURS = "outside_hours"
+    TRANSIENT_ERROR = "transient_error"
+
+
+@dataclass(frozen=True)
+class Deferral:
+    reason: DeferReason
+    until: datetime
+
+
+def working_hours(limits: Limits) -> WorkingHours:
+    return WorkingHours(limits.timezone, limits.working_hours_start, limits.working_hours_end)
+
+
+def evaluate_gates(
+    now: datetime, snapshot: Snapshot, transient_until: datetime | None
+) -> Deferral | None:
+    """The first gate that blocks, in the seed's order, or ``None`` if sending may go on."""
+    limits = snapshot.limits
+    hours = working_hours(limits)
+    if not is_working_time(now, hours):
+        return Deferral(DeferReason.OUTSIDE_HOURS, next_working_start(now, hours))
+    if snapshot.quota_available <= 0:
+        # The quota sync runs hourly; the workflow also syncs when it wakes.
+        return Deferral(DeferReason.QUOTA_EXHAUSTED, next_clock_hour(now, limits.timezone))
+    if 0 < limits.per_user_daily_limit <= snapshot.sent_today_by_creator:
+        return Deferral(DeferReason.DAILY_LIMIT, next_day_start(now, hours))
+    if transient_until is not None and now < transient_until:
+        return Deferral(DeferReason.TRANSIENT_ERROR, transient_until)
+    return None
+
+
+def rate_deferral(now: datetime, limits: Limits) -> Deferral:
+    """The hourly window is full: resume at the start of the next clock hour."""
+    return Deferral(DeferReason.RATE_PER_HOUR, next_clock_hour(now, limits.timezone))
+
+
+def transient_retry_at(now: datetime, limits: Limits) -> datetime:
+    return now + timedelta(minutes=limits.transient_retry_delay_minutes)
+
+
+def batch_allowance(snapshot: Snapshot) -> int:
+    """How many messages the next batch may send.
+
+    At most the batch size, the quota left, the creator's daily allowance left, the pending
+    count, and a fair share of the hourly rate among the campaigns sending now, so that one
+    campaign cannot take the whole window while others wait.
+    """
+    limits = snapshot.limits
+    allowance = min(limits.send_batch_size, snapshot.quota_available, snapshot.pending)
+    if limits.per_user_daily_limit > 0:
+        allowance = min(
+            allowance, limits.per_user_daily_limit - snapshot.sent_today_by_creator
+        )
+    fair_share = math.ceil(limits.rate_per_hour / max(1, snapshot.active_campaigns))
+    return max(0, min(allowance, fair_share))
+
+
+def breaker_tripped(consecutive_transient_errors: int, limits: Limits) -> bool:
+    """The circuit breaker: this many transient errors in a row pause the campaign."""
+    return consecutive_transient_errors >= limits.circuit_breaker_threshold
