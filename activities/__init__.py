@@ -61,7 +61,9 @@ class MailerActivities:
             with session_scope(settings.sqlalchemy_url) as session:
                 campaign = start_campaign(session, campaign_id, request.now, settings)
                 if campaign.status != "sending" and campaign.created_by_id is not None:
-                    key = throttle_key("campaign_start", campaign.created_by_id, request.now, settings.timezone)
+                    key = throttle_key(
+                        "campaign_start", campaign.created_by_id, request.now, settings.timezone
+                    )
                     allowed, used = take_throttle(
                         settings.redis_url, key, settings.throttle_campaign_start_per_hour
                     )
@@ -88,7 +90,9 @@ class MailerActivities:
 
         def read() -> SnapshotResult:
             with session_scope(url) as session:
-                snapshot = take_snapshot(session, uuid.UUID(request.campaign_id), request.now, self.settings)
+                snapshot = take_snapshot(
+                    session, uuid.UUID(request.campaign_id), request.now, self.settings
+                )
             return SnapshotResult(snapshot=snapshot, quota_sync_error=sync_error)
 
         try:

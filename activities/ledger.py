@@ -6,12 +6,14 @@ threads. "Now" is always a parameter (the workflow's clock), never the wall cloc
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.orm import Session
@@ -78,7 +80,8 @@ class BatchPlan:
     campaign: CampaignView
     account: AccountView
     recipients: list[RecipientView]
-    limited_by_quota_or_day: bool
+    # Why fewer than asked were picked: "" (all pending fit), "quota_or_day", "rate_share".
+    limited_by: str
 
 
 def _account(session: Session) -> GlobalMailAccount | None:
@@ -125,20 +128,45 @@ def quota_available(session: Session) -> int:
     return quota.emails_available if quota else 0
 
 
-def take_snapshot(session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings) -> Snapshot:
+def active_campaign_count(session: Session) -> int:
+    """Campaigns competing for the hourly window: sending, not held back by their own
+    daily limit or transient errors."""
+    query = (
+        select(func.count())
+        .select_from(Campaign)
+        .join(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
+        .where(
+            Campaign.status == CampaignStatus.SENDING.value,
+            CampaignQueue.defer_reason.not_in(("daily_limit", "transient_error")),
+        )
+    )
+    return int(session.scalar(query) or 0)
+
+
+def sends_this_hour(session: Session, campaign_id: uuid.UUID, now: datetime, timezone: str) -> int:
+    """Messages this campaign handed to the server in the current clock hour."""
+    hour_start = now.astimezone(ZoneInfo(timezone)).replace(minute=0, second=0, microsecond=0)
+    query = (
+        select(func.count())
+        .select_from(SendLog)
+        .where(SendLog.campaign_id == campaign_id, SendLog.created_at >= hour_start)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def take_snapshot(
+    session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings
+) -> Snapshot:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
     limits = limits_for(settings, _account(session))
     counts = recipient_counts(session, campaign_id)
-    active = session.scalar(
-        select(func.count()).select_from(Campaign).where(Campaign.status == CampaignStatus.SENDING.value)
-    )
     return Snapshot(
         limits=limits,
         quota_available=quota_available(session),
         sent_today_by_creator=sent_today(session, campaign, now, limits.timezone),
-        active_campaigns=int(active or 0),
+        active_campaigns=active_campaign_count(session),
         pending=counts.pending,
         sent=counts.sent,
         failed=counts.failed,
@@ -149,7 +177,9 @@ def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
     return session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
 
 
-def start_campaign(session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings) -> Campaign:
+def start_campaign(
+    session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings
+) -> Campaign:
     """Check the campaign can start and mark it sending; idempotent for a retried start.
 
     Raises :class:`CampaignRefused` with the reason otherwise. The start throttle is the
@@ -164,7 +194,9 @@ def start_campaign(session: Session, campaign_id: uuid.UUID, now: datetime, sett
         raise CampaignRefused(f"campaign {campaign_id} is {campaign.status}, not ready to start")
     total = int(
         session.scalar(
-            select(func.count()).select_from(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign_id)
+            select(func.count())
+            .select_from(CampaignRecipient)
+            .where(CampaignRecipient.campaign_id == campaign_id)
         )
         or 0
     )
@@ -275,10 +307,18 @@ def plan_batch(
     account = _account(session)
     if account is None:
         raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    limited_by = ""
     allowed = min(max_messages, quota_available(session))
     if account.per_user_daily_limit > 0:
         left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
         allowed = min(allowed, left)
+    if allowed < max_messages:
+        limited_by = "quota_or_day"
+    # A fair share of the hourly window per competing campaign, so none starves.
+    share = math.ceil(settings.rate_per_hour / max(1, active_campaign_count(session)))
+    share_left = share - sends_this_hour(session, campaign_id, now, settings.timezone)
+    if share_left < allowed:
+        allowed, limited_by = share_left, "rate_share"
     allowed = max(0, allowed)
     rows = session.scalars(
         select(CampaignRecipient)
@@ -316,7 +356,7 @@ def plan_batch(
             per_user_daily_limit=account.per_user_daily_limit,
         ),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
-        limited_by_quota_or_day=allowed < max_messages,
+        limited_by=limited_by if len(rows) < max_messages else "",
     )
 
 
@@ -342,7 +382,9 @@ _RECORD_SENT = text(
 def record_sent(engine: Engine, recipient_id: int, message_id: str, now: datetime) -> None:
     """After the server's 250: recipient sent + send log + quota, in one transaction."""
     with engine.begin() as conn:
-        conn.execute(_RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now})
+        conn.execute(
+            _RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now}
+        )
 
 
 def record_failed(
@@ -359,7 +401,10 @@ def record_failed(
     with engine.begin() as conn:
         conn.execute(
             update(CampaignRecipient)
-            .where(CampaignRecipient.id == recipient_id, CampaignRecipient.status == RecipientStatus.PENDING.value)
+            .where(
+                CampaignRecipient.id == recipient_id,
+                CampaignRecipient.status == RecipientStatus.PENDING.value,
+            )
             .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
         )
         conn.execute(

@@ -72,7 +72,9 @@ class RateLimiter:
             return 0
         key = rate_window_key(now, timezone)
         try:
-            granted = await self._redis().eval(_RESERVE, 1, key, limit, wanted, RATE_WINDOW_TTL_SECONDS)
+            granted = await self._redis().eval(
+                _RESERVE, 1, key, limit, wanted, RATE_WINDOW_TTL_SECONDS
+            )
             return int(granted)
         except (redis.RedisError, OSError) as exc:
             self.metrics.redis_errors += 1

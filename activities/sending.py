@@ -131,11 +131,15 @@ class BatchSender:
 
         def plan() -> BatchPlan:
             with session_scope(url) as session:
-                return plan_batch(session, campaign_id, request.now, request.max_messages, self.settings)
+                return plan_batch(
+                    session, campaign_id, request.now, request.max_messages, self.settings
+                )
 
         batch = await self._db(plan)
         if not batch.recipients:
-            return SendOutcome.BLOCKED if batch.limited_by_quota_or_day else SendOutcome.COMPLETED
+            if batch.limited_by == "rate_share":
+                return SendOutcome.RATE_LIMITED
+            return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
         tz = self.settings.timezone
         granted = await self.limiter.reserve(
             request.now, tz, self.settings.rate_per_hour, len(batch.recipients)
@@ -154,7 +158,7 @@ class BatchSender:
             )
         if tally.stopped:
             return SendOutcome.STOPPED
-        if granted < len(batch.recipients):
+        if granted < len(batch.recipients) or batch.limited_by == "rate_share":
             return SendOutcome.RATE_LIMITED
         return SendOutcome.COMPLETED
 
@@ -172,7 +176,7 @@ class BatchSender:
             if account.smtp_username:
                 stage = Stage.AUTH
                 await smtp.login(account.smtp_username, account.smtp_password)
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             if account.smtp_tls != "none" and stage == Stage.CONNECT and _looks_like_tls(exc):
                 stage = Stage.TLS
@@ -199,7 +203,9 @@ class BatchSender:
                     tally.stopped = True
                     return
                 # The message in flight finishes and is recorded even if we are cancelled.
-                delivery = asyncio.ensure_future(self._deliver_one(smtp, batch, recipient, now, tally))
+                delivery = asyncio.ensure_future(
+                    self._deliver_one(smtp, batch, recipient, now, tally)
+                )
                 try:
                     await asyncio.shield(delivery)
                 except asyncio.CancelledError:
@@ -212,7 +218,7 @@ class BatchSender:
         finally:
             try:
                 await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 smtp.close()
 
     async def _deliver_one(
@@ -227,8 +233,10 @@ class BatchSender:
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         message = build_message(campaign, recipient, now)
         try:
-            await smtp.send_message(message, sender=campaign.from_email, recipients=[recipient.email])
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            await smtp.send_message(
+                message, sender=campaign.from_email, recipients=[recipient.email]
+            )
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             failure = classify_exception(exc, Stage.MAIL)
             if failure.error_class == ErrorClass.RECIPIENT:
                 await self._db(
@@ -261,4 +269,3 @@ def _looks_like_tls(exc: BaseException) -> bool:
     import ssl
 
     return isinstance(exc, ssl.SSLError) or "tls" in str(exc).lower() or "ssl" in str(exc).lower()
-

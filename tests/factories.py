@@ -18,7 +18,9 @@ def add_user(url: str, username: str | None = None) -> int:
         return user.id
 
 
-def set_account(url: str, *, smtp_port: int, daily_limit: int = 0, api_key: str = "test-key", **extra: object) -> None:
+def set_account(
+    url: str, *, smtp_port: int, daily_limit: int = 0, api_key: str = "test-key", **extra: object
+) -> None:
     with session_scope(url) as session:
         account = session.get(GlobalMailAccount, 1) or GlobalMailAccount(id=1)
         account.smtp_host = "127.0.0.1"
@@ -46,9 +48,10 @@ def add_campaign(
     name: str = "test campaign",
     subject: str = "Hello {{ name }}",
 ) -> str:
-    """A ready campaign; ``recipients`` is a count (r00000@example.com, …) or addresses."""
+    """A ready campaign; ``recipients`` is a count (distinct addresses) or addresses."""
+    tag = uuid.uuid4().hex[:6]
     emails = (
-        [f"r{i:05d}@example.com" for i in range(recipients)]
+        [f"r{i:05d}.{tag}@example.com" for i in range(recipients)]
         if isinstance(recipients, int)
         else recipients
     )
@@ -70,7 +73,12 @@ def add_campaign(
         session.execute(
             insert(CampaignRecipient),
             [
-                {"campaign_id": campaign_id, "email": e, "name": f"N{i}", "variables": {"name": f"N{i}"}}
+                {
+                    "campaign_id": campaign_id,
+                    "email": e,
+                    "name": f"N{i}",
+                    "variables": {"name": f"N{i}"},
+                }
                 for i, e in enumerate(emails)
             ],
         )

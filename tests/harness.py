@@ -79,6 +79,10 @@ class Harness:
         with get_engine(self.database_url).connect() as conn:
             return [tuple(row) for row in conn.execute(text(query), params).all()]
 
+    def sql_exec(self, statement: str, **params: object) -> None:
+        with get_engine(self.database_url).begin() as conn:
+            conn.execute(text(statement), params)
+
     def sent_times(self, campaign_id: str | None = None) -> list[datetime]:
         where = "AND campaign_id = :c" if campaign_id else ""
         rows = self.sql(
@@ -94,6 +98,8 @@ class Harness:
             "ON c.id = q.campaign_id WHERE q.campaign_id = :c",
             c=campaign_id,
         )
+        if not rows:
+            return {}
         status, reason, until, errors, last_error, campaign_status = rows[0]
         return {
             "status": status,

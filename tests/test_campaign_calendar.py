@@ -11,7 +11,9 @@ from tests import factories
 from tests.harness import Harness, closed_at, next_monday_9, skip_to
 
 
-async def test_1000_recipients_at_seed_limits(time_env: WorkflowEnvironment, harness: Harness) -> None:
+async def test_1000_recipients_at_seed_limits(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
     url = harness.database_url
     user = factories.add_user(url)
     factories.set_account(url, smtp_port=harness.sink.port)

@@ -9,7 +9,6 @@ activity), the search attributes and the Web UI's details.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -35,8 +34,8 @@ with workflow.unsafe.imports_passed_through():
         StartCampaignResult,
     )
     from workflows.gates import (
-        DeferReason,
         Deferral,
+        DeferReason,
         batch_allowance,
         breaker_tripped,
         evaluate_gates,
@@ -217,7 +216,9 @@ class CampaignWorkflow:
         except ActivityError as error:
             cause = error.cause
             if isinstance(cause, ApplicationError) and cause.type == REFUSED:
-                workflow.logger.info("campaign %s: start refused: %s", self._campaign_id, cause.message)
+                workflow.logger.info(
+                    "campaign %s: start refused: %s", self._campaign_id, cause.message
+                )
                 self._state = "refused"
                 raise ApplicationError(
                     f"campaign not started: {cause.message}", type=REFUSED, non_retryable=True
@@ -256,6 +257,8 @@ class CampaignWorkflow:
     def _after_batch(self, result: SendBatchResult) -> Deferral | None:
         carried = self._carried
         now = workflow.now()
+        if result.snapshot.pending == 0 and result.outcome != SendOutcome.TRANSIENT:
+            return None  # nothing left: the loop finishes the campaign
         if result.sent > 0:
             carried.consecutive_transient_errors = 0
             self._quota_synced = False
@@ -281,9 +284,10 @@ class CampaignWorkflow:
             carried.last_error = result.error
             carried.pause_reason = f"configuration error: {result.error}"
             return None
-        if result.outcome == SendOutcome.BLOCKED and evaluate_gates(
-            now, self._current_snapshot(), carried.transient_until
-        ) is None:
+        if (
+            result.outcome == SendOutcome.BLOCKED
+            and evaluate_gates(now, self._current_snapshot(), carried.transient_until) is None
+        ):
             return Deferral(DeferReason.QUOTA_EXHAUSTED, now + BLOCKED_RECHECK)
         return None
 
@@ -303,14 +307,17 @@ class CampaignWorkflow:
         delay = max(timedelta(0), deferral.until - workflow.now())
         try:
             await workflow.wait_condition(self._interrupted, timeout=delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # the deferral ran out: re-evaluate
         self._wake_requested = False
         if self._resume_requested:
             self._resume_requested = False
             self._clear_errors()
             workflow.logger.info("campaign %s: deferral cleared by resume", self._campaign_id)
-        if self._carried.transient_until is not None and workflow.now() >= self._carried.transient_until:
+        if (
+            self._carried.transient_until is not None
+            and workflow.now() >= self._carried.transient_until
+        ):
             self._carried.transient_until = None
         self._deferral = None
         sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED
@@ -337,7 +344,9 @@ class CampaignWorkflow:
         self._deferral = None
         await self._record("paused", "pending", defer_reason=self._carried.paused_defer_reason)
         await self._publish(PAUSED)
-        workflow.logger.info("campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason)
+        workflow.logger.info(
+            "campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason
+        )
         await workflow.wait_condition(lambda: self._resume_requested or self._cancel_requested)
         if self._cancel_requested:
             return

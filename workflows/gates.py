@@ -79,9 +79,7 @@ def batch_allowance(snapshot: Snapshot) -> int:
     limits = snapshot.limits
     allowance = min(limits.send_batch_size, snapshot.quota_available, snapshot.pending)
     if limits.per_user_daily_limit > 0:
-        allowance = min(
-            allowance, limits.per_user_daily_limit - snapshot.sent_today_by_creator
-        )
+        allowance = min(allowance, limits.per_user_daily_limit - snapshot.sent_today_by_creator)
     fair_share = math.ceil(limits.rate_per_hour / max(1, snapshot.active_campaigns))
     return max(0, min(allowance, fair_share))
 

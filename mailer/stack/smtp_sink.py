@@ -8,6 +8,7 @@ set failure rules to rehearse 4xx/5xx replies per recipient, per stage, or for e
 from __future__ import annotations
 
 import argparse
+import asyncio
 import fnmatch
 import signal
 import socket
@@ -66,6 +67,7 @@ class SinkHandler:
     rules: list[FailureRule] = field(default_factory=list)
     messages: list[StoredMessage] = field(default_factory=list)
     sequence: int = 0
+    delay_seconds: float = 0.0  # per message, to rehearse a slow server
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _rule_for(self, address: str, stage: str) -> FailureRule | None:
@@ -84,6 +86,8 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         for address in envelope.rcpt_tos:
             rule = self._rule_for(address, "data")
             if rule is not None:
