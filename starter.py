@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from db.queries import campaign_status, parse_campaign_id
+from db.queries import campaign_list, campaign_status, parse_campaign_id
+from mailer import control
+from mailer.watch import watch_campaign
+from workflows.campaign import workflow_id_for
+from workflows.contracts import Progress
 from mailer.accounts import AccountChanges, add_user, describe_account, get_account, set_account
 from mailer.authoring.create import CampaignDraft, create_campaign
 from mailer.cli_support import console, db_session, fail, reports_errors, settings, warn
@@ -156,27 +162,130 @@ def create(
         print(created.campaign_id)
 
 
+def _campaign_id(value: str) -> uuid.UUID:
+    parsed = parse_campaign_id(value)
+    if parsed is None:
+        raise fail(f"CAMPAIGN_ID: {value!r} is not a campaign UUID")
+    return parsed
+
+
+CampaignArg = Annotated[str, typer.Argument(help="The campaign's UUID.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
 @app.command()
 @reports_errors
-def status(
-    campaign_id: Annotated[str, typer.Argument(help="The campaign's UUID.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show a campaign's status, deferral and recipient counts."""
-    parsed = parse_campaign_id(campaign_id)
-    if parsed is None:
-        raise fail(f"CAMPAIGN_ID: {campaign_id!r} is not a campaign UUID")
+def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
+    """Show a campaign's status, deferral and counts (live from its workflow when running)."""
+    parsed = _campaign_id(campaign_id)
     with db_session() as session:
         view = campaign_status(session, parsed)
     if view is None:
         raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
+    data: dict[str, object] = view.to_json()
+    if view.status in ("sending", "paused"):
+        try:
+            current = asyncio.run(_live(parsed))
+        except control.ControlError as exc:
+            warn(f"live state unavailable: {exc}")
+            current = None
+        if current is not None and current.progress is not None:
+            data["live"] = control.progress_json(current.progress)
     if as_json:
-        print(json.dumps(view.to_json()))
+        print(json.dumps(data))
         return
     table = Table(show_header=False, box=None)
-    for key, value in view.to_json().items():
-        table.add_row(key, "" if value is None else str(value))
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for live_key, live_value in value.items():
+                table.add_row(f"live.{live_key}", "" if live_value is None else str(live_value))
+        else:
+            table.add_row(key, "" if value is None else str(value))
     console.print(table)
+
+
+async def _live(campaign_id: uuid.UUID) -> control.Live | None:
+    client = await control.connect(settings())
+    return await control.live(client, campaign_id)
+
+
+@app.command()
+@reports_errors
+def start(campaign_id: CampaignArg) -> None:
+    """Start sending a ready campaign (its workflow checks limits and throttles first)."""
+    parsed = _campaign_id(campaign_id)
+    progress = asyncio.run(control.start(settings(), parsed))
+    console.print(f"campaign {parsed} started: {_describe(progress)}")
+    console.print(f"Web UI: {settings().temporal_ui_url}/namespaces/"
+                  f"{settings().temporal_namespace}/workflows/{workflow_id_for(str(parsed))}")
+
+
+def _describe(progress: Progress) -> str:
+    text = progress.state
+    if progress.defer_reason:
+        text += f" ({progress.defer_reason}"
+        if progress.deferred_until:
+            text += f" until {progress.deferred_until.isoformat()}"
+        text += ")"
+    if progress.pause_reason:
+        text += f" — {progress.pause_reason}"
+    return f"{text}; {progress.sent} sent, {progress.failed} failed, {progress.pending} pending"
+
+
+def _signal_command(name: str, help_text: str) -> None:
+    @app.command(name=name, help=help_text)
+    @reports_errors
+    def command(campaign_id: CampaignArg) -> None:
+        parsed = _campaign_id(campaign_id)
+        state = asyncio.run(control.signal(settings(), parsed, name))
+        console.print(f"campaign {parsed}: {state}")
+
+
+_signal_command("pause", "Pause a campaign (takes effect within about one message).")
+_signal_command("resume", "Resume a paused or deferred campaign; clears the deferral and errors.")
+_signal_command("cancel", "Cancel a campaign for good; pending recipients stay pending.")
+
+
+@app.command("list")
+@reports_errors
+def list_campaigns(
+    reason: Annotated[
+        str | None, typer.Option(help="Only campaigns deferred or paused for this reason.")
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include finished campaigns.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Campaigns with status, defer reason and counts (newest first)."""
+    with db_session() as session:
+        rows = campaign_list(session, reason=reason, include_finished=show_all)
+    if as_json:
+        print(json.dumps([row.to_json() for row in rows]))
+        return
+    table = Table("campaign", "name", "status", "queue", "defer_reason", "deferred_until",
+                  "sent", "failed", "pending")
+    for row in rows:
+        table.add_row(
+            row.campaign_id, row.name, row.status, row.queue_status or "", row.defer_reason,
+            row.deferred_until.isoformat(timespec="minutes") if row.deferred_until else "",
+            str(row.sent), str(row.failed), str(row.pending),
+        )
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def watch(
+    campaign_id: CampaignArg,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
+) -> None:
+    """A live progress bar until the campaign finishes (Ctrl-C stops watching, not sending)."""
+    parsed = _campaign_id(campaign_id)
+    try:
+        final = asyncio.run(watch_campaign(settings(), parsed, interval))
+    except KeyboardInterrupt:
+        console.print("stopped watching; the campaign goes on")
+        return
+    console.print(f"campaign {parsed}: {final}")
 
 
 def main() -> None:

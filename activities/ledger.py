@@ -82,6 +82,8 @@ class BatchPlan:
     recipients: list[RecipientView]
     # Why fewer than asked were picked: "" (all pending fit), "quota_or_day", "rate_share".
     limited_by: str
+    # Quota taken for this batch up front (one per recipient); unused is given back.
+    quota_reserved: int = 0
 
 
 def _account(session: Session) -> GlobalMailAccount | None:
@@ -99,6 +101,7 @@ def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
         transient_retry_delay_minutes=settings.transient_retry_delay_minutes,
         send_batch_size=settings.send_batch_size,
         continue_as_new_events=settings.continue_as_new_events,
+        send_heartbeat_timeout_seconds=settings.send_heartbeat_timeout_seconds,
     )
 
 
@@ -290,17 +293,26 @@ def creator_lock(engine: Engine, key: str) -> Iterator[Connection | None]:
         conn.close()
 
 
-def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str:
+def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str | None:
+    """The creator's lock key when a daily limit applies (else batches need no lock)."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
+    account = _account(session)
+    if account is None or account.per_user_daily_limit <= 0:
+        return None
     return _lock_key(campaign)
 
 
 def plan_batch(
     session: Session, campaign_id: uuid.UUID, now: datetime, max_messages: int, settings: Settings
 ) -> BatchPlan:
-    """Pick the recipients of the next batch (caller holds the creator's lock)."""
+    """Pick the recipients of the next batch and reserve quota for them.
+
+    The caller holds the creator's lock when a daily limit applies, so the day's count
+    cannot change underneath. The quota row is locked while it is read and decremented, so
+    concurrent batches never take more than there is.
+    """
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
@@ -308,7 +320,10 @@ def plan_batch(
     if account is None:
         raise CampaignRefused("no mail account: configure it with `mailer account set`")
     limited_by = ""
-    allowed = min(max_messages, quota_available(session))
+    quota = session.scalar(
+        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
+    )
+    allowed = min(max_messages, quota.emails_available if quota else 0)
     if account.per_user_daily_limit > 0:
         left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
         allowed = min(allowed, left)
@@ -329,6 +344,8 @@ def plan_batch(
         .order_by(CampaignRecipient.id)
         .limit(allowed)
     ).all()
+    if quota is not None and rows:
+        quota.emails_available -= len(rows)
     queue = _queue(session, campaign_id)
     if rows and queue is not None and queue.status != QueueStatus.PROCESSING.value:
         queue.status = QueueStatus.PROCESSING.value
@@ -357,7 +374,20 @@ def plan_batch(
         ),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
         limited_by=limited_by if len(rows) < max_messages else "",
+        quota_reserved=len(rows) if quota is not None else 0,
     )
+
+
+def release_quota(engine: Engine, unused: int) -> None:
+    """Give back quota reserved for messages that were not accepted."""
+    if unused <= 0:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(SmtpBzQuota)
+            .where(SmtpBzQuota.id == SINGLETON_ID)
+            .values(emails_available=SmtpBzQuota.emails_available + unused)
+        )
 
 
 _RECORD_SENT = text(
@@ -367,9 +397,6 @@ _RECORD_SENT = text(
            SET status = 'sent', message_id = :message_id, sent_at = :now, error = ''
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email
-    ), quota AS (
-        UPDATE mailer_smtpbzquota SET emails_available = emails_available - 1
-         WHERE id = 1 AND EXISTS (SELECT 1 FROM recipient)
     )
     INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, message_id,
                                 smtp_code, error, created_at)
@@ -380,7 +407,8 @@ _RECORD_SENT = text(
 
 
 def record_sent(engine: Engine, recipient_id: int, message_id: str, now: datetime) -> None:
-    """After the server's 250: recipient sent + send log + quota, in one transaction."""
+    """After the server's 250: recipient sent + send log, in one transaction (the quota
+    was taken when the batch was planned)."""
     with engine.begin() as conn:
         conn.execute(
             _RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now}

@@ -27,6 +27,7 @@ from activities.ledger import (
     plan_batch,
     record_failed,
     record_sent,
+    release_quota,
     take_snapshot,
 )
 from activities.messages import build_message, message_id_for
@@ -73,7 +74,7 @@ class BatchSender:
         campaign_id = uuid.UUID(request.campaign_id)
         url = self.settings.sqlalchemy_url
 
-        def lock_key() -> str:
+        def lock_key() -> str | None:
             with session_scope(url) as session:
                 return lock_key_for(session, campaign_id)
 
@@ -104,13 +105,15 @@ class BatchSender:
 
     async def _locked(
         self,
-        key: str,
+        key: str | None,
         request: SendBatchInput,
         campaign_id: uuid.UUID,
         hooks: BatchHooks,
         tally: _Tally,
     ) -> str:
         """Wait for the creator's lock (heartbeating), then run the batch under it."""
+        if key is None:
+            return await self._run(request, campaign_id, hooks, tally)
         while True:
             lock = creator_lock(self.engine, key)
             conn = await self._db(lock.__enter__)
@@ -136,6 +139,15 @@ class BatchSender:
                 )
 
         batch = await self._db(plan)
+        try:
+            return await self._send_planned(batch, request, hooks, tally)
+        finally:
+            unused = batch.quota_reserved - tally.sent
+            await self._db(lambda: release_quota(self.engine, unused))
+
+    async def _send_planned(
+        self, batch: BatchPlan, request: SendBatchInput, hooks: BatchHooks, tally: _Tally
+    ) -> str:
         if not batch.recipients:
             if batch.limited_by == "rate_share":
                 return SendOutcome.RATE_LIMITED

@@ -86,3 +86,65 @@ def parse_campaign_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(value.strip())
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    campaign_id: str
+    name: str
+    status: str
+    queue_status: str | None
+    defer_reason: str
+    deferred_until: datetime | None
+    pending: int
+    sent: int
+    failed: int
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["deferred_until"] = self.deferred_until.isoformat() if self.deferred_until else None
+        return data
+
+
+FINISHED_STATUSES = ("sent", "cancelled")
+
+
+def campaign_list(
+    session: Session, *, reason: str | None = None, include_finished: bool = False, limit: int = 200
+) -> list[CampaignRow]:
+    """Campaigns with their queue state and recipient counts, newest first."""
+    counts = (
+        select(
+            CampaignRecipient.campaign_id.label("campaign_id"),
+            func.count().filter(CampaignRecipient.status == "pending").label("pending"),
+            func.count().filter(CampaignRecipient.status == "sent").label("sent"),
+            func.count().filter(CampaignRecipient.status == "failed").label("failed"),
+        )
+        .group_by(CampaignRecipient.campaign_id)
+        .subquery()
+    )
+    query = (
+        select(Campaign, CampaignQueue, counts.c.pending, counts.c.sent, counts.c.failed)
+        .outerjoin(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
+        .outerjoin(counts, counts.c.campaign_id == Campaign.id)
+        .order_by(Campaign.created_at.desc())
+        .limit(limit)
+    )
+    if not include_finished:
+        query = query.where(Campaign.status.not_in(FINISHED_STATUSES))
+    if reason:
+        query = query.where(CampaignQueue.defer_reason == reason)
+    return [
+        CampaignRow(
+            campaign_id=str(campaign.id),
+            name=campaign.name,
+            status=campaign.status,
+            queue_status=queue.status if queue else None,
+            defer_reason=queue.defer_reason if queue else "",
+            deferred_until=queue.deferred_until if queue else None,
+            pending=pending or 0,
+            sent=sent or 0,
+            failed=failed or 0,
+        )
+        for campaign, queue, pending, sent, failed in session.execute(query).all()
+    ]

@@ -20,7 +20,8 @@ from mailer.settings import Settings, get_settings
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console()
+# Wide when piped, so ids and timestamps are not cut in logs and scripts.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # A campaign's workflow continues as new past this many history events (the hard
     # limit is 51,200; short histories replay fast after a worker restart).
     continue_as_new_events: int = Field(5000, ge=200, le=40_000)
+    # A send batch that stops heartbeating this long (a crashed worker) is retried elsewhere;
+    # it must exceed the SMTP timeout, since one message may take that long.
+    send_heartbeat_timeout_seconds: int = Field(60, ge=2, le=3600)
 
     # Connections.
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:54329/mailer"

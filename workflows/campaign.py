@@ -235,7 +235,9 @@ class CampaignWorkflow:
             SendBatchInput(self._campaign_id, now, allowance),
             result_type=SendBatchResult,
             start_to_close_timeout=timedelta(hours=1),
-            heartbeat_timeout=timedelta(seconds=90),
+            heartbeat_timeout=timedelta(
+                seconds=self._current_snapshot().limits.send_heartbeat_timeout_seconds
+            ),
             retry_policy=SEND_RETRY,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )

@@ -68,6 +68,7 @@ class SinkHandler:
     messages: list[StoredMessage] = field(default_factory=list)
     sequence: int = 0
     delay_seconds: float = 0.0  # per message, to rehearse a slow server
+    keep_in_memory: bool = True  # the stack's long-running sink keeps messages on disk only
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _rule_for(self, address: str, stage: str) -> FailureRule | None:
@@ -99,7 +100,8 @@ class SinkHandler:
         with self._lock:
             self.sequence += 1
             number = self.sequence
-            self.messages.append(stored)
+            if self.keep_in_memory:
+                self.messages.append(stored)
         if self.outbox is not None:
             self.outbox.mkdir(parents=True, exist_ok=True)
             name = f"{time.time_ns()}-{number:06d}.eml"
@@ -183,10 +185,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="SMTP sink keeping messages as .eml files")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
-    parser.add_argument("--outbox", type=Path, required=True)
+    parser.add_argument("--outbox", type=Path, help="keep each message as a .eml file here")
+    parser.add_argument("--no-outbox", action="store_true", help="count messages, keep none")
     args = parser.parse_args()
-    sink = SmtpSink(SinkHandler(outbox=args.outbox), host=args.host, port=args.port).start()
-    print(f"smtp sink listening on {args.host}:{sink.port}, outbox {args.outbox}", flush=True)
+    if args.outbox is None and not args.no_outbox:
+        parser.error("give --outbox DIR or --no-outbox")
+    outbox = None if args.no_outbox else args.outbox
+    handler = SinkHandler(outbox=outbox, keep_in_memory=False)
+    sink = SmtpSink(handler, host=args.host, port=args.port).start()
+    print(f"smtp sink listening on {args.host}:{sink.port}, outbox {outbox}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())

@@ -1,0 +1,42 @@
+"""Shared plumbing for the benchmarks: throwaway servers and a worker in this process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MAILER_ENV_FILES", "")
+
+from mailer.stack.processes import port_accepts, terminate, wait_until  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+
+
+@contextmanager
+def sink_process(outbox: Path | None = None) -> Iterator[int]:
+    """The stack's SMTP sink in its own process; yields its port."""
+    port = free_port()
+    args = [sys.executable, "-m", "mailer.stack.smtp_sink", "--port", str(port)]
+    args += ["--outbox", str(outbox)] if outbox else ["--no-outbox"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_accepts("127.0.0.1", port), what="sink", timeout=20, alive=lambda: process.poll() is None)
+        yield port
+    finally:
+        terminate(process.pid)
+        process.wait(10)
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.started

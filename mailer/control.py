@@ -1,0 +1,159 @@
+"""Operator actions on running campaigns, through Temporal: start, signals, live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from db.engine import session_scope
+from db.queries import CampaignStatusView, campaign_status
+from mailer.errors import MailerError
+from mailer.settings import Settings
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.contracts import CampaignInput, Progress
+
+SETTLE_SECONDS = 15.0
+RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+
+class ControlError(MailerError):
+    """The action cannot be done; the message says why (unknown, not running, finished)."""
+
+    exit_code = 1
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    except RuntimeError as exc:
+        raise ControlError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
+            "check MAILER_TEMPORAL_ADDRESS or run `make up`"
+        ) from None
+
+
+def db_view(settings: Settings, campaign_id: uuid.UUID) -> CampaignStatusView:
+    with session_scope(settings.sqlalchemy_url) as session:
+        view = campaign_status(session, campaign_id)
+    if view is None:
+        raise ControlError(f"no campaign {campaign_id}")
+    return view
+
+
+def progress_json(progress: Progress) -> dict[str, Any]:
+    data = asdict(progress)
+    data["deferred_until"] = progress.deferred_until.isoformat() if progress.deferred_until else None
+    return data
+
+
+@dataclass
+class Live:
+    """A campaign's workflow as Temporal sees it."""
+
+    running: bool
+    status_name: str
+    progress: Progress | None
+
+
+async def live(client: Client, campaign_id: uuid.UUID) -> Live | None:
+    """The workflow's state, or ``None`` if it was never started."""
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    running = description.raw_description.workflow_execution_info.status == RUNNING
+    progress = None
+    if running:
+        progress = await handle.query(CampaignWorkflow.progress)
+    name = WorkflowExecutionStatus.Name(description.raw_description.workflow_execution_info.status)
+    return Live(running, name.removeprefix("WORKFLOW_EXECUTION_STATUS_").lower(), progress)
+
+
+async def _settle(
+    handle: WorkflowHandle[Any, Any], done: Callable[[Progress], bool], timeout: float = SETTLE_SECONDS
+) -> Progress | None:
+    """Poll the progress query until ``done`` or the run closes; ``None`` if it closed."""
+    deadline = time.monotonic() + timeout
+    last: Progress | None = None
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        if description.raw_description.workflow_execution_info.status != RUNNING:
+            return None
+        last = await handle.query(CampaignWorkflow.progress)
+        if done(last):
+            return last
+        await asyncio.sleep(0.2)
+    return last
+
+
+async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
+    view = db_view(settings, campaign_id)
+    if view.status != "ready":
+        raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
+    client = await connect(settings)
+    try:
+        handle = await client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(str(campaign_id)),
+            id=workflow_id_for(str(campaign_id)),
+            task_queue=settings.task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        raise ControlError(f"campaign {campaign_id} is already running") from None
+    settled = await _settle(handle, lambda p: p.state != "starting")
+    if settled is None:
+        try:
+            await handle.result()
+        except Exception as exc:  # the workflow failed: the refusal's message
+            cause = getattr(exc, "cause", None) or exc
+            raise ControlError(str(getattr(cause, "message", cause))) from None
+        raise ControlError(f"campaign {campaign_id} finished at once")
+    if settled.state == "starting":
+        raise ControlError(
+            f"campaign {campaign_id} was submitted but no worker picked it up within "
+            f"{SETTLE_SECONDS:.0f}s: is the worker running on task queue {settings.task_queue!r}?"
+        )
+    return settled
+
+
+SIGNALS: dict[str, tuple[set[str], Callable[[Progress], bool]]] = {
+    # signal: (states it applies to, when it has taken effect)
+    "pause": ({"starting", "sending", "deferred"}, lambda p: p.state == "paused"),
+    "resume": ({"paused", "deferred"}, lambda p: p.state not in {"paused"}),
+    "cancel": ({"starting", "sending", "deferred", "paused"}, lambda p: False),
+}
+
+
+async def signal(settings: Settings, campaign_id: uuid.UUID, name: str) -> str:
+    """Send ``name`` and wait until it shows; returns the campaign's new state."""
+    view = db_view(settings, campaign_id)
+    client = await connect(settings)
+    current = await live(client, campaign_id)
+    if current is None:
+        raise ControlError(f"campaign {campaign_id} is not running (it was never started)")
+    if not current.running or current.progress is None:
+        raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
+    applies, done = SIGNALS[name]
+    if current.progress.state not in applies:
+        raise ControlError(
+            f"cannot {name} campaign {campaign_id}: it is {current.progress.state}"
+        )
+    handle = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
+    await handle.signal(name)
+    settled = await _settle(handle, done)
+    if settled is None:  # the run closed: only cancel (or a race with completion) does that
+        final = db_view(settings, campaign_id)
+        return final.status
+    return settled.state

@@ -1,0 +1,207 @@
+"""Against the Temporal dev server (start_local): visibility, continue-as-new, worker crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from mailer.stack.smtp_sink import SmtpSink
+from mailer.stack.smtpbz_stub import SmtpBzStubServer
+from tests import factories
+from tests.harness import Harness, dev_server_path, make_settings, new_task_queue, progress, wait_for
+from workflows.campaign import workflow_id_for
+from workflows.search_attributes import ALL_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=dev_server_path(),
+        search_attributes=ALL_KEYS,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def dev(
+    dev_env: WorkflowEnvironment,
+    database_url: str,
+    redis_url: str,
+    sink: SmtpSink,
+    stub: SmtpBzStubServer,
+) -> Harness:
+    return Harness(
+        client=dev_env.client,
+        settings=make_settings(database_url, redis_url, stub.base_url),
+        sink=sink,
+        stub=stub,
+        database_url=database_url,
+        task_queue=new_task_queue(),
+    )
+
+
+def address(client: Client) -> str:
+    return client.service_client.config.target_host
+
+
+def hours_excluding_now() -> tuple[int, int]:
+    """A one-hour sending window that does not contain the current Moscow hour."""
+    hour = datetime.now(ZoneInfo("Europe/Moscow")).hour
+    return (hour + 1, hour + 2) if hour < 22 else (hour - 2, hour - 1)
+
+
+def setup(harness: Harness, recipients: int) -> str:
+    url = harness.database_url
+    user = factories.add_user(url)
+    factories.set_account(url, smtp_port=harness.sink.port)
+    factories.set_quota(url, 1_000_000)
+    return factories.add_campaign(url, user, recipients)
+
+
+async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> None:
+    campaign = setup(dev, 3)
+    start, end = hours_excluding_now()
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        handle = await dev.start(campaign)
+        await wait_for(lambda: _deferred(handle), what="the outside_hours deferral")
+
+        def listed() -> bool:
+            found = subprocess.run(
+                [
+                    dev_server_path(), "workflow", "list", "--address", address(dev.client),
+                    "--query", 'MailerDeferReason="outside_hours"', "-o", "json",
+                ],
+                capture_output=True, text=True, check=True,
+            ).stdout
+            return workflow_id_for(campaign) in found
+
+        await wait_for(listed, timeout=30, what="visibility to list the campaign")
+        description = await handle.describe()
+        attributes = description.typed_search_attributes
+        assert attributes.get(ALL_KEYS[0]) == "deferred"
+        assert attributes.get(ALL_KEYS[1]) == "outside_hours"
+        until = attributes.get(ALL_KEYS[2])
+        assert until is not None and until.astimezone(ZoneInfo("Europe/Moscow")).hour == start
+        metadata = await handle.query("__temporal_workflow_metadata")
+        details = json.dumps(metadata, default=str) if not hasattr(metadata, "current_details") else metadata.current_details
+        assert "outside_hours" in str(details) and "3 pending" in str(details)
+        row = dev.queue_row(campaign)
+        assert (row["status"], row["defer_reason"]) == ("pending", "outside_hours")
+        await handle.signal("cancel")
+        assert (await handle.result()).status == "cancelled"
+
+
+async def _deferred(handle) -> bool:  # type: ignore[no-untyped-def]
+    state = await progress(handle)
+    return state.state == "deferred" and state.defer_reason == "outside_hours"
+
+
+async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> None:
+    campaign = setup(dev, 10_000)
+    async with dev.worker(
+        rate_per_hour=1_000_000,
+        working_hours_start=0,
+        working_hours_end=24,
+        continue_as_new_events=300,
+    ):
+        handle = await dev.start(campaign)
+        result = await handle.result()
+    assert (result.status, result.sent, result.pending) == ("sent", 10_000, 0)
+    runs = [run async for run in dev.client.list_workflows(f'WorkflowId="{workflow_id_for(campaign)}"')]
+    assert len(runs) >= 2, "continue-as-new did not happen"
+    for run in runs:
+        history = await dev.client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+        assert len(history.events) <= 10_240
+    delivered = Counter(dev.sink.handler.recipients())
+    assert len(delivered) == 10_000 and set(delivered.values()) == {1}
+
+
+def _worker_process(harness: Harness, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "MAILER_ENV_FILES": "",
+            "MAILER_DATABASE_URL": harness.database_url,
+            "MAILER_REDIS_URL": harness.settings.redis_url,
+            "MAILER_SMTP_BZ_API_URL": harness.settings.smtp_bz_api_url,
+            "MAILER_TEMPORAL_ADDRESS": address(harness.client),
+            "MAILER_TASK_QUEUE": harness.task_queue,
+            "MAILER_WORKING_HOURS_START": "0",
+            "MAILER_WORKING_HOURS_END": "24",
+            "MAILER_RATE_PER_HOUR": "1000000",
+            "MAILER_SEND_HEARTBEAT_TIMEOUT_SECONDS": "3",
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+@pytest.fixture
+def worker_log(tmp_path: Path) -> Iterator[Path]:
+    log = tmp_path / "worker.log"
+    yield log
+    if log.exists():
+        sys.stdout.write(log.read_text()[-3000:])
+
+
+async def test_worker_killed_mid_campaign_loses_nothing(dev: Harness, worker_log: Path) -> None:
+    campaign = setup(dev, 300)
+    dev.sink.handler.delay_seconds = 0.01
+    first = _worker_process(dev, worker_log)
+    try:
+        handle = await dev.start(campaign)
+        await wait_for(lambda: len(dev.sent_times(campaign)) >= 50, timeout=60, what="first sends")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        at_kill = len(dev.sent_times(campaign))
+        assert at_kill < 300
+        second = _worker_process(dev, worker_log)
+        try:
+            result = await handle.result()
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(60) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert (result.status, result.sent) == ("sent", 300)
+    delivered = Counter(dev.sink.handler.recipients())
+    assert len(delivered) == 300, "a recipient was lost"
+    assert sum(delivered.values()) - 300 <= 1, "more than the message in flight was repeated"
+
+
+async def test_worker_stops_gracefully_on_sigterm(dev: Harness, worker_log: Path) -> None:
+    campaign = setup(dev, 200)
+    dev.sink.handler.delay_seconds = 0.01
+    first = _worker_process(dev, worker_log)
+    handle = await dev.start(campaign)
+    await wait_for(lambda: len(dev.sent_times(campaign)) >= 20, timeout=60, what="first sends")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(60) == 0
+    second = _worker_process(dev, worker_log)
+    try:
+        result = await handle.result()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert result.sent == 200
+    delivered = Counter(dev.sink.handler.recipients())
+    assert len(delivered) == 200 and set(delivered.values()) == {1}
+    assert "shutting down" in worker_log.read_text()
