@@ -14,12 +14,20 @@ from rich.table import Table
 
 from db.queries import campaign_list, campaign_status, parse_campaign_id
 from mailer import control
+from mailer.accounts import AccountChanges, add_user, describe_account, get_account, set_account
+from mailer.authoring.create import CampaignDraft, create_campaign
+from mailer.cli_support import (
+    console,
+    db_session,
+    exit_process,
+    fail,
+    reports_errors,
+    settings,
+    warn,
+)
 from mailer.watch import watch_campaign
 from workflows.campaign import workflow_id_for
 from workflows.contracts import Progress
-from mailer.accounts import AccountChanges, add_user, describe_account, get_account, set_account
-from mailer.authoring.create import CampaignDraft, create_campaign
-from mailer.cli_support import console, db_session, fail, reports_errors, settings, warn
 
 app = typer.Typer(
     help="mailer: email campaigns as durable Temporal workflows.",
@@ -216,8 +224,10 @@ def start(campaign_id: CampaignArg) -> None:
     parsed = _campaign_id(campaign_id)
     progress = asyncio.run(control.start(settings(), parsed))
     console.print(f"campaign {parsed} started: {_describe(progress)}")
-    console.print(f"Web UI: {settings().temporal_ui_url}/namespaces/"
-                  f"{settings().temporal_namespace}/workflows/{workflow_id_for(str(parsed))}")
+    console.print(
+        f"Web UI: {settings().temporal_ui_url}/namespaces/"
+        f"{settings().temporal_namespace}/workflows/{workflow_id_for(str(parsed))}"
+    )
 
 
 def _describe(progress: Progress) -> str:
@@ -261,13 +271,28 @@ def list_campaigns(
     if as_json:
         print(json.dumps([row.to_json() for row in rows]))
         return
-    table = Table("campaign", "name", "status", "queue", "defer_reason", "deferred_until",
-                  "sent", "failed", "pending")
+    table = Table(
+        "campaign",
+        "name",
+        "status",
+        "queue",
+        "defer_reason",
+        "deferred_until",
+        "sent",
+        "failed",
+        "pending",
+    )
     for row in rows:
         table.add_row(
-            row.campaign_id, row.name, row.status, row.queue_status or "", row.defer_reason,
+            row.campaign_id,
+            row.name,
+            row.status,
+            row.queue_status or "",
+            row.defer_reason,
             row.deferred_until.isoformat(timespec="minutes") if row.deferred_until else "",
-            str(row.sent), str(row.failed), str(row.pending),
+            str(row.sent),
+            str(row.failed),
+            str(row.pending),
         )
     console.print(table)
 
@@ -289,13 +314,19 @@ def watch(
 
 
 def main() -> None:
+    """The console entry point: runs a command, then exits with its code."""
     from mailer.errors import ConfigError
 
+    code: int
     try:
         app()
+        code = 0
+    except SystemExit as exc:  # how typer reports a command's exit code
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = exc.exit_code
+    exit_process(code)
 
 
 if __name__ == "__main__":

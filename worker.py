@@ -135,4 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mailer.cli_support import exit_process
+
+    exit_process(main())

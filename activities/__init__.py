@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -49,7 +51,7 @@ class MailerActivities:
         self.sender = BatchSender(settings, self.engine, self.limiter)
 
     @property
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.start_campaign, self.load_snapshot, self.send_batch, self.record_state]
 
     @activity.defn(name="start_campaign")
@@ -69,7 +71,8 @@ class MailerActivities:
                     )
                     if not allowed:
                         raise CampaignRefused(
-                            f"user {campaign.created_by_id} already started {used} campaigns this hour "
+                            f"user {campaign.created_by_id} already started {used} campaigns "
+                            "this hour "
                             f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
                             f"{settings.throttle_campaign_start_per_hour})"
                         )

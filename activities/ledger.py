@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -436,7 +436,7 @@ def record_failed(
             .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
         )
         conn.execute(
-            SendLog.__table__.insert().values(
+            insert(SendLog).values(
                 campaign_id=campaign_id,
                 recipient_id=recipient_id,
                 email=email,

@@ -7,6 +7,7 @@ token`` is logged at ERROR (the seed's alert matches that text) and counted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,9 +49,8 @@ class LimiterMetrics:
     by_key: dict[str, int] = field(default_factory=dict)
 
 
-def _client_options() -> dict[str, object]:
-    # Short timeouts: a Redis outage must not stall sending, only open the limiter.
-    return {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+# Short timeouts: a Redis outage must not stall sending, only open the limiter.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 class RateLimiter:
@@ -63,7 +63,11 @@ class RateLimiter:
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self.url, **_client_options())
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
         return self._client
 
     async def reserve(self, now: datetime, timezone: str, limit: int, wanted: int) -> int:
@@ -98,10 +102,8 @@ class RateLimiter:
     async def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(redis.RedisError, OSError):
                 await client.aclose()
-            except (redis.RedisError, OSError):
-                pass
 
     async def close(self) -> None:
         await self._reset()
@@ -115,9 +117,11 @@ def throttle_key(kind: str, user_id: int, now: datetime, timezone: str) -> str:
 def take_throttle(url: str, key: str, limit: int) -> tuple[bool, int]:
     """Count one use under ``key``; ``(allowed, uses this hour)``. Fails open on errors."""
     try:
-        client = redis.Redis.from_url(url, **_client_options())  # type: ignore[arg-type]
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+        )
         try:
-            uses = int(client.incr(key))  # type: ignore[arg-type]
+            uses = int(client.incr(key))
             if uses == 1:
                 client.expire(key, THROTTLE_TTL_SECONDS)
             if uses > limit:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 import aiosmtplib
@@ -121,7 +122,7 @@ class BatchSender:
                 if conn is not None:
                     return await self._run(request, campaign_id, hooks, tally)
             finally:
-                await self._db(lambda: lock.__exit__(None, None, None))
+                await self._db(partial(lock.__exit__, None, None, None))
             hooks.heartbeat(0, 0)
             if hooks.should_stop():
                 return SendOutcome.STOPPED

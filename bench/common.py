@@ -26,7 +26,12 @@ def sink_process(outbox: Path | None = None) -> Iterator[int]:
     args += ["--outbox", str(outbox)] if outbox else ["--no-outbox"]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: port_accepts("127.0.0.1", port), what="sink", timeout=20, alive=lambda: process.poll() is None)
+        wait_until(
+            lambda: port_accepts("127.0.0.1", port),
+            what="sink",
+            timeout=20,
+            alive=lambda: process.poll() is None,
+        )
         yield port
     finally:
         terminate(process.pid)

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Stopwatch, sink_process  # noqa: E402
+from bench.common import Stopwatch, sink_process
 
 CAMPAIGNS = 5
 RECIPIENTS = 1_000
@@ -84,7 +84,9 @@ async def engine_run(port: int) -> tuple[float, float]:
             events = 0
             for c in campaigns:
                 async for run in env.client.list_workflows(f'WorkflowId="{workflow_id_for(c)}"'):
-                    history = await env.client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+                    history = await env.client.get_workflow_handle(
+                        run.id, run_id=run.run_id
+                    ).fetch_history()
                     events += len(history.events)
         finally:
             await env.shutdown()

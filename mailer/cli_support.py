@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,18 @@ def fail(lines: list[str] | str, code: int = 2) -> typer.Exit:
     for line in [lines] if isinstance(lines, str) else lines:
         print(f"error: {line}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def exit_process(code: int) -> None:
+    """Flush and end the process without interpreter finalization.
+
+    The Temporal client's native runtime can crash the interpreter while it finalizes
+    ("PyGILState_Release … finalizing") after a command is done; every file and transaction
+    is closed by then, so skipping finalization loses nothing and keeps exit codes honest.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def warn(line: str) -> None:

@@ -33,7 +33,9 @@ class ControlError(MailerError):
 
 async def connect(settings: Settings) -> Client:
     try:
-        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+        return await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
     except RuntimeError as exc:
         raise ControlError(
             f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
@@ -51,7 +53,9 @@ def db_view(settings: Settings, campaign_id: uuid.UUID) -> CampaignStatusView:
 
 def progress_json(progress: Progress) -> dict[str, Any]:
     data = asdict(progress)
-    data["deferred_until"] = progress.deferred_until.isoformat() if progress.deferred_until else None
+    data["deferred_until"] = (
+        progress.deferred_until.isoformat() if progress.deferred_until else None
+    )
     return data
 
 
@@ -82,7 +86,9 @@ async def live(client: Client, campaign_id: uuid.UUID) -> Live | None:
 
 
 async def _settle(
-    handle: WorkflowHandle[Any, Any], done: Callable[[Progress], bool], timeout: float = SETTLE_SECONDS
+    handle: WorkflowHandle[Any, Any],
+    done: Callable[[Progress], bool],
+    timeout: float = SETTLE_SECONDS,
 ) -> Progress | None:
     """Poll the progress query until ``done`` or the run closes; ``None`` if it closed."""
     deadline = time.monotonic() + timeout
@@ -147,9 +153,7 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: str) -> str:
         raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
     applies, done = SIGNALS[name]
     if current.progress.state not in applies:
-        raise ControlError(
-            f"cannot {name} campaign {campaign_id}: it is {current.progress.state}"
-        )
+        raise ControlError(f"cannot {name} campaign {campaign_id}: it is {current.progress.state}")
     handle = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
     await handle.signal(name)
     settled = await _settle(handle, done)

@@ -47,5 +47,7 @@ async def watch_campaign(settings: Settings, campaign_id: uuid.UUID, interval: f
             )
             await asyncio.sleep(interval)
         final = control.db_view(settings, campaign_id)
-        bar.update(task, completed=final.sent + final.failed, state=final.status, failed=final.failed)
+        bar.update(
+            task, completed=final.sent + final.failed, state=final.status, failed=final.failed
+        )
     return f"{final.status}: {final.sent} sent, {final.failed} failed, {final.pending} pending"

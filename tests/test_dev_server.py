@@ -8,52 +8,25 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from mailer.stack.smtp_sink import SmtpSink
-from mailer.stack.smtpbz_stub import SmtpBzStubServer
 from tests import factories
-from tests.harness import Harness, dev_server_path, make_settings, new_task_queue, progress, wait_for
+from tests.harness import (
+    Harness,
+    dev_server_path,
+    progress,
+    wait_for,
+)
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import ALL_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=dev_server_path(),
-        search_attributes=ALL_KEYS,
-        dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def dev(
-    dev_env: WorkflowEnvironment,
-    database_url: str,
-    redis_url: str,
-    sink: SmtpSink,
-    stub: SmtpBzStubServer,
-) -> Harness:
-    return Harness(
-        client=dev_env.client,
-        settings=make_settings(database_url, redis_url, stub.base_url),
-        sink=sink,
-        stub=stub,
-        database_url=database_url,
-        task_queue=new_task_queue(),
-    )
 
 
 def address(client: Client) -> str:
@@ -84,10 +57,19 @@ async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> N
         def listed() -> bool:
             found = subprocess.run(
                 [
-                    dev_server_path(), "workflow", "list", "--address", address(dev.client),
-                    "--query", 'MailerDeferReason="outside_hours"', "-o", "json",
+                    dev_server_path(),
+                    "workflow",
+                    "list",
+                    "--address",
+                    address(dev.client),
+                    "--query",
+                    'MailerDeferReason="outside_hours"',
+                    "-o",
+                    "json",
                 ],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             return workflow_id_for(campaign) in found
 
@@ -99,7 +81,11 @@ async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> N
         until = attributes.get(ALL_KEYS[2])
         assert until is not None and until.astimezone(ZoneInfo("Europe/Moscow")).hour == start
         metadata = await handle.query("__temporal_workflow_metadata")
-        details = json.dumps(metadata, default=str) if not hasattr(metadata, "current_details") else metadata.current_details
+        details = (
+            json.dumps(metadata, default=str)
+            if not hasattr(metadata, "current_details")
+            else metadata.current_details
+        )
         assert "outside_hours" in str(details) and "3 pending" in str(details)
         row = dev.queue_row(campaign)
         assert (row["status"], row["defer_reason"]) == ("pending", "outside_hours")
@@ -123,7 +109,9 @@ async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> N
         handle = await dev.start(campaign)
         result = await handle.result()
     assert (result.status, result.sent, result.pending) == ("sent", 10_000, 0)
-    runs = [run async for run in dev.client.list_workflows(f'WorkflowId="{workflow_id_for(campaign)}"')]
+    runs = [
+        run async for run in dev.client.list_workflows(f'WorkflowId="{workflow_id_for(campaign)}"')
+    ]
     assert len(runs) >= 2, "continue-as-new did not happen"
     for run in runs:
         history = await dev.client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
@@ -149,7 +137,11 @@ def _worker_process(harness: Harness, log: Path) -> subprocess.Popen[bytes]:
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "worker"], cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 

@@ -9,11 +9,13 @@ activity), the search attributes and the Web UI's details.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -307,10 +309,9 @@ class CampaignWorkflow:
             deferral.until.isoformat(),
         )
         delay = max(timedelta(0), deferral.until - workflow.now())
-        try:
+        # A timeout means the deferral ran out: re-evaluate.
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(self._interrupted, timeout=delay)
-        except TimeoutError:
-            pass  # the deferral ran out: re-evaluate
         self._wake_requested = False
         if self._resume_requested:
             self._resume_requested = False
@@ -440,7 +441,7 @@ class CampaignWorkflow:
             MAILER_SENT.name: snapshot.sent,
         }
         if wanted != self._published:
-            updates = [
+            updates: list[SearchAttributeUpdate[Any]] = [
                 MAILER_STATUS.value_set(state),
                 MAILER_DEFER_REASON.value_set(reason),
                 MAILER_SENT.value_set(snapshot.sent),

@@ -18,15 +18,16 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import User
+from mailer import control
 from mailer.accounts import AccountChanges, add_user, set_account
 from mailer.authoring.create import CampaignDraft, create_campaign
-from mailer import control
+from mailer.cli_support import exit_process
 from mailer.errors import MailerError
-from mailer.watch import watch_campaign
-from workflows.campaign import workflow_id_for
 from mailer.settings import load_settings
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
+from mailer.watch import watch_campaign
+from workflows.campaign import workflow_id_for
 
 DEMO_DIR = Path(__file__).parent
 DEMO_USER = "demo"
@@ -97,7 +98,10 @@ async def send(stack: StackSettings, campaign_id: str) -> None:
     )
     final = await watch_campaign(settings, uuid.UUID(campaign_id), interval=0.5)
     print(f"Campaign {campaign_id}: {final}")
-    print(f"Messages in the sink: {len(list(stack.outbox.glob('*.eml')))} .eml files in {stack.outbox}")
+    print(
+        f"Messages in the sink: {len(list(stack.outbox.glob('*.eml')))} .eml files "
+        f"in {stack.outbox}"
+    )
     print("Try: .venv/bin/mailer list --all    ·    stop everything: make down")
 
 
@@ -113,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

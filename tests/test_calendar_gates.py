@@ -1,0 +1,153 @@
+"""The pure decisions: calendar, gates, allowance, breaker."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from workflows.calendar import (
+    WorkingHours,
+    is_working_time,
+    local_day_bounds,
+    next_clock_hour,
+    next_day_start,
+    next_working_start,
+    rate_window_key,
+)
+from workflows.contracts import Limits, Snapshot
+from workflows.gates import (
+    DeferReason,
+    batch_allowance,
+    breaker_tripped,
+    evaluate_gates,
+    rate_deferral,
+)
+
+MSK = ZoneInfo("Europe/Moscow")
+HOURS = WorkingHours("Europe/Moscow", 9, 18)
+
+
+def msk(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 12, day, hour, minute, tzinfo=MSK)  # 2026-12-07 is a Monday
+
+
+@pytest.mark.parametrize(
+    ("now", "working"),
+    [(msk(7, 8, 59), False), (msk(7, 9, 0), True), (msk(7, 17, 59), True), (msk(7, 18, 0), False)],
+)
+def test_working_time_is_start_inclusive_end_exclusive(now: datetime, working: bool) -> None:
+    assert is_working_time(now, HOURS) is working
+    assert is_working_time(now.astimezone(ZoneInfo("UTC")), HOURS) is working
+
+
+def test_next_working_start_today_or_tomorrow() -> None:
+    assert next_working_start(msk(7, 6, 30), HOURS) == msk(7, 9)
+    assert next_working_start(msk(7, 18, 0), HOURS) == msk(8, 9)
+    assert next_working_start(msk(7, 23, 59), HOURS) == msk(8, 9)
+
+
+def test_daily_limit_resumes_tomorrow_at_start() -> None:
+    assert next_day_start(msk(7, 10, 15), HOURS) == msk(8, 9)
+
+
+def test_next_clock_hour_and_window_key() -> None:
+    assert next_clock_hour(msk(7, 14, 30), "Europe/Moscow") == msk(7, 15)
+    assert rate_window_key(msk(7, 14, 30), "Europe/Moscow") == "crm:mailer:rate:hour:2026-12-07:14"
+    # The key is local time, whatever zone "now" comes in.
+    utc_now = datetime(2026, 12, 7, 11, 30, tzinfo=ZoneInfo("UTC"))
+    assert rate_window_key(utc_now, "Europe/Moscow") == "crm:mailer:rate:hour:2026-12-07:14"
+
+
+def test_local_day_bounds() -> None:
+    start, end = local_day_bounds(msk(7, 0, 10), "Europe/Moscow")
+    assert (start, end) == (msk(7, 0), msk(8, 0))
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError):
+        is_working_time(datetime(2026, 12, 7, 10), HOURS)
+
+
+def snapshot(**changes: object) -> Snapshot:
+    limits = Limits(**{k: v for k, v in changes.items() if k in Limits.__dataclass_fields__})  # type: ignore[arg-type]
+    values: dict[str, object] = {
+        "quota_available": 1000,
+        "sent_today_by_creator": 0,
+        "active_campaigns": 1,
+        "pending": 500,
+        "sent": 0,
+        "failed": 0,
+    }
+    values.update({k: v for k, v in changes.items() if k in values})
+    return Snapshot(limits=limits, **values)  # type: ignore[arg-type]
+
+
+def test_gates_in_the_seeds_order() -> None:
+    night = evaluate_gates(msk(7, 20), snapshot(quota_available=0), None)
+    assert night is not None and (night.reason, night.until) == (
+        DeferReason.OUTSIDE_HOURS,
+        msk(8, 9),
+    )
+    quota = evaluate_gates(
+        msk(7, 10),
+        snapshot(quota_available=0, per_user_daily_limit=5, sent_today_by_creator=5),
+        None,
+    )
+    assert quota is not None and (quota.reason, quota.until) == (
+        DeferReason.QUOTA_EXHAUSTED,
+        msk(7, 11),
+    )
+    daily = evaluate_gates(
+        msk(7, 10), snapshot(per_user_daily_limit=250, sent_today_by_creator=250), None
+    )
+    assert daily is not None and (daily.reason, daily.until) == (DeferReason.DAILY_LIMIT, msk(8, 9))
+    retry = msk(7, 10, 5)
+    transient = evaluate_gates(msk(7, 10), snapshot(), retry)
+    assert transient is not None and (transient.reason, transient.until) == (
+        DeferReason.TRANSIENT_ERROR,
+        retry,
+    )
+    assert evaluate_gates(msk(7, 10, 5), snapshot(), retry) is None
+    assert (
+        evaluate_gates(
+            msk(7, 10), snapshot(per_user_daily_limit=0, sent_today_by_creator=10**6), None
+        )
+        is None
+    )
+
+
+def test_rate_deferral_is_next_clock_hour() -> None:
+    deferral = rate_deferral(msk(7, 14, 59), Limits())
+    assert (deferral.reason, deferral.until) == (DeferReason.RATE_PER_HOUR, msk(7, 15))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, 100),
+        ({"send_batch_size": 30}, 30),
+        ({"quota_available": 7}, 7),
+        ({"pending": 3}, 3),
+        ({"per_user_daily_limit": 250, "sent_today_by_creator": 240}, 10),
+        ({"active_campaigns": 3}, 34),
+        ({"quota_available": -5}, 0),
+    ],
+)
+def test_batch_allowance(changes: dict[str, object], expected: int) -> None:
+    assert batch_allowance(snapshot(**changes)) == expected
+
+
+def test_breaker_trips_at_exactly_the_threshold() -> None:
+    limits = Limits(circuit_breaker_threshold=10)
+    assert not breaker_tripped(9, limits)
+    assert breaker_tripped(10, limits)
+
+
+def test_transient_retry_delay() -> None:
+    from workflows.gates import transient_retry_at
+
+    assert transient_retry_at(msk(7, 10), Limits(transient_retry_delay_minutes=5)) == msk(
+        7, 10
+    ) + timedelta(minutes=5)

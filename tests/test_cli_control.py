@@ -1,0 +1,138 @@
+"""The operator CLI driving real campaign workflows (dev server, worker in this process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tests import factories
+from tests.harness import Harness, progress, wait_for
+from tests.test_dev_server import address, hours_excluding_now
+from workflows.campaign import workflow_id_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python starter.py ARGS`` in a subprocess (the worker keeps running meanwhile)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "MAILER_ENV_FILES": "",
+            "MAILER_DATABASE_URL": harness.database_url,
+            "MAILER_REDIS_URL": harness.settings.redis_url,
+            "MAILER_TEMPORAL_ADDRESS": address(harness.client),
+            "MAILER_TASK_QUEUE": harness.task_queue,
+        }
+    )
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "starter.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def setup(harness: Harness, recipients: int) -> str:
+    url = harness.database_url
+    user = factories.add_user(url)
+    factories.set_account(url, smtp_port=harness.sink.port)
+    factories.set_quota(url, 1_000_000)
+    return factories.add_campaign(url, user, recipients)
+
+
+async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
+    campaign = setup(dev, 5)
+    start, end = hours_excluding_now()
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        started = await cli(dev, "start", campaign)
+        assert started.returncode == 0, started.stderr
+        assert f"campaign {campaign} started: deferred (outside_hours until" in started.stdout
+
+        again = await cli(dev, "start", campaign)
+        assert again.returncode == 1
+        assert again.stderr.strip() == f"error: campaign {campaign} is sending, not ready to start"
+
+        status = json.loads((await cli(dev, "status", campaign, "--json")).stdout)
+        assert (status["status"], status["defer_reason"]) == ("sending", "outside_hours")
+        assert status["live"]["state"] == "deferred" and status["live"]["pending"] == 5
+
+        listed = json.loads((await cli(dev, "list", "--reason", "outside_hours", "--json")).stdout)
+        assert [row["campaign_id"] for row in listed] == [campaign]
+        assert (
+            json.loads((await cli(dev, "list", "--reason", "daily_limit", "--json")).stdout) == []
+        )
+
+        paused = await cli(dev, "pause", campaign)
+        assert paused.returncode == 0 and paused.stdout.strip() == f"campaign {campaign}: paused"
+        twice = await cli(dev, "pause", campaign)
+        assert twice.returncode == 1
+        assert twice.stderr.strip() == f"error: cannot pause campaign {campaign}: it is paused"
+
+        resumed = await cli(dev, "resume", campaign)
+        assert (
+            resumed.returncode == 0 and resumed.stdout.strip() == f"campaign {campaign}: deferred"
+        )
+
+        cancelled = await cli(dev, "cancel", campaign)
+        assert (
+            cancelled.returncode == 0
+            and cancelled.stdout.strip() == f"campaign {campaign}: cancelled"
+        )
+        after = await cli(dev, "cancel", campaign)
+        assert after.returncode == 1
+        assert after.stderr.strip() == f"error: campaign {campaign} is not running: it is cancelled"
+
+    unknown = str(uuid.uuid4())
+    missing = await cli(dev, "pause", unknown)
+    assert missing.returncode == 1 and missing.stderr.strip() == f"error: no campaign {unknown}"
+    never = setup(dev, 1)
+    not_started = await cli(dev, "resume", never)
+    assert not_started.returncode == 1
+    assert (
+        not_started.stderr.strip()
+        == f"error: campaign {never} is not running (it was never started)"
+    )
+
+
+async def test_watch_follows_a_campaign_to_the_end(dev: Harness) -> None:
+    campaign = setup(dev, 40)
+    dev.sink.handler.delay_seconds = 0.01
+    async with dev.worker(
+        working_hours_start=0, working_hours_end=24, rate_per_hour=100_000, send_batch_size=10
+    ):
+        handle = await dev.client.start_workflow(
+            "CampaignWorkflow",
+            __import__("workflows.contracts", fromlist=["CampaignInput"]).CampaignInput(campaign),
+            id=workflow_id_for(campaign),
+            task_queue=dev.task_queue,
+        )
+        await wait_for(lambda: _started(handle), what="the campaign to start")
+        watched = await cli(dev, "watch", campaign, "--interval", "0.2")
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.strip().endswith(
+        f"campaign {campaign}: sent: 40 sent, 0 failed, 0 pending"
+    )
+
+
+async def _started(handle) -> bool:  # type: ignore[no-untyped-def]
+    return (await progress(handle)).state != "starting"
+
+
+async def test_start_refused_by_the_workflow_says_why(dev: Harness) -> None:
+    campaign = setup(dev, 3)
+    async with dev.worker(max_campaign_recipients=2):
+        refused = await cli(dev, "start", campaign)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: campaign not started: campaign {campaign} has 3 recipients, more than "
+        "MAILER_MAX_CAMPAIGN_RECIPIENTS=2"
+    )
