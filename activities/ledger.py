@@ -406,17 +406,15 @@ _RECORD_SENT = text(
 )
 
 
-def record_sent(engine: Engine, recipient_id: int, message_id: str, now: datetime) -> None:
-    """After the server's 250: recipient sent + send log, in one transaction (the quota
-    was taken when the batch was planned)."""
-    with engine.begin() as conn:
-        conn.execute(
-            _RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now}
-        )
+def record_sent(conn: Connection, recipient_id: int, message_id: str, now: datetime) -> None:
+    """After the server's 250: recipient sent + send log, committed at once (the quota was
+    taken when the batch was planned). ``conn`` is the batch's own connection."""
+    conn.execute(_RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now})
+    conn.commit()
 
 
 def record_failed(
-    engine: Engine,
+    conn: Connection,
     campaign_id: uuid.UUID,
     recipient_id: int,
     email: str,
@@ -425,29 +423,29 @@ def record_failed(
     error: str,
     now: datetime,
 ) -> None:
-    """A permanent (5xx) refusal: the recipient is failed and never retried."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(CampaignRecipient)
-            .where(
-                CampaignRecipient.id == recipient_id,
-                CampaignRecipient.status == RecipientStatus.PENDING.value,
-            )
-            .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
+    """A permanent (5xx) refusal: the recipient is failed and never retried; committed."""
+    conn.execute(
+        update(CampaignRecipient)
+        .where(
+            CampaignRecipient.id == recipient_id,
+            CampaignRecipient.status == RecipientStatus.PENDING.value,
         )
-        conn.execute(
-            insert(SendLog).values(
-                campaign_id=campaign_id,
-                recipient_id=recipient_id,
-                email=email,
-                provider=PROVIDER_SMTP_GLOBAL,
-                status=SendLogStatus.FAILED.value,
-                message_id=message_id,
-                smtp_code=code,
-                error=error,
-                created_at=now,
-            )
+        .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
+    )
+    conn.execute(
+        insert(SendLog).values(
+            campaign_id=campaign_id,
+            recipient_id=recipient_id,
+            email=email,
+            provider=PROVIDER_SMTP_GLOBAL,
+            status=SendLogStatus.FAILED.value,
+            message_id=message_id,
+            smtp_code=code,
+            error=error,
+            created_at=now,
         )
+    )
+    conn.commit()
 
 
 def store_quota(

@@ -1,14 +1,36 @@
-"""Building one recipient's message: rendered templates, safe headers, a stable Message-ID."""
+"""Building one recipient's message: rendered templates, safe headers, a stable Message-ID.
+
+The MIME structure is written directly (UTF-8 parts in base64, RFC 2047 encoded-words for
+non-ASCII headers): it is the one shape every campaign message has, and writing it costs
+0.1 ms where the ``email`` package's generator costs 1–4 ms, which decides how fast
+thousands of messages (and ``mailer simulate``) go. The ``email`` package still encodes
+the headers' words, and the tests parse what we write back with it. A header with CR/LF is
+refused here, as ``EmailMessage`` would: a recipient's variables end up in Subject and To.
+"""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from activities.ledger import CampaignView, RecipientView
 from mailer.authoring.templates import render
+
+CRLF = "\r\n"
+
+
+class UnsendableMessage(ValueError):
+    """This recipient's message cannot be built (say, a line break in a header)."""
+
+
+@dataclass(frozen=True)
+class BuiltMessage:
+    message_id: str
+    data: bytes
 
 
 def message_id_for(campaign_id: uuid.UUID, recipient_id: int, from_email: str) -> str:
@@ -18,23 +40,62 @@ def message_id_for(campaign_id: uuid.UUID, recipient_id: int, from_email: str) -
     return f"<{campaign_id.hex}.{recipient_id}@{domain}>"
 
 
-def build_message(campaign: CampaignView, recipient: RecipientView, now: datetime) -> EmailMessage:
-    """The recipient's message: text and/or HTML alternatives, rendered for them."""
+def _checked(header: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise UnsendableMessage(f"the {header} header would contain a line break")
+    return value
+
+
+def _words(header: str, value: str) -> str:
+    """The value as it may appear in a header: ASCII as is, else RFC 2047 words."""
+    _checked(header, value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name=header).encode(linesep=CRLF)
+
+
+def _address(header: str, name: str, email: str) -> str:
+    _checked(header, name)
+    return formataddr((name, _checked(header, email)), charset="utf-8")
+
+
+def _part(subtype: str, body: str) -> str:
+    encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", CRLF)
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+        f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{encoded}"
+    )
+
+
+def build_message(campaign: CampaignView, recipient: RecipientView, now: datetime) -> BuiltMessage:
+    """The recipient's message as bytes: text and/or HTML alternatives, rendered for them."""
     context: dict[str, object] = dict(recipient.variables)
     context.setdefault("name", recipient.name)
     context["email"] = recipient.email
-    message = EmailMessage()
-    message["Subject"] = render(campaign.subject, context, html=False)
-    message["From"] = formataddr((campaign.from_name, campaign.from_email))
-    message["To"] = formataddr((recipient.name, recipient.email))
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id_for(campaign.id, recipient.id, campaign.from_email)
-    text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
-    html_body = render(campaign.html_body, context, html=True) if campaign.html_body else ""
-    if text_body:
-        message.set_content(text_body)
-        if html_body:
-            message.add_alternative(html_body, subtype="html")
+    try:
+        subject = render(campaign.subject, context, html=False)
+        text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
+        html_body = render(campaign.html_body, context, html=True) if campaign.html_body else ""
+    except Exception as exc:  # a template error with this recipient's variables
+        raise UnsendableMessage(f"cannot render the templates: {exc}") from exc
+    message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
+    headers = [
+        f"Subject: {_words('Subject', subject)}",
+        f"From: {_address('From', campaign.from_name, campaign.from_email)}",
+        f"To: {_address('To', recipient.name, recipient.email)}",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: {message_id}",
+        "MIME-Version: 1.0",
+    ]
+    parts = [_part("plain", text_body)] if text_body else []
+    if html_body or not parts:
+        parts.append(_part("html", html_body))
+    if len(parts) == 1:
+        body = CRLF.join(headers) + CRLF + parts[0]
     else:
-        message.set_content(html_body, subtype="html")
-    return message
+        # Unique per message, and no base64 line can start with "--".
+        boundary = f"==mailer={campaign.id.hex}.{recipient.id}=="
+        headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        sections = "".join(f"--{boundary}{CRLF}{part}" for part in parts)
+        body = CRLF.join(headers) + CRLF + CRLF + sections + f"--{boundary}--{CRLF}"
+    return BuiltMessage(message_id=message_id, data=body.encode("ascii"))

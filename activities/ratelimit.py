@@ -26,10 +26,10 @@ THROTTLE_PREFIX = "crm:mailer:throttle:"
 _RESERVE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used)
-if grant <= 0 then return 0 end
+if grant <= 0 then return {0, 0} end
 redis.call('INCRBY', KEYS[1], grant)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return grant
+return {grant, tonumber(ARGV[1]) - used - grant}
 """
 
 _RELEASE = """
@@ -53,6 +53,12 @@ class LimiterMetrics:
 REDIS_TIMEOUT_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Reservation:
+    granted: int
+    window_full: bool  # nothing left in this hour's window after this reservation
+
+
 class RateLimiter:
     """Reserve and return tokens of the hourly window shared by all campaigns."""
 
@@ -70,22 +76,22 @@ class RateLimiter:
             )
         return self._client
 
-    async def reserve(self, now: datetime, timezone: str, limit: int, wanted: int) -> int:
+    async def reserve(self, now: datetime, timezone: str, limit: int, wanted: int) -> Reservation:
         """Up to ``wanted`` tokens of the window containing ``now`` (all of them on error)."""
         if wanted <= 0:
-            return 0
+            return Reservation(0, window_full=False)
         key = rate_window_key(now, timezone)
         try:
-            granted = await self._redis().eval(
+            granted, left = await self._redis().eval(
                 _RESERVE, 1, key, limit, wanted, RATE_WINDOW_TTL_SECONDS
             )
-            return int(granted)
+            return Reservation(int(granted), window_full=int(left) <= 0)
         except (redis.RedisError, OSError) as exc:
             self.metrics.redis_errors += 1
             self.metrics.fail_open_tokens += wanted
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
             await self._reset()
-            return wanted
+            return Reservation(wanted, window_full=False)
 
     async def release(self, now: datetime, timezone: str, unused: int) -> None:
         """Give back tokens reserved but not used (best effort)."""

@@ -24,7 +24,7 @@ RECIPIENTS = 10_000
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, postgres_cluster() as cluster:
+    with tempfile.TemporaryDirectory() as tmp, postgres_cluster(durable=True) as cluster:
         folder = Path(tmp)
         csv_path = folder / "recipients.csv"
         rows = [

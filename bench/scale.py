@@ -1,7 +1,8 @@
 """1,000 campaigns deferred at once on one worker: its memory, and how fast they all wake.
 
 Every campaign's first batch meets a 451 from the SMTP sink, so all 1,000 defer on
-``transient_error`` (retry delay 1 minute). Then the sink is healed and we measure the
+``transient_error`` for the seed's retry delay (5 minutes, longer than it takes to start
+them all, so each defers exactly once). Then the sink is healed and we measure the
 seconds from the last deferral's end until every campaign has sent its batch, and the
 worker process's RSS while they sleep and after. Temporal dev server, worker in its own
 process, real PostgreSQL and Redis.
@@ -63,7 +64,11 @@ async def main() -> None:
     from workflows.search_attributes import ALL_KEYS
 
     handler = SinkHandler(rules=[FailureRule("all", 451)], keep_in_memory=False)
-    with postgres_cluster() as cluster, redis_server() as redis, SmtpSink(handler) as sink:
+    with (
+        postgres_cluster(durable=True) as cluster,
+        redis_server() as redis,
+        SmtpSink(handler) as sink,
+    ):
         url = cluster.new_database()
         user = factories.add_user(url)
         factories.set_account(url, smtp_port=sink.port)
@@ -85,7 +90,7 @@ async def main() -> None:
                 "MAILER_WORKING_HOURS_START": "0",
                 "MAILER_WORKING_HOURS_END": "24",
                 "MAILER_RATE_PER_HOUR": "10000000",
-                "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": "1",
+                "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": "5",
                 "MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR": "1000000",
             }
         )

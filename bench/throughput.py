@@ -49,7 +49,7 @@ async def engine_run(port: int) -> tuple[float, float]:
     from workflows.contracts import CampaignInput
     from workflows.search_attributes import ALL_KEYS
 
-    with postgres_cluster() as cluster, redis_server() as redis:
+    with postgres_cluster(durable=True) as cluster, redis_server() as redis:
         url = cluster.new_database()
         user = factories.add_user(url)
         factories.set_account(url, smtp_port=port)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ssl
 import uuid
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 
 import aiosmtplib
 import pytest
 
 from activities.ledger import CampaignView, RecipientView
-from activities.messages import build_message, message_id_for
+from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.smtp_errors import ErrorClass, Stage, classify_exception, classify_reply
 
 
@@ -57,27 +58,61 @@ def test_exceptions() -> None:
     assert tls.error_class is ErrorClass.CONFIGURATION
 
 
-def test_message_is_rendered_and_its_id_is_stable() -> None:
-    campaign = CampaignView(
-        id=uuid.UUID(int=7),
-        created_by_id=1,
-        subject="{{ name }}, привет",
-        html_body="<p>{{ company }}</p>",
-        text_body="Hi {{ name }}",
-        from_email="news@example.com",
-        from_name="Shop",
-    )
-    recipient = RecipientView(
-        id=42,
-        email="anna@example.com",
-        name="Анна",
-        variables={"name": "Анна", "company": "Рога & <Копыта>"},
-    )
-    now = datetime(2026, 12, 7, 10, tzinfo=UTC)
-    message = build_message(campaign, recipient, now)
+def _campaign(**changes: str) -> CampaignView:
+    values = {
+        "subject": "{{ name }}, привет",
+        "html_body": "<p>{{ company }}</p>",
+        "text_body": "Hi {{ name }}",
+        "from_email": "news@example.com",
+        "from_name": "Магазин «Ромашка»",
+    }
+    values.update(changes)
+    return CampaignView(id=uuid.UUID(int=7), created_by_id=1, **values)  # type: ignore[arg-type]
+
+
+RECIPIENT = RecipientView(
+    id=42,
+    email="anna@example.com",
+    name="Анна",
+    variables={"name": "Анна", "company": "Рога & <Копыта>"},
+)
+NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)
+
+
+def test_message_parses_back_rendered_and_its_id_is_stable() -> None:
+    built = build_message(_campaign(), RECIPIENT, NOW)
+    message = message_from_bytes(built.data, policy=policy.default)
+    assert message.defects == []
     assert message["Subject"] == "Анна, привет"
-    assert message["Message-ID"] == message_id_for(campaign.id, 42, "news@example.com")
-    assert message["Message-ID"] == build_message(campaign, recipient, now)["Message-ID"]
+    assert message["From"] == "Магазин «Ромашка» <news@example.com>"
     assert message["To"] == "Анна <anna@example.com>"
+    assert (
+        message["Message-ID"]
+        == built.message_id
+        == message_id_for(uuid.UUID(int=7), 42, "news@example.com")
+    )
+    assert build_message(_campaign(), RECIPIENT, NOW).data == built.data
     html = message.get_body(("html",))
-    assert html is not None and "<p>Рога &amp; &lt;Копыта&gt;</p>" in html.get_content()
+    text = message.get_body(("plain",))
+    assert html is not None and html.get_content() == "<p>Рога &amp; &lt;Копыта&gt;</p>"
+    assert text is not None and text.get_content() == "Hi Анна"
+
+
+def test_single_part_and_long_subjects() -> None:
+    long_subject = "Очень длинная тема " * 10 + "{{ name }}"
+    built = build_message(_campaign(subject=long_subject, html_body=""), RECIPIENT, NOW)
+    message = message_from_bytes(built.data, policy=policy.default)
+    assert message.get_content_type() == "text/plain" and message.defects == []
+    assert message["Subject"] == ("Очень длинная тема " * 10) + "Анна"
+    assert all(len(line) <= 998 for line in built.data.split(b"\r\n"))
+
+
+def test_line_break_from_a_variable_is_refused() -> None:
+    sneaky = RecipientView(
+        id=1,
+        email="x@example.com",
+        name="X",
+        variables={"name": "X\r\nBcc: all@example.com", "company": "C"},
+    )
+    with pytest.raises(UnsendableMessage, match="Subject header would contain a line break"):
+        build_message(_campaign(), sneaky, NOW)

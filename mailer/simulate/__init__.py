@@ -1,0 +1,1 @@
+"""``mailer simulate``: forecast campaigns by running the real workflow in skipped time."""

@@ -1,0 +1,63 @@
+"""Defaults the simulation takes from the real database (read-only): the account's daily
+limit, and with ``--campaign`` that campaign's pending count and the current quota."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.models import SINGLETON_ID, Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
+from mailer.errors import InputError
+from mailer.settings import Settings
+
+
+@dataclass(frozen=True)
+class RealDefaults:
+    daily_limit: int | None = None
+    quota: int | None = None
+    pending: int | None = None
+    problem: str = ""  # why the database could not be read, if it could not
+
+
+def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
+    """Read what the options default to; a missing campaign is an :class:`InputError`."""
+    parsed = None
+    if campaign_id is not None:
+        try:
+            parsed = uuid.UUID(campaign_id)
+        except ValueError:
+            raise InputError([f"--campaign: {campaign_id!r} is not a campaign UUID"]) from None
+    engine = create_engine(settings.sqlalchemy_url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            account = conn.execute(
+                select(GlobalMailAccount.per_user_daily_limit).where(
+                    GlobalMailAccount.id == SINGLETON_ID
+                )
+            ).scalar()
+            if parsed is None:
+                return RealDefaults(daily_limit=account or 0)
+            if conn.execute(select(Campaign.id).where(Campaign.id == parsed)).first() is None:
+                raise InputError([f"--campaign: no campaign {campaign_id}"])
+            pending = conn.execute(
+                select(func.count())
+                .select_from(CampaignRecipient)
+                .where(
+                    CampaignRecipient.campaign_id == parsed, CampaignRecipient.status == "pending"
+                )
+            ).scalar()
+            quota = conn.execute(
+                select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
+            ).scalar()
+            return RealDefaults(daily_limit=account or 0, quota=quota or 0, pending=pending or 0)
+    except SQLAlchemyError as exc:
+        if parsed is not None:
+            raise InputError(
+                [f"--campaign: cannot read the database to find it ({type(exc).__name__})"]
+            ) from None
+        return RealDefaults(problem=f"database not readable ({type(exc).__name__})")
+    finally:
+        engine.dispose()

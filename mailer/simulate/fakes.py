@@ -1,0 +1,126 @@
+"""The simulation's stand-ins for the outside world, driven by the simulated clock.
+
+An SMTP responder on the running event loop (lean, so days of sending simulate in seconds)
+that applies ``--fail`` rules, and an smtp.bz API whose quota follows ``--quota-refill``.
+Both are real servers on loopback: the production activities talk to them over TCP/HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from mailer.simulate.options import FailRule, Refill
+from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
+
+Clock = Callable[[], Awaitable[datetime]]
+
+_REPLIES = {
+    4: "4.3.0 Simulated temporary failure",
+    5: "5.1.1 Simulated permanent failure",
+}
+
+
+def _matches(rule: FailRule, address: str) -> bool:
+    return rule.pattern in {"*", "all"} or fnmatch.fnmatch(address.lower(), rule.pattern.lower())
+
+
+class SimulatedSmtp:
+    """Accepts every message except those the ``--fail`` rules refuse (at RCPT)."""
+
+    def __init__(self, rules: Sequence[FailRule], clock: Clock) -> None:
+        self.rules = list(rules)
+        self.clock = clock
+        self.accepted = 0
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _refusal(self, address: str) -> int | None:
+        windowed = any(rule.start is not None for rule in self.rules)
+        now = await self.clock() if windowed else None
+        for rule in self.rules:
+            if _matches(rule, address) and (now is None or rule.active(now)):
+                return rule.code
+        return None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def reply(text: str) -> None:
+            writer.write(text.encode() + b"\r\n")
+
+        reply("220 simulator ESMTP")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    reply("250-simulator\r\n250-8BITMIME\r\n250 SMTPUTF8")
+                elif verb == b"RCPT":
+                    address = line.decode(errors="replace").partition(":")[2]
+                    address = address.strip().split()[0].strip("<>") if address.strip() else ""
+                    code = await self._refusal(address)
+                    if code is None:
+                        reply("250 2.1.5 OK")
+                    else:
+                        self.refused += 1
+                        reply(f"{code} {_REPLIES[code // 100]}")
+                elif verb == b"DATA":
+                    reply("354 End data with <CR><LF>.<CR><LF>")
+                    await writer.drain()
+                    while await reader.readline() not in (b".\r\n", b""):
+                        pass  # the message itself is not kept
+                    self.accepted += 1
+                    reply("250 2.0.0 OK")
+                elif verb == b"QUIT":
+                    reply("221 2.0.0 Bye")
+                    await writer.drain()
+                    break
+                else:  # MAIL, RSET, NOOP
+                    reply("250 2.0.0 OK")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+class SimulatedProvider(SmtpBzStubServer):
+    """The smtp.bz API as the simulation sees it.
+
+    Before any refill the provider agrees with our own count (it reports the database's
+    ``emails_available``); from a refill's time on it reports the refill's amount less what
+    was sent since.
+    """
+
+    def __init__(
+        self,
+        refills: Sequence[Refill],
+        *,
+        now: Callable[[], datetime],
+        database_available: Callable[[], int],
+        sent_since: Callable[[datetime], int],
+    ) -> None:
+        super().__init__(account=StubAccount(api_key="simulation"))
+        self.refills = sorted(refills, key=lambda refill: refill.at)
+        self._now = now
+        self._database_available = database_available
+        self._sent_since = sent_since
+
+    def current_account(self) -> StubAccount:
+        now = self._now()
+        due = [refill for refill in self.refills if refill.at <= now]
+        if due:
+            latest = due[-1]
+            quota = max(0, latest.available - self._sent_since(latest.at))
+        else:
+            quota = self._database_available()
+        return StubAccount(api_key="simulation", quota=quota, tarif_quota=quota)

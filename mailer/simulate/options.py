@@ -1,0 +1,212 @@
+"""The simulation's options, parsed and checked; every error names its option."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mailer.errors import InputError
+
+SMTP_CODE = re.compile(r"^[245]\d\d$")
+FAIL_SPEC = re.compile(r"(?P<pattern>.+):(?P<code>\d{3})(?:@(?P<window>.+))?")
+DURATION = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True)
+class FailRule:
+    """Reply ``code`` to recipients matching ``pattern``; within [start, end) if windowed."""
+
+    pattern: str
+    code: int
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        if self.start is None or self.end is None:
+            return True
+        return self.start <= now < self.end
+
+
+@dataclass(frozen=True)
+class Refill:
+    """From ``at`` on, the provider's quota sync reports ``available`` (less sends since)."""
+
+    available: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    recipients: int
+    campaigns: int
+    start: datetime
+    rate_per_hour: int
+    daily_limit: int
+    quota: int
+    working_hours: tuple[int, int]
+    timezone: str
+    refills: tuple[Refill, ...] = ()
+    fail_rules: tuple[FailRule, ...] = ()
+    until: datetime | None = None
+    source_campaign: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_datetime(option: str, value: str) -> datetime:
+    """An ISO-8601 time that must carry its UTC offset."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError([f"{option}: {value!r} is not an ISO-8601 time"]) from None
+    if parsed.tzinfo is None:
+        raise InputError(
+            [f"{option}: {value!r} has no UTC offset (write it like 2026-12-07T09:00+03:00)"]
+        )
+    return parsed
+
+
+def parse_working_hours(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", value)
+    if not match:
+        raise InputError([f"--working-hours: {value!r} is not START-END, e.g. 9-18"])
+    start, end = int(match[1]), int(match[2])
+    if not (0 <= start <= 23 and 1 <= end <= 24):
+        raise InputError([f"--working-hours: {value!r}: hours run from 0 to 24"])
+    if start >= end:
+        raise InputError([f"--working-hours: start {start} must be before end {end}"])
+    return start, end
+
+
+def parse_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError([f"--timezone: unknown time zone {value!r}"]) from None
+    return value
+
+
+def parse_duration(option: str, value: str) -> timedelta:
+    match = DURATION.fullmatch(value.strip())
+    if not match:
+        raise InputError([f"{option}: {value!r} is not a duration like 30m, 2h or 1d"])
+    return timedelta(**{UNITS[match[2]]: int(match[1])})
+
+
+def parse_fail(value: str) -> FailRule:
+    """``PATTERN:CODE`` or ``PATTERN:CODE@START/DURATION`` (``all`` matches everyone).
+
+    Patterns hold ``@`` themselves (``*@bad.example``), so the code is the last ``:NNN``
+    that ends the value or is followed by the window's ``@``.
+    """
+    match = FAIL_SPEC.fullmatch(value.strip())
+    if not match:
+        raise InputError([f"--fail: {value!r} is not PATTERN:CODE, e.g. '*@bad.example:550'"])
+    pattern, code, window = match["pattern"], match["code"], match["window"]
+    if not SMTP_CODE.fullmatch(code) or not 400 <= int(code) < 600:
+        raise InputError([f"--fail: {code!r} in {value!r} is not an SMTP error code (4xx or 5xx)"])
+    if not window:
+        return FailRule(pattern, int(code))
+    start_text, sep, duration = window.rpartition("/")
+    if not sep:
+        raise InputError(
+            [f"--fail: window {window!r} is not START/DURATION, e.g. 2026-12-01T10:00+03:00/30m"]
+        )
+    start = parse_datetime("--fail", start_text)
+    return FailRule(pattern, int(code), start, start + parse_duration("--fail", duration))
+
+
+def parse_refill(value: str) -> Refill:
+    amount, sep, at = value.partition("@")
+    if not sep or not amount.strip().isdigit():
+        raise InputError(
+            [f"--quota-refill: {value!r} is not N@TIME, e.g. 5000@2026-12-08T09:00+03:00"]
+        )
+    return Refill(int(amount), parse_datetime("--quota-refill", at))
+
+
+def non_negative(option: str, value: int | None) -> None:
+    if value is not None and value < 0:
+        raise InputError([f"{option}: must be 0 or more, got {value}"])
+
+
+def positive(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise InputError([f"{option}: must be 1 or more, got {value}"])
+
+
+AMPLE_QUOTA = 1_000_000_000
+
+
+def build_options(
+    *,
+    recipients: int | None,
+    campaign: str | None,
+    campaigns: int,
+    start: str | None,
+    now: datetime,
+    rate_per_hour: int | None,
+    daily_limit: int | None,
+    quota: int | None,
+    refills: list[str],
+    working_hours: str | None,
+    timezone: str | None,
+    fails: list[str],
+    until: str | None,
+    defaults: SettingsDefaults,
+) -> SimulationOptions:
+    """Check every option and fill in defaults; raises :class:`InputError` naming the option."""
+    positive("--recipients", recipients)
+    positive("--campaigns", campaigns)
+    positive("--rate-per-hour", rate_per_hour)
+    non_negative("--daily-limit", daily_limit)
+    non_negative("--quota", quota)
+    if recipients is None and campaign is None:
+        raise InputError(["--recipients: give --recipients N or --campaign CAMPAIGN_ID"])
+    if recipients is not None and campaign is not None:
+        raise InputError(["--recipients: give either --recipients or --campaign, not both"])
+    zone_name = parse_timezone(timezone) if timezone else defaults.timezone
+    hours = parse_working_hours(working_hours) if working_hours else defaults.working_hours
+    start_at = parse_datetime("--start", start) if start else now
+    until_at = parse_datetime("--until", until) if until else None
+    if until_at is not None and until_at <= start_at:
+        raise InputError([f"--until: {until} is not after the start ({start_at.isoformat()})"])
+    count = recipients if recipients is not None else defaults.pending
+    if count is None or count < 1:
+        raise InputError([f"--campaign: campaign {campaign} has no pending recipients"])
+    notes = []
+    if quota is None and defaults.quota is not None:
+        quota = defaults.quota
+        notes.append(f"quota {quota} (the current mailer_smtpbzquota.emails_available)")
+    elif quota is None:
+        quota = AMPLE_QUOTA
+        notes.append("quota: ample (give --quota N to rehearse running out)")
+    return SimulationOptions(
+        recipients=count,
+        campaigns=campaigns,
+        start=start_at.astimezone(ZoneInfo(zone_name)),
+        rate_per_hour=rate_per_hour if rate_per_hour is not None else defaults.rate_per_hour,
+        daily_limit=daily_limit if daily_limit is not None else defaults.daily_limit,
+        quota=quota,
+        working_hours=hours,
+        timezone=zone_name,
+        refills=tuple(parse_refill(value) for value in refills),
+        fail_rules=tuple(parse_fail(value) for value in fails),
+        until=until_at,
+        source_campaign=campaign,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class SettingsDefaults:
+    """What the options default to: the settings, the account row, the source campaign."""
+
+    timezone: str
+    working_hours: tuple[int, int]
+    rate_per_hour: int
+    daily_limit: int
+    quota: int | None = None
+    pending: int | None = None

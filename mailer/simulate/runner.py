@@ -1,0 +1,381 @@
+"""Run campaigns through simulated time on throwaway servers, with the production code.
+
+Only the servers are throwaway (Temporal's time-skipping server, a PostgreSQL cluster,
+Redis, the fakes of :mod:`mailer.simulate.fakes`); the workflow, the gates and the
+activities are the ones the worker runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, insert, select, text
+from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.client import Client
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
+
+from db.engine import get_engine, session_scope
+from db.models import (
+    Campaign,
+    CampaignRecipient,
+    CampaignStatus,
+    GlobalMailAccount,
+    SendLog,
+    SmtpBzQuota,
+    User,
+)
+from mailer.settings import Settings
+from mailer.simulate.fakes import SimulatedProvider, SimulatedSmtp
+from mailer.simulate.options import FailRule, Refill, SimulationOptions
+from mailer.stack.throwaway import postgres_cluster, redis_server
+from worker import build_worker, ensure_search_attributes
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.contracts import CampaignInput, RecordStateInput
+
+# How far simulated time moves between checks for "all finished or paused" (the timers
+# inside fire at their exact times whatever the step).
+STEP = timedelta(days=1)
+# Without --until, a forecast looks this far ahead at most, and stops earlier when nothing
+# has been sent for STALL with no refill or failure window still to come.
+HORIZON = timedelta(days=366)
+STALL = timedelta(days=8)
+ADVANCE_RPC_TIMEOUT = timedelta(hours=2)
+FINAL_STATES = {"sent", "cancelled"}
+
+
+@dataclass
+class RecordedState:
+    """One ``record_state`` call of one campaign, read back from its workflow history."""
+
+    campaign: int
+    record: RecordStateInput
+
+
+@dataclass
+class RawOutcome:
+    """What the run produced, in simulated time (still shifted; see ``shift``)."""
+
+    database_url: str
+    campaign_ids: list[str]
+    states: list[str]
+    records: list[RecordedState]
+    shift: timedelta
+    sends: list[tuple[datetime, str]]  # (created_at, status)
+    wall_seconds: float
+
+
+def test_server_path() -> str:
+    return str(Path(sys.executable).parent / "temporal-test-server")
+
+
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime that keeps the SDK core's warnings off the forecast's output."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
+def week_shift(start: datetime, now: datetime) -> timedelta:
+    """Whole weeks to move a past start into the simulator's future.
+
+    The time-skipping server's clock starts at the present and only moves forward; moving
+    by whole weeks keeps weekdays and local times (every reported time is moved back).
+    """
+    margin = timedelta(minutes=1)
+    if start >= now + margin:
+        return timedelta(0)
+    weeks = math.ceil((now + margin - start) / timedelta(days=7))
+    return timedelta(days=7 * weeks)
+
+
+def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
+    """The simulated world: one creator, the account, the quota, K campaigns of N."""
+    with session_scope(url) as session:
+        user = User(username="simulated-creator")
+        session.add(user)
+        session.add(
+            GlobalMailAccount(
+                id=1,
+                smtp_host="127.0.0.1",
+                smtp_port=smtp_port,
+                smtp_tls="none",
+                from_email="simulation@example.invalid",
+                from_name="Simulation",
+                per_user_daily_limit=options.daily_limit,
+                smtp_bz_api_key="simulation",
+            )
+        )
+        session.execute(
+            text("UPDATE mailer_smtpbzquota SET emails_available = :n, emails_limit = :n"),
+            {"n": options.quota},
+        )
+        session.flush()
+        ids = []
+        for index in range(options.campaigns):
+            campaign = Campaign(
+                id=uuid.uuid4(),
+                name=f"simulated campaign {index}",
+                status=CampaignStatus.READY.value,
+                subject="Simulated {{ name }}",
+                text_body="Hello {{ name }}",
+                created_by_id=user.id,
+                total_recipients=options.recipients,
+            )
+            session.add(campaign)
+            session.flush()
+            session.execute(
+                insert(CampaignRecipient),
+                [
+                    {
+                        "campaign_id": campaign.id,
+                        "email": f"r{index}-{i}@simulation.invalid",
+                        "name": f"R{i}",
+                        "variables": {"name": f"R{i}"},
+                    }
+                    for i in range(options.recipients)
+                ],
+            )
+            ids.append(str(campaign.id))
+    return ids
+
+
+def settings_for(options: SimulationOptions, base: Settings, **connections: str) -> Settings:
+    start, end = options.working_hours
+    return base.model_copy(
+        update={
+            **connections,
+            "timezone": options.timezone,
+            "working_hours_start": start,
+            "working_hours_end": end,
+            "rate_per_hour": options.rate_per_hour,
+            "max_campaign_recipients": max(base.max_campaign_recipients, options.recipients),
+            # One creator starts K campaigns at once: the start throttle is not the question.
+            "throttle_campaign_start_per_hour": max(
+                base.throttle_campaign_start_per_hour, options.campaigns
+            ),
+        }
+    )
+
+
+def _shifted(options: SimulationOptions, shift: timedelta) -> SimulationOptions:
+    def rule(r: FailRule) -> FailRule:
+        if r.start is None or r.end is None:
+            return r
+        return FailRule(r.pattern, r.code, r.start + shift, r.end + shift)
+
+    return SimulationOptions(
+        recipients=options.recipients,
+        campaigns=options.campaigns,
+        start=options.start + shift,
+        rate_per_hour=options.rate_per_hour,
+        daily_limit=options.daily_limit,
+        quota=options.quota,
+        working_hours=options.working_hours,
+        timezone=options.timezone,
+        refills=tuple(Refill(r.available, r.at + shift) for r in options.refills),
+        fail_rules=tuple(rule(r) for r in options.fail_rules),
+        until=options.until + shift if options.until else None,
+        source_campaign=options.source_campaign,
+    )
+
+
+async def _states(client: Client, campaign_ids: list[str]) -> list[str]:
+    states = []
+    for campaign_id in campaign_ids:
+        handle = client.get_workflow_handle(workflow_id_for(campaign_id))
+        states.append((await handle.query(CampaignWorkflow.progress)).state)
+    return states
+
+
+async def _recorded_states(client: Client, campaign_ids: list[str]) -> list[RecordedState]:
+    """Every ``record_state`` input of every run of every campaign, in order."""
+    converter = client.data_converter
+    found: list[RecordedState] = []
+    for index, campaign_id in enumerate(campaign_ids):
+        run_id: str | None = None
+        handle = client.get_workflow_handle(workflow_id_for(campaign_id))
+        first = (await handle.fetch_history()).events[0]
+        run_id = first.workflow_execution_started_event_attributes.first_execution_run_id or None
+        while True:
+            history = await client.get_workflow_handle(
+                workflow_id_for(campaign_id), run_id=run_id
+            ).fetch_history()
+            next_run = None
+            for event in history.events:
+                if event.HasField("activity_task_scheduled_event_attributes"):
+                    attributes = event.activity_task_scheduled_event_attributes
+                    if attributes.activity_type.name == "record_state":
+                        (record,) = await converter.decode(
+                            attributes.input.payloads, [RecordStateInput]
+                        )
+                        found.append(RecordedState(index, record))
+                if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                    continued = event.workflow_execution_continued_as_new_event_attributes
+                    next_run = continued.new_execution_run_id
+            if not next_run:
+                break
+            run_id = next_run
+    return found
+
+
+async def run(options: SimulationOptions, base: Settings) -> RawOutcome:
+    """Simulate; returns raw results for :mod:`mailer.simulate.report`."""
+    started = time.perf_counter()
+    with postgres_cluster() as cluster, redis_server() as redis:
+        url = cluster.new_database()
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=test_server_path(), runtime=quiet_runtime()
+        )
+        try:
+            return await _run_in(env, url, redis.url, options, base, started)
+        finally:
+            await env.shutdown()
+            get_engine(url).dispose()
+
+
+async def _run_in(
+    env: WorkflowEnvironment,
+    url: str,
+    redis_url: str,
+    options: SimulationOptions,
+    base: Settings,
+    started: float,
+) -> RawOutcome:
+    loop = asyncio.get_running_loop()
+    shift = week_shift(options.start, await env.get_current_time())
+    shifted = _shifted(options, shift)
+    await ensure_search_attributes(env.client, env.client.namespace)
+    smtp = SimulatedSmtp(shifted.fail_rules, env.get_current_time)
+    smtp_port = await smtp.start()
+    engine = get_engine(url)
+
+    def now_threadsafe() -> datetime:
+        return asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result(30)
+
+    def database_available() -> int:
+        with engine.connect() as conn:
+            return int(conn.scalar(select(SmtpBzQuota.emails_available)) or 0)
+
+    def sent_since(moment: datetime) -> int:
+        with engine.connect() as conn:
+            query = (
+                select(func.count())
+                .select_from(SendLog)
+                .where(SendLog.status == "sent", SendLog.created_at >= moment)
+            )
+            return int(conn.scalar(query) or 0)
+
+    provider = SimulatedProvider(
+        shifted.refills,
+        now=now_threadsafe,
+        database_available=database_available,
+        sent_since=sent_since,
+    ).start()
+    try:
+        campaign_ids = seed(url, shifted, smtp_port)
+        settings = settings_for(
+            shifted,
+            base,
+            database_url=url,
+            redis_url=redis_url,
+            smtp_bz_api_url=provider.base_url,
+        )
+        current = await env.get_current_time()
+        if shifted.start > current:
+            await advance(env, shifted.start - current)
+        queue = f"simulation-{uuid.uuid4().hex[:8]}"
+        async with build_worker(env.client, settings, task_queue=queue):
+            for campaign_id in campaign_ids:
+                await env.client.start_workflow(
+                    CampaignWorkflow.run,
+                    CampaignInput(campaign_id),
+                    id=workflow_id_for(campaign_id),
+                    task_queue=queue,
+                )
+            states = await _step_until_settled(
+                env, campaign_ids, shifted, handled=lambda: _handled(engine)
+            )
+            records = await _recorded_states(env.client, campaign_ids)
+    finally:
+        provider.stop()
+        await smtp.stop()
+    with engine.connect() as conn:
+        sends = [
+            (row[0], row[1])
+            for row in conn.execute(
+                select(SendLog.created_at, SendLog.status).order_by(SendLog.id)
+            ).all()
+        ]
+    return RawOutcome(
+        database_url=url,
+        campaign_ids=campaign_ids,
+        states=states,
+        records=records,
+        shift=shift,
+        sends=sends,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _handled(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(SendLog)) or 0)
+
+
+async def _step_until_settled(
+    env: WorkflowEnvironment,
+    campaign_ids: list[str],
+    options: SimulationOptions,
+    *,
+    handled: Callable[[], int],
+) -> list[str]:
+    """Advance simulated time a step at a time until every campaign is finished or paused
+    (nothing more would happen without an operator), ``until`` is reached, or nothing has
+    moved for ``STALL`` with nothing scheduled to change that (say, quota that never comes
+    back); within ``HORIZON`` of the start in any case."""
+    until = options.until or options.start + HORIZON
+    last_handled, last_change = -1, await env.get_current_time()
+    while True:
+        states = await _states(env.client, campaign_ids)
+        if all(state in FINAL_STATES or state == "paused" for state in states):
+            return states
+        now = await env.get_current_time()
+        if now >= until:
+            return states
+        count = handled()
+        if count != last_handled:
+            last_handled, last_change = count, now
+        elif now - last_change >= STALL and not _change_ahead(options, now):
+            return states
+        await advance(env, min(STEP, until - now))
+
+
+async def advance(env: WorkflowEnvironment, duration: timedelta) -> None:
+    """Let simulated time move on by ``duration``.
+
+    Like ``env.sleep``, but the call may take long in real time (a busy simulated hour is
+    real sending), so it gets a generous RPC deadline instead of the default.
+    """
+    request = SleepRequest()
+    request.duration.FromTimedelta(duration)
+    await env.client.test_service.unlock_time_skipping_with_sleep(
+        request, timeout=ADVANCE_RPC_TIMEOUT
+    )
+
+
+def _change_ahead(options: SimulationOptions, now: datetime) -> bool:
+    """Whether a refill or the end of a failure window is still to come."""
+    return any(refill.at > now for refill in options.refills) or any(
+        rule.end is not None and rule.end > now for rule in options.fail_rules
+    )

@@ -1,0 +1,115 @@
+"""Throwaway servers on free loopback ports: a PostgreSQL cluster and Redis.
+
+Used by the tests, the benchmarks and ``mailer simulate``; each is removed when its
+context ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from db.migrate import upgrade
+from mailer.stack import postgres
+from mailer.stack.embedded import redis_binary
+from mailer.stack.processes import port_accepts, terminate, wait_until
+
+TEMPLATE_DB = "mailer_template"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PostgresCluster:
+    port: int
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        )
+
+    def migrated_template(self) -> None:
+        postgres.ensure_database(self.port, TEMPLATE_DB)
+        upgrade(postgres.url(self.port, TEMPLATE_DB))
+
+    def new_database(self) -> str:
+        """A fresh, migrated database (a copy of the template); returns its URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with self.admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE_DB}')
+        return postgres.url(self.port, name)
+
+
+@contextmanager
+def postgres_cluster(*, durable: bool = False) -> Iterator[PostgresCluster]:
+    """A migrated cluster in a temporary directory; not fsynced unless ``durable``
+    (benchmarks that compare with production ask for it)."""
+    root = Path(tempfile.mkdtemp(prefix="mailer-pg-"))
+    pgdata = root / "data"
+    port = free_port()
+    postgres.start(pgdata, port, root / "postgres.log", durable=durable)
+    try:
+        cluster = PostgresCluster(port)
+        cluster.migrated_template()
+        yield cluster
+    finally:
+        postgres.stop(pgdata)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class RedisServer:
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@contextmanager
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
+    root = Path(tempfile.mkdtemp(prefix="mailer-redis-"))
+    port = port or free_port()
+    process = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(root),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: port_accepts("127.0.0.1", port),
+            what="redis",
+            timeout=20,
+            alive=lambda: process.poll() is None,
+        )
+        yield RedisServer(port=port, pid=process.pid)
+    finally:
+        terminate(process.pid)
+        process.wait(10)
+        shutil.rmtree(root, ignore_errors=True)
