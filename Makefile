@@ -41,5 +41,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## bench: the benchmarks (bench/scale.py takes several minutes: run it on its own)
 bench: install
 	$(PY) bench/import_recipients.py
+	$(PY) bench/throughput.py

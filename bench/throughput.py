@@ -20,20 +20,24 @@ RECIPIENTS = 1_000
 
 
 async def plain_loop(port: int, count: int) -> float:
-    """The baseline: one aiosmtplib connection, one message after another."""
+    """The baseline: one aiosmtplib connection sending ready-made messages, one after
+    another: the transport alone, with nothing rendered, built or recorded."""
     import aiosmtplib
 
+    messages = []
+    for i in range(count):
+        message = EmailMessage()
+        message["From"] = "news@example.com"
+        message["To"] = f"plain{i}@example.com"
+        message["Subject"] = f"Hello {i}"
+        message.set_content(f"Hi {i}, this is plain{i}@example.com.\n")
+        message.add_alternative(f"<p>Hi {i}</p>", subtype="html")
+        messages.append((f"plain{i}@example.com", message.as_bytes()))
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
     await smtp.connect()
     with Stopwatch() as watch:
-        for i in range(count):
-            message = EmailMessage()
-            message["From"] = "news@example.com"
-            message["To"] = f"plain{i}@example.com"
-            message["Subject"] = f"Hello {i}"
-            message.set_content(f"Hi {i}, this is plain{i}@example.com.\n")
-            message.add_alternative(f"<p>Hi {i}</p>", subtype="html")
-            await smtp.send_message(message)
+        for recipient, data in messages:
+            await smtp.sendmail("news@example.com", [recipient], data)
     await smtp.quit()
     return count / watch.seconds
 

@@ -10,9 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests import factories
 from tests.harness import Harness, progress, wait_for
-from tests.test_dev_server import address, hours_excluding_now
+from tests.test_dev_server import address, hours_excluding_now, setup
 from workflows.campaign import workflow_id_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,14 +38,6 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-def setup(harness: Harness, recipients: int) -> str:
-    url = harness.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=harness.sink.port)
-    factories.set_quota(url, 1_000_000)
-    return factories.add_campaign(url, user, recipients)
 
 
 async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
