@@ -271,7 +271,7 @@ class BatchSender:
                         recipient.email,
                         message_id,
                         failure.code,
-                        failure.describe(),
+                        failure.describe(redact=False),  # the database may hold addresses
                         now,
                     )
                 )

@@ -10,10 +10,14 @@
 from __future__ import annotations
 
 import enum
+import re
 import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+
+
+ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;]+")
 
 
 class ErrorClass(enum.StrEnum):
@@ -39,9 +43,12 @@ class SmtpFailure:
     code: int | None
     message: str
 
-    def describe(self) -> str:
+    def describe(self, *, redact: bool = True) -> str:
+        """One line for operators. Redacted (the default) for anything that reaches the
+        workflow or the logs: servers quote the recipient's address in their replies."""
         code = f"{self.code} " if self.code else ""
-        return f"{self.stage.value}: {code}{self.message}".strip()
+        text = f"{self.stage.value}: {code}{self.message}".strip()
+        return ADDRESS.sub("<address>", text) if redact else text
 
 
 def classify_reply(stage: Stage, code: int) -> ErrorClass:

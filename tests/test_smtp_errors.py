@@ -116,3 +116,12 @@ def test_line_break_from_a_variable_is_refused() -> None:
     )
     with pytest.raises(UnsendableMessage, match="Subject header would contain a line break"):
         build_message(_campaign(), sneaky, NOW)
+
+
+def test_descriptions_reaching_the_workflow_carry_no_address() -> None:
+    refused = aiosmtplib.SMTPRecipientRefused(
+        451, "4.2.2 <anna@example.com>: mailbox full", "anna@example.com"
+    )
+    failure = classify_exception(refused, Stage.RCPT)
+    assert failure.describe() == "rcpt: 451 4.2.2 <<address>>: mailbox full"
+    assert "anna@example.com" in failure.describe(redact=False)
