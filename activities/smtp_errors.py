@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-
 ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;]+")
 
 

@@ -67,7 +67,7 @@ def _campaign(**changes: str) -> CampaignView:
         "from_name": "Магазин «Ромашка»",
     }
     values.update(changes)
-    return CampaignView(id=uuid.UUID(int=7), created_by_id=1, **values)  # type: ignore[arg-type]
+    return CampaignView(id=uuid.UUID(int=7), created_by_id=1, **values)
 
 
 RECIPIENT = RecipientView(
