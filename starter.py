@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from db.queries import campaign_list, campaign_status, parse_campaign_id
+from db.queries import campaign_list, campaign_status, parse_campaign_id, quota_row
 from mailer import control
 from mailer.accounts import AccountChanges, add_user, describe_account, get_account, set_account
 from mailer.authoring.create import CampaignDraft, create_campaign
@@ -41,6 +41,36 @@ account_app = typer.Typer(help="The global SMTP account and its limits.", no_arg
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(account_app, name="account")
+quota_app = typer.Typer(help="The smtp.bz quota (mailer_smtpbzquota).", no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
+
+
+@quota_app.command("show")
+@reports_errors
+def quota_show() -> None:
+    """The quota as mailer sees it: available, limit, last sync and its error."""
+    with db_session() as session:
+        row = quota_row(session)
+    table = Table(show_header=False, box=None)
+    for key, value in row.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+
+
+@quota_app.command("sync")
+@reports_errors
+def quota_sync() -> None:
+    """Sync the quota from smtp.bz now and wake campaigns waiting for it."""
+    result = asyncio.run(control.sync_quota(settings()))
+    if result.error:
+        raise fail(
+            f"quota sync failed: {result.error} (emails_available stays {result.emails_available})",
+            1,
+        )
+    console.print(
+        f"quota synced: {result.emails_available} emails available; "
+        f"woke {result.woken} campaigns deferred on quota_exhausted"
+    )
 
 
 @db_app.command("upgrade")

@@ -20,7 +20,16 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -28,6 +37,12 @@ from activities import MailerActivities
 from mailer.errors import ConfigError
 from mailer.settings import Settings, get_settings
 from workflows.campaign import CampaignWorkflow
+from workflows.maintenance import (
+    QUOTA_SYNC_EVERY,
+    QUOTA_SYNC_SCHEDULE_ID,
+    QUOTA_SYNC_WORKFLOW_ID,
+    QuotaSyncWorkflow,
+)
 from workflows.search_attributes import ALL_KEYS
 
 log = logging.getLogger("mailer.worker")
@@ -68,6 +83,28 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
+async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
+    """Create the scheduled jobs unless they exist (visible in the Web UI's Schedules).
+
+    The quota sync runs hourly and once at creation, so the quota is known from the start.
+    """
+    try:
+        await client.create_schedule(
+            QUOTA_SYNC_SCHEDULE_ID,
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    "QuotaSyncWorkflow", id=QUOTA_SYNC_WORKFLOW_ID, task_queue=task_queue
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=QUOTA_SYNC_EVERY)]),
+                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            ),
+            trigger_immediately=True,
+        )
+    except ScheduleAlreadyRunningError:
+        return []
+    return [QUOTA_SYNC_SCHEDULE_ID]
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -79,7 +116,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CampaignWorkflow],
+        workflows=[CampaignWorkflow, QuotaSyncWorkflow],
         activities=activities.all,
         activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
@@ -94,6 +131,8 @@ async def run(settings: Settings) -> None:
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
+    for schedule in await ensure_schedules(client, settings.task_queue):
+        log.info("created schedule %s", schedule)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -17,7 +17,9 @@ from temporalio.exceptions import ApplicationError
 from activities.ledger import (
     CampaignRefused,
     api_key,
+    campaigns_deferred_on,
     mark_started,
+    quota_available,
     record_state,
     start_campaign,
     store_quota,
@@ -37,6 +39,8 @@ from workflows.contracts import (
     SnapshotResult,
     StartCampaignInput,
     StartCampaignResult,
+    SyncQuotaInput,
+    SyncQuotaResult,
 )
 
 REFUSED = "CampaignRefused"
@@ -52,7 +56,13 @@ class MailerActivities:
 
     @property
     def all(self) -> list[Callable[..., Any]]:
-        return [self.start_campaign, self.load_snapshot, self.send_batch, self.record_state]
+        return [
+            self.start_campaign,
+            self.load_snapshot,
+            self.send_batch,
+            self.record_state,
+            self.sync_quota,
+        ]
 
     @activity.defn(name="start_campaign")
     def start_campaign(self, request: StartCampaignInput) -> StartCampaignResult:
@@ -102,6 +112,19 @@ class MailerActivities:
             return await asyncio.to_thread(read)
         except CampaignRefused as refused:
             raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+
+    @activity.defn(name="sync_quota")
+    async def sync_quota(self, request: SyncQuotaInput) -> SyncQuotaResult:
+        """The scheduled sync: the provider's quota into mailer_smtpbzquota, and which
+        campaigns wait for it."""
+        error = await self._sync_quota(SnapshotInput(campaign_id="", now=request.now))
+
+        def read() -> tuple[int, list[str]]:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                return quota_available(session), campaigns_deferred_on(session, "quota_exhausted")
+
+        available, deferred = await asyncio.to_thread(read)
+        return SyncQuotaResult(available, error, deferred)
 
     async def _sync_quota(self, request: SnapshotInput) -> str:
         url = self.settings.sqlalchemy_url

@@ -474,6 +474,19 @@ def store_quota(
     return quota.emails_available
 
 
+def campaigns_deferred_on(session: Session, reason: str) -> list[str]:
+    """Ids of sending campaigns whose queue row is deferred for ``reason``."""
+    rows = session.scalars(
+        select(CampaignQueue.campaign_id)
+        .join(Campaign, Campaign.id == CampaignQueue.campaign_id)
+        .where(
+            Campaign.status == CampaignStatus.SENDING.value,
+            CampaignQueue.defer_reason == reason,
+        )
+    ).all()
+    return [str(campaign_id) for campaign_id in rows]
+
+
 def api_key(session: Session) -> str:
     account = _account(session)
     return account.smtp_bz_api_key if account else ""

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Campaign, CampaignQueue, CampaignRecipient, RecipientStatus
+from db.models import Campaign, CampaignQueue, CampaignRecipient, RecipientStatus, SmtpBzQuota
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,16 @@ def campaign_list(
         )
         for campaign, queue, pending, sent, failed in session.execute(query).all()
     ]
+
+
+def quota_row(session: Session) -> dict[str, object]:
+    """The playbook's quota check: available, limit, last sync, sync error."""
+    quota = session.get(SmtpBzQuota, 1)
+    if quota is None:
+        return {"emails_available": None}
+    return {
+        "emails_available": quota.emails_available,
+        "emails_limit": quota.emails_limit,
+        "last_synced_at": quota.last_synced_at.isoformat() if quota.last_synced_at else None,
+        "sync_error": quota.sync_error,
+    }

@@ -19,7 +19,8 @@ from db.queries import CampaignStatusView, campaign_status
 from mailer.errors import MailerError
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignInput, Progress
+from workflows.contracts import CampaignInput, Progress, QuotaSyncResult
+from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
 
 SETTLE_SECONDS = 15.0
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -161,3 +162,20 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: str) -> str:
         final = db_view(settings, campaign_id)
         return final.status
     return settled.state
+
+
+async def sync_quota(settings: Settings) -> QuotaSyncResult:
+    """Run the quota sync now (what the hourly schedule does) and wait for it."""
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        QuotaSyncWorkflow.run,
+        id=f"{QUOTA_SYNC_WORKFLOW_ID}-manual-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=120)
+    except TimeoutError:
+        raise ControlError(
+            f"the quota sync did not finish within 2 minutes: is a worker running on task "
+            f"queue {settings.task_queue!r}?"
+        ) from None

@@ -153,3 +153,23 @@ class Progress:
     sent: int = 0
     failed: int = 0
     runs: int = 1
+
+
+@dataclass
+class SyncQuotaInput:
+    now: datetime
+
+
+@dataclass
+class SyncQuotaResult:
+    emails_available: int
+    error: str = ""
+    # Campaigns deferred on quota_exhausted, to wake when quota is back.
+    deferred_on_quota: list[str] | None = None
+
+
+@dataclass
+class QuotaSyncResult:
+    emails_available: int
+    error: str
+    woken: int
