@@ -41,7 +41,11 @@ from workflows.maintenance import (
     QUOTA_SYNC_EVERY,
     QUOTA_SYNC_SCHEDULE_ID,
     QUOTA_SYNC_WORKFLOW_ID,
+    RECONCILE_EVERY,
+    RECONCILE_SCHEDULE_ID,
+    RECONCILE_WORKFLOW_ID,
     QuotaSyncWorkflow,
+    ReconcileWorkflow,
 )
 from workflows.search_attributes import ALL_KEYS
 
@@ -84,25 +88,31 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
 
 
 async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
-    """Create the scheduled jobs unless they exist (visible in the Web UI's Schedules).
-
-    The quota sync runs hourly and once at creation, so the quota is known from the start.
-    """
-    try:
-        await client.create_schedule(
-            QUOTA_SYNC_SCHEDULE_ID,
-            Schedule(
-                action=ScheduleActionStartWorkflow(
-                    "QuotaSyncWorkflow", id=QUOTA_SYNC_WORKFLOW_ID, task_queue=task_queue
+    """Create the scheduled jobs unless they exist (visible in the Web UI's Schedules);
+    returns the ids created. Each also runs once at creation (the quota is then known from
+    the start)."""
+    jobs = [
+        (QUOTA_SYNC_SCHEDULE_ID, "QuotaSyncWorkflow", QUOTA_SYNC_WORKFLOW_ID, QUOTA_SYNC_EVERY),
+        (RECONCILE_SCHEDULE_ID, "ReconcileWorkflow", RECONCILE_WORKFLOW_ID, RECONCILE_EVERY),
+    ]
+    created = []
+    for schedule_id, workflow_name, workflow_id, every in jobs:
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(
+                        workflow_name, id=workflow_id, task_queue=task_queue
+                    ),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
                 ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=QUOTA_SYNC_EVERY)]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            ),
-            trigger_immediately=True,
-        )
-    except ScheduleAlreadyRunningError:
-        return []
-    return [QUOTA_SYNC_SCHEDULE_ID]
+                trigger_immediately=True,
+            )
+        except ScheduleAlreadyRunningError:
+            continue
+        created.append(schedule_id)
+    return created
 
 
 def build_worker(
@@ -112,11 +122,11 @@ def build_worker(
     task_queue: str | None = None,
     executor: concurrent.futures.Executor | None = None,
 ) -> Worker:
-    activities = MailerActivities(settings)
+    activities = MailerActivities(settings, client)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CampaignWorkflow, QuotaSyncWorkflow],
+        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
         activities=activities.all,
         activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,

@@ -7,20 +7,25 @@ the database engine, the rate limiter) and exposes each activity as a method.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ledger import (
     CampaignRefused,
+    active_campaigns,
     api_key,
     campaigns_deferred_on,
     mark_started,
     quota_available,
     record_state,
+    release_processing,
     start_campaign,
     store_quota,
     take_snapshot,
@@ -30,7 +35,12 @@ from activities.ratelimit import LimiterMetrics, RateLimiter, take_throttle, thr
 from activities.sending import BatchHooks, BatchSender
 from db.engine import get_engine, session_scope
 from mailer.settings import Settings
+from workflows.campaign import workflow_id_for
 from workflows.contracts import (
+    CampaignInput,
+    CarriedState,
+    ReconcileInput,
+    ReconcileResult,
     RecordStateInput,
     RecordStateResult,
     SendBatchInput,
@@ -44,11 +54,24 @@ from workflows.contracts import (
 )
 
 REFUSED = "CampaignRefused"
+log = logging.getLogger("mailer.reconcile")
+
+
+async def _workflow_running(client: Client, campaign_id: str) -> bool:
+    handle = client.get_workflow_handle(workflow_id_for(campaign_id))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 class MailerActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.settings = settings
+        self.client = client  # for the reconcile, which asks Temporal what is running
         self.engine = get_engine(settings.sqlalchemy_url)
         self.limiter_metrics = LimiterMetrics()
         self.limiter = RateLimiter(settings.redis_url, self.limiter_metrics)
@@ -62,6 +85,7 @@ class MailerActivities:
             self.send_batch,
             self.record_state,
             self.sync_quota,
+            self.reconcile,
         ]
 
     @activity.defn(name="start_campaign")
@@ -125,6 +149,50 @@ class MailerActivities:
 
         available, deferred = await asyncio.to_thread(read)
         return SyncQuotaResult(available, error, deferred)
+
+    @activity.defn(name="reconcile")
+    async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
+        """Restart campaigns the database says are active but Temporal does not run."""
+        client = self.client
+        if client is None:
+            raise ApplicationError("reconcile needs a Temporal client", non_retryable=True)
+        url = self.settings.sqlalchemy_url
+
+        def active() -> list[tuple[str, str, str]]:
+            with session_scope(url) as session:
+                return active_campaigns(session)
+
+        def unstick(campaign_id: str) -> None:
+            with session_scope(url) as session:
+                release_processing(session, uuid.UUID(campaign_id))
+
+        restarted: list[str] = []
+        unstuck: list[str] = []
+        for campaign_id, status, queue_status in await asyncio.to_thread(active):
+            if await _workflow_running(client, campaign_id):
+                continue
+            if queue_status == "processing":
+                await asyncio.to_thread(unstick, campaign_id)
+                unstuck.append(campaign_id)
+            carried = (
+                CarriedState(paused=True, pause_reason="paused (restored by reconcile)")
+                if status == "paused"
+                else None
+            )
+            try:
+                await client.start_workflow(
+                    "CampaignWorkflow",
+                    CampaignInput(campaign_id, carried),
+                    id=workflow_id_for(campaign_id),
+                    task_queue=activity.info().task_queue,
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            restarted.append(campaign_id)
+            log.warning(
+                "reconcile: campaign %s was %s with no workflow; restarted", campaign_id, status
+            )
+        return ReconcileResult(restarted=restarted, unstuck=unstuck)
 
     async def _sync_quota(self, request: SnapshotInput) -> str:
         url = self.settings.sqlalchemy_url

@@ -487,6 +487,24 @@ def campaigns_deferred_on(session: Session, reason: str) -> list[str]:
     return [str(campaign_id) for campaign_id in rows]
 
 
+def active_campaigns(session: Session) -> list[tuple[str, str, str]]:
+    """(campaign id, campaign status, queue status) of campaigns sending or paused."""
+    rows = session.execute(
+        select(Campaign.id, Campaign.status, CampaignQueue.status)
+        .outerjoin(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
+        .where(Campaign.status.in_((CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value)))
+    ).all()
+    return [(str(cid), status, queue or "") for cid, status, queue in rows]
+
+
+def release_processing(session: Session, campaign_id: uuid.UUID) -> None:
+    """The playbook's reset of a stuck queue row: back to pending, started_at cleared."""
+    queue = _queue(session, campaign_id)
+    if queue is not None and queue.status == QueueStatus.PROCESSING.value:
+        queue.status = QueueStatus.PENDING.value
+        queue.started_at = None
+
+
 def api_key(session: Session) -> str:
     account = _account(session)
     return account.smtp_bz_api_key if account else ""

@@ -173,3 +173,16 @@ class QuotaSyncResult:
     emails_available: int
     error: str
     woken: int
+
+
+@dataclass
+class ReconcileInput:
+    now: datetime
+
+
+@dataclass
+class ReconcileResult:
+    """Drift found and repaired between the database and Temporal."""
+
+    restarted: list[str]  # campaigns sending/paused in the DB with no running workflow
+    unstuck: list[str]  # queue rows 'processing' with no live run, set back to 'pending'

@@ -1,7 +1,11 @@
-"""Scheduled work (Temporal Schedules instead of Celery beat): the hourly quota sync.
+"""Scheduled work (Temporal Schedules instead of Celery beat).
 
-The sync asks smtp.bz for the quota; when there is quota again, it wakes the campaigns
-deferred on ``quota_exhausted`` so they do not wait for their own hourly re-check.
+- The hourly quota sync asks smtp.bz for the quota; when there is quota again, it wakes the
+  campaigns deferred on ``quota_exhausted`` so they do not wait for their own re-check.
+- The 5-minute reconcile repairs drift between the database and Temporal: a campaign the
+  database says is sending (or paused) whose workflow is gone is started again (paused ones
+  stay paused), and a queue row left ``processing`` with no live run goes back to
+  ``pending``, as the playbook's manual SQL did.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows.campaign import workflow_id_for
-    from workflows.contracts import QuotaSyncResult, SyncQuotaInput, SyncQuotaResult
+    from workflows.contracts import (
+        QuotaSyncResult,
+        ReconcileInput,
+        ReconcileResult,
+        SyncQuotaInput,
+        SyncQuotaResult,
+    )
 
 QUOTA_SYNC_WORKFLOW_ID = "mailer-quota-sync"
 QUOTA_SYNC_SCHEDULE_ID = "mailer-quota-sync"
@@ -47,3 +57,30 @@ class QuotaSyncWorkflow:
             woken,
         )
         return QuotaSyncResult(result.emails_available, result.error, woken)
+
+
+RECONCILE_WORKFLOW_ID = "mailer-reconcile"
+RECONCILE_SCHEDULE_ID = "mailer-reconcile"
+RECONCILE_EVERY = timedelta(minutes=5)
+
+
+@workflow.defn(name="ReconcileWorkflow")
+class ReconcileWorkflow:
+    """Every 5 minutes: repair drift between the seed's tables and Temporal."""
+
+    @workflow.run
+    async def run(self) -> ReconcileResult:
+        result: ReconcileResult = await workflow.execute_activity(
+            "reconcile",
+            ReconcileInput(workflow.now()),
+            result_type=ReconcileResult,
+            start_to_close_timeout=timedelta(minutes=4),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        if result.restarted or result.unstuck:
+            workflow.logger.info(
+                "reconcile: restarted %d campaigns, unstuck %d queue rows",
+                len(result.restarted),
+                len(result.unstuck),
+            )
+        return result
