@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from functools import partial
+
+from temporalio.service import RPCError
 
 from tests import factories
 from tests.harness import Harness, wait_for
@@ -44,6 +47,10 @@ async def test_sync_wakes_campaigns_waiting_for_quota_and_the_schedule_exists_on
             lambda: dev.queue_row(campaign).get("defer_reason") == "quota_exhausted",
             what="the quota deferral",
         )
+        # Worker processes of other tests on this shared dev server may have made them.
+        for schedule_id in (QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID):
+            with contextlib.suppress(RPCError):
+                await dev.client.get_schedule_handle(schedule_id).delete()
         created = await ensure_schedules(dev.client, dev.task_queue)
         try:
             assert created == [QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID]
