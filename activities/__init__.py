@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio import activity
@@ -57,6 +58,15 @@ REFUSED = "CampaignRefused"
 log = logging.getLogger("mailer.reconcile")
 
 
+@contextmanager
+def refusals_end_the_run() -> Iterator[None]:
+    """A refused campaign is final: a non-retryable error whose message says why."""
+    try:
+        yield
+    except CampaignRefused as refused:
+        raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+
+
 async def _workflow_running(client: Client, campaign_id: str) -> bool:
     handle = client.get_workflow_handle(workflow_id_for(campaign_id))
     try:
@@ -93,28 +103,25 @@ class MailerActivities:
         """Check the campaign may start (exists, ready, size, the creator's start throttle)."""
         campaign_id = uuid.UUID(request.campaign_id)
         settings = self.settings
-        try:
-            with session_scope(settings.sqlalchemy_url) as session:
-                campaign = start_campaign(session, campaign_id, request.now, settings)
-                if campaign.status != "sending" and campaign.created_by_id is not None:
-                    key = throttle_key(
-                        "campaign_start", campaign.created_by_id, request.now, settings.timezone
+        with refusals_end_the_run(), session_scope(settings.sqlalchemy_url) as session:
+            campaign = start_campaign(session, campaign_id, request.now, settings)
+            if campaign.status != "sending" and campaign.created_by_id is not None:
+                key = throttle_key(
+                    "campaign_start", campaign.created_by_id, request.now, settings.timezone
+                )
+                allowed, used = take_throttle(
+                    settings.redis_url, key, settings.throttle_campaign_start_per_hour
+                )
+                if not allowed:
+                    raise CampaignRefused(
+                        f"user {campaign.created_by_id} already started {used} campaigns "
+                        "this hour "
+                        f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
+                        f"{settings.throttle_campaign_start_per_hour})"
                     )
-                    allowed, used = take_throttle(
-                        settings.redis_url, key, settings.throttle_campaign_start_per_hour
-                    )
-                    if not allowed:
-                        raise CampaignRefused(
-                            f"user {campaign.created_by_id} already started {used} campaigns "
-                            "this hour "
-                            f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
-                            f"{settings.throttle_campaign_start_per_hour})"
-                        )
-                mark_started(session, campaign, request.now)
-                session.flush()
-                snapshot = take_snapshot(session, campaign_id, request.now, settings)
-        except CampaignRefused as refused:
-            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
+            mark_started(session, campaign, request.now)
+            session.flush()
+            snapshot = take_snapshot(session, campaign_id, request.now, settings)
         return StartCampaignResult(snapshot=snapshot)
 
     @activity.defn(name="load_snapshot")
@@ -132,10 +139,8 @@ class MailerActivities:
                 )
             return SnapshotResult(snapshot=snapshot, quota_sync_error=sync_error)
 
-        try:
+        with refusals_end_the_run():
             return await asyncio.to_thread(read)
-        except CampaignRefused as refused:
-            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
 
     @activity.defn(name="sync_quota")
     async def sync_quota(self, request: SyncQuotaInput) -> SyncQuotaResult:
@@ -210,16 +215,7 @@ class MailerActivities:
 
         def store() -> int:
             with session_scope(url) as session:
-                if numbers is None:
-                    return store_quota(session, request.now, error=error)
-                return store_quota(
-                    session,
-                    request.now,
-                    available=numbers.quota,
-                    limit=numbers.tarif_quota,
-                    hourly_limit=numbers.hlimit,
-                    hourly_sent=numbers.hsent,
-                )
+                return store_quota(session, request.now, numbers, error=error)
 
         available = await asyncio.to_thread(store)
         log_sync(request.now, available, error)
@@ -232,10 +228,8 @@ class MailerActivities:
             heartbeat=lambda sent, failed: activity.heartbeat(sent, failed),
             should_stop=activity.is_worker_shutdown,
         )
-        try:
+        with refusals_end_the_run():
             return await self.sender.send_batch(request, hooks)
-        except CampaignRefused as refused:
-            raise ApplicationError(str(refused), type=REFUSED, non_retryable=True) from None
 
     @activity.defn(name="record_state")
     def record_state(self, request: RecordStateInput) -> RecordStateResult:

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from activities.quota import ProviderQuota
 from db.models import (
     PROVIDER_SMTP_GLOBAL,
     SINGLETON_ID,
@@ -449,25 +450,19 @@ def record_failed(
 
 
 def store_quota(
-    session: Session,
-    now: datetime,
-    *,
-    available: int | None = None,
-    limit: int | None = None,
-    hourly_limit: int | None = None,
-    hourly_sent: int | None = None,
-    error: str = "",
+    session: Session, now: datetime, numbers: ProviderQuota | None, *, error: str = ""
 ) -> int:
-    """Write a quota sync's result; on error the old numbers stay. Returns emails_available."""
+    """Write a quota sync's result; without numbers (an error) the old ones stay.
+    Returns emails_available."""
     quota = session.get(SmtpBzQuota, SINGLETON_ID)
     if quota is None:
         quota = SmtpBzQuota(id=SINGLETON_ID, emails_available=0, emails_limit=0)
         session.add(quota)
-    if not error:
-        quota.emails_available = available if available is not None else quota.emails_available
-        quota.emails_limit = limit if limit is not None else quota.emails_limit
-        quota.hourly_limit = hourly_limit if hourly_limit is not None else quota.hourly_limit
-        quota.hourly_sent = hourly_sent if hourly_sent is not None else quota.hourly_sent
+    if numbers is not None:
+        quota.emails_available = numbers.quota
+        quota.emails_limit = numbers.tarif_quota
+        quota.hourly_limit = numbers.hlimit
+        quota.hourly_sent = numbers.hsent
         quota.last_synced_at = now
     quota.sync_error = error
     session.flush()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,8 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MAILER_ENV_FILES", "")
 
-from mailer.stack.processes import port_accepts, terminate, wait_until  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from mailer.stack.throwaway import free_port, serving  # noqa: E402
 
 
 @contextmanager
@@ -24,18 +22,8 @@ def sink_process(outbox: Path | None = None) -> Iterator[int]:
     port = free_port()
     args = [sys.executable, "-m", "mailer.stack.smtp_sink", "--port", str(port)]
     args += ["--outbox", str(outbox)] if outbox else ["--no-outbox"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(
-            lambda: port_accepts("127.0.0.1", port),
-            what="sink",
-            timeout=20,
-            alive=lambda: process.poll() is None,
-        )
+    with serving(args, port, "sink", cwd=ROOT):
         yield port
-    finally:
-        terminate(process.pid)
-        process.wait(10)
 
 
 class Stopwatch:

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -64,7 +64,6 @@ class RecordedState:
 class RawOutcome:
     """What the run produced, in simulated time (still shifted; see ``shift``)."""
 
-    database_url: str
     campaign_ids: list[str]
     states: list[str]
     records: list[RecordedState]
@@ -174,19 +173,12 @@ def _shifted(options: SimulationOptions, shift: timedelta) -> SimulationOptions:
             return r
         return FailRule(r.pattern, r.code, r.start + shift, r.end + shift)
 
-    return SimulationOptions(
-        recipients=options.recipients,
-        campaigns=options.campaigns,
+    return replace(
+        options,
         start=options.start + shift,
-        rate_per_hour=options.rate_per_hour,
-        daily_limit=options.daily_limit,
-        quota=options.quota,
-        working_hours=options.working_hours,
-        timezone=options.timezone,
         refills=tuple(Refill(r.available, r.at + shift) for r in options.refills),
         fail_rules=tuple(rule(r) for r in options.fail_rules),
         until=options.until + shift if options.until else None,
-        source_campaign=options.source_campaign,
     )
 
 
@@ -318,7 +310,6 @@ async def _run_in(
             ).all()
         ]
     return RawOutcome(
-        database_url=url,
         campaign_ids=campaign_ids,
         states=states,
         records=records,

@@ -7,8 +7,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Port = Field(ge=1, le=65535)
-
 
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAILER_STACK_", env_file=".env", extra="ignore")

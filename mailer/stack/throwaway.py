@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -81,35 +82,32 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[RedisServer]:
-    root = Path(tempfile.mkdtemp(prefix="mailer-redis-"))
-    port = port or free_port()
+def serving(command: list[str], port: int, what: str, **popen: Any) -> Iterator[int]:
+    """Run ``command`` until the context ends, once it accepts connections on ``port``."""
     process = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(root),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen
     )
     try:
         wait_until(
             lambda: port_accepts("127.0.0.1", port),
-            what="redis",
+            what=what,
             timeout=20,
             alive=lambda: process.poll() is None,
         )
-        yield RedisServer(port=port, pid=process.pid)
+        yield process.pid
     finally:
         terminate(process.pid)
         process.wait(10)
+
+
+@contextmanager
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
+    root = Path(tempfile.mkdtemp(prefix="mailer-redis-"))
+    port = port or free_port()
+    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root)]
+    command += ["--save", "", "--appendonly", "no"]
+    try:
+        with serving(command, port, "redis") as pid:
+            yield RedisServer(port=port, pid=pid)
+    finally:
         shutil.rmtree(root, ignore_errors=True)
