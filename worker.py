@@ -33,8 +33,9 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from activities import MailerActivities
+from activities.mailer_activities import MailerActivities
 from mailer.errors import ConfigError
+from mailer.process_exit import exit_process
 from mailer.settings import Settings, get_settings
 from workflows.campaign import CampaignWorkflow
 from workflows.maintenance import (
@@ -184,6 +185,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mailer.cli_support import exit_process
-
     exit_process(main())

@@ -6,10 +6,7 @@ threads. "Now" is always a parameter (the workflow's clock), never the wall cloc
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,10 +30,12 @@ from db.models import (
     SendLogStatus,
     SmtpBzQuota,
 )
-from db.queries import recipient_counts
+from db.queries import get_account, recipient_counts
 from mailer.settings import Settings
-from workflows.calendar import local_day_bounds
 from workflows.contracts import Limits, Snapshot
+from workflows.gates import fair_share
+from workflows.states import SELF_HELD_REASONS, BatchLimit
+from workflows.working_hours import local_day_bounds
 
 
 class CampaignRefused(Exception):
@@ -81,14 +80,10 @@ class BatchPlan:
     campaign: CampaignView
     account: AccountView
     recipients: list[RecipientView]
-    # Why fewer than asked were picked: "" (all pending fit), "quota_or_day", "rate_share".
-    limited_by: str
+    # Why fewer than asked were picked.
+    limited_by: BatchLimit
     # Quota taken for this batch up front (one per recipient); unused is given back.
     quota_reserved: int = 0
-
-
-def _account(session: Session) -> GlobalMailAccount | None:
-    return session.get(GlobalMailAccount, SINGLETON_ID)
 
 
 def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
@@ -141,7 +136,7 @@ def active_campaign_count(session: Session) -> int:
         .join(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
         .where(
             Campaign.status == CampaignStatus.SENDING.value,
-            CampaignQueue.defer_reason.not_in(("daily_limit", "transient_error")),
+            CampaignQueue.defer_reason.not_in(SELF_HELD_REASONS),
         )
     )
     return int(session.scalar(query) or 0)
@@ -164,7 +159,7 @@ def take_snapshot(
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    limits = limits_for(settings, _account(session))
+    limits = limits_for(settings, get_account(session))
     counts = recipient_counts(session, campaign_id)
     return Snapshot(
         limits=limits,
@@ -272,26 +267,16 @@ def _lock_key(campaign: Campaign) -> str:
     return f"mailer:creator:{owner}"
 
 
-@contextmanager
-def creator_lock(engine: Engine, key: str) -> Iterator[Connection | None]:
-    """Hold a session-level advisory lock on ``key`` if free; yields None if it is taken.
+def try_advisory_lock(conn: Connection, key: str) -> bool:
+    """Take the session-level advisory lock on ``key`` on ``conn`` if it is free."""
+    got = bool(conn.execute(select(func.pg_try_advisory_lock(func.hashtext(key)))).scalar())
+    conn.commit()
+    return got
 
-    The lock lives on its own connection, so it is released if the worker dies.
-    """
-    conn = engine.connect()
-    try:
-        got = conn.execute(select(func.pg_try_advisory_lock(func.hashtext(key)))).scalar()
-        conn.commit()
-        if not got:
-            yield None
-            return
-        try:
-            yield conn
-        finally:
-            conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
-            conn.commit()
-    finally:
-        conn.close()
+
+def release_advisory_lock(conn: Connection, key: str) -> None:
+    conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
+    conn.commit()
 
 
 def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str | None:
@@ -299,10 +284,88 @@ def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str | None:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    account = _account(session)
+    account = get_account(session)
     if account is None or account.per_user_daily_limit <= 0:
         return None
     return _lock_key(campaign)
+
+
+@dataclass(frozen=True)
+class _Allowance:
+    count: int
+    limited_by: BatchLimit
+
+
+def _allowance(
+    session: Session,
+    campaign: Campaign,
+    account: GlobalMailAccount,
+    quota: SmtpBzQuota | None,
+    now: datetime,
+    max_messages: int,
+    settings: Settings,
+) -> _Allowance:
+    """How many the batch may take: the quota, the creator's day, the fair share of the hour."""
+    allowed = min(max_messages, quota.emails_available if quota else 0)
+    if account.per_user_daily_limit > 0:
+        left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
+        allowed = min(allowed, left)
+    limited_by = BatchLimit.QUOTA_OR_DAY if allowed < max_messages else BatchLimit.NONE
+    share = fair_share(settings.rate_per_hour, active_campaign_count(session))
+    share_left = share - sends_this_hour(session, campaign.id, now, settings.timezone)
+    if share_left < allowed:
+        allowed, limited_by = share_left, BatchLimit.RATE_SHARE
+    return _Allowance(max(0, allowed), limited_by)
+
+
+def _pending_recipients(
+    session: Session, campaign_id: uuid.UUID, limit: int
+) -> list[CampaignRecipient]:
+    return list(
+        session.scalars(
+            select(CampaignRecipient)
+            .where(
+                CampaignRecipient.campaign_id == campaign_id,
+                CampaignRecipient.status == RecipientStatus.PENDING,
+            )
+            .order_by(CampaignRecipient.id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
+    queue = _queue(session, campaign_id)
+    if queue is not None and queue.status != QueueStatus.PROCESSING:
+        queue.status = QueueStatus.PROCESSING
+        queue.started_at = now
+        queue.defer_reason = ""
+        queue.deferred_until = None
+
+
+def _campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:
+    return CampaignView(
+        id=campaign.id,
+        created_by_id=campaign.created_by_id,
+        subject=campaign.subject,
+        html_body=campaign.html_body,
+        text_body=campaign.text_body,
+        from_email=campaign.from_email or account.from_email,
+        from_name=campaign.from_name or account.from_name,
+    )
+
+
+def _account_view(account: GlobalMailAccount) -> AccountView:
+    return AccountView(
+        smtp_host=account.smtp_host,
+        smtp_port=account.smtp_port,
+        smtp_username=account.smtp_username,
+        smtp_password=account.smtp_password,
+        smtp_tls=account.smtp_tls,
+        from_email=account.from_email,
+        from_name=account.from_name,
+        per_user_daily_limit=account.per_user_daily_limit,
+    )
 
 
 def plan_batch(
@@ -317,64 +380,23 @@ def plan_batch(
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    account = _account(session)
+    account = get_account(session)
     if account is None:
         raise CampaignRefused("no mail account: configure it with `mailer account set`")
-    limited_by = ""
     quota = session.scalar(
         select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
     )
-    allowed = min(max_messages, quota.emails_available if quota else 0)
-    if account.per_user_daily_limit > 0:
-        left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
-        allowed = min(allowed, left)
-    if allowed < max_messages:
-        limited_by = "quota_or_day"
-    # A fair share of the hourly window per competing campaign, so none starves.
-    share = math.ceil(settings.rate_per_hour / max(1, active_campaign_count(session)))
-    share_left = share - sends_this_hour(session, campaign_id, now, settings.timezone)
-    if share_left < allowed:
-        allowed, limited_by = share_left, "rate_share"
-    allowed = max(0, allowed)
-    rows = session.scalars(
-        select(CampaignRecipient)
-        .where(
-            CampaignRecipient.campaign_id == campaign_id,
-            CampaignRecipient.status == RecipientStatus.PENDING.value,
-        )
-        .order_by(CampaignRecipient.id)
-        .limit(allowed)
-    ).all()
-    if quota is not None and rows:
-        quota.emails_available -= len(rows)
-    queue = _queue(session, campaign_id)
-    if rows and queue is not None and queue.status != QueueStatus.PROCESSING.value:
-        queue.status = QueueStatus.PROCESSING.value
-        queue.started_at = now
-        queue.defer_reason = ""
-        queue.deferred_until = None
+    allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
+    rows = _pending_recipients(session, campaign_id, allowance.count)
+    if rows:
+        if quota is not None:
+            quota.emails_available -= len(rows)
+        _mark_processing(session, campaign_id, now)
     return BatchPlan(
-        campaign=CampaignView(
-            id=campaign.id,
-            created_by_id=campaign.created_by_id,
-            subject=campaign.subject,
-            html_body=campaign.html_body,
-            text_body=campaign.text_body,
-            from_email=campaign.from_email or account.from_email,
-            from_name=campaign.from_name or account.from_name,
-        ),
-        account=AccountView(
-            smtp_host=account.smtp_host,
-            smtp_port=account.smtp_port,
-            smtp_username=account.smtp_username,
-            smtp_password=account.smtp_password,
-            smtp_tls=account.smtp_tls,
-            from_email=account.from_email,
-            from_name=account.from_name,
-            per_user_daily_limit=account.per_user_daily_limit,
-        ),
+        campaign=_campaign_view(campaign, account),
+        account=_account_view(account),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
-        limited_by=limited_by if len(rows) < max_messages else "",
+        limited_by=allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE,
         quota_reserved=len(rows) if quota is not None else 0,
     )
 
@@ -501,5 +523,5 @@ def release_processing(session: Session, campaign_id: uuid.UUID) -> None:
 
 
 def api_key(session: Session) -> str:
-    account = _account(session)
+    account = get_account(session)
     return account.smtp_bz_api_key if account else ""

@@ -1,21 +1,21 @@
 """The shared hourly rate window and the per-user throttles, in Redis (seed-compatible keys).
 
 Tokens are reserved atomically (Lua) and unused ones returned. On any Redis error the
-limiter **fails open**, as the seed does: sending goes on, ``Error reserving rate limit
-token`` is logged at ERROR (the seed's alert matches that text) and counted.
+limiter **fails open**, as the seed does: sending goes on, and ``Error reserving rate limit
+token`` is logged at ERROR (the seed's alert matches that text).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 import redis.asyncio as aioredis
 
-from workflows.calendar import hour_label, rate_window_key
+from workflows.working_hours import hour_label, rate_window_key
 
 log = logging.getLogger("mailer.ratelimit")
 
@@ -40,15 +40,6 @@ return back
 """
 
 
-@dataclass
-class LimiterMetrics:
-    """Counters the worker exposes in its logs (fail-open events are the alert)."""
-
-    redis_errors: int = 0
-    fail_open_tokens: int = 0
-    by_key: dict[str, int] = field(default_factory=dict)
-
-
 # Short timeouts: a Redis outage must not stall sending, only open the limiter.
 REDIS_TIMEOUT_SECONDS = 1.0
 
@@ -62,9 +53,8 @@ class Reservation:
 class RateLimiter:
     """Reserve and return tokens of the hourly window shared by all campaigns."""
 
-    def __init__(self, url: str, metrics: LimiterMetrics | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.metrics = metrics or LimiterMetrics()
         self._client: aioredis.Redis | None = None
 
     def _redis(self) -> aioredis.Redis:
@@ -87,8 +77,6 @@ class RateLimiter:
             )
             return Reservation(int(granted), window_full=int(left) <= 0)
         except (redis.RedisError, OSError) as exc:
-            self.metrics.redis_errors += 1
-            self.metrics.fail_open_tokens += wanted
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
             await self._reset()
             return Reservation(wanted, window_full=False)
@@ -101,7 +89,6 @@ class RateLimiter:
         try:
             await self._redis().eval(_RELEASE, 1, key, unused)
         except (redis.RedisError, OSError) as exc:
-            self.metrics.redis_errors += 1
             log.error("Error returning rate limit tokens: %s (key %s)", exc, key)
             await self._reset()
 

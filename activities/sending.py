@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -24,20 +25,22 @@ from activities.ledger import (
     AccountView,
     BatchPlan,
     RecipientView,
-    creator_lock,
     lock_key_for,
     plan_batch,
     record_failed,
     record_sent,
+    release_advisory_lock,
     release_quota,
     take_snapshot,
+    try_advisory_lock,
 )
 from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.ratelimit import RateLimiter
 from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
 from db.engine import session_scope
 from mailer.settings import Settings
-from workflows.contracts import SendBatchInput, SendBatchResult, SendOutcome
+from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
+from workflows.states import BatchLimit, SendOutcome
 
 log = logging.getLogger("mailer.sending")
 
@@ -85,7 +88,7 @@ class BatchSender:
         tally = _Tally()
         outcome = await self._locked(key, request, campaign_id, hooks, tally)
 
-        def snapshot():  # type: ignore[no-untyped-def]
+        def snapshot() -> Snapshot:
             with session_scope(url) as session:
                 return take_snapshot(session, campaign_id, request.now, self.settings)
 
@@ -113,26 +116,28 @@ class BatchSender:
         campaign_id: uuid.UUID,
         hooks: BatchHooks,
         tally: _Tally,
-    ) -> str:
+    ) -> SendOutcome:
         """Wait for the creator's lock (heartbeating), then run the batch under it."""
         if key is None:
             return await self._run(request, campaign_id, hooks, tally)
-        while True:
-            lock = creator_lock(self.engine, key)
-            conn = await self._db(lock.__enter__)
+        # The lock lives on its own connection, so it is released if the worker dies.
+        conn = await self._db(self.engine.connect)
+        try:
+            while not await self._db(partial(try_advisory_lock, conn, key)):
+                hooks.heartbeat(0, 0)
+                if hooks.should_stop():
+                    return SendOutcome.STOPPED
+                await asyncio.sleep(LOCK_POLL_SECONDS)
             try:
-                if conn is not None:
-                    return await self._run(request, campaign_id, hooks, tally)
+                return await self._run(request, campaign_id, hooks, tally)
             finally:
-                await self._db(partial(lock.__exit__, None, None, None))
-            hooks.heartbeat(0, 0)
-            if hooks.should_stop():
-                return SendOutcome.STOPPED
-            await asyncio.sleep(LOCK_POLL_SECONDS)
+                await self._db(partial(release_advisory_lock, conn, key))
+        finally:
+            await self._db(conn.close)
 
     async def _run(
         self, request: SendBatchInput, campaign_id: uuid.UUID, hooks: BatchHooks, tally: _Tally
-    ) -> str:
+    ) -> SendOutcome:
         url = self.settings.sqlalchemy_url
 
         def plan() -> BatchPlan:
@@ -150,9 +155,9 @@ class BatchSender:
 
     async def _send_planned(
         self, batch: BatchPlan, request: SendBatchInput, hooks: BatchHooks, tally: _Tally
-    ) -> str:
+    ) -> SendOutcome:
         if not batch.recipients:
-            if batch.limited_by == "rate_share":
+            if batch.limited_by == BatchLimit.RATE_SHARE:
                 return SendOutcome.RATE_LIMITED
             return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
         tz = self.settings.timezone
@@ -175,7 +180,7 @@ class BatchSender:
         if tally.stopped:
             return SendOutcome.STOPPED
         # Saying so now spares the workflow a batch that would only find the window full.
-        window_used_up = reservation.window_full or batch.limited_by == "rate_share"
+        window_used_up = reservation.window_full or batch.limited_by == BatchLimit.RATE_SHARE
         if granted < len(batch.recipients) or window_used_up:
             return SendOutcome.RATE_LIMITED
         return SendOutcome.COMPLETED
@@ -305,6 +310,4 @@ class _Failed(Exception):
 
 
 def _looks_like_tls(exc: BaseException) -> bool:
-    import ssl
-
     return isinstance(exc, ssl.SSLError) or "tls" in str(exc).lower() or "ssl" in str(exc).lower()

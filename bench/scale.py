@@ -55,9 +55,10 @@ async def poll(predicate, timeout: float, what: str) -> None:  # type: ignore[no
 async def main() -> None:
     from temporalio.testing import WorkflowEnvironment
 
+    from mailer.stack.binaries import temporal_binary
     from mailer.stack.smtp_sink import FailureRule, SinkHandler, SmtpSink
     from tests import factories
-    from tests.harness import dev_server_path, new_task_queue
+    from tests.harness import new_task_queue
     from tests.servers import postgres_cluster, redis_server
     from workflows.campaign import CampaignWorkflow, workflow_id_for
     from workflows.contracts import CampaignInput
@@ -75,7 +76,7 @@ async def main() -> None:
         factories.set_quota(url, 10_000_000)
         campaigns = [factories.add_campaign(url, user, 2) for _ in range(CAMPAIGNS)]
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=dev_server_path(), search_attributes=ALL_KEYS
+            dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
         )
         queue = new_task_queue()
         worker_env = dict(os.environ)

@@ -45,8 +45,9 @@ async def plain_loop(port: int, count: int) -> float:
 async def engine_run(port: int) -> tuple[float, float]:
     from temporalio.testing import WorkflowEnvironment
 
+    from mailer.stack.binaries import temporal_binary
     from tests import factories
-    from tests.harness import dev_server_path, make_settings, new_task_queue
+    from tests.harness import make_settings, new_task_queue
     from tests.servers import postgres_cluster, redis_server
     from worker import build_worker
     from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -60,7 +61,7 @@ async def engine_run(port: int) -> tuple[float, float]:
         factories.set_quota(url, 10_000_000)
         campaigns = [factories.add_campaign(url, user, RECIPIENTS) for _ in range(CAMPAIGNS)]
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=dev_server_path(), search_attributes=ALL_KEYS
+            dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
         )
         try:
             settings = make_settings(

@@ -29,36 +29,29 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from workflows.states import CampaignStatus, QueueStatus, RecipientStatus, SendLogStatus
+
+__all__ = [
+    "PROVIDER_SMTP_GLOBAL",
+    "SINGLETON_ID",
+    "Base",
+    "Campaign",
+    "CampaignQueue",
+    "CampaignRecipient",
+    "CampaignStatus",
+    "GlobalMailAccount",
+    "QueueStatus",
+    "RecipientStatus",
+    "SendLog",
+    "SendLogStatus",
+    "SmtpBzQuota",
+    "SmtpTls",
+    "User",
+]
+
 
 class Base(DeclarativeBase):
     pass
-
-
-class CampaignStatus(enum.StrEnum):
-    DRAFT = "draft"  # reserved for the CRM's editor; the CLI creates campaigns ready
-    READY = "ready"  # created, not started
-    SENDING = "sending"  # its workflow is running (sending or deferred)
-    PAUSED = "paused"  # by an operator or the circuit breaker; resumable
-    SENT = "sent"  # nothing pending any more
-    CANCELLED = "cancelled"
-
-
-class QueueStatus(enum.StrEnum):
-    PENDING = "pending"  # waiting: deferred (see defer_reason) or paused
-    PROCESSING = "processing"  # a send batch is running
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-
-
-class RecipientStatus(enum.StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
-
-
-class SendLogStatus(enum.StrEnum):
-    SENT = "sent"
-    FAILED = "failed"
 
 
 class SmtpTls(enum.StrEnum):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Campaign, CampaignQueue, CampaignRecipient, RecipientStatus, SmtpBzQuota
+from db.models import (
+    SINGLETON_ID,
+    Campaign,
+    CampaignQueue,
+    CampaignRecipient,
+    GlobalMailAccount,
+    RecipientStatus,
+    SmtpBzQuota,
+)
+from workflows.states import FINISHED_CAMPAIGN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -37,10 +46,10 @@ class CampaignStatusView:
     total: int
     created_by_id: int | None
 
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["deferred_until"] = self.deferred_until.isoformat() if self.deferred_until else None
-        return data
+
+def get_account(session: Session) -> GlobalMailAccount | None:
+    """The global mail account (a singleton row), if it was set up."""
+    return session.get(GlobalMailAccount, SINGLETON_ID)
 
 
 def recipient_counts(session: Session, campaign_id: uuid.UUID) -> RecipientCounts:
@@ -100,14 +109,6 @@ class CampaignRow:
     sent: int
     failed: int
 
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["deferred_until"] = self.deferred_until.isoformat() if self.deferred_until else None
-        return data
-
-
-FINISHED_STATUSES = ("sent", "cancelled")
-
 
 def campaign_list(
     session: Session, *, reason: str | None = None, include_finished: bool = False, limit: int = 200
@@ -116,9 +117,10 @@ def campaign_list(
     counts = (
         select(
             CampaignRecipient.campaign_id.label("campaign_id"),
-            func.count().filter(CampaignRecipient.status == "pending").label("pending"),
-            func.count().filter(CampaignRecipient.status == "sent").label("sent"),
-            func.count().filter(CampaignRecipient.status == "failed").label("failed"),
+            *(
+                func.count().filter(CampaignRecipient.status == status).label(status.value)
+                for status in RecipientStatus
+            ),
         )
         .group_by(CampaignRecipient.campaign_id)
         .subquery()
@@ -131,7 +133,7 @@ def campaign_list(
         .limit(limit)
     )
     if not include_finished:
-        query = query.where(Campaign.status.not_in(FINISHED_STATUSES))
+        query = query.where(Campaign.status.not_in(FINISHED_CAMPAIGN_STATUSES))
     if reason:
         query = query.where(CampaignQueue.defer_reason == reason)
     return [
@@ -152,7 +154,7 @@ def campaign_list(
 
 def quota_row(session: Session) -> dict[str, object]:
     """The playbook's quota check: available, limit, last sync, sync error."""
-    quota = session.get(SmtpBzQuota, 1)
+    quota = session.get(SmtpBzQuota, SINGLETON_ID)
     if quota is None:
         return {"emails_available": None}
     return {

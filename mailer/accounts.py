@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import SINGLETON_ID, GlobalMailAccount, SmtpTls, User
+from db.queries import get_account
 from mailer.authoring.create import header_problems
 from mailer.errors import InputError
 
@@ -60,10 +61,6 @@ class AccountChanges:
         if self.smtp_host is not None and not self.smtp_host.strip():
             found.append("--smtp-host: empty")
         return found
-
-
-def get_account(session: Session) -> GlobalMailAccount | None:
-    return session.get(GlobalMailAccount, SINGLETON_ID)
 
 
 def set_account(session: Session, changes: AccountChanges) -> GlobalMailAccount:

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
@@ -21,6 +21,7 @@ from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, Progress, QuotaSyncResult
 from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
+from workflows.states import CampaignStatus, Signal, WorkflowState
 
 SETTLE_SECONDS = 15.0
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -50,14 +51,6 @@ def db_view(settings: Settings, campaign_id: uuid.UUID) -> CampaignStatusView:
     if view is None:
         raise ControlError(f"no campaign {campaign_id}")
     return view
-
-
-def progress_json(progress: Progress) -> dict[str, Any]:
-    data = asdict(progress)
-    data["deferred_until"] = (
-        progress.deferred_until.isoformat() if progress.deferred_until else None
-    )
-    return data
 
 
 @dataclass
@@ -107,7 +100,7 @@ async def _settle(
 
 async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     view = db_view(settings, campaign_id)
-    if view.status != "ready":
+    if view.status != CampaignStatus.READY:
         raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
     client = await connect(settings)
     try:
@@ -119,7 +112,7 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
         )
     except WorkflowAlreadyStartedError:
         raise ControlError(f"campaign {campaign_id} is already running") from None
-    settled = await _settle(handle, lambda p: p.state != "starting")
+    settled = await _settle(handle, lambda p: p.state != WorkflowState.STARTING)
     if settled is None:
         try:
             await handle.result()
@@ -127,7 +120,7 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
             cause = getattr(exc, "cause", None) or exc
             raise ControlError(str(getattr(cause, "message", cause))) from None
         raise ControlError(f"campaign {campaign_id} finished at once")
-    if settled.state == "starting":
+    if settled.state == WorkflowState.STARTING:
         raise ControlError(
             f"campaign {campaign_id} was submitted but no worker picked it up within "
             f"{SETTLE_SECONDS:.0f}s: is the worker running on task queue {settings.task_queue!r}?"
@@ -135,15 +128,29 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     return settled
 
 
-SIGNALS: dict[str, tuple[set[str], Callable[[Progress], bool]]] = {
-    # signal: (states it applies to, when it has taken effect)
-    "pause": ({"starting", "sending", "deferred"}, lambda p: p.state == "paused"),
-    "resume": ({"paused", "deferred"}, lambda p: p.state not in {"paused"}),
-    "cancel": ({"starting", "sending", "deferred", "paused"}, lambda p: False),
+# Each signal: the states it applies to, and when it has taken effect.
+SIGNALS: dict[Signal, tuple[set[WorkflowState], Callable[[Progress], bool]]] = {
+    Signal.PAUSE: (
+        {WorkflowState.STARTING, WorkflowState.SENDING, WorkflowState.DEFERRED},
+        lambda p: p.state == WorkflowState.PAUSED,
+    ),
+    Signal.RESUME: (
+        {WorkflowState.PAUSED, WorkflowState.DEFERRED},
+        lambda p: p.state != WorkflowState.PAUSED,
+    ),
+    Signal.CANCEL: (
+        {
+            WorkflowState.STARTING,
+            WorkflowState.SENDING,
+            WorkflowState.DEFERRED,
+            WorkflowState.PAUSED,
+        },
+        lambda p: False,  # the run closes
+    ),
 }
 
 
-async def signal(settings: Settings, campaign_id: uuid.UUID, name: str) -> str:
+async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:
     """Send ``name`` and wait until it shows; returns the campaign's new state."""
     view = db_view(settings, campaign_id)
     client = await connect(settings)

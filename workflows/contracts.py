@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from workflows.states import CampaignStatus, QueueStatus, SendOutcome, WorkflowState
+
 
 @dataclass
 class Limits:
@@ -60,7 +62,6 @@ class SnapshotInput:
 @dataclass
 class SnapshotResult:
     snapshot: Snapshot
-    quota_sync_error: str = ""
 
 
 @dataclass
@@ -70,20 +71,9 @@ class SendBatchInput:
     max_messages: int
 
 
-class SendOutcome:
-    """How a batch ended (plain strings so histories stay readable)."""
-
-    COMPLETED = "completed"  # sent everything it was allowed to
-    RATE_LIMITED = "rate_limited"  # no token left in the hourly window
-    BLOCKED = "blocked"  # quota or daily allowance ran out under the lock
-    TRANSIENT = "transient"  # 4xx, timeout, disconnect: retry later
-    CONFIGURATION = "configuration"  # auth, sender refused, TLS: pause
-    STOPPED = "stopped"  # cancelled (pause/cancel) or worker shutdown mid-batch
-
-
 @dataclass
 class SendBatchResult:
-    outcome: str
+    outcome: SendOutcome
     sent: int
     failed: int
     snapshot: Snapshot
@@ -96,8 +86,8 @@ class RecordStateInput:
 
     campaign_id: str
     now: datetime
-    campaign_status: str
-    queue_status: str
+    campaign_status: CampaignStatus
+    queue_status: QueueStatus
     defer_reason: str = ""
     deferred_until: datetime | None = None
     consecutive_transient_errors: int = 0
@@ -132,7 +122,7 @@ class CampaignInput:
 @dataclass
 class CampaignResult:
     campaign_id: str
-    status: str
+    status: WorkflowState
     sent: int
     failed: int
     pending: int
@@ -143,7 +133,7 @@ class Progress:
     """The ``progress`` query's answer."""
 
     campaign_id: str
-    state: str
+    state: WorkflowState
     defer_reason: str = ""
     deferred_until: datetime | None = None
     pause_reason: str = ""

@@ -7,29 +7,19 @@ reports ``rate_limited``, which :func:`rate_deferral` turns into a deferral.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from workflows.calendar import (
+from workflows.contracts import Limits, Snapshot
+from workflows.states import DeferReason
+from workflows.working_hours import (
     WorkingHours,
     is_working_time,
     next_clock_hour,
     next_day_start,
     next_working_start,
 )
-from workflows.contracts import Limits, Snapshot
-
-
-class DeferReason(enum.StrEnum):
-    """The seed's ``mailer_campaignqueue.defer_reason`` values."""
-
-    DAILY_LIMIT = "daily_limit"
-    QUOTA_EXHAUSTED = "quota_exhausted"
-    RATE_PER_HOUR = "rate_per_hour"
-    OUTSIDE_HOURS = "outside_hours"
-    TRANSIENT_ERROR = "transient_error"
 
 
 @dataclass(frozen=True)
@@ -80,8 +70,12 @@ def batch_allowance(snapshot: Snapshot) -> int:
     allowance = min(limits.send_batch_size, snapshot.quota_available, snapshot.pending)
     if limits.per_user_daily_limit > 0:
         allowance = min(allowance, limits.per_user_daily_limit - snapshot.sent_today_by_creator)
-    fair_share = math.ceil(limits.rate_per_hour / max(1, snapshot.active_campaigns))
-    return max(0, min(allowance, fair_share))
+    return max(0, min(allowance, fair_share(limits.rate_per_hour, snapshot.active_campaigns)))
+
+
+def fair_share(rate_per_hour: int, competing_campaigns: int) -> int:
+    """One campaign's share of the hourly window when ``competing_campaigns`` send at once."""
+    return math.ceil(rate_per_hour / max(1, competing_campaigns))
 
 
 def breaker_tripped(consecutive_transient_errors: int, limits: Limits) -> bool:

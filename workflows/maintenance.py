@@ -16,13 +16,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.campaign import workflow_id_for
+    from activities.interface import MailerActivityInterface
+    from workflows.campaign import CampaignWorkflow, workflow_id_for
     from workflows.contracts import (
         QuotaSyncResult,
         ReconcileInput,
         ReconcileResult,
         SyncQuotaInput,
-        SyncQuotaResult,
     )
 
 QUOTA_SYNC_WORKFLOW_ID = "mailer-quota-sync"
@@ -34,10 +34,9 @@ QUOTA_SYNC_EVERY = timedelta(hours=1)
 class QuotaSyncWorkflow:
     @workflow.run
     async def run(self) -> QuotaSyncResult:
-        result: SyncQuotaResult = await workflow.execute_activity(
-            "sync_quota",
+        result = await workflow.execute_activity_method(
+            MailerActivityInterface.sync_quota,
             SyncQuotaInput(workflow.now()),
-            result_type=SyncQuotaResult,
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
@@ -46,7 +45,7 @@ class QuotaSyncWorkflow:
             for campaign_id in result.deferred_on_quota or []:
                 handle = workflow.get_external_workflow_handle(workflow_id_for(campaign_id))
                 try:
-                    await handle.signal("wake")
+                    await handle.signal(CampaignWorkflow.wake)
                     woken += 1
                 except Exception:  # the campaign's run ended meanwhile: nothing to wake
                     workflow.logger.info("quota sync: campaign %s not running", campaign_id)
@@ -70,10 +69,9 @@ class ReconcileWorkflow:
 
     @workflow.run
     async def run(self) -> ReconcileResult:
-        result: ReconcileResult = await workflow.execute_activity(
-            "reconcile",
+        result = await workflow.execute_activity_method(
+            MailerActivityInterface.reconcile,
             ReconcileInput(workflow.now()),
-            result_type=ReconcileResult,
             start_to_close_timeout=timedelta(minutes=4),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )

@@ -21,8 +21,8 @@ from db.models import User
 from mailer import control
 from mailer.accounts import AccountChanges, add_user, set_account
 from mailer.authoring.create import CampaignDraft, create_campaign
-from mailer.cli_support import exit_process
 from mailer.errors import MailerError
+from mailer.process_exit import exit_process
 from mailer.settings import load_settings
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailer.simulate.runner import RawOutcome
+from workflows.states import FINAL_WORKFLOW_STATES, CampaignStatus, SendLogStatus, WorkflowState
 
 
 @dataclass
@@ -37,13 +38,13 @@ class Forecast:
         }
 
 
-def overall_status(states: list[str]) -> str:
-    if all(state == "sent" for state in states):
-        return "sent"
-    if any(state == "paused" for state in states):
-        return "paused"
-    if all(state in ("sent", "cancelled") for state in states):
-        return "cancelled"
+def overall_status(states: list[WorkflowState]) -> str:
+    if all(state == WorkflowState.SENT for state in states):
+        return WorkflowState.SENT
+    if any(state == WorkflowState.PAUSED for state in states):
+        return WorkflowState.PAUSED
+    if all(state in FINAL_WORKFLOW_STATES for state in states):
+        return WorkflowState.CANCELLED
     return "running"
 
 
@@ -59,16 +60,17 @@ def build_forecast(
     for created_at, status in raw.sends:
         hour = local(created_at).replace(minute=0, second=0, microsecond=0)
         hours[hour][status] += 1
-    sent = sum(counts["sent"] for counts in hours.values())
-    failed = sum(counts["failed"] for counts in hours.values())
+    sent = sum(counts[SendLogStatus.SENT] for counts in hours.values())
+    failed = sum(counts[SendLogStatus.FAILED] for counts in hours.values())
 
     deferrals = []
     finished: list[datetime] = []
     for item in raw.records:
         record = item.record
-        if record.campaign_status == "sent":
+        if record.campaign_status == CampaignStatus.SENT:
             finished.append(record.now)
-        if record.defer_reason and record.campaign_status == "sending" and record.deferred_until:
+        sending = record.campaign_status == CampaignStatus.SENDING
+        if record.defer_reason and sending and record.deferred_until:
             deferrals.append(
                 {
                     "campaign": item.campaign,
@@ -78,7 +80,7 @@ def build_forecast(
                 }
             )
     status = overall_status(raw.states)
-    completed_at = local(max(finished)) if status == "sent" and finished else None
+    completed_at = local(max(finished)) if status == WorkflowState.SENT and finished else None
     total = recipients * len(raw.campaign_ids)
     return Forecast(
         started_at=started_at.astimezone(zone),

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select, text
 from temporalio.api.testservice.v1 import SleepRequest
@@ -36,10 +34,15 @@ from db.models import (
 from mailer.settings import Settings
 from mailer.simulate.fakes import SimulatedProvider, SimulatedSmtp
 from mailer.simulate.options import FailRule, Refill, SimulationOptions
+from mailer.stack.binaries import temporal_test_server_binary
 from mailer.stack.throwaway import postgres_cluster, redis_server
 from worker import build_worker, ensure_search_attributes
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, RecordStateInput
+from workflows.states import FINAL_WORKFLOW_STATES, SendLogStatus, WorkflowState
+
+# Nothing more happens to a campaign in these states without an operator.
+SETTLED_STATES = (*FINAL_WORKFLOW_STATES, WorkflowState.PAUSED)
 
 # How far simulated time moves between checks for "all finished or paused" (the timers
 # inside fire at their exact times whatever the step).
@@ -49,7 +52,6 @@ STEP = timedelta(days=1)
 HORIZON = timedelta(days=366)
 STALL = timedelta(days=8)
 ADVANCE_RPC_TIMEOUT = timedelta(hours=2)
-FINAL_STATES = {"sent", "cancelled"}
 
 
 @dataclass
@@ -65,15 +67,11 @@ class RawOutcome:
     """What the run produced, in simulated time (still shifted; see ``shift``)."""
 
     campaign_ids: list[str]
-    states: list[str]
+    states: list[WorkflowState]
     records: list[RecordedState]
     shift: timedelta
     sends: list[tuple[datetime, str]]  # (created_at, status)
     wall_seconds: float
-
-
-def test_server_path() -> str:
-    return str(Path(sys.executable).parent / "temporal-test-server")
 
 
 def quiet_runtime() -> Runtime:
@@ -182,7 +180,7 @@ def _shifted(options: SimulationOptions, shift: timedelta) -> SimulationOptions:
     )
 
 
-async def _states(client: Client, campaign_ids: list[str]) -> list[str]:
+async def _states(client: Client, campaign_ids: list[str]) -> list[WorkflowState]:
     states = []
     for campaign_id in campaign_ids:
         handle = client.get_workflow_handle(workflow_id_for(campaign_id))
@@ -227,7 +225,7 @@ async def run(options: SimulationOptions, base: Settings) -> RawOutcome:
     with postgres_cluster() as cluster, redis_server() as redis:
         url = cluster.new_database()
         env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=test_server_path(), runtime=quiet_runtime()
+            test_server_existing_path=temporal_test_server_binary(), runtime=quiet_runtime()
         )
         try:
             return await _run_in(env, url, redis.url, options, base, started)
@@ -244,13 +242,41 @@ async def _run_in(
     base: Settings,
     started: float,
 ) -> RawOutcome:
-    loop = asyncio.get_running_loop()
     shift = week_shift(options.start, await env.get_current_time())
     shifted = _shifted(options, shift)
     await ensure_search_attributes(env.client, env.client.namespace)
+    engine = get_engine(url)
     smtp = SimulatedSmtp(shifted.fail_rules, env.get_current_time)
     smtp_port = await smtp.start()
-    engine = get_engine(url)
+    provider = _provider(env, engine, shifted).start()
+    try:
+        campaign_ids = seed(url, shifted, smtp_port)
+        settings = settings_for(
+            shifted,
+            base,
+            database_url=url,
+            redis_url=redis_url,
+            smtp_bz_api_url=provider.base_url,
+        )
+        states, records = await _simulate(env, engine, settings, shifted, campaign_ids)
+    finally:
+        provider.stop()
+        await smtp.stop()
+    return RawOutcome(
+        campaign_ids=campaign_ids,
+        states=states,
+        records=records,
+        shift=shift,
+        sends=_sends(engine),
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _provider(
+    env: WorkflowEnvironment, engine: Engine, options: SimulationOptions
+) -> SimulatedProvider:
+    """The smtp.bz API as the simulated clock sees it: refills, and what was sent."""
+    loop = asyncio.get_running_loop()
 
     def now_threadsafe() -> datetime:
         return asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result(30)
@@ -264,59 +290,49 @@ async def _run_in(
             query = (
                 select(func.count())
                 .select_from(SendLog)
-                .where(SendLog.status == "sent", SendLog.created_at >= moment)
+                .where(SendLog.status == SendLogStatus.SENT, SendLog.created_at >= moment)
             )
             return int(conn.scalar(query) or 0)
 
-    provider = SimulatedProvider(
-        shifted.refills,
+    return SimulatedProvider(
+        options.refills,
         now=now_threadsafe,
         database_available=database_available,
         sent_since=sent_since,
-    ).start()
-    try:
-        campaign_ids = seed(url, shifted, smtp_port)
-        settings = settings_for(
-            shifted,
-            base,
-            database_url=url,
-            redis_url=redis_url,
-            smtp_bz_api_url=provider.base_url,
-        )
-        current = await env.get_current_time()
-        if shifted.start > current:
-            await advance(env, shifted.start - current)
-        queue = f"simulation-{uuid.uuid4().hex[:8]}"
-        async with build_worker(env.client, settings, task_queue=queue):
-            for campaign_id in campaign_ids:
-                await env.client.start_workflow(
-                    CampaignWorkflow.run,
-                    CampaignInput(campaign_id),
-                    id=workflow_id_for(campaign_id),
-                    task_queue=queue,
-                )
-            states = await _step_until_settled(
-                env, campaign_ids, shifted, handled=lambda: _handled(engine)
-            )
-            records = await _recorded_states(env.client, campaign_ids)
-    finally:
-        provider.stop()
-        await smtp.stop()
-    with engine.connect() as conn:
-        sends = [
-            (row[0], row[1])
-            for row in conn.execute(
-                select(SendLog.created_at, SendLog.status).order_by(SendLog.id)
-            ).all()
-        ]
-    return RawOutcome(
-        campaign_ids=campaign_ids,
-        states=states,
-        records=records,
-        shift=shift,
-        sends=sends,
-        wall_seconds=time.perf_counter() - started,
     )
+
+
+async def _simulate(
+    env: WorkflowEnvironment,
+    engine: Engine,
+    settings: Settings,
+    options: SimulationOptions,
+    campaign_ids: list[str],
+) -> tuple[list[WorkflowState], list[RecordedState]]:
+    """Start the campaigns at the simulated start and step time until they settle."""
+    current = await env.get_current_time()
+    if options.start > current:
+        await advance(env, options.start - current)
+    queue = f"simulation-{uuid.uuid4().hex[:8]}"
+    async with build_worker(env.client, settings, task_queue=queue):
+        for campaign_id in campaign_ids:
+            await env.client.start_workflow(
+                CampaignWorkflow.run,
+                CampaignInput(campaign_id),
+                id=workflow_id_for(campaign_id),
+                task_queue=queue,
+            )
+        states = await _step_until_settled(
+            env, campaign_ids, options, handled=lambda: _handled(engine)
+        )
+        records = await _recorded_states(env.client, campaign_ids)
+    return states, records
+
+
+def _sends(engine: Engine) -> list[tuple[datetime, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(SendLog.created_at, SendLog.status).order_by(SendLog.id))
+        return [(created_at, status) for created_at, status in rows.all()]
 
 
 def _handled(engine: Engine) -> int:
@@ -330,7 +346,7 @@ async def _step_until_settled(
     options: SimulationOptions,
     *,
     handled: Callable[[], int],
-) -> list[str]:
+) -> list[WorkflowState]:
     """Advance simulated time a step at a time until every campaign is finished or paused
     (nothing more would happen without an operator), ``until`` is reached, or nothing has
     moved for ``STALL`` with nothing scheduled to change that (say, quota that never comes
@@ -339,7 +355,7 @@ async def _step_until_settled(
     last_handled, last_change = -1, await env.get_current_time()
     while True:
         states = await _states(env.client, campaign_ids)
-        if all(state in FINAL_STATES or state == "paused" for state in states):
+        if all(state in SETTLED_STATES for state in states):
             return states
         now = await env.get_current_time()
         if now >= until:

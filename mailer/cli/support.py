@@ -1,20 +1,23 @@
-"""Plumbing shared by the CLI commands: error reporting, settings, database sessions."""
+"""Plumbing shared by the CLI commands: error reporting, settings, sessions, output."""
 
 from __future__ import annotations
 
 import functools
-import os
+import json
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
+from db.queries import parse_campaign_id
 from mailer.errors import MailerError
 from mailer.settings import Settings, get_settings
 
@@ -31,18 +34,6 @@ def fail(lines: list[str] | str, code: int = 2) -> typer.Exit:
     for line in [lines] if isinstance(lines, str) else lines:
         print(f"error: {line}", file=sys.stderr)
     return typer.Exit(code)
-
-
-def exit_process(code: int) -> None:
-    """Flush and end the process without interpreter finalization.
-
-    The Temporal client's native runtime can crash the interpreter while it finalizes
-    ("PyGILState_Release … finalizing") after a command is done; every file and transaction
-    is closed by then, so skipping finalization loses nothing and keeps exit codes honest.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def warn(line: str) -> None:
@@ -77,3 +68,35 @@ def settings() -> Settings:
 def db_session() -> Iterator[Session]:
     with session_scope(settings().sqlalchemy_url) as session:
         yield session
+
+
+CampaignArg = Annotated[str, typer.Argument(help="The campaign's UUID.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def campaign_id_arg(value: str) -> uuid.UUID:
+    """The CAMPAIGN_ID argument as a UUID, or a one-line error naming it."""
+    parsed = parse_campaign_id(value)
+    if parsed is None:
+        raise fail(f"CAMPAIGN_ID: {value!r} is not a campaign UUID")
+    return parsed
+
+
+def print_json(data: object) -> None:
+    print(json.dumps(data))
+
+
+def print_fields(fields: dict[str, object]) -> None:
+    """Name/value rows without a header (nested dicts as ``outer.inner``)."""
+    table = Table(show_header=False, box=None)
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            for inner_key, inner_value in value.items():
+                table.add_row(f"{key}.{inner_key}", _shown(inner_value))
+        else:
+            table.add_row(key, _shown(value))
+    console.print(table)
+
+
+def _shown(value: object) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,253 @@
+"""The worker's implementation of :class:`activities.interface.MailerActivityInterface`.
+
+``MailerActivities`` holds what the activities share in one worker process (settings,
+the database engine, the rate limiter) and exposes each activity as a method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.interface import MailerActivityInterface
+from activities.ledger import (
+    CampaignRefused,
+    active_campaigns,
+    api_key,
+    campaigns_deferred_on,
+    mark_started,
+    quota_available,
+    record_state,
+    release_processing,
+    start_campaign,
+    store_quota,
+    take_snapshot,
+)
+from activities.quota import QuotaSyncError, fetch_quota, log_sync
+from activities.ratelimit import RateLimiter, take_throttle, throttle_key
+from activities.sending import BatchHooks, BatchSender
+from db.engine import get_engine, session_scope
+from mailer.settings import Settings
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.contracts import (
+    CampaignInput,
+    CarriedState,
+    ReconcileInput,
+    ReconcileResult,
+    RecordStateInput,
+    RecordStateResult,
+    SendBatchInput,
+    SendBatchResult,
+    SnapshotInput,
+    SnapshotResult,
+    StartCampaignInput,
+    StartCampaignResult,
+    SyncQuotaInput,
+    SyncQuotaResult,
+)
+from workflows.states import CAMPAIGN_REFUSED, CampaignStatus, DeferReason, QueueStatus
+
+log = logging.getLogger("mailer.reconcile")
+
+
+@contextmanager
+def refusals_end_the_run() -> Iterator[None]:
+    """A refused campaign is final: a non-retryable error whose message says why."""
+    try:
+        yield
+    except CampaignRefused as refused:
+        raise ApplicationError(str(refused), type=CAMPAIGN_REFUSED, non_retryable=True) from None
+
+
+async def _workflow_running(client: Client, campaign_id: str) -> bool:
+    handle = client.get_workflow_handle(workflow_id_for(campaign_id))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status == WorkflowExecutionStatus.RUNNING
+
+
+class MailerActivities(MailerActivityInterface):
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self.client = client  # for the reconcile, which asks Temporal what is running
+        self.engine = get_engine(settings.sqlalchemy_url)
+        self.limiter = RateLimiter(settings.redis_url)
+        self.sender = BatchSender(settings, self.engine, self.limiter)
+
+    @property
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.start_campaign,
+            self.load_snapshot,
+            self.send_batch,
+            self.record_state,
+            self.sync_quota,
+            self.reconcile,
+        ]
+
+    @activity.defn
+    def start_campaign(self, request: StartCampaignInput) -> StartCampaignResult:
+        """Check the campaign may start (exists, ready, size, the creator's start throttle)."""
+        campaign_id = uuid.UUID(request.campaign_id)
+        settings = self.settings
+        with refusals_end_the_run(), session_scope(settings.sqlalchemy_url) as session:
+            campaign = start_campaign(session, campaign_id, request.now, settings)
+            if campaign.status != CampaignStatus.SENDING and campaign.created_by_id is not None:
+                key = throttle_key(
+                    "campaign_start", campaign.created_by_id, request.now, settings.timezone
+                )
+                allowed, used = take_throttle(
+                    settings.redis_url, key, settings.throttle_campaign_start_per_hour
+                )
+                if not allowed:
+                    raise CampaignRefused(
+                        f"user {campaign.created_by_id} already started {used} campaigns "
+                        "this hour "
+                        f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
+                        f"{settings.throttle_campaign_start_per_hour})"
+                    )
+            mark_started(session, campaign, request.now)
+            session.flush()
+            snapshot = take_snapshot(session, campaign_id, request.now, settings)
+        return StartCampaignResult(snapshot=snapshot)
+
+    @activity.defn
+    async def load_snapshot(self, request: SnapshotInput) -> SnapshotResult:
+        """The campaign's counts and current limits; optionally sync the quota first."""
+        url = self.settings.sqlalchemy_url
+        if request.sync_quota:
+            await self._sync_quota(request)
+
+        def read() -> SnapshotResult:
+            with session_scope(url) as session:
+                snapshot = take_snapshot(
+                    session, uuid.UUID(request.campaign_id), request.now, self.settings
+                )
+            return SnapshotResult(snapshot=snapshot)
+
+        with refusals_end_the_run():
+            return await asyncio.to_thread(read)
+
+    @activity.defn
+    async def sync_quota(self, request: SyncQuotaInput) -> SyncQuotaResult:
+        """The scheduled sync: the provider's quota into mailer_smtpbzquota, and which
+        campaigns wait for it."""
+        error = await self._sync_quota(SnapshotInput(campaign_id="", now=request.now))
+
+        def read() -> tuple[int, list[str]]:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                return quota_available(session), campaigns_deferred_on(
+                    session, DeferReason.QUOTA_EXHAUSTED
+                )
+
+        available, deferred = await asyncio.to_thread(read)
+        return SyncQuotaResult(available, error, deferred)
+
+    @activity.defn
+    async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
+        """Restart campaigns the database says are active but Temporal does not run."""
+        client = self.client
+        if client is None:
+            raise ApplicationError("reconcile needs a Temporal client", non_retryable=True)
+        url = self.settings.sqlalchemy_url
+
+        def active() -> list[tuple[str, str, str]]:
+            with session_scope(url) as session:
+                return active_campaigns(session)
+
+        def unstick(campaign_id: str) -> None:
+            with session_scope(url) as session:
+                release_processing(session, uuid.UUID(campaign_id))
+
+        restarted: list[str] = []
+        unstuck: list[str] = []
+        for campaign_id, status, queue_status in await asyncio.to_thread(active):
+            if await _workflow_running(client, campaign_id):
+                continue
+            if queue_status == QueueStatus.PROCESSING:
+                await asyncio.to_thread(unstick, campaign_id)
+                unstuck.append(campaign_id)
+            carried = (
+                CarriedState(paused=True, pause_reason="paused (restored by reconcile)")
+                if status == CampaignStatus.PAUSED
+                else None
+            )
+            try:
+                await client.start_workflow(
+                    CampaignWorkflow.run,
+                    CampaignInput(campaign_id, carried),
+                    id=workflow_id_for(campaign_id),
+                    task_queue=activity.info().task_queue,
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            restarted.append(campaign_id)
+            log.warning(
+                "reconcile: campaign %s was %s with no workflow; restarted", campaign_id, status
+            )
+        return ReconcileResult(restarted=restarted, unstuck=unstuck)
+
+    async def _sync_quota(self, request: SnapshotInput) -> str:
+        url = self.settings.sqlalchemy_url
+
+        def key() -> str:
+            with session_scope(url) as session:
+                return api_key(session)
+
+        error = ""
+        numbers = None
+        try:
+            numbers = await fetch_quota(self.settings.smtp_bz_api_url, await asyncio.to_thread(key))
+        except QuotaSyncError as exc:
+            error = str(exc)
+
+        def store() -> int:
+            with session_scope(url) as session:
+                return store_quota(session, request.now, numbers, error=error)
+
+        available = await asyncio.to_thread(store)
+        log_sync(request.now, available, error)
+        return error
+
+    @activity.defn
+    async def send_batch(self, request: SendBatchInput) -> SendBatchResult:
+        """Send up to ``max_messages`` pending recipients (see :mod:`activities.sending`)."""
+        hooks = BatchHooks(
+            heartbeat=lambda sent, failed: activity.heartbeat(sent, failed),
+            should_stop=activity.is_worker_shutdown,
+        )
+        with refusals_end_the_run():
+            return await self.sender.send_batch(request, hooks)
+
+    @activity.defn
+    def record_state(self, request: RecordStateInput) -> RecordStateResult:
+        """Mirror a state change into mailer_campaign / mailer_campaignqueue."""
+        campaign_id = uuid.UUID(request.campaign_id)
+        with session_scope(self.settings.sqlalchemy_url) as session:
+            record_state(
+                session,
+                campaign_id,
+                request.now,
+                campaign_status=request.campaign_status,
+                queue_status=request.queue_status,
+                defer_reason=request.defer_reason,
+                deferred_until=request.deferred_until,
+                consecutive_transient_errors=request.consecutive_transient_errors,
+                last_error=request.last_error,
+            )
+            session.flush()
+            snapshot = take_snapshot(session, campaign_id, request.now, self.settings)
+        return RecordStateResult(snapshot=snapshot)

@@ -1,0 +1,57 @@
+"""``mailer account``: the global SMTP account and its limits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from db.queries import get_account
+from mailer.accounts import AccountChanges, describe_account, set_account
+from mailer.cli.support import db_session, fail, print_fields, reports_errors
+
+app = typer.Typer(help="The global SMTP account and its limits.", no_args_is_help=True)
+
+
+@app.command("set")
+@reports_errors
+def account_set(
+    smtp_host: Annotated[str | None, typer.Option()] = None,
+    smtp_port: Annotated[int | None, typer.Option()] = None,
+    smtp_username: Annotated[str | None, typer.Option()] = None,
+    smtp_password: Annotated[str | None, typer.Option()] = None,
+    smtp_tls: Annotated[str | None, typer.Option(help="none, starttls or tls")] = None,
+    from_email: Annotated[str | None, typer.Option()] = None,
+    from_name: Annotated[str | None, typer.Option()] = None,
+    daily_limit: Annotated[
+        int | None, typer.Option(help="Emails per user per day; 0 = no limit.")
+    ] = None,
+    smtp_bz_api_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create or change the global mail account (only the options given change)."""
+    changes = AccountChanges(
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_username=smtp_username,
+        smtp_password=smtp_password,
+        smtp_tls=smtp_tls,
+        from_email=from_email,
+        from_name=from_name,
+        per_user_daily_limit=daily_limit,
+        smtp_bz_api_key=smtp_bz_api_key,
+    )
+    with db_session() as session:
+        shown = describe_account(set_account(session, changes))
+    print_fields(shown)
+
+
+@app.command("show")
+@reports_errors
+def account_show() -> None:
+    """Show the global mail account, secrets masked."""
+    with db_session() as session:
+        account = get_account(session)
+        if account is None:
+            raise fail("no account yet: create it with `mailer account set …`", 1)
+        shown = describe_account(account)
+    print_fields(shown)

@@ -1,0 +1,235 @@
+"""Campaign commands: ``create``, ``start``, ``pause``, ``resume``, ``cancel``, ``status``,
+``list`` and ``watch``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from db.queries import CampaignRow, campaign_list, campaign_status
+from mailer import control
+from mailer.authoring.create import CampaignDraft, CreatedCampaign, create_campaign
+from mailer.cli.support import (
+    CampaignArg,
+    JsonOption,
+    campaign_id_arg,
+    console,
+    db_session,
+    fail,
+    print_fields,
+    print_json,
+    reports_errors,
+    settings,
+    warn,
+)
+from mailer.jsonable import jsonable
+from mailer.watch import watch_campaign
+from workflows.campaign import workflow_id_for
+from workflows.contracts import Progress
+from workflows.states import ACTIVE_CAMPAIGN_STATUSES, Signal
+
+app = typer.Typer()
+
+MAX_LISTED_WARNINGS = 20
+
+
+@app.command()
+@reports_errors
+def create(
+    name: Annotated[str, typer.Option(help="Campaign name.")],
+    subject: Annotated[str, typer.Option(help="Subject (a Jinja2 template).")],
+    recipients: Annotated[Path, typer.Option(help="CSV with an 'email' column.")],
+    created_by: Annotated[str, typer.Option(help="Username (or id) of the creator.")],
+    html: Annotated[Path | None, typer.Option(help="HTML body template file.")] = None,
+    text: Annotated[Path | None, typer.Option(help="Plain-text body template file.")] = None,
+    encoding: Annotated[str, typer.Option(help="The CSV's encoding.")] = "utf-8",
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Drop invalid addresses.")
+    ] = False,
+    from_email: Annotated[str, typer.Option(help="Sender (default: the account's).")] = "",
+    from_name: Annotated[str, typer.Option(help="Sender name (default: the account's).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create a campaign from templates and a recipients CSV; prints its id."""
+    draft = CampaignDraft(
+        name=name,
+        subject=subject,
+        recipients_path=recipients,
+        created_by=created_by,
+        html_path=html,
+        text_path=text,
+        encoding=encoding,
+        skip_invalid=skip_invalid,
+        from_email=from_email,
+        from_name=from_name,
+    )
+    with db_session() as session:
+        created = create_campaign(session, draft, max_recipients=settings().max_campaign_recipients)
+    _warn_about(created)
+    if as_json:
+        print_json(
+            {
+                "campaign_id": str(created.campaign_id),
+                "recipients": created.recipients,
+                "skipped_invalid": created.skipped_invalid,
+                "merged_duplicates": created.merged_duplicates,
+            }
+        )
+    else:
+        print(created.campaign_id)
+
+
+def _warn_about(created: CreatedCampaign) -> None:
+    for line in created.warnings[:MAX_LISTED_WARNINGS]:
+        warn(line)
+    if len(created.warnings) > MAX_LISTED_WARNINGS:
+        warn(f"… and {len(created.warnings) - MAX_LISTED_WARNINGS} more duplicates merged")
+    if created.skipped_invalid:
+        warn(f"skipped {created.skipped_invalid} invalid addresses (--skip-invalid)")
+
+
+@app.command()
+@reports_errors
+def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
+    """Show a campaign's status, deferral and counts (live from its workflow when running)."""
+    parsed = campaign_id_arg(campaign_id)
+    with db_session() as session:
+        view = campaign_status(session, parsed)
+    if view is None:
+        raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
+    data: dict[str, object] = jsonable(view)
+    if view.status in ACTIVE_CAMPAIGN_STATUSES:
+        try:
+            current = asyncio.run(_live(parsed))
+        except control.ControlError as exc:
+            warn(f"live state unavailable: {exc}")
+            current = None
+        if current is not None and current.progress is not None:
+            data["live"] = jsonable(current.progress)
+    if as_json:
+        print_json(data)
+    else:
+        print_fields(data)
+
+
+async def _live(campaign_id: uuid.UUID) -> control.Live | None:
+    client = await control.connect(settings())
+    return await control.live(client, campaign_id)
+
+
+@app.command()
+@reports_errors
+def start(campaign_id: CampaignArg) -> None:
+    """Start sending a ready campaign (its workflow checks limits and throttles first)."""
+    parsed = campaign_id_arg(campaign_id)
+    progress = asyncio.run(control.start(settings(), parsed))
+    console.print(f"campaign {parsed} started: {_describe(progress)}")
+    console.print(
+        f"Web UI: {settings().temporal_ui_url}/namespaces/"
+        f"{settings().temporal_namespace}/workflows/{workflow_id_for(str(parsed))}"
+    )
+
+
+def _describe(progress: Progress) -> str:
+    text: str = progress.state
+    if progress.defer_reason:
+        text += f" ({progress.defer_reason}"
+        if progress.deferred_until:
+            text += f" until {progress.deferred_until.isoformat()}"
+        text += ")"
+    if progress.pause_reason:
+        text += f" — {progress.pause_reason}"
+    return f"{text}; {progress.sent} sent, {progress.failed} failed, {progress.pending} pending"
+
+
+def _send_signal(campaign_id: str, signal: Signal) -> None:
+    parsed = campaign_id_arg(campaign_id)
+    state = asyncio.run(control.signal(settings(), parsed, signal))
+    console.print(f"campaign {parsed}: {state}")
+
+
+@app.command()
+@reports_errors
+def pause(campaign_id: CampaignArg) -> None:
+    """Pause a campaign (takes effect within about one message)."""
+    _send_signal(campaign_id, Signal.PAUSE)
+
+
+@app.command()
+@reports_errors
+def resume(campaign_id: CampaignArg) -> None:
+    """Resume a paused or deferred campaign; clears the deferral and errors."""
+    _send_signal(campaign_id, Signal.RESUME)
+
+
+@app.command()
+@reports_errors
+def cancel(campaign_id: CampaignArg) -> None:
+    """Cancel a campaign for good; pending recipients stay pending."""
+    _send_signal(campaign_id, Signal.CANCEL)
+
+
+@app.command("list")
+@reports_errors
+def list_campaigns(
+    reason: Annotated[
+        str | None, typer.Option(help="Only campaigns deferred or paused for this reason.")
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include finished campaigns.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Campaigns with status, defer reason and counts (newest first)."""
+    with db_session() as session:
+        rows = campaign_list(session, reason=reason, include_finished=show_all)
+    if as_json:
+        print_json([jsonable(row) for row in rows])
+    else:
+        console.print(_campaign_table(rows))
+
+
+def _campaign_table(rows: list[CampaignRow]) -> Table:
+    table = Table(
+        "campaign",
+        "name",
+        "status",
+        "queue",
+        "defer_reason",
+        "deferred_until",
+        "sent",
+        "failed",
+        "pending",
+    )
+    for row in rows:
+        table.add_row(
+            row.campaign_id,
+            row.name,
+            row.status,
+            row.queue_status or "",
+            row.defer_reason,
+            row.deferred_until.isoformat(timespec="minutes") if row.deferred_until else "",
+            str(row.sent),
+            str(row.failed),
+            str(row.pending),
+        )
+    return table
+
+
+@app.command()
+@reports_errors
+def watch(
+    campaign_id: CampaignArg,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
+) -> None:
+    """A live progress bar until the campaign finishes (Ctrl-C stops watching, not sending)."""
+    parsed = campaign_id_arg(campaign_id)
+    try:
+        final = asyncio.run(watch_campaign(settings(), parsed, interval))
+    except KeyboardInterrupt:
+        console.print("stopped watching; the campaign goes on")
+        return
+    console.print(f"campaign {parsed}: {final}")

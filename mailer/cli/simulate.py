@@ -1,0 +1,109 @@
+"""``mailer simulate``: forecast campaigns with the real workflow through skipped time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from mailer.cli.support import JsonOption, console, print_json, reports_errors, settings, warn
+from mailer.settings import Settings
+from mailer.simulate import report
+from mailer.simulate.defaults import RealDefaults, read_defaults
+from mailer.simulate.options import SettingsDefaults, SimulationOptions, build_options
+from mailer.simulate.runner import run
+
+app = typer.Typer()
+
+
+@app.command()
+@reports_errors
+def simulate(
+    recipients: Annotated[int | None, typer.Option(help="Recipients per campaign.")] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Use this campaign's pending count and the current quota.")
+    ] = None,
+    campaigns: Annotated[int, typer.Option(help="Campaigns of one creator started together.")] = 1,
+    start: Annotated[str | None, typer.Option(help="ISO-8601 with offset; default now.")] = None,
+    rate_per_hour: Annotated[
+        int | None, typer.Option(help="Default: MAILER_RATE_PER_HOUR.")
+    ] = None,
+    daily_limit: Annotated[int | None, typer.Option(help="Default: the account's.")] = None,
+    quota: Annotated[int | None, typer.Option(help="emails_available at the start.")] = None,
+    quota_refill: Annotated[
+        list[str] | None, typer.Option(help="N@ISO: the quota sync sees N from then (repeatable).")
+    ] = None,
+    working_hours: Annotated[str | None, typer.Option(help="START-END, e.g. 9-18.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Default: MAILER_TIMEZONE.")] = None,
+    fail: Annotated[
+        list[str] | None,
+        typer.Option(help="PATTERN:CODE or PATTERN:CODE@ISO/DURATION (repeatable)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Stop the simulation at this ISO time.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Forecast campaigns: the real workflow and activities through skipped time."""
+    current = settings()
+    real = read_defaults(current, campaign)
+    if real.problem:
+        warn(f"{real.problem}; the account's daily limit defaults to none")
+    options = build_options(
+        recipients=recipients,
+        campaign=campaign,
+        campaigns=campaigns,
+        start=start,
+        now=datetime.now(ZoneInfo(current.timezone)),
+        rate_per_hour=rate_per_hour,
+        daily_limit=daily_limit,
+        quota=quota,
+        refills=quota_refill or [],
+        working_hours=working_hours,
+        timezone=timezone,
+        fails=fail or [],
+        until=until,
+        defaults=_defaults(current, real),
+    )
+    if not as_json:
+        console.print(_intro(options))
+    raw = asyncio.run(run(options, current))
+    forecast = report.build_forecast(
+        raw, started_at=options.start, timezone=options.timezone, recipients=options.recipients
+    )
+    if as_json:
+        print_json(forecast.to_json())
+        return
+    console.print(_daily_table(forecast))
+    console.print(report.summary_line(forecast))
+
+
+def _defaults(current: Settings, real: RealDefaults) -> SettingsDefaults:
+    """What an option not given stands for: the settings and the real database."""
+    return SettingsDefaults(
+        timezone=current.timezone,
+        working_hours=(current.working_hours_start, current.working_hours_end),
+        rate_per_hour=current.rate_per_hour,
+        daily_limit=real.daily_limit or 0,
+        quota=real.quota,
+        pending=real.pending,
+    )
+
+
+def _intro(options: SimulationOptions) -> str:
+    start_hour, end_hour = options.working_hours
+    return (
+        f"Simulating {options.campaigns} × {options.recipients} recipients from "
+        f"{options.start.isoformat()}: {options.rate_per_hour}/hour, "
+        f"{start_hour:02d}:00–{end_hour:02d}:00 {options.timezone}, daily limit "
+        f"{options.daily_limit or 'none'}; " + "; ".join(options.notes)
+    )
+
+
+def _daily_table(forecast: report.Forecast) -> Table:
+    table = Table("day", "sent", "failed", "deferrals")
+    for day, sent, failed, notes in report.daily_rows(forecast):
+        table.add_row(day, str(sent), str(failed), notes)
+    return table

@@ -1,0 +1,112 @@
+"""Every name mailer gives a state, a reason or an outcome, defined once.
+
+The seed's words (campaign, queue and recipient statuses, defer reasons) are what the
+playbook's SQL reads, so their values never change. They live here, in the deterministic
+half, because the workflow uses them too; ``db.models`` builds its CHECK constraints from
+the same enums.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CampaignStatus(enum.StrEnum):
+    """``mailer_campaign.status``."""
+
+    DRAFT = "draft"  # reserved for the CRM's editor; the CLI creates campaigns ready
+    READY = "ready"  # created, not started
+    SENDING = "sending"  # its workflow is running (sending or deferred)
+    PAUSED = "paused"  # by an operator or the circuit breaker; resumable
+    SENT = "sent"  # nothing pending any more
+    CANCELLED = "cancelled"
+
+
+FINISHED_CAMPAIGN_STATUSES = (CampaignStatus.SENT, CampaignStatus.CANCELLED)
+ACTIVE_CAMPAIGN_STATUSES = (CampaignStatus.SENDING, CampaignStatus.PAUSED)
+
+
+class QueueStatus(enum.StrEnum):
+    """``mailer_campaignqueue.status``."""
+
+    PENDING = "pending"  # waiting: deferred (see defer_reason) or paused
+    PROCESSING = "processing"  # a send batch is running
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class RecipientStatus(enum.StrEnum):
+    """``mailer_campaignrecipient.status``."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class SendLogStatus(enum.StrEnum):
+    """``mailer_sendlog.status``."""
+
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DeferReason(enum.StrEnum):
+    """The seed's ``mailer_campaignqueue.defer_reason`` values ('' when there is none)."""
+
+    DAILY_LIMIT = "daily_limit"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    RATE_PER_HOUR = "rate_per_hour"
+    OUTSIDE_HOURS = "outside_hours"
+    TRANSIENT_ERROR = "transient_error"
+
+
+# Deferred for a reason of their own: they do not compete for the shared hourly window.
+SELF_HELD_REASONS = (DeferReason.DAILY_LIMIT, DeferReason.TRANSIENT_ERROR)
+
+
+class WorkflowState(enum.StrEnum):
+    """The campaign workflow's state: the ``MailerStatus`` search attribute and the
+    ``progress`` query. Finer than the table's status: ``sending`` there is ``sending`` or
+    ``deferred`` here."""
+
+    STARTING = "starting"
+    SENDING = "sending"
+    DEFERRED = "deferred"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+FINAL_WORKFLOW_STATES = (WorkflowState.SENT, WorkflowState.CANCELLED)
+
+
+class SendOutcome(enum.StrEnum):
+    """How a send batch ended."""
+
+    COMPLETED = "completed"  # sent everything it was allowed to
+    RATE_LIMITED = "rate_limited"  # no token left in the hourly window (or the fair share)
+    BLOCKED = "blocked"  # quota or daily allowance ran out under the lock
+    TRANSIENT = "transient"  # 4xx, timeout, disconnect: retry later
+    CONFIGURATION = "configuration"  # auth, sender refused, TLS: pause
+    STOPPED = "stopped"  # cancelled (pause/cancel) or worker shutdown mid-batch
+
+
+class BatchLimit(enum.StrEnum):
+    """Why a batch plan holds fewer recipients than the workflow allowed."""
+
+    NONE = ""  # every pending recipient the batch could take fits
+    QUOTA_OR_DAY = "quota_or_day"  # the provider's quota or the creator's daily allowance
+    RATE_SHARE = "rate_share"  # this campaign's fair share of the hourly window
+
+
+class Signal(enum.StrEnum):
+    """The campaign workflow's signals (CLI, Web UI, the quota sync)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    WAKE = "wake"
+
+
+# The ApplicationError type of a campaign that must not (or cannot) start: non-retryable.
+CAMPAIGN_REFUSED = "CampaignRefused"
