@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -20,11 +21,13 @@ from db.engine import get_engine
 from mailer.settings import Settings, load_settings
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
+from tests import factories
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, CampaignResult, Progress
 
 MSK = ZoneInfo("Europe/Moscow")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def next_monday_9(after: datetime) -> datetime:
@@ -63,6 +66,18 @@ class Harness:
             id=workflow_id_for(campaign_id),
             task_queue=self.task_queue,
         )
+
+    def add_sender(self, *, quota: int = 1_000_000, daily_limit: int = 0, **account: object) -> int:
+        """A creator, the account pointing at this test's sink, and the quota; the user id."""
+        url = self.database_url
+        user = factories.add_user(url)
+        factories.set_account(url, smtp_port=self.sink.port, daily_limit=daily_limit, **account)  # type: ignore[arg-type]
+        factories.set_quota(url, quota)
+        return user
+
+    def ready_campaign(self, recipients: int) -> str:
+        """A new sender with ample quota and one ready campaign of ``recipients``; its id."""
+        return factories.add_campaign(self.database_url, self.add_sender(), recipients)
 
     def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
         with get_engine(self.database_url).connect() as conn:
@@ -140,3 +155,15 @@ async def running(worker: Worker) -> AsyncIterator[Worker]:
 
 def new_task_queue() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def address(client: Client) -> str:
+    """The Temporal frontend ``client`` talks to (for a subprocess's settings)."""
+    return client.service_client.config.target_host
+
+
+def hours_excluding_now() -> tuple[int, int]:
+    """A one-hour sending window that contains neither the current Moscow hour nor the
+    next (so a test running across the hour's end still sees it closed)."""
+    hour = datetime.now(MSK).hour
+    return (hour + 2, hour + 3) if hour < 21 else (hour - 3, hour - 2)

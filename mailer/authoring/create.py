@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from db.models import Campaign, CampaignRecipient, CampaignStatus, User
-from mailer.authoring.recipients import parse_recipients, read_text
+from mailer.authoring.recipients import Recipient, parse_recipients, read_text
 from mailer.authoring.templates import check_template
 from mailer.errors import InputError
 
@@ -68,6 +68,12 @@ def _read_body(path: Path | None, problems: list[str]) -> str:
         return ""
 
 
+@dataclass
+class _Bodies:
+    html: str
+    text: str
+
+
 def create_campaign(
     session: Session, draft: CampaignDraft, *, max_recipients: int
 ) -> CreatedCampaign:
@@ -76,6 +82,37 @@ def create_campaign(
     Raises :class:`InputError` with every problem found; in that case nothing is written
     (the caller's session is left untouched).
     """
+    problems = _option_problems(draft)
+    bodies = _Bodies(
+        html=_read_body(draft.html_path, problems), text=_read_body(draft.text_path, problems)
+    )
+    recipients = parse_recipients(
+        draft.recipients_path,
+        encoding=draft.encoding,
+        skip_invalid=draft.skip_invalid,
+        max_recipients=max_recipients,
+    )
+    problems += recipients.problems
+    if recipients.columns is not None:
+        problems += _template_problems(draft, bodies, recipients.columns)
+    user = find_user(session, draft.created_by)
+    if user is None:
+        problems.append(
+            f"--created-by: no user {draft.created_by!r} (add one with: mailer user add NAME)"
+        )
+    if problems or user is None:
+        raise InputError(problems)
+    campaign_id = _write(session, draft, bodies, recipients.recipients, user)
+    return CreatedCampaign(
+        campaign_id=campaign_id,
+        recipients=len(recipients.recipients),
+        warnings=recipients.warnings,
+        skipped_invalid=recipients.skipped_invalid,
+        merged_duplicates=recipients.merged_duplicates,
+    )
+
+
+def _option_problems(draft: CampaignDraft) -> list[str]:
     problems: list[str] = []
     if not draft.name.strip():
         problems.append("--name: empty")
@@ -88,44 +125,39 @@ def create_campaign(
             problems.append(f"--from-email: {draft.from_email!r} is not a valid address: {exc}")
     if draft.html_path is None and draft.text_path is None:
         problems.append("no body: give --html FILE, --text FILE, or both")
-    html_body = _read_body(draft.html_path, problems)
-    text_body = _read_body(draft.text_path, problems)
+    return problems
 
-    recipients = parse_recipients(
-        draft.recipients_path,
-        encoding=draft.encoding,
-        skip_invalid=draft.skip_invalid,
-        max_recipients=max_recipients,
-    )
-    problems += recipients.problems
-    columns = recipients.columns
-    if columns is not None:
-        if not header_problems("--subject", draft.subject, required=True):
-            problems += check_template("--subject", draft.subject, columns, html=False)
-        if draft.html_path is not None and html_body:
-            problems += check_template(str(draft.html_path), html_body, columns, html=True)
-        if draft.text_path is not None and text_body:
-            problems += check_template(str(draft.text_path), text_body, columns, html=False)
 
-    user = find_user(session, draft.created_by)
-    if user is None:
-        problems.append(
-            f"--created-by: no user {draft.created_by!r} (add one with: mailer user add NAME)"
-        )
-    if problems or user is None:
-        raise InputError(problems)
+def _template_problems(draft: CampaignDraft, bodies: _Bodies, columns: list[str]) -> list[str]:
+    """Syntax errors and unknown variables in the subject and bodies."""
+    problems: list[str] = []
+    if not header_problems("--subject", draft.subject, required=True):
+        problems += check_template("--subject", draft.subject, columns, html=False)
+    if draft.html_path is not None and bodies.html:
+        problems += check_template(str(draft.html_path), bodies.html, columns, html=True)
+    if draft.text_path is not None and bodies.text:
+        problems += check_template(str(draft.text_path), bodies.text, columns, html=False)
+    return problems
 
+
+def _write(
+    session: Session,
+    draft: CampaignDraft,
+    bodies: _Bodies,
+    recipients: list[Recipient],
+    user: User,
+) -> uuid.UUID:
     campaign = Campaign(
         id=uuid.uuid4(),
         name=draft.name.strip(),
-        status=CampaignStatus.READY.value,
+        status=CampaignStatus.READY,
         subject=draft.subject,
-        html_body=html_body,
-        text_body=text_body,
+        html_body=bodies.html,
+        text_body=bodies.text,
         from_email=draft.from_email,
         from_name=draft.from_name,
         created_by_id=user.id,
-        total_recipients=len(recipients.recipients),
+        total_recipients=len(recipients),
     )
     session.add(campaign)
     session.flush()
@@ -138,13 +170,7 @@ def create_campaign(
                 "name": r.name,
                 "variables": r.variables,
             }
-            for r in recipients.recipients
+            for r in recipients
         ],
     )
-    return CreatedCampaign(
-        campaign_id=campaign.id,
-        recipients=len(recipients.recipients),
-        warnings=recipients.warnings,
-        skipped_invalid=recipients.skipped_invalid,
-        merged_duplicates=recipients.merged_duplicates,
-    )
+    return campaign.id

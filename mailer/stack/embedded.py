@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.migrate import upgrade
 from mailer.errors import StackError
 from mailer.stack import postgres
 from mailer.stack.binaries import redis_binary, temporal_binary
@@ -170,48 +171,24 @@ def write_env_file(stack: StackSettings) -> Path:
 def up(stack: StackSettings, *, on_part: Callable[[PartStatus], None] = lambda _: None) -> None:
     """Start every part that is not running, migrate the database, write ``mailer.env``."""
     stack.root.mkdir(parents=True, exist_ok=True)
-    python = sys.executable
     stub_state = stack.root / "smtpbz.json"
     if not stub_state.exists():
         StubAccount(api_key=stack.smtpbz_api_key).save(stub_state)
-
     on_part(_start_postgres(stack))
-    on_part(
-        _start_process(
-            "redis",
-            stack,
-            redis_command(stack),
-            {"MAILER_STACK_REDIS_PORT": stack.redis_port},
-            timeout=30,
-        )
-    )
-    on_part(
-        _start_process(
-            "temporal",
-            stack,
-            temporal_command(stack),
-            {
-                "MAILER_STACK_TEMPORAL_PORT": stack.temporal_port,
-                "MAILER_STACK_TEMPORAL_UI_PORT": stack.temporal_ui_port,
-            },
-            timeout=90,
-        )
-    )
+    redis_ports = {"MAILER_STACK_REDIS_PORT": stack.redis_port}
+    on_part(_start_process("redis", stack, redis_command(stack), redis_ports, timeout=30))
+    temporal_ports = {
+        "MAILER_STACK_TEMPORAL_PORT": stack.temporal_port,
+        "MAILER_STACK_TEMPORAL_UI_PORT": stack.temporal_ui_port,
+    }
+    on_part(_start_process("temporal", stack, temporal_command(stack), temporal_ports, timeout=90))
     on_part(
         _start_process(
             "smtp-sink",
             stack,
-            [
-                python,
-                "-m",
-                "mailer.stack.smtp_sink",
-                "--host",
-                stack.host,
-                "--port",
-                str(stack.smtp_port),
-                "--outbox",
-                str(stack.outbox),
-            ],
+            _python_module_command(
+                "mailer.stack.smtp_sink", stack.host, stack.smtp_port, "--outbox", stack.outbox
+            ),
             {"MAILER_STACK_SMTP_PORT": stack.smtp_port},
             timeout=30,
         )
@@ -220,25 +197,32 @@ def up(stack: StackSettings, *, on_part: Callable[[PartStatus], None] = lambda _
         _start_process(
             "smtpbz-stub",
             stack,
-            [
-                python,
-                "-m",
-                "mailer.stack.smtpbz_stub",
-                "--host",
-                stack.host,
-                "--port",
-                str(stack.smtpbz_port),
-                "--state",
-                str(stub_state),
-            ],
+            _python_module_command(
+                "mailer.stack.smtpbz_stub", stack.host, stack.smtpbz_port, "--state", stub_state
+            ),
             {"MAILER_STACK_SMTPBZ_PORT": stack.smtpbz_port},
             timeout=30,
         )
     )
     write_env_file(stack)
-    from db.migrate import upgrade
-
     upgrade(postgres.url(stack.postgres_port, stack.postgres_database))
+
+
+def _python_module_command(
+    module: str, host: str, port: int, file_option: str, file: Path
+) -> list[str]:
+    """``python -m MODULE --host H --port P --<file option> FILE`` with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        file_option,
+        str(file),
+    ]
 
 
 def start_worker(stack: StackSettings, env: dict[str, str] | None = None) -> PartStatus:

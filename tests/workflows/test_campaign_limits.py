@@ -24,16 +24,6 @@ async def monday(time_env: WorkflowEnvironment) -> None:
     await skip_to(time_env, next_monday_9(await time_env.get_current_time()))
 
 
-def setup(
-    harness: Harness, *, quota: int = 1_000_000, daily_limit: int = 0, **account: object
-) -> int:
-    url = harness.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=harness.sink.port, daily_limit=daily_limit, **account)  # type: ignore[arg-type]
-    factories.set_quota(url, quota)
-    return user
-
-
 async def _state_is(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
     return (await progress(handle)).state == state
 
@@ -45,7 +35,7 @@ def sent_count(harness: Harness, campaign: str | None = None) -> int:
 async def test_daily_limit_counts_all_campaigns_of_the_creator(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness, daily_limit=250)
+    user = harness.add_sender(daily_limit=250)
     first = factories.add_campaign(harness.database_url, user, 300)
     second = factories.add_campaign(harness.database_url, user, 300)
     await monday(time_env)
@@ -63,7 +53,7 @@ async def test_daily_limit_counts_all_campaigns_of_the_creator(
 async def test_quota_stops_sending_and_refill_with_wake_resumes(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness, quota=150)
+    user = harness.add_sender(quota=150)
     harness.stub.account.quota = 0  # the provider agrees: nothing left
     campaign = factories.add_campaign(harness.database_url, user, 300)
     await monday(time_env)
@@ -92,7 +82,7 @@ async def test_quota_stops_sending_and_refill_with_wake_resumes(
 async def test_transient_errors_defer_then_trip_the_breaker(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness)
+    user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 451)]
     campaign = factories.add_campaign(harness.database_url, user, 20)
     await monday(time_env)
@@ -129,7 +119,7 @@ async def test_transient_errors_defer_then_trip_the_breaker(
 async def test_permanent_refusals_fail_those_recipients_only(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness)
+    user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("bad*@example.com", 550)]
     emails = [f"ok{i}@example.com" for i in range(8)] + [f"bad{i}@example.com" for i in range(3)]
     campaign = factories.add_campaign(harness.database_url, user, emails)
@@ -152,7 +142,7 @@ async def test_authentication_failure_pauses_at_once(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     with SmtpSink(credentials=("mailer", "right")) as secured:
-        user = setup(harness, smtp_username="mailer", smtp_password="wrong")
+        user = harness.add_sender(smtp_username="mailer", smtp_password="wrong")
         factories.set_account(
             harness.database_url,
             smtp_port=secured.port,
@@ -177,7 +167,7 @@ async def test_authentication_failure_pauses_at_once(
 async def test_pause_mid_batch_then_resume_and_cancel(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness)
+    user = harness.add_sender()
     harness.sink.handler.delay_seconds = 0.02
     campaign = factories.add_campaign(harness.database_url, user, 100)
     other = factories.add_campaign(harness.database_url, user, 100)
@@ -220,7 +210,7 @@ async def test_pause_mid_batch_then_resume_and_cancel(
 async def test_redis_down_fails_open_and_logs(
     time_env: WorkflowEnvironment, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user = setup(harness)
+    user = harness.add_sender()
     campaign = factories.add_campaign(harness.database_url, user, 30)
     await monday(time_env)
     caplog.set_level(logging.ERROR, logger="mailer.ratelimit")
@@ -234,7 +224,7 @@ async def test_redis_down_fails_open_and_logs(
 async def test_three_campaigns_share_the_hourly_window_fairly(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    users = [setup(harness) for _ in range(3)]
+    users = [harness.add_sender() for _ in range(3)]
     campaigns = [factories.add_campaign(harness.database_url, u, 400) for u in users]
     await monday(time_env)
     async with harness.worker():
@@ -252,7 +242,7 @@ async def test_three_campaigns_share_the_hourly_window_fairly(
 async def test_start_is_validated_inside_the_workflow(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    user = setup(harness)
+    user = harness.add_sender()
     url = harness.database_url
     await monday(time_env)
     async with harness.worker(throttle_campaign_start_per_hour=2, max_campaign_recipients=50):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import PROJECT_ROOT
+
 # The seed's playbook lives in shared/ beside the checkout; docs/ keeps a copy for CI.
 CANDIDATES = (
-    ROOT.parent / "shared/seed/mailer-oncall-playbook.md",
-    ROOT / "docs/mailer-oncall-playbook.md",
+    PROJECT_ROOT.parent / "shared/seed/mailer-oncall-playbook.md",
+    PROJECT_ROOT / "docs/mailer-oncall-playbook.md",
 )
 SECTIONS = ("1", "2", "5")
 

@@ -9,8 +9,7 @@ from functools import partial
 from temporalio.service import RPCError
 
 from tests import factories
-from tests.harness import Harness, wait_for
-from tests.test_dev_server import hours_excluding_now
+from tests.harness import Harness, hours_excluding_now, wait_for
 from worker import ensure_schedules
 from workflows.campaign import workflow_id_for
 from workflows.contracts import CampaignResult

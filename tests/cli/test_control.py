@@ -8,13 +8,9 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
-from tests.harness import Harness, progress, wait_for
-from tests.test_dev_server import address, hours_excluding_now, setup
+from tests.harness import PROJECT_ROOT, Harness, address, hours_excluding_now, progress, wait_for
 from workflows.campaign import workflow_id_for
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
@@ -32,7 +28,7 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "starter.py", *args],
-        cwd=ROOT,
+        cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +37,7 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
-    campaign = setup(dev, 5)
+    campaign = dev.ready_campaign(5)
     start, end = hours_excluding_now()
     async with dev.worker(working_hours_start=start, working_hours_end=end):
         started = await cli(dev, "start", campaign)
@@ -85,7 +81,7 @@ async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
     unknown = str(uuid.uuid4())
     missing = await cli(dev, "pause", unknown)
     assert missing.returncode == 1 and missing.stderr.strip() == f"error: no campaign {unknown}"
-    never = setup(dev, 1)
+    never = dev.ready_campaign(1)
     not_started = await cli(dev, "resume", never)
     assert not_started.returncode == 1
     assert (
@@ -95,7 +91,7 @@ async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
 
 
 async def test_watch_follows_a_campaign_to_the_end(dev: Harness) -> None:
-    campaign = setup(dev, 40)
+    campaign = dev.ready_campaign(40)
     dev.sink.handler.delay_seconds = 0.01
     async with dev.worker(
         working_hours_start=0, working_hours_end=24, rate_per_hour=100_000, send_batch_size=10
@@ -119,7 +115,7 @@ async def _started(handle) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def test_start_refused_by_the_workflow_says_why(dev: Harness) -> None:
-    campaign = setup(dev, 3)
+    campaign = dev.ready_campaign(3)
     async with dev.worker(max_campaign_recipients=2):
         refused = await cli(dev, "start", campaign)
     assert refused.returncode == 1

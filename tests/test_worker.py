@@ -9,47 +9,26 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from temporalio.client import Client
 
 from mailer.stack.binaries import temporal_binary
-from tests import factories
 from tests.harness import (
+    PROJECT_ROOT,
     Harness,
+    address,
+    hours_excluding_now,
     progress,
     wait_for,
 )
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import ALL_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def address(client: Client) -> str:
-    return client.service_client.config.target_host
-
-
-def hours_excluding_now() -> tuple[int, int]:
-    """A one-hour sending window that contains neither the current Moscow hour nor the
-    next (so a test running across the hour's end still sees it closed)."""
-    hour = datetime.now(ZoneInfo("Europe/Moscow")).hour
-    return (hour + 2, hour + 3) if hour < 21 else (hour - 3, hour - 2)
-
-
-def setup(harness: Harness, recipients: int) -> str:
-    url = harness.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=harness.sink.port)
-    factories.set_quota(url, 1_000_000)
-    return factories.add_campaign(url, user, recipients)
-
 
 async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> None:
-    campaign = setup(dev, 3)
+    campaign = dev.ready_campaign(3)
     start, end = hours_excluding_now()
     async with dev.worker(working_hours_start=start, working_hours_end=end):
         handle = await dev.start(campaign)
@@ -100,7 +79,7 @@ async def _deferred(handle) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> None:
-    campaign = setup(dev, 10_000)
+    campaign = dev.ready_campaign(10_000)
     async with dev.worker(
         rate_per_hour=1_000_000,
         working_hours_start=0,
@@ -139,7 +118,7 @@ def _worker_process(harness: Harness, log: Path) -> subprocess.Popen[bytes]:
     )
     return subprocess.Popen(
         [sys.executable, "-m", "worker"],
-        cwd=ROOT,
+        cwd=PROJECT_ROOT,
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -155,7 +134,7 @@ def worker_log(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_worker_killed_mid_campaign_loses_nothing(dev: Harness, worker_log: Path) -> None:
-    campaign = setup(dev, 300)
+    campaign = dev.ready_campaign(300)
     dev.sink.handler.delay_seconds = 0.01
     first = _worker_process(dev, worker_log)
     try:
@@ -181,7 +160,7 @@ async def test_worker_killed_mid_campaign_loses_nothing(dev: Harness, worker_log
 
 
 async def test_worker_stops_gracefully_on_sigterm(dev: Harness, worker_log: Path) -> None:
-    campaign = setup(dev, 200)
+    campaign = dev.ready_campaign(200)
     dev.sink.handler.delay_seconds = 0.01
     first = _worker_process(dev, worker_log)
     handle = await dev.start(campaign)
