@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from activities.quota import ProviderQuota
@@ -84,6 +84,8 @@ class BatchPlan:
     limited_by: BatchLimit
     # Quota taken for this batch up front (one per recipient); unused is given back.
     quota_reserved: int = 0
+    # With RETRY_WAIT: when the first waiting recipient may be tried again.
+    retry_at: datetime | None = None
 
 
 def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
@@ -98,6 +100,7 @@ def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
         send_batch_size=settings.send_batch_size,
         continue_as_new_events=settings.continue_as_new_events,
         send_heartbeat_timeout_seconds=settings.send_heartbeat_timeout_seconds,
+        send_batch_max_attempts=settings.send_batch_max_attempts,
     )
 
 
@@ -319,18 +322,30 @@ def _allowance(
 
 
 def _pending_recipients(
-    session: Session, campaign_id: uuid.UUID, limit: int
+    session: Session, campaign_id: uuid.UUID, now: datetime, limit: int
 ) -> list[CampaignRecipient]:
+    """The next pending recipients by id, leaving out those waiting for a 4xx retry."""
     return list(
         session.scalars(
             select(CampaignRecipient)
             .where(
                 CampaignRecipient.campaign_id == campaign_id,
                 CampaignRecipient.status == RecipientStatus.PENDING,
+                or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
             )
             .order_by(CampaignRecipient.id)
             .limit(limit)
         ).all()
+    )
+
+
+def _earliest_retry(session: Session, campaign_id: uuid.UUID) -> datetime | None:
+    """When the first recipient waiting for a 4xx retry may be tried again."""
+    return session.scalar(
+        select(func.min(CampaignRecipient.retry_after)).where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+        )
     )
 
 
@@ -387,17 +402,23 @@ def plan_batch(
         select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
     )
     allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
-    rows = _pending_recipients(session, campaign_id, allowance.count)
+    rows = _pending_recipients(session, campaign_id, now, allowance.count)
+    limited_by = allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE
+    retry_at = None
     if rows:
         if quota is not None:
             quota.emails_available -= len(rows)
         _mark_processing(session, campaign_id, now)
+    elif allowance.count > 0:
+        retry_at = _earliest_retry(session, campaign_id)
+        limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
     return BatchPlan(
         campaign=_campaign_view(campaign, account),
         account=_account_view(account),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
-        limited_by=allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE,
+        limited_by=limited_by,
         quota_reserved=len(rows) if quota is not None else 0,
+        retry_at=retry_at,
     )
 
 
@@ -436,39 +457,85 @@ def record_sent(conn: Connection, recipient_id: int, message_id: str, now: datet
     conn.commit()
 
 
-def record_failed(
-    conn: Connection,
-    campaign_id: uuid.UUID,
-    recipient_id: int,
-    email: str,
-    message_id: str,
-    code: int | None,
-    error: str,
-    now: datetime,
-) -> None:
-    """A permanent (5xx) refusal: the recipient is failed and never retried; committed."""
+@dataclass(frozen=True)
+class Refusal:
+    """One recipient's message refused (or unsendable): what the ledger records of it."""
+
+    campaign_id: uuid.UUID
+    recipient_id: int
+    email: str
+    message_id: str
+    code: int | None
+    error: str  # may hold the address: it stays in the database
+    at: datetime
+
+
+def _failure_log(refusal: Refusal) -> Any:
+    return insert(SendLog).values(
+        campaign_id=refusal.campaign_id,
+        recipient_id=refusal.recipient_id,
+        email=refusal.email,
+        provider=PROVIDER_SMTP_GLOBAL,
+        status=SendLogStatus.FAILED,
+        message_id=refusal.message_id,
+        smtp_code=refusal.code,
+        error=refusal.error,
+        created_at=refusal.at,
+    )
+
+
+def record_failed(conn: Connection, refusal: Refusal) -> None:
+    """A permanent refusal: the recipient is failed and never retried; committed."""
     conn.execute(
         update(CampaignRecipient)
         .where(
-            CampaignRecipient.id == recipient_id,
-            CampaignRecipient.status == RecipientStatus.PENDING.value,
+            CampaignRecipient.id == refusal.recipient_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
         )
-        .values(status=RecipientStatus.FAILED.value, error=error, message_id=message_id)
+        .values(status=RecipientStatus.FAILED, error=refusal.error, message_id=refusal.message_id)
     )
-    conn.execute(
-        insert(SendLog).values(
-            campaign_id=campaign_id,
-            recipient_id=recipient_id,
-            email=email,
-            provider=PROVIDER_SMTP_GLOBAL,
-            status=SendLogStatus.FAILED.value,
-            message_id=message_id,
-            smtp_code=code,
-            error=error,
-            created_at=now,
-        )
-    )
+    conn.execute(_failure_log(refusal))
     conn.commit()
+
+
+_RECORD_DEFERRED = text(
+    """
+    UPDATE mailer_campaignrecipient
+       SET attempts = attempts + 1,
+           retry_after = :retry_after,
+           error = :error,
+           message_id = :message_id,
+           status = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'pending' END
+     WHERE id = :recipient_id AND status = 'pending'
+    RETURNING status
+    """
+)
+
+
+def record_deferred(
+    conn: Connection,
+    refusal: Refusal,
+    *,
+    retry_after: datetime,
+    max_attempts: int,
+) -> bool:
+    """A 4xx at RCPT: the recipient waits until ``retry_after``, or fails after its last
+    attempt (with a send-log row, like any failure). Committed. True if it failed for good."""
+    status = conn.execute(
+        _RECORD_DEFERRED,
+        {
+            "recipient_id": refusal.recipient_id,
+            "retry_after": retry_after,
+            "error": refusal.error,
+            "message_id": refusal.message_id,
+            "max_attempts": max_attempts,
+        },
+    ).scalar()
+    failed = status == RecipientStatus.FAILED
+    if failed:
+        conn.execute(_failure_log(refusal))
+    conn.commit()
+    return failed
 
 
 def store_quota(

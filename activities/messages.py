@@ -11,16 +11,22 @@ refused here, as ``EmailMessage`` would: a recipient's variables end up in Subje
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
+from activities.addresses import UnsendableAddress, a_label_domain, for_transport
 from activities.ledger import CampaignView, RecipientView
 from mailer.authoring.templates import render
 
 CRLF = "\r\n"
+# Folded header lines stay under this (RFC 5322 recommends 78, requires 998).
+MAX_HEADER_LINE = 78
+# A display name with one of these is written as a quoted string (RFC 5322 specials).
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 class UnsendableMessage(ValueError):
@@ -31,12 +37,19 @@ class UnsendableMessage(ValueError):
 class BuiltMessage:
     message_id: str
     data: bytes
+    sender: str  # MAIL FROM
+    recipient: str  # RCPT TO
+    needs_smtputf8: bool  # a UTF-8 local part: send with the SMTPUTF8 option
 
 
 def message_id_for(campaign_id: uuid.UUID, recipient_id: int, from_email: str) -> str:
     """Derived from (campaign, recipient) only, so a resend after a crash repeats it and
     receivers can de-duplicate."""
     domain = from_email.rpartition("@")[2] or "mailer.invalid"
+    try:
+        domain = a_label_domain(domain)
+    except UnsendableAddress:
+        domain = "mailer.invalid"
     return f"<{campaign_id.hex}.{recipient_id}@{domain}>"
 
 
@@ -47,16 +60,26 @@ def _checked(header: str, value: str) -> str:
 
 
 def _words(header: str, value: str) -> str:
-    """The value as it may appear in a header: ASCII as is, else RFC 2047 words."""
+    """The value as it may appear in a header: short ASCII as is, else RFC 2047 words folded
+    under ``MAX_HEADER_LINE`` (a long subject never makes a line over 998 octets)."""
     _checked(header, value)
-    if value.isascii():
+    if value.isascii() and len(header) + 2 + len(value) <= MAX_HEADER_LINE:
         return value
-    return Header(value, "utf-8", header_name=header).encode(linesep=CRLF)
+    return Header(value, "utf-8", header_name=header).encode(
+        linesep=CRLF, maxlinelen=MAX_HEADER_LINE
+    )
 
 
-def _address(header: str, name: str, email: str) -> str:
-    _checked(header, name)
-    return formataddr((name, _checked(header, email)), charset="utf-8")
+def _address(header: str, name: str, address: str) -> str:
+    """``Name <address>``; ``address`` is already in its transport form."""
+    _checked(header, address)
+    if not _checked(header, name):
+        return address
+    if name.isascii() and len(name) <= MAX_HEADER_LINE // 2:
+        if _SPECIALS.search(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{address}>"
+    return f"{_words(header, name)} <{address}>"
 
 
 def _part(subtype: str, body: str) -> str:
@@ -67,8 +90,24 @@ def _part(subtype: str, body: str) -> str:
     )
 
 
-def build_message(campaign: CampaignView, recipient: RecipientView, now: datetime) -> BuiltMessage:
-    """The recipient's message as bytes: text and/or HTML alternatives, rendered for them."""
+def build_message(
+    campaign: CampaignView,
+    recipient: RecipientView,
+    now: datetime,
+    *,
+    server_smtputf8: bool = False,
+) -> BuiltMessage:
+    """The recipient's message as bytes: text and/or HTML alternatives, rendered for them,
+    addressed for a server that does (or does not) offer SMTPUTF8.
+
+    Raises :class:`UnsendableMessage` when this recipient's message cannot be built or sent
+    over such a server; the reason names what is wrong, never the address.
+    """
+    try:
+        sender = for_transport(campaign.from_email, server_smtputf8=server_smtputf8)
+        to = for_transport(recipient.email, server_smtputf8=server_smtputf8)
+    except UnsendableAddress as exc:
+        raise UnsendableMessage(str(exc)) from None
     context: dict[str, object] = dict(recipient.variables)
     context.setdefault("name", recipient.name)
     context["email"] = recipient.email
@@ -81,8 +120,8 @@ def build_message(campaign: CampaignView, recipient: RecipientView, now: datetim
     message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
     headers = [
         f"Subject: {_words('Subject', subject)}",
-        f"From: {_address('From', campaign.from_name, campaign.from_email)}",
-        f"To: {_address('To', recipient.name, recipient.email)}",
+        f"From: {_address('From', campaign.from_name, sender.address)}",
+        f"To: {_address('To', recipient.name, to.address)}",
         f"Date: {format_datetime(now)}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
@@ -98,4 +137,11 @@ def build_message(campaign: CampaignView, recipient: RecipientView, now: datetim
         headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
         sections = "".join(f"--{boundary}{CRLF}{part}" for part in parts)
         body = CRLF.join(headers) + CRLF + CRLF + sections + f"--{boundary}--{CRLF}"
-    return BuiltMessage(message_id=message_id, data=body.encode("ascii"))
+    utf8 = sender.needs_smtputf8 or to.needs_smtputf8
+    return BuiltMessage(
+        message_id=message_id,
+        data=body.encode("utf-8" if utf8 else "ascii"),
+        sender=sender.address,
+        recipient=to.address,
+        needs_smtputf8=utf8,
+    )

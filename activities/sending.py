@@ -13,8 +13,8 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -25,8 +25,10 @@ from activities.ledger import (
     AccountView,
     BatchPlan,
     RecipientView,
+    Refusal,
     lock_key_for,
     plan_batch,
+    record_deferred,
     record_failed,
     record_sent,
     release_advisory_lock,
@@ -47,6 +49,9 @@ log = logging.getLogger("mailer.sending")
 T = TypeVar("T")
 LOCK_POLL_SECONDS = 0.2
 HEARTBEAT_EVERY = 0.1
+# This many different recipients refused with a 4xx in a row is the server throttling us,
+# not each of them: the batch stops and the campaign defers (and counts towards the breaker).
+RCPT_4XX_THROTTLE_RUN = 3
 
 
 @dataclass
@@ -58,11 +63,29 @@ class BatchHooks:
 
 
 @dataclass
+class _Held:
+    """Refusals whose meaning waits on what comes next: a run of 4xx at RCPT across
+    different recipients is a server-wide throttle, and a run of 5xx at DATA is the server
+    refusing the campaign, not each recipient. Either run, broken by any other outcome or
+    the batch's end, is recorded recipient by recipient."""
+
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def take(self) -> list[Refusal]:
+        taken, self.refusals = self.refusals, []
+        return taken
+
+
+@dataclass
 class _Tally:
     sent: int = 0
     failed: int = 0
+    deferred: int = 0
     failure: SmtpFailure | None = None
     stopped: bool = False
+    retry_at: datetime | None = None
+    rcpt_4xx: _Held = field(default_factory=_Held)
+    data_5xx: _Held = field(default_factory=_Held)
 
 
 class BatchSender:
@@ -98,6 +121,8 @@ class BatchSender:
             failed=tally.failed,
             snapshot=await self._db(snapshot),
             error=tally.failure.describe() if tally.failure else "",
+            deferred=tally.deferred,
+            retry_at=tally.retry_at,
         )
         log.info(
             "campaign %s batch: %s, sent %d, failed %d%s",
@@ -157,6 +182,9 @@ class BatchSender:
         self, batch: BatchPlan, request: SendBatchInput, hooks: BatchHooks, tally: _Tally
     ) -> SendOutcome:
         if not batch.recipients:
+            if batch.limited_by == BatchLimit.RETRY_WAIT:
+                tally.retry_at = batch.retry_at
+                return SendOutcome.RECIPIENTS_WAITING
             if batch.limited_by == BatchLimit.RATE_SHARE:
                 return SendOutcome.RATE_LIMITED
             return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
@@ -172,11 +200,7 @@ class BatchSender:
         finally:
             await self.limiter.release(request.now, tz, granted - tally.sent - tally.failed)
         if tally.failure is not None:
-            return (
-                SendOutcome.CONFIGURATION
-                if tally.failure.error_class == ErrorClass.CONFIGURATION
-                else SendOutcome.TRANSIENT
-            )
+            return _OUTCOME_OF_FAILURE.get(tally.failure.error_class, SendOutcome.TRANSIENT)
         if tally.stopped:
             return SendOutcome.STOPPED
         # Saying so now spares the workflow a batch that would only find the window full.
@@ -242,6 +266,8 @@ class BatchSender:
                 if tally.failure is not None:
                     return
         finally:
+            if tally.failure is None:  # no run reached its threshold: each stands alone
+                await self._settle_held(conn, tally, now)
             await self._db(conn.close)
             try:
                 await smtp.quit()
@@ -260,32 +286,111 @@ class BatchSender:
         campaign = batch.campaign
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         try:
-            message = build_message(campaign, recipient, now)
-            await smtp.sendmail(campaign.from_email, [recipient.email], message.data)
-        except (TimeoutError, aiosmtplib.SMTPException, OSError, UnsendableMessage) as exc:
-            if isinstance(exc, UnsendableMessage):  # this recipient's data: never retried
-                failure = SmtpFailure(ErrorClass.RECIPIENT, Stage.DATA, None, str(exc))
-            else:
-                failure = classify_exception(exc, Stage.MAIL)
-            if failure.error_class == ErrorClass.RECIPIENT:
-                await self._db(
-                    lambda: record_failed(
-                        conn,
-                        campaign.id,
-                        recipient.id,
-                        recipient.email,
-                        message_id,
-                        failure.code,
-                        failure.describe(redact=False),  # the database may hold addresses
-                        now,
-                    )
+            message = build_message(
+                campaign, recipient, now, server_smtputf8=smtp.supports_extension("smtputf8")
+            )
+            await smtp.sendmail(
+                message.sender,
+                [message.recipient],
+                message.data,
+                mail_options=["SMTPUTF8"] if message.needs_smtputf8 else None,
+            )
+        except UnsendableMessage as exc:  # this recipient's data: never retried
+            failure = SmtpFailure(ErrorClass.RECIPIENT, Stage.DATA, None, str(exc))
+        except (UnicodeError, ValueError) as exc:  # what the SMTP client cannot encode
+            failure = SmtpFailure(ErrorClass.RECIPIENT, Stage.MAIL, None, f"unsendable: {exc}")
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            failure = classify_exception(exc, Stage.MAIL)
+        else:
+            await self._settle_held(conn, tally, now)
+            await self._db(lambda: record_sent(conn, recipient.id, message_id, now))
+            tally.sent += 1
+            return
+        refusal = Refusal(
+            campaign_id=campaign.id,
+            recipient_id=recipient.id,
+            email=recipient.email,
+            message_id=message_id,
+            code=failure.code,
+            error=failure.describe(redact=False),  # the database may hold addresses
+            at=now,
+        )
+        await self._refused(conn, tally, refusal, failure, now)
+
+    async def _refused(
+        self, conn: Connection, tally: _Tally, refusal: Refusal, failure: SmtpFailure, now: datetime
+    ) -> None:
+        """Record, hold or escalate one recipient's refusal."""
+        threshold = self.settings.circuit_breaker_threshold
+        if failure.error_class == ErrorClass.RECIPIENT_DEFERRED:
+            await self._settle_held(conn, tally, now, rcpt_4xx=False)
+            tally.rcpt_4xx.refusals.append(refusal)
+            if len(tally.rcpt_4xx.refusals) >= RCPT_4XX_THROTTLE_RUN:
+                tally.failure = _run_failure(ErrorClass.TRANSIENT, failure, RCPT_4XX_THROTTLE_RUN)
+            return
+        # A server's 5xx to the message itself (not our own unsendable message).
+        if (
+            failure.error_class == ErrorClass.RECIPIENT
+            and failure.stage == Stage.DATA
+            and failure.code
+        ):
+            await self._settle_held(conn, tally, now, data_5xx=False)
+            tally.data_5xx.refusals.append(refusal)
+            if len(tally.data_5xx.refusals) >= threshold:
+                tally.failure = _run_failure(ErrorClass.CAMPAIGN, failure, threshold)
+            return
+        if failure.error_class == ErrorClass.RECIPIENT:
+            await self._settle_held(conn, tally, now)
+            await self._db(lambda: record_failed(conn, refusal))
+            tally.failed += 1
+            return
+        tally.failure = failure
+
+    async def _settle_held(
+        self,
+        conn: Connection,
+        tally: _Tally,
+        now: datetime,
+        *,
+        rcpt_4xx: bool = True,
+        data_5xx: bool = True,
+    ) -> None:
+        """Record held refusals one by one: 4xx ones wait for a retry, 5xx ones fail."""
+        retry_after = now + timedelta(minutes=self.settings.transient_retry_delay_minutes)
+        for refusal in tally.rcpt_4xx.take() if rcpt_4xx else []:
+            failed_for_good = await self._db(
+                partial(
+                    record_deferred,
+                    conn,
+                    refusal,
+                    retry_after=retry_after,
+                    max_attempts=self.settings.recipient_max_attempts,
                 )
+            )
+            if failed_for_good:
                 tally.failed += 1
             else:
-                tally.failure = failure
-            return
-        await self._db(lambda: record_sent(conn, recipient.id, message_id, now))
-        tally.sent += 1
+                tally.deferred += 1
+        for refusal in tally.data_5xx.take() if data_5xx else []:
+            await self._db(partial(record_failed, conn, refusal))
+            tally.failed += 1
+
+
+def _run_failure(error_class: ErrorClass, last: SmtpFailure, count: int) -> SmtpFailure:
+    """A run of refusals across different recipients, read as one session-level failure."""
+    what = (
+        "server-wide throttle"
+        if error_class == ErrorClass.TRANSIENT
+        else "the server is refusing the campaign"
+    )
+    message = f"{count} different recipients refused in a row: {what} (last: {last.message})"
+    return SmtpFailure(error_class, last.stage, last.code, message)
+
+
+_OUTCOME_OF_FAILURE = {
+    ErrorClass.CONFIGURATION: SendOutcome.CONFIGURATION,
+    ErrorClass.CAMPAIGN: SendOutcome.SERVER_REFUSED,
+}
 
 
 class _Throttled:

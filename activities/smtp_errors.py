@@ -1,10 +1,14 @@
 """What an SMTP failure means for the campaign (RFC 5321 reply codes, RFC 3463 classes).
 
-- transient: 4xx (421 included), timeouts, disconnects, refused connections: stop the batch
-  and retry after the delay; counts towards the circuit breaker.
+- recipient_deferred: a 4xx to RCPT (greylisting 450/451, mailbox full 452): that recipient
+  is tried again in a later batch; the others go on.
+- transient: any other 4xx (421, 454 included), timeouts, disconnects, refused connections,
+  TLS connections dropped during the handshake: stop the batch and retry after the delay;
+  counts towards the circuit breaker.
 - recipient: 5xx to RCPT or DATA: that recipient is ``failed`` and never retried.
-- configuration: 535 and other AUTH failures, 5xx to MAIL FROM or HELO, TLS failures: no
-  message can go out until an operator fixes the account, so the campaign pauses at once.
+- configuration: 535 and other permanent AUTH failures, 5xx to MAIL FROM or HELO, a
+  certificate that does not verify, a server without STARTTLS: no message can go out until
+  an operator fixes the account, so the campaign pauses at once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;]+")
 
 class ErrorClass(enum.StrEnum):
     TRANSIENT = "transient"
+    RECIPIENT_DEFERRED = "recipient_deferred"
     RECIPIENT = "recipient"
+    CAMPAIGN = "campaign"  # a run of 5xx at DATA across recipients: the campaign is refused
     CONFIGURATION = "configuration"
 
 
@@ -53,7 +59,7 @@ class SmtpFailure:
 def classify_reply(stage: Stage, code: int) -> ErrorClass:
     """The class of an SMTP error reply ``code`` received at ``stage``."""
     if 400 <= code < 500:
-        return ErrorClass.TRANSIENT
+        return ErrorClass.RECIPIENT_DEFERRED if stage == Stage.RCPT else ErrorClass.TRANSIENT
     if stage in (Stage.RCPT, Stage.DATA):
         return ErrorClass.RECIPIENT
     if stage in (Stage.AUTH, Stage.MAIL, Stage.HELO, Stage.TLS, Stage.CONNECT):
@@ -65,29 +71,33 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def _certificate_rejected(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, ssl.SSLCertVerificationError) or (
+        "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+    )
+
+
 def classify_exception(exc: BaseException, stage: Stage) -> SmtpFailure:
     """Map an aiosmtplib (or socket/TLS) exception raised at ``stage`` to a failure."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         exc = exc.recipients[0]
         stage = Stage.RCPT
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+    if _certificate_rejected(exc):
         return SmtpFailure(
-            ErrorClass.CONFIGURATION,
-            Stage.AUTH,
-            exc.code,
-            f"authentication failed: {_first_line(exc.message)}",
+            ErrorClass.CONFIGURATION, Stage.TLS, None, f"TLS certificate rejected: {exc}"
         )
-    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-        stage = Stage.RCPT
-    elif isinstance(exc, aiosmtplib.SMTPSenderRefused):
-        stage = Stage.MAIL
-    elif isinstance(exc, aiosmtplib.SMTPDataError):
-        stage = Stage.DATA
-    elif isinstance(exc, aiosmtplib.SMTPHeloError):
-        stage = Stage.HELO
-    if isinstance(exc, ssl.SSLError) or (
-        isinstance(exc, aiosmtplib.SMTPException) and "TLS" in str(exc) and stage == Stage.TLS
-    ):
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        error_class = ErrorClass.TRANSIENT if exc.code < 500 else ErrorClass.CONFIGURATION
+        return SmtpFailure(
+            error_class, Stage.AUTH, exc.code, f"authentication failed: {_first_line(exc.message)}"
+        )
+    stage = _stage_of(exc, stage)
+    if isinstance(exc, ssl.SSLError | ConnectionError | TimeoutError):
+        # A dropped or reset connection, TLS handshake included: the server may be back soon.
+        reason = _first_line(str(exc)) or type(exc).__name__
+        return SmtpFailure(ErrorClass.TRANSIENT, stage, None, f"{type(exc).__name__}: {reason}")
+    if isinstance(exc, aiosmtplib.SMTPException) and "TLS" in str(exc) and stage == Stage.TLS:
         return SmtpFailure(ErrorClass.CONFIGURATION, Stage.TLS, None, f"TLS failed: {exc}")
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return SmtpFailure(ErrorClass.CONFIGURATION, stage, None, _first_line(str(exc)))
@@ -95,6 +105,19 @@ def classify_exception(exc: BaseException, stage: Stage) -> SmtpFailure:
         return SmtpFailure(
             classify_reply(stage, exc.code), stage, exc.code, _first_line(exc.message)
         )
-    # Timeouts, disconnects, refused or reset connections: the server may be back soon.
+    # Refused connections and other socket errors.
     reason = _first_line(str(exc)) or type(exc).__name__
     return SmtpFailure(ErrorClass.TRANSIENT, stage, None, f"{type(exc).__name__}: {reason}")
+
+
+def _stage_of(exc: BaseException, stage: Stage) -> Stage:
+    """The SMTP step an aiosmtplib exception names, else ``stage``."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return Stage.RCPT
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return Stage.MAIL
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return Stage.DATA
+    if isinstance(exc, aiosmtplib.SMTPHeloError):
+        return Stage.HELO
+    return stage

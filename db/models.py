@@ -184,6 +184,10 @@ class CampaignRecipient(Base):
     message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Tries refused with a 4xx at RCPT, and when the next may be made (not the seed's:
+    # added so one greylisted recipient waits alone instead of stopping its campaign).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import SINGLETON_ID, GlobalMailAccount, SmtpTls, User
 from db.queries import get_account
-from mailer.authoring.create import header_problems
+from mailer.authoring.create import header_problems, sender_problems
 from mailer.errors import InputError
 
 SECRET_FIELDS = frozenset({"smtp_password", "smtp_bz_api_key"})
@@ -52,10 +51,7 @@ class AccountChanges:
         if self.per_user_daily_limit is not None and self.per_user_daily_limit < 0:
             found.append("--daily-limit: must be 0 (no limit) or more")
         if self.from_email:
-            try:
-                validate_email(self.from_email, check_deliverability=False)
-            except EmailNotValidError as exc:
-                found.append(f"--from-email: {self.from_email!r} is not a valid address: {exc}")
+            found += sender_problems("--from-email", self.from_email)
         if self.from_name is not None:
             found += header_problems("--from-name", self.from_name, required=False)
         if self.smtp_host is not None and not self.smtp_host.strip():

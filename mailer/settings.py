@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     # A send batch that stops heartbeating this long (a crashed worker) is retried elsewhere;
     # it must exceed the SMTP timeout, since one message may take that long.
     send_heartbeat_timeout_seconds: int = Field(60, ge=2, le=3600)
+    # A recipient refused with a 4xx at RCPT (greylisting, mailbox full) is tried this many
+    # times in all, each after MAILER_TRANSIENT_RETRY_DELAY_MINUTES, then failed.
+    recipient_max_attempts: int = Field(3, ge=1, le=100)
+    # A send batch failing with an error nothing classifies is retried this many times in
+    # all; then it counts as one transient error (the breaker sees it), never loops unseen.
+    send_batch_max_attempts: int = Field(5, ge=1, le=100)
+    # Larger recipients files are refused before they are read.
+    max_recipients_file_mb: int = Field(50, ge=1, le=2048)
 
     # Connections.
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:54329/mailer"

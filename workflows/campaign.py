@@ -60,7 +60,6 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_ID_PREFIX = "campaign-"
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-SEND_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=60))
 # If a batch reported "blocked" but the gates see nothing blocking (a race with another
 # writer), look again after this long rather than spin.
 BLOCKED_RECHECK = timedelta(minutes=1)
@@ -241,7 +240,13 @@ class CampaignWorkflow:
             heartbeat_timeout=timedelta(
                 seconds=self._current_snapshot().limits.send_heartbeat_timeout_seconds
             ),
-            retry_policy=SEND_RETRY,
+            # Bounded: an error nothing classifies ends as a transient error the breaker
+            # counts (visible in the tables and the UI), never as an endless retry loop.
+            retry_policy=RetryPolicy(
+                maximum_interval=timedelta(seconds=60),
+                maximum_attempts=self._current_snapshot().limits.send_batch_max_attempts,
+                non_retryable_error_types=[CAMPAIGN_REFUSED],
+            ),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         await workflow.wait_condition(
@@ -252,9 +257,13 @@ class CampaignWorkflow:
         try:
             result: SendBatchResult = await handle
         except ActivityError as error:
-            if not isinstance(error.cause, CancelledError):
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == CAMPAIGN_REFUSED:
                 raise
             self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
+            if not isinstance(cause, CancelledError):
+                attempts = self._current_snapshot().limits.send_batch_max_attempts
+                self._count_transient(f"send batch failed {attempts} times: {cause}")
             return None
         self._snapshot = result.snapshot
         return self._after_batch(result)
@@ -270,24 +279,19 @@ class CampaignWorkflow:
         if result.outcome == SendOutcome.RATE_LIMITED:
             return rate_deferral(now, self._current_snapshot().limits)
         if result.outcome == SendOutcome.TRANSIENT:
-            carried.consecutive_transient_errors += 1
-            carried.last_error = result.error
-            limits = self._current_snapshot().limits
-            if breaker_tripped(carried.consecutive_transient_errors, limits):
-                carried.paused = True
-                carried.transient_until = None
-                carried.pause_reason = (
-                    f"circuit breaker: {carried.consecutive_transient_errors} consecutive "
-                    f"transient errors (last: {result.error})"
-                )
-                carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR
-                return None
-            carried.transient_until = transient_retry_at(now, limits)
+            self._count_transient(result.error)
             return None
-        if result.outcome == SendOutcome.CONFIGURATION:
+        if result.outcome == SendOutcome.RECIPIENTS_WAITING:
+            # Only recipients waiting for their 4xx retry are left: sleep until the first.
+            carried.transient_until = result.retry_at or transient_retry_at(
+                now, self._current_snapshot().limits
+            )
+            return None
+        if result.outcome in (SendOutcome.CONFIGURATION, SendOutcome.SERVER_REFUSED):
             carried.paused = True
             carried.last_error = result.error
-            carried.pause_reason = f"configuration error: {result.error}"
+            what = "configuration error" if result.outcome == SendOutcome.CONFIGURATION else ""
+            carried.pause_reason = f"{what or 'refused by the server'}: {result.error}"
             return None
         if (
             result.outcome == SendOutcome.BLOCKED
@@ -295,6 +299,23 @@ class CampaignWorkflow:
         ):
             return Deferral(DeferReason.QUOTA_EXHAUSTED, now + BLOCKED_RECHECK)
         return None
+
+    def _count_transient(self, error: str) -> None:
+        """One more transient error: retry after the delay, or pause at the threshold."""
+        carried = self._carried
+        carried.consecutive_transient_errors += 1
+        carried.last_error = error
+        limits = self._current_snapshot().limits
+        if breaker_tripped(carried.consecutive_transient_errors, limits):
+            carried.paused = True
+            carried.transient_until = None
+            carried.pause_reason = (
+                f"circuit breaker: {carried.consecutive_transient_errors} consecutive "
+                f"transient errors (last: {error})"
+            )
+            carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR
+            return
+        carried.transient_until = transient_retry_at(workflow.now(), limits)
 
     async def _sleep(self, deferral: Deferral) -> None:
         """Defer until ``deferral.until``, waking early on any signal."""

@@ -26,6 +26,7 @@ class Limits:
     send_batch_size: int = 100
     continue_as_new_events: int = 5000
     send_heartbeat_timeout_seconds: int = 60
+    send_batch_max_attempts: int = 5
 
 
 @dataclass
@@ -78,6 +79,8 @@ class SendBatchResult:
     failed: int
     snapshot: Snapshot
     error: str = ""
+    deferred: int = 0  # recipients refused with a 4xx, to be tried again later
+    retry_at: datetime | None = None  # with RECIPIENTS_WAITING: the earliest retry
 
 
 @dataclass

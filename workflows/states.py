@@ -89,6 +89,8 @@ class SendOutcome(enum.StrEnum):
     TRANSIENT = "transient"  # 4xx, timeout, disconnect: retry later
     CONFIGURATION = "configuration"  # auth, sender refused, TLS: pause
     STOPPED = "stopped"  # cancelled (pause/cancel) or worker shutdown mid-batch
+    RECIPIENTS_WAITING = "recipients_waiting"  # only recipients waiting for a 4xx retry left
+    SERVER_REFUSED = "server_refused"  # a run of 5xx at DATA: the server refuses the campaign
 
 
 class BatchLimit(enum.StrEnum):
@@ -97,6 +99,7 @@ class BatchLimit(enum.StrEnum):
     NONE = ""  # every pending recipient the batch could take fits
     QUOTA_OR_DAY = "quota_or_day"  # the provider's quota or the creator's daily allowance
     RATE_SHARE = "rate_share"  # this campaign's fair share of the hourly window
+    RETRY_WAIT = "retry_wait"  # the pending recipients all wait for their 4xx retry time
 
 
 class Signal(enum.StrEnum):

@@ -10,8 +10,17 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from activities.addresses import has_ascii_form
 from db.models import Campaign, CampaignRecipient, CampaignStatus, User
-from mailer.authoring.recipients import Recipient, parse_recipients, read_text
+from db.queries import get_account
+from mailer.authoring.recipients import (
+    DEFAULT_MAX_FILE_MB,
+    Recipient,
+    listed,
+    parse_recipients,
+    read_text,
+)
+from mailer.authoring.rehearsal import rehearse
 from mailer.authoring.templates import check_template
 from mailer.errors import InputError
 
@@ -50,6 +59,21 @@ def header_problems(option: str, value: str, *, required: bool) -> list[str]:
     return []
 
 
+def sender_problems(option: str, address: str) -> list[str]:
+    """Problems with a sender address: valid, and sendable to any server (an IDN domain
+    goes as its A-label, but a non-ASCII local part would need SMTPUTF8 everywhere)."""
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return [f"{option}: {address!r} is not a valid address: {exc}"]
+    if not has_ascii_form(address):
+        return [
+            f"{option}: {address!r} has a non-ASCII part before the @, which servers without "
+            "SMTPUTF8 refuse: use an ASCII sender address"
+        ]
+    return []
+
+
 def find_user(session: Session, user: str) -> User | None:
     """A user by username, or by numeric id."""
     found = session.scalar(select(User).where(User.username == user))
@@ -75,7 +99,11 @@ class _Bodies:
 
 
 def create_campaign(
-    session: Session, draft: CampaignDraft, *, max_recipients: int
+    session: Session,
+    draft: CampaignDraft,
+    *,
+    max_recipients: int,
+    max_file_mb: int = DEFAULT_MAX_FILE_MB,
 ) -> CreatedCampaign:
     """Validate ``draft`` completely, then write the campaign and its recipients.
 
@@ -91,10 +119,17 @@ def create_campaign(
         encoding=draft.encoding,
         skip_invalid=draft.skip_invalid,
         max_recipients=max_recipients,
+        max_file_mb=max_file_mb,
     )
     problems += recipients.problems
+    kept = recipients.recipients
+    skipped = recipients.skipped_invalid
     if recipients.columns is not None:
         problems += _template_problems(draft, bodies, recipients.columns)
+        if not problems:  # every message is built only once everything else is right
+            kept, dropped, unsendable = _rehearsed(session, draft, bodies, kept)
+            skipped += dropped
+            problems += unsendable
     user = find_user(session, draft.created_by)
     if user is None:
         problems.append(
@@ -102,14 +137,45 @@ def create_campaign(
         )
     if problems or user is None:
         raise InputError(problems)
-    campaign_id = _write(session, draft, bodies, recipients.recipients, user)
+    campaign_id = _write(session, draft, bodies, kept, user)
     return CreatedCampaign(
         campaign_id=campaign_id,
-        recipients=len(recipients.recipients),
+        recipients=len(kept),
         warnings=recipients.warnings,
-        skipped_invalid=recipients.skipped_invalid,
+        skipped_invalid=skipped,
         merged_duplicates=recipients.merged_duplicates,
     )
+
+
+def _rehearsed(
+    session: Session, draft: CampaignDraft, bodies: _Bodies, recipients: list[Recipient]
+) -> tuple[list[Recipient], int, list[str]]:
+    """Build every message as sending will: (recipients kept, how many dropped, problems)."""
+    unsendable = rehearse(
+        recipients,
+        subject=draft.subject,
+        html_body=bodies.html,
+        text_body=bodies.text,
+        from_email=draft.from_email or _account_sender(session),
+        from_name=draft.from_name,
+    )
+    if not unsendable:
+        return recipients, 0, []
+    if draft.skip_invalid:
+        dropped = {id(u.recipient) for u in unsendable}
+        kept = [r for r in recipients if id(r) not in dropped]
+        problems = [] if kept else [f"{draft.recipients_path}: no sendable recipients left"]
+        return kept, len(unsendable), problems
+    lines = [
+        f"{draft.recipients_path}:{u.recipient.line}: cannot build the message: {u.reason}"
+        for u in unsendable
+    ]
+    return recipients, 0, listed(draft.recipients_path, lines, "unsendable recipients")
+
+
+def _account_sender(session: Session) -> str:
+    account = get_account(session)
+    return account.from_email if account is not None else ""
 
 
 def _option_problems(draft: CampaignDraft) -> list[str]:
@@ -119,10 +185,7 @@ def _option_problems(draft: CampaignDraft) -> list[str]:
     problems += header_problems("--subject", draft.subject, required=True)
     problems += header_problems("--from-name", draft.from_name, required=False)
     if draft.from_email:
-        try:
-            validate_email(draft.from_email, check_deliverability=False)
-        except EmailNotValidError as exc:
-            problems.append(f"--from-email: {draft.from_email!r} is not a valid address: {exc}")
+        problems += sender_problems("--from-email", draft.from_email)
     if draft.html_path is None and draft.text_path is None:
         problems.append("no body: give --html FILE, --text FILE, or both")
     return problems

@@ -74,9 +74,21 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
         ) from None
 
 
-def read_text(path: Path, encoding: str = "utf-8") -> str:
+# The recipients file's size limit, unless the caller passes the setting's.
+DEFAULT_MAX_FILE_MB = 50
+
+
+def read_text(path: Path, encoding: str = "utf-8", *, max_mb: int = DEFAULT_MAX_FILE_MB) -> str:
     """The file's text, or an :class:`InputError` that says what is wrong with it."""
     try:
+        size = path.stat().st_size
+        if size > max_mb * 1024 * 1024 and path.is_file():
+            raise InputError(
+                [
+                    f"{path}: {size / 1024 / 1024:.1f} MB, more than the "
+                    f"{max_mb} MB allowed (MAILER_MAX_RECIPIENTS_FILE_MB)"
+                ]
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError([f"{path}: no such file"]) from None
@@ -85,6 +97,17 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
     except OSError as exc:
         raise InputError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     return _decode(path, data, encoding)
+
+
+def listed(path: Path, problems: list[str], what: str) -> list[str]:
+    """The first ``MAX_LISTED_INVALID`` problems, then one line counting the rest."""
+    shown = problems[:MAX_LISTED_INVALID]
+    if len(problems) > MAX_LISTED_INVALID:
+        shown.append(
+            f"{path}: … and {len(problems) - MAX_LISTED_INVALID} more {what} "
+            f"({len(problems)} in all; --skip-invalid drops them)"
+        )
+    return shown
 
 
 def _normalized_email(raw: str) -> str:
@@ -122,10 +145,11 @@ def parse_recipients(
     encoding: str = "utf-8",
     skip_invalid: bool = False,
     max_recipients: int,
+    max_file_mb: int = DEFAULT_MAX_FILE_MB,
 ) -> RecipientList:
     """Read and validate ``path``, collecting every problem in the result."""
     try:
-        text = read_text(path, encoding)
+        text = read_text(path, encoding, max_mb=max_file_mb)
     except InputError as exc:
         return RecipientList(problems=exc.problems)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -163,11 +187,13 @@ def _read_header(path: Path, reader: Iterator[list[str]]) -> _Header | list[str]
 
 def _read_rows(path: Path, reader: Any, header: _Header) -> _Rows:
     found = _Rows()
+    first_line = reader.line_num + 1  # a quoted value may span lines: name the first
     try:
         for row in reader:
             if any(cell.strip() for cell in row):  # blank lines are not recipients
                 found.rows += 1
-                _read_row(path, reader.line_num, row, header, found)
+                _read_row(path, first_line, row, header, found)
+            first_line = reader.line_num + 1
     except csv.Error as exc:
         found.problems.append(f"{path}:{reader.line_num}: not valid CSV: {exc}")
     return found
@@ -212,12 +238,7 @@ def _result(
     invalid = found.invalid
     skipped = len(invalid) if skip_invalid else 0
     if invalid and not skip_invalid:
-        problems.extend(invalid[:MAX_LISTED_INVALID])
-        if len(invalid) > MAX_LISTED_INVALID:
-            problems.append(
-                f"{path}: … and {len(invalid) - MAX_LISTED_INVALID} more invalid addresses "
-                f"({len(invalid)} in all; --skip-invalid drops them)"
-            )
+        problems += listed(path, invalid, "invalid addresses")
     if found.rows == 0 and not problems:
         problems.append(f"{path}: no recipients: the file has a header row but no data rows")
     elif not found.recipients and not problems:

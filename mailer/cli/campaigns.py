@@ -69,7 +69,12 @@ def create(
         from_name=from_name,
     )
     with db_session() as session:
-        created = create_campaign(session, draft, max_recipients=settings().max_campaign_recipients)
+        created = create_campaign(
+            session,
+            draft,
+            max_recipients=settings().max_campaign_recipients,
+            max_file_mb=settings().max_recipients_file_mb,
+        )
     _warn_about(created)
     if as_json:
         print_json(

@@ -45,11 +45,19 @@ class FailureRule:
     pattern: str
     code: int
     stage: str = "rcpt"  # "rcpt" or "data"
+    # Refuse only each address's first ``times`` tries (greylisting); None: always.
+    times: int | None = None
+    _tries: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def matches(self, address: str) -> bool:
-        return self.pattern in {"*", "all"} or fnmatch.fnmatch(
-            address.lower(), self.pattern.lower()
-        )
+        if not (
+            self.pattern in {"*", "all"} or fnmatch.fnmatch(address.lower(), self.pattern.lower())
+        ):
+            return False
+        if self.times is None:
+            return True
+        tries = self._tries[address] = self._tries.get(address, 0) + 1
+        return tries <= self.times
 
 
 @dataclass
@@ -147,11 +155,12 @@ class SmtpSink:
         host: str = "127.0.0.1",
         port: int = 0,
         credentials: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = handler or SinkHandler()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if credentials is not None:
-            kwargs = {
+            kwargs |= {
                 "authenticator": Credentials(*credentials),
                 "auth_required": True,
                 "auth_require_tls": False,

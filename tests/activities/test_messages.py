@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 
 import pytest
 
@@ -70,3 +71,44 @@ def test_line_break_from_a_variable_is_refused() -> None:
     )
     with pytest.raises(UnsendableMessage, match="Subject header would contain a line break"):
         build_message(_campaign(), sneaky, NOW)
+
+
+@pytest.mark.parametrize(
+    ("subject", "from_name"),
+    [
+        ("x" * 2000, "Shop"),  # one ASCII word longer than a line may be
+        ("Скидки " * 300, "Магазин «Ромашка» " * 40),  # long non-ASCII subject and name
+        ("Big sale, " * 150, 'Shop "Daisy", (the best)'),  # long ASCII; a name with specials
+    ],
+)
+def test_headers_are_folded_under_998_octets_and_parse_back(subject: str, from_name: str) -> None:
+    built = build_message(_campaign(subject=subject, from_name=from_name), RECIPIENT, NOW)
+    head = built.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    message = message_from_bytes(built.data, policy=policy.default)
+    assert message.defects == []
+    assert message["Subject"] == subject
+    # RFC 2047 decoding of the raw header (the email package's address parser puts a space
+    # between adjacent encoded-words, which RFC 2047 §6.2 says to ignore).
+    raw_from = str(message_from_bytes(built.data)["From"])  # compat32: the raw text
+    decoded = str(make_header(decode_header(raw_from)))
+    assert decoded.endswith(" <news@example.com>")
+    name = decoded.removesuffix(" <news@example.com>").strip('"').replace('\\"', '"')
+    assert name.strip() == from_name.strip()
+
+
+def test_idn_addresses_are_written_as_a_labels_or_utf8_over_smtputf8() -> None:
+    variables = {"name": "Иван", "company": "Ромашка"}
+    recipient = RecipientView(id=1, email="ivan@пример.рф", name="Иван", variables=variables)
+    ascii_only = build_message(_campaign(from_email="shop@магазин.рф"), recipient, NOW)
+    assert ascii_only.recipient == "ivan@xn--e1afmkfd.xn--p1ai"
+    assert ascii_only.sender == "shop@xn--80aairftm.xn--p1ai"
+    assert not ascii_only.needs_smtputf8
+    assert b"<ivan@xn--e1afmkfd.xn--p1ai>" in ascii_only.data
+
+    utf8 = RecipientView(id=2, email="почта@пример.рф", name="", variables=variables)
+    with pytest.raises(UnsendableMessage, match="SMTPUTF8"):
+        build_message(_campaign(), utf8, NOW)
+    built = build_message(_campaign(), utf8, NOW, server_smtputf8=True)
+    assert built.needs_smtputf8 and built.recipient == "почта@xn--e1afmkfd.xn--p1ai"
+    assert "\r\nTo: почта@xn--e1afmkfd.xn--p1ai\r\n".encode() in built.data

@@ -13,7 +13,10 @@ from activities.smtp_errors import ErrorClass, Stage, classify_exception, classi
 @pytest.mark.parametrize(
     ("stage", "code", "expected"),
     [
-        (Stage.RCPT, 451, ErrorClass.TRANSIENT),
+        (Stage.RCPT, 451, ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.RCPT, 450, ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.RCPT, 452, ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.AUTH, 454, ErrorClass.TRANSIENT),
         (Stage.DATA, 421, ErrorClass.TRANSIENT),
         (Stage.MAIL, 452, ErrorClass.TRANSIENT),
         (Stage.RCPT, 550, ErrorClass.RECIPIENT),
@@ -51,6 +54,35 @@ def test_exceptions() -> None:
         assert classify_exception(exc, Stage.MAIL).error_class is ErrorClass.TRANSIENT
     tls = classify_exception(ssl.SSLError("certificate verify failed"), Stage.TLS)
     assert tls.error_class is ErrorClass.CONFIGURATION
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage", "expected"),
+    [
+        # 454 4.7.0: temporary authentication failure (RFC 4954): try again later.
+        (aiosmtplib.SMTPAuthenticationError(454, "4.7.0 try later"), Stage.AUTH, "transient"),
+        (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad"), Stage.AUTH, "configuration"),
+        # A TLS connection dropped or reset during the handshake is the network, not us.
+        (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), Stage.TLS, "transient"),
+        (ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"), Stage.TLS, "transient"),
+        (ConnectionResetError(104, "Connection reset by peer"), Stage.TLS, "transient"),
+        (aiosmtplib.SMTPServerDisconnected("Unexpected EOF (SSL)"), Stage.TLS, "transient"),
+        # A certificate that does not verify is the account's configuration.
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), Stage.TLS, "configuration"),
+        (
+            aiosmtplib.SMTPConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"),
+            Stage.CONNECT,
+            "configuration",
+        ),
+        (
+            aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server."),
+            Stage.TLS,
+            "configuration",
+        ),
+    ],
+)
+def test_auth_and_tls_failures(exc: BaseException, stage: Stage, expected: str) -> None:
+    assert classify_exception(exc, stage).error_class == expected
 
 
 def test_descriptions_reaching_the_workflow_carry_no_address() -> None:

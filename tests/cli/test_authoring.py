@@ -311,3 +311,88 @@ def test_bad_setting_fails_with_the_variable(monkeypatch: pytest.MonkeyPatch) ->
     settings_module.get_settings.cache_clear()
     assert result.exit_code == 2
     assert result.stderr.startswith("error: MAILER_RATE_PER_HOUR: Input should be a valid integer")
+
+
+def test_create_builds_every_message_as_sending_would(
+    user: str, files: dict[str, Path], engine: Engine
+) -> None:
+    """Templates that pass the syntax check but fail for some recipients, and CSV values
+    with a line break that would land in a header, are refused at create."""
+    d = files["dir"]
+    rows = ["email,name,topic"] + [f"ok{i}@example.com,Ok {i},news" for i in range(5)]
+    rows += [f'"cr{i}@example.com",Cr {i},"line\nbreak {i}"' for i in range(22)]
+    (d / "crlf.csv").write_text("\n".join(rows) + "\n")
+    before = snapshot(engine)
+    result = run(
+        *create_args(files, **{"--recipients": str(d / "crlf.csv"), "--subject": "{{ topic }}"})
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 21  # twenty listed, then a count
+    assert lines[0] == (
+        f"error: {d / 'crlf.csv'}:7: cannot build the message: "
+        "the Subject header would contain a line break"
+    )
+    assert lines[-1] == (
+        f"error: {d / 'crlf.csv'}: … and 2 more unsendable recipients "
+        "(22 in all; --skip-invalid drops them)"
+    )
+    assert snapshot(engine) == before
+
+    skipped = run(
+        *create_args(files, **{"--recipients": str(d / "crlf.csv"), "--subject": "{{ topic }}"}),
+        "--skip-invalid",
+    )
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped 22 invalid addresses" in skipped.stderr
+    assert snapshot(engine)["mailer_campaignrecipient"] == 5
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{{ name.__class__.__mro__ }}", "access to attribute '__class__'"),
+        ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
+    ],
+)
+def test_templates_that_fail_at_render_are_refused_at_create(
+    user: str, files: dict[str, Path], engine: Engine, template: str, reason: str
+) -> None:
+    body = files["dir"] / "evil.txt"
+    body.write_text(template + "\n")
+    before = snapshot(engine)
+    result = run(*create_args(files, **{"--html": None, "--text": str(body)}))
+    assert result.exit_code == 2, result.output
+    assert (
+        f"{files['csv']}:2: cannot build the message: cannot render the templates" in result.stderr
+    )
+    assert reason in result.stderr
+    assert snapshot(engine) == before
+
+
+def test_a_recipients_file_over_the_size_limit_is_refused_before_reading(
+    user: str, files: dict[str, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailer import settings as settings_module
+
+    monkeypatch.setenv("MAILER_MAX_RECIPIENTS_FILE_MB", "1")
+    settings_module.get_settings.cache_clear()
+    big = files["dir"] / "big.csv"
+    big.write_text("email\n" + "x" * (1024 * 1024 + 512 * 1024) + "\n")
+    result = run(*create_args(files, **{"--recipients": str(big)}))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {big}: 1.5 MB, more than the 1 MB allowed (MAILER_MAX_RECIPIENTS_FILE_MB)"
+    )
+
+
+def test_senders_must_be_sendable_anywhere(
+    user: str, files: dict[str, Path], engine: Engine
+) -> None:
+    refused = run("account", "set", "--from-email", "почта@магазин.рф")
+    assert refused.exit_code == 2
+    assert "has a non-ASCII part before the @" in refused.stderr
+    created = run(*create_args(files), "--from-email", "josé@example.com")
+    assert created.exit_code == 2 and "has a non-ASCII part before the @" in created.stderr
+    idn = run("account", "set", "--from-email", "news@магазин.рф", "--smtp-host", "127.0.0.1")
+    assert idn.exit_code == 0, idn.output  # an IDN domain is fine: sent as its A-label

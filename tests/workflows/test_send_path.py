@@ -1,0 +1,199 @@
+"""The send path under what real servers and address books do: greylisting, full mailboxes,
+throttles, spam refusals, IDN and UTF-8 addresses, errors nothing classifies
+(time-skipping server, real PostgreSQL, Redis and SMTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from mailer.stack.smtp_sink import FailureRule, SmtpSink
+from tests import factories
+from tests.harness import Harness, next_monday_9, progress, skip_to, wait_for
+
+
+async def monday(time_env: WorkflowEnvironment) -> None:
+    await skip_to(time_env, next_monday_9(await time_env.get_current_time()))
+
+
+def recipient_rows(harness: Harness, campaign: str) -> dict[str, tuple[object, ...]]:
+    rows = harness.sql(
+        "SELECT email, status, attempts, error FROM mailer_campaignrecipient "
+        "WHERE campaign_id = :c ORDER BY id",
+        c=campaign,
+    )
+    return {str(row[0]): row[1:] for row in rows}
+
+
+async def test_a_greylisted_recipient_waits_alone_and_is_sent_later(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    emails = [f"r{i}@example.com" for i in range(30)]
+    emails[0] = "grey@example.com"  # first by id: once it blocked every batch
+    harness.sink.handler.rules = [FailureRule("grey@example.com", 451, times=1)]
+    campaign = factories.add_campaign(harness.database_url, user, emails)
+    await monday(time_env)
+    async with harness.worker(send_batch_size=10):
+        handle = await harness.start(campaign)
+        result = await handle.result()
+    assert (result.status, result.sent, result.failed) == ("sent", 30, 0)
+    rows = harness.sql(
+        "SELECT email, sent_at FROM mailer_campaignrecipient WHERE campaign_id = :c", c=campaign
+    )
+    sent_at: dict[str, datetime] = {str(email): when for email, when in rows}  # type: ignore[misc]
+    others_done = max(t for e, t in sent_at.items() if e != "grey@example.com")
+    # The others went first; the greylisted one after the retry delay, with its 2nd try.
+    assert sent_at["grey@example.com"] > others_done
+    assert recipient_rows(harness, campaign)["grey@example.com"][:2] == ("sent", 1)
+    assert harness.queue_row(campaign)["consecutive_transient_errors"] == 0
+
+
+async def test_a_full_mailbox_fails_after_its_attempts_and_the_campaign_ends(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("full@example.com", 452)]
+    emails = ["full@example.com"] + [f"ok{i}@example.com" for i in range(5)]
+    campaign = factories.add_campaign(harness.database_url, user, emails)
+    await monday(time_env)
+    async with harness.worker(recipient_max_attempts=3):
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed) == ("sent", 5, 1)
+    status, attempts, error = recipient_rows(harness, campaign)["full@example.com"]
+    assert (status, attempts) == ("failed", 3) and "452" in str(error)
+    assert harness.sql("SELECT smtp_code FROM mailer_sendlog WHERE status = 'failed'") == [(452,)]
+
+
+async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("all", 450)]
+    campaign = factories.add_campaign(harness.database_url, user, 10)
+    await monday(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        await wait_for(
+            lambda: harness.queue_row(campaign).get("defer_reason") == "transient_error",
+            what="the transient deferral",
+        )
+        row = harness.queue_row(campaign)
+        assert row["consecutive_transient_errors"] == 1
+        assert "server-wide throttle" in str(row["last_error"])
+        # Not the recipients' fault: none of them used up an attempt.
+        attempts = harness.sql("SELECT max(attempts) FROM mailer_campaignrecipient")
+        assert attempts == [(0,)]
+        harness.sink.handler.rules = []
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 10)
+
+
+async def test_a_run_of_5xx_at_data_pauses_instead_of_failing_the_list(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("all", 554, stage="data")]
+    campaign = factories.add_campaign(harness.database_url, user, 30)
+    await monday(time_env)
+    async with harness.worker(circuit_breaker_threshold=5):
+        handle = await harness.start(campaign)
+        await wait_for(lambda: _paused(handle), what="the pause")
+        state = await progress(handle)
+        assert state.pause_reason.startswith("refused by the server: data: 554")
+        assert "5 different recipients refused in a row" in state.pause_reason
+        # Those recipients go back to (stay) pending: nothing was failed for good.
+        assert state.failed == 0 and state.pending == 30
+        harness.sink.handler.rules = []
+        await handle.signal("resume")
+        result = await handle.result()
+    assert (result.status, result.sent, result.failed) == ("sent", 30, 0)
+
+
+async def test_some_5xx_at_data_fail_only_those_recipients(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("spam*@example.com", 554, stage="data")]
+    emails = [f"spam{i}@example.com" if i % 4 == 0 else f"ok{i}@example.com" for i in range(20)]
+    campaign = factories.add_campaign(harness.database_url, user, emails)
+    await monday(time_env)
+    async with harness.worker(circuit_breaker_threshold=3):
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed) == ("sent", 15, 5)
+
+
+async def _paused(handle) -> bool:  # type: ignore[no-untyped-def]
+    return (await progress(handle)).state == "paused"
+
+
+@pytest.fixture
+def utf8_sink(harness: Harness) -> Iterator[SmtpSink]:
+    """The harness's sink replaced by one that offers SMTPUTF8 (RFC 6531)."""
+    with SmtpSink(smtputf8=True) as sink:
+        harness.sink = sink
+        yield sink
+
+
+INTERNATIONAL = ["ivan@пример.рф", "josé@example.com", "plain@example.com"]
+
+
+async def test_idn_domains_go_as_a_labels_and_utf8_local_parts_need_smtputf8(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()  # the default sink does not offer SMTPUTF8
+    campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
+    await monday(time_env)
+    async with harness.worker():
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed) == ("sent", 2, 1)
+    assert sorted(harness.sink.handler.recipients()) == [
+        "ivan@xn--e1afmkfd.xn--p1ai",
+        "plain@example.com",
+    ]
+    status, _, error = recipient_rows(harness, campaign)["josé@example.com"]
+    assert status == "failed" and "SMTPUTF8" in str(error)
+
+
+async def test_utf8_addresses_are_sent_over_smtputf8(
+    time_env: WorkflowEnvironment, harness: Harness, utf8_sink: SmtpSink
+) -> None:
+    user = harness.add_sender()
+    campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
+    await monday(time_env)
+    async with harness.worker():
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed) == ("sent", 3, 0)
+    stored = {m.recipients[0]: m for m in utf8_sink.handler.messages}
+    assert set(stored) == {"ivan@xn--e1afmkfd.xn--p1ai", "josé@example.com", "plain@example.com"}
+    parsed = message_from_bytes(stored["josé@example.com"].data, policy=policy.default)
+    assert "josé@example.com" in str(parsed["To"])
+
+
+async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    campaign = factories.add_campaign(harness.database_url, user, 5)
+    # Every commit of a "sent" row fails: an error the send path does not classify.
+    harness.sql_exec(
+        "ALTER TABLE mailer_sendlog ADD CONSTRAINT test_no_sends CHECK (status <> 'sent')"
+    )
+    await monday(time_env)
+    async with harness.worker(send_batch_max_attempts=2, circuit_breaker_threshold=2):
+        handle = await harness.start(campaign)
+        await time_env.sleep(timedelta(minutes=30))
+        await wait_for(lambda: _paused(handle), what="the breaker", timeout=60)
+        state = await progress(handle)
+        assert state.pause_reason.startswith("circuit breaker: 2")
+        assert "send batch failed 2 times" in state.pause_reason
+        row = harness.queue_row(campaign)
+        assert row["campaign_status"] == "paused" and row["defer_reason"] == "transient_error"
+        harness.sql_exec("ALTER TABLE mailer_sendlog DROP CONSTRAINT test_no_sends")
+        await handle.signal("resume")
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 5)
