@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from activities.quota import ProviderQuota
@@ -33,9 +33,10 @@ from db.models import (
 from db.queries import get_account, recipient_counts
 from mailer.settings import Settings
 from workflows.contracts import Limits, Snapshot
-from workflows.gates import fair_share
-from workflows.states import SELF_HELD_REASONS, BatchLimit
+from workflows.states import SELF_HELD_REASONS
 from workflows.working_hours import local_day_bounds
+
+HOUR = timedelta(hours=1)
 
 
 class CampaignRefused(Exception):
@@ -52,6 +53,8 @@ class AccountView:
     from_email: str
     from_name: str
     per_user_daily_limit: int
+    smtp_ca_pem: str = ""
+    smtp_verify_tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,21 +74,6 @@ class CampaignView:
     text_body: str
     from_email: str
     from_name: str
-
-
-@dataclass(frozen=True)
-class BatchPlan:
-    """What one batch will send, decided under the creator's lock."""
-
-    campaign: CampaignView
-    account: AccountView
-    recipients: list[RecipientView]
-    # Why fewer than asked were picked.
-    limited_by: BatchLimit
-    # Quota taken for this batch up front (one per recipient); unused is given back.
-    quota_reserved: int = 0
-    # With RETRY_WAIT: when the first waiting recipient may be tried again.
-    retry_at: datetime | None = None
 
 
 def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
@@ -145,14 +133,19 @@ def active_campaign_count(session: Session) -> int:
     return int(session.scalar(query) or 0)
 
 
-def sends_this_hour(session: Session, campaign_id: uuid.UUID, now: datetime, timezone: str) -> int:
-    """Messages this campaign handed to the server in the current clock hour."""
+def sends_this_hour(
+    session: Session, now: datetime, timezone: str, campaign_id: uuid.UUID | None = None
+) -> int:
+    """Messages handed to the server in the clock hour of ``now`` (by one campaign, or all:
+    what the Redis window of that hour counts)."""
     hour_start = now.astimezone(ZoneInfo(timezone)).replace(minute=0, second=0, microsecond=0)
     query = (
         select(func.count())
         .select_from(SendLog)
-        .where(SendLog.campaign_id == campaign_id, SendLog.created_at >= hour_start)
+        .where(SendLog.created_at >= hour_start, SendLog.created_at < hour_start + HOUR)
     )
+    if campaign_id is not None:
+        query = query.where(SendLog.campaign_id == campaign_id)
     return int(session.scalar(query) or 0)
 
 
@@ -264,181 +257,12 @@ def record_state(
 # --- one batch -----------------------------------------------------------------------------
 
 
-def _lock_key(campaign: Campaign) -> str:
-    # Batches of one creator's campaigns run one at a time, so the daily count is exact.
-    owner = campaign.created_by_id if campaign.created_by_id is not None else campaign.id
-    return f"mailer:creator:{owner}"
-
-
-def try_advisory_lock(conn: Connection, key: str) -> bool:
-    """Take the session-level advisory lock on ``key`` on ``conn`` if it is free."""
-    got = bool(conn.execute(select(func.pg_try_advisory_lock(func.hashtext(key)))).scalar())
-    conn.commit()
-    return got
-
-
-def release_advisory_lock(conn: Connection, key: str) -> None:
-    conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
-    conn.commit()
-
-
-def lock_key_for(session: Session, campaign_id: uuid.UUID) -> str | None:
-    """The creator's lock key when a daily limit applies (else batches need no lock)."""
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise CampaignRefused(f"no campaign {campaign_id}")
-    account = get_account(session)
-    if account is None or account.per_user_daily_limit <= 0:
-        return None
-    return _lock_key(campaign)
-
-
-@dataclass(frozen=True)
-class _Allowance:
-    count: int
-    limited_by: BatchLimit
-
-
-def _allowance(
-    session: Session,
-    campaign: Campaign,
-    account: GlobalMailAccount,
-    quota: SmtpBzQuota | None,
-    now: datetime,
-    max_messages: int,
-    settings: Settings,
-) -> _Allowance:
-    """How many the batch may take: the quota, the creator's day, the fair share of the hour."""
-    allowed = min(max_messages, quota.emails_available if quota else 0)
-    if account.per_user_daily_limit > 0:
-        left = account.per_user_daily_limit - sent_today(session, campaign, now, settings.timezone)
-        allowed = min(allowed, left)
-    limited_by = BatchLimit.QUOTA_OR_DAY if allowed < max_messages else BatchLimit.NONE
-    share = fair_share(settings.rate_per_hour, active_campaign_count(session))
-    share_left = share - sends_this_hour(session, campaign.id, now, settings.timezone)
-    if share_left < allowed:
-        allowed, limited_by = share_left, BatchLimit.RATE_SHARE
-    return _Allowance(max(0, allowed), limited_by)
-
-
-def _pending_recipients(
-    session: Session, campaign_id: uuid.UUID, now: datetime, limit: int
-) -> list[CampaignRecipient]:
-    """The next pending recipients by id, leaving out those waiting for a 4xx retry."""
-    return list(
-        session.scalars(
-            select(CampaignRecipient)
-            .where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.status == RecipientStatus.PENDING,
-                or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
-            )
-            .order_by(CampaignRecipient.id)
-            .limit(limit)
-        ).all()
-    )
-
-
-def _earliest_retry(session: Session, campaign_id: uuid.UUID) -> datetime | None:
-    """When the first recipient waiting for a 4xx retry may be tried again."""
-    return session.scalar(
-        select(func.min(CampaignRecipient.retry_after)).where(
-            CampaignRecipient.campaign_id == campaign_id,
-            CampaignRecipient.status == RecipientStatus.PENDING,
-        )
-    )
-
-
-def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
-    queue = _queue(session, campaign_id)
-    if queue is not None and queue.status != QueueStatus.PROCESSING:
-        queue.status = QueueStatus.PROCESSING
-        queue.started_at = now
-        queue.defer_reason = ""
-        queue.deferred_until = None
-
-
-def _campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:
-    return CampaignView(
-        id=campaign.id,
-        created_by_id=campaign.created_by_id,
-        subject=campaign.subject,
-        html_body=campaign.html_body,
-        text_body=campaign.text_body,
-        from_email=campaign.from_email or account.from_email,
-        from_name=campaign.from_name or account.from_name,
-    )
-
-
-def _account_view(account: GlobalMailAccount) -> AccountView:
-    return AccountView(
-        smtp_host=account.smtp_host,
-        smtp_port=account.smtp_port,
-        smtp_username=account.smtp_username,
-        smtp_password=account.smtp_password,
-        smtp_tls=account.smtp_tls,
-        from_email=account.from_email,
-        from_name=account.from_name,
-        per_user_daily_limit=account.per_user_daily_limit,
-    )
-
-
-def plan_batch(
-    session: Session, campaign_id: uuid.UUID, now: datetime, max_messages: int, settings: Settings
-) -> BatchPlan:
-    """Pick the recipients of the next batch and reserve quota for them.
-
-    The caller holds the creator's lock when a daily limit applies, so the day's count
-    cannot change underneath. The quota row is locked while it is read and decremented, so
-    concurrent batches never take more than there is.
-    """
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise CampaignRefused(f"no campaign {campaign_id}")
-    account = get_account(session)
-    if account is None:
-        raise CampaignRefused("no mail account: configure it with `mailer account set`")
-    quota = session.scalar(
-        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
-    )
-    allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
-    rows = _pending_recipients(session, campaign_id, now, allowance.count)
-    limited_by = allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE
-    retry_at = None
-    if rows:
-        if quota is not None:
-            quota.emails_available -= len(rows)
-        _mark_processing(session, campaign_id, now)
-    elif allowance.count > 0:
-        retry_at = _earliest_retry(session, campaign_id)
-        limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
-    return BatchPlan(
-        campaign=_campaign_view(campaign, account),
-        account=_account_view(account),
-        recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
-        limited_by=limited_by,
-        quota_reserved=len(rows) if quota is not None else 0,
-        retry_at=retry_at,
-    )
-
-
-def release_quota(engine: Engine, unused: int) -> None:
-    """Give back quota reserved for messages that were not accepted."""
-    if unused <= 0:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            update(SmtpBzQuota)
-            .where(SmtpBzQuota.id == SINGLETON_ID)
-            .values(emails_available=SmtpBzQuota.emails_available + unused)
-        )
-
-
 _RECORD_SENT = text(
     """
     WITH recipient AS (
         UPDATE mailer_campaignrecipient
-           SET status = 'sent', message_id = :message_id, sent_at = :now, error = ''
+           SET status = 'sent', message_id = :message_id, sent_at = :now, error = '',
+               claim_token = NULL, claimed_until = NULL
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email
     )
@@ -538,17 +362,34 @@ def record_deferred(
     return failed
 
 
+def live_claim() -> ColumnElement[bool]:
+    """A recipient claimed by a send attempt whose lease has not run out."""
+    return and_(
+        CampaignRecipient.claim_token.is_not(None), CampaignRecipient.claimed_until > func.now()
+    )
+
+
+def claimed_in_flight(session: Session) -> int:
+    """Recipients claimed by live attempts, all campaigns: quota reserved, not yet settled."""
+    query = select(func.count()).select_from(CampaignRecipient).where(live_claim())
+    return int(session.scalar(query) or 0)
+
+
 def store_quota(
     session: Session, now: datetime, numbers: ProviderQuota | None, *, error: str = ""
 ) -> int:
     """Write a quota sync's result; without numbers (an error) the old ones stay.
     Returns emails_available."""
-    quota = session.get(SmtpBzQuota, SINGLETON_ID)
+    quota = session.scalar(
+        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
+    )
     if quota is None:
         quota = SmtpBzQuota(id=SINGLETON_ID, emails_available=0, emails_limit=0)
         session.add(quota)
     if numbers is not None:
-        quota.emails_available = numbers.quota
+        # Claims in flight were taken from the quota already; the provider has not counted
+        # them yet, and their batches give back what they do not send.
+        quota.emails_available = numbers.quota - claimed_in_flight(session)
         quota.emails_limit = numbers.tarif_quota
         quota.hourly_limit = numbers.hlimit
         quota.hourly_sent = numbers.hsent

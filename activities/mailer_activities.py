@@ -79,6 +79,11 @@ async def _workflow_running(client: Client, campaign_id: str) -> bool:
     return description.status == WorkflowExecutionStatus.RUNNING
 
 
+def attempt_token(workflow_run_id: str, activity_id: str, attempt: int) -> str:
+    """One send attempt's identity, as its claims carry it (36 characters)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{workflow_run_id}/{activity_id}/{attempt}"))
+
+
 class MailerActivities(MailerActivityInterface):
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
         self.settings = settings
@@ -225,9 +230,14 @@ class MailerActivities(MailerActivityInterface):
     @activity.defn
     async def send_batch(self, request: SendBatchInput) -> SendBatchResult:
         """Send up to ``max_messages`` pending recipients (see :mod:`activities.sending`)."""
+        info = activity.info()
         hooks = BatchHooks(
             heartbeat=lambda sent, failed: activity.heartbeat(sent, failed),
             should_stop=activity.is_worker_shutdown,
+            attempt_token=attempt_token(info.workflow_run_id or "", info.activity_id, info.attempt),
+            # The time this attempt started (server time: simulated in tests and forecasts),
+            # never the "now" the workflow computed before an earlier attempt.
+            now=info.started_time or request.now,
         )
         with refusals_end_the_run():
             return await self.sender.send_batch(request, hooks)

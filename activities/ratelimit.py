@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +24,14 @@ RATE_WINDOW_TTL_SECONDS = 2 * 60 * 60
 THROTTLE_TTL_SECONDS = 2 * 60 * 60
 THROTTLE_PREFIX = "crm:mailer:throttle:"
 
+# ARGV: limit, wanted, ttl, seed. A missing window (Redis restarted, or its first use this
+# hour) is seeded with what the send log says went out in that hour; with no seed given
+# yet, {-1, 0} asks the caller for one.
 _RESERVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[4] == '' then return {-1, 0} end
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
+end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local grant = math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used)
 if grant <= 0 then return {0, 0} end
@@ -66,15 +74,31 @@ class RateLimiter:
             )
         return self._client
 
-    async def reserve(self, now: datetime, timezone: str, limit: int, wanted: int) -> Reservation:
-        """Up to ``wanted`` tokens of the window containing ``now`` (all of them on error)."""
+    async def reserve(
+        self,
+        now: datetime,
+        timezone: str,
+        limit: int,
+        wanted: int,
+        *,
+        sent_in_hour: Callable[[], Awaitable[int]],
+    ) -> Reservation:
+        """Up to ``wanted`` tokens of the window containing ``now`` (all of them on error).
+
+        ``sent_in_hour`` counts the hour's sends from the send log: it seeds a window Redis
+        does not have (asked only then), so a Redis restart never hands out a fresh hour.
+        """
         if wanted <= 0:
             return Reservation(0, window_full=False)
         key = rate_window_key(now, timezone)
         try:
-            granted, left = await self._redis().eval(
-                _RESERVE, 1, key, limit, wanted, RATE_WINDOW_TTL_SECONDS
-            )
+            client = self._redis()
+            args = (limit, wanted, RATE_WINDOW_TTL_SECONDS)
+            granted, left = await client.eval(_RESERVE, 1, key, *args, "")
+            if int(granted) < 0:
+                seed = await sent_in_hour()
+                log.info("rate window %s was missing: seeded with %d from the send log", key, seed)
+                granted, left = await client.eval(_RESERVE, 1, key, *args, seed)
             return Reservation(int(granted), window_full=int(left) <= 0)
         except (redis.RedisError, OSError) as exc:
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)

@@ -8,11 +8,12 @@ stops the batch after the message in flight, which is still recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,34 +22,34 @@ from typing import TypeVar
 import aiosmtplib
 from sqlalchemy import Connection, Engine
 
+from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
     AccountView,
-    BatchPlan,
     RecipientView,
     Refusal,
-    lock_key_for,
-    plan_batch,
     record_deferred,
     record_failed,
     record_sent,
-    release_advisory_lock,
-    release_quota,
+    sends_this_hour,
     take_snapshot,
-    try_advisory_lock,
 )
 from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.ratelimit import RateLimiter
 from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
+from activities.tls import BadCertificate, tls_context, warn_unverified
 from db.engine import session_scope
 from mailer.settings import Settings
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
+from workflows.gates import batch_is_stale
 from workflows.states import BatchLimit, SendOutcome
+from workflows.working_hours import WorkingHours
 
 log = logging.getLogger("mailer.sending")
 
 T = TypeVar("T")
-LOCK_POLL_SECONDS = 0.2
 HEARTBEAT_EVERY = 0.1
+# The background heartbeat's period at most (a fifth of the lease when that is shorter).
+KEEPALIVE_SECONDS = 1.0
 # This many different recipients refused with a 4xx in a row is the server throttling us,
 # not each of them: the batch stops and the campaign defers (and counts towards the breaker).
 RCPT_4XX_THROTTLE_RUN = 3
@@ -60,6 +61,10 @@ class BatchHooks:
 
     heartbeat: Callable[[int, int], None]
     should_stop: Callable[[], bool]
+    # This attempt's identity (its claims carry it) and time: the attempt's own start,
+    # never a "now" computed before an earlier attempt.
+    attempt_token: str
+    now: datetime
 
 
 @dataclass
@@ -78,6 +83,9 @@ class _Held:
 
 @dataclass
 class _Tally:
+    accepted: int = 0  # the server's 250, recorded or not
+    unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
+    lease_lost: bool = False
     sent: int = 0
     failed: int = 0
     deferred: int = 0
@@ -102,18 +110,17 @@ class BatchSender:
     async def send_batch(self, request: SendBatchInput, hooks: BatchHooks) -> SendBatchResult:
         campaign_id = uuid.UUID(request.campaign_id)
         url = self.settings.sqlalchemy_url
-
-        def lock_key() -> str | None:
-            with session_scope(url) as session:
-                return lock_key_for(session, campaign_id)
-
-        key = await self._db(lock_key)
+        now = hooks.now
         tally = _Tally()
-        outcome = await self._locked(key, request, campaign_id, hooks, tally)
+        if batch_is_stale(request.now, now, self._working_hours()):
+            # Retried after the hour or the working day it was planned for: decide again.
+            outcome = SendOutcome.STALE
+        else:
+            outcome = await self._run(request, campaign_id, hooks, tally)
 
         def snapshot() -> Snapshot:
             with session_scope(url) as session:
-                return take_snapshot(session, campaign_id, request.now, self.settings)
+                return take_snapshot(session, campaign_id, now, self.settings)
 
         result = SendBatchResult(
             outcome=outcome,
@@ -125,61 +132,78 @@ class BatchSender:
             retry_at=tally.retry_at,
         )
         log.info(
-            "campaign %s batch: %s, sent %d, failed %d%s",
+            "campaign %s batch: %s, sent %d, failed %d, deferred %d%s",
             request.campaign_id,
             outcome,
             tally.sent,
             tally.failed,
+            tally.deferred,
             f" ({result.error})" if result.error else "",
         )
         return result
 
-    async def _locked(
-        self,
-        key: str | None,
-        request: SendBatchInput,
-        campaign_id: uuid.UUID,
-        hooks: BatchHooks,
-        tally: _Tally,
-    ) -> SendOutcome:
-        """Wait for the creator's lock (heartbeating), then run the batch under it."""
-        if key is None:
-            return await self._run(request, campaign_id, hooks, tally)
-        # The lock lives on its own connection, so it is released if the worker dies.
-        conn = await self._db(self.engine.connect)
-        try:
-            while not await self._db(partial(try_advisory_lock, conn, key)):
-                hooks.heartbeat(0, 0)
-                if hooks.should_stop():
-                    return SendOutcome.STOPPED
-                await asyncio.sleep(LOCK_POLL_SECONDS)
-            try:
-                return await self._run(request, campaign_id, hooks, tally)
-            finally:
-                await self._db(partial(release_advisory_lock, conn, key))
-        finally:
-            await self._db(conn.close)
+    def _working_hours(self) -> WorkingHours:
+        settings = self.settings
+        return WorkingHours(
+            settings.timezone, settings.working_hours_start, settings.working_hours_end
+        )
 
     async def _run(
         self, request: SendBatchInput, campaign_id: uuid.UUID, hooks: BatchHooks, tally: _Tally
     ) -> SendOutcome:
-        url = self.settings.sqlalchemy_url
-
-        def plan() -> BatchPlan:
-            with session_scope(url) as session:
-                return plan_batch(
-                    session, campaign_id, request.now, request.max_messages, self.settings
-                )
-
-        batch = await self._db(plan)
+        """Claim the batch, keep the attempt alive while sending, then release the claims."""
+        claim = Claim(
+            hooks.attempt_token, timedelta(seconds=self.settings.send_heartbeat_timeout_seconds)
+        )
+        plan = partial(self._plan, campaign_id, hooks.now, request.max_messages, claim)
+        batch = await _finish_even_if_cancelled(
+            self._db(plan), undo=lambda _: self._release(claim, [])
+        )
+        keepalive = asyncio.create_task(self._keep_alive(claim, hooks, tally))
         try:
-            return await self._send_planned(batch, request, hooks, tally)
+            return await self._send_planned(batch, hooks, tally)
         finally:
-            unused = batch.quota_reserved - tally.sent
-            await self._db(lambda: release_quota(self.engine, unused))
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+            await self._release(claim, tally.unrecorded)
+
+    def _plan(
+        self, campaign_id: uuid.UUID, now: datetime, max_messages: int, claim: Claim
+    ) -> BatchPlan:
+        with session_scope(self.settings.sqlalchemy_url) as session:
+            return plan_batch(session, campaign_id, now, max_messages, self.settings, claim)
+
+    def _sent_in_hour(self, now: datetime) -> int:
+        with session_scope(self.settings.sqlalchemy_url) as session:
+            return sends_this_hour(session, now, self.settings.timezone)
+
+    async def _release(self, claim: Claim, keep: list[int]) -> None:
+        await self._db(partial(release_claims, self.engine, claim.token, keep=list(keep)))
+
+    async def _keep_alive(self, claim: Claim, hooks: BatchHooks, tally: _Tally) -> None:
+        """Heartbeat and renew the claims' lease on a clock of their own, so a slow SMTP
+        exchange never looks like a dead worker (and never lets the lease run out)."""
+        interval = min(KEEPALIVE_SECONDS, claim.lease.total_seconds() / 5)
+        renew_every = claim.lease.total_seconds() / 3
+        conn = await self._db(self.engine.connect)
+        last_renewal = time.monotonic()
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                hooks.heartbeat(tally.sent, tally.failed)
+                if time.monotonic() - last_renewal >= renew_every:
+                    await self._db(partial(renew_claims, conn, claim.token, claim.lease))
+                    last_renewal = time.monotonic()
+        except Exception:
+            # Without a lease another attempt may take these recipients: stop sending.
+            tally.lease_lost = True
+            log.exception("could not renew the batch's claims; stopping the batch")
+        finally:
+            await self._db(conn.close)
 
     async def _send_planned(
-        self, batch: BatchPlan, request: SendBatchInput, hooks: BatchHooks, tally: _Tally
+        self, batch: BatchPlan, hooks: BatchHooks, tally: _Tally
     ) -> SendOutcome:
         if not batch.recipients:
             if batch.limited_by == BatchLimit.RETRY_WAIT:
@@ -188,17 +212,25 @@ class BatchSender:
             if batch.limited_by == BatchLimit.RATE_SHARE:
                 return SendOutcome.RATE_LIMITED
             return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
-        tz = self.settings.timezone
-        reservation = await self.limiter.reserve(
-            request.now, tz, self.settings.rate_per_hour, len(batch.recipients)
+        tz, now = self.settings.timezone, hooks.now
+        reservation = await _finish_even_if_cancelled(
+            self.limiter.reserve(
+                now,
+                tz,
+                self.settings.rate_per_hour,
+                len(batch.recipients),
+                sent_in_hour=lambda: self._db(partial(self._sent_in_hour, now)),
+            ),
+            undo=lambda r: self.limiter.release(now, tz, r.granted),
         )
         granted = reservation.granted
         if granted == 0:
             return SendOutcome.RATE_LIMITED
         try:
-            await self._deliver_all(batch, batch.recipients[:granted], request.now, hooks, tally)
+            await self._deliver_all(batch, batch.recipients[:granted], now, hooks, tally)
         finally:
-            await self.limiter.release(request.now, tz, granted - tally.sent - tally.failed)
+            # A message the server accepted used its token, recorded or not.
+            await self.limiter.release(now, tz, granted - tally.accepted - tally.failed)
         if tally.failure is not None:
             return _OUTCOME_OF_FAILURE.get(tally.failure.error_class, SendOutcome.TRANSIENT)
         if tally.stopped:
@@ -210,14 +242,24 @@ class BatchSender:
         return SendOutcome.COMPLETED
 
     async def _connect(self, account: AccountView) -> aiosmtplib.SMTP:
+        stage = Stage.CONNECT
+        uses_tls = account.smtp_tls != "none"
+        try:
+            context = tls_context(account.smtp_ca_pem, account.smtp_verify_tls)
+        except BadCertificate as exc:
+            failure = SmtpFailure(ErrorClass.CONFIGURATION, Stage.TLS, None, f"smtp_ca_pem: {exc}")
+            raise _Failed(failure) from None
+        if uses_tls and not account.smtp_verify_tls:
+            warn_unverified(account.smtp_host)
         smtp = aiosmtplib.SMTP(
             hostname=account.smtp_host,
             port=account.smtp_port,
             timeout=self.settings.smtp_timeout_seconds,
             use_tls=account.smtp_tls == "tls",
             start_tls=account.smtp_tls == "starttls",
+            tls_context=context,
+            validate_certs=account.smtp_verify_tls,
         )
-        stage = Stage.CONNECT
         try:
             await smtp.connect()
             if account.smtp_username:
@@ -225,7 +267,7 @@ class BatchSender:
                 await smtp.login(account.smtp_username, account.smtp_password)
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            if account.smtp_tls != "none" and stage == Stage.CONNECT and _looks_like_tls(exc):
+            if uses_tls and stage == Stage.CONNECT and _looks_like_tls(exc):
                 stage = Stage.TLS
             raise _Failed(classify_exception(exc, stage)) from exc
         return smtp
@@ -249,6 +291,9 @@ class BatchSender:
         heartbeat = _Throttled(hooks.heartbeat)
         try:
             for recipient in recipients:
+                if tally.lease_lost:
+                    tally.failure = LEASE_LOST
+                    return
                 if hooks.should_stop():
                     tally.stopped = True
                     return
@@ -302,8 +347,11 @@ class BatchSender:
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             failure = classify_exception(exc, Stage.MAIL)
         else:
+            tally.accepted += 1
+            tally.unrecorded.append(recipient.id)
             await self._settle_held(conn, tally, now)
             await self._db(lambda: record_sent(conn, recipient.id, message_id, now))
+            tally.unrecorded.remove(recipient.id)
             tally.sent += 1
             return
         refusal = Refusal(
@@ -376,6 +424,19 @@ class BatchSender:
             tally.failed += 1
 
 
+async def _finish_even_if_cancelled(
+    work: Awaitable[T], *, undo: Callable[[T], Awaitable[None]]
+) -> T:
+    """Await ``work`` (a reservation: claims, tokens); if we are cancelled meanwhile, let it
+    finish and ``undo`` it before the cancellation goes on, so nothing stays reserved."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await undo(await task)
+        raise
+
+
 def _run_failure(error_class: ErrorClass, last: SmtpFailure, count: int) -> SmtpFailure:
     """A run of refusals across different recipients, read as one session-level failure."""
     what = (
@@ -386,6 +447,10 @@ def _run_failure(error_class: ErrorClass, last: SmtpFailure, count: int) -> Smtp
     message = f"{count} different recipients refused in a row: {what} (last: {last.message})"
     return SmtpFailure(error_class, last.stage, last.code, message)
 
+
+LEASE_LOST = SmtpFailure(
+    ErrorClass.TRANSIENT, Stage.DATA, None, "the batch's claims could not be renewed"
+)
 
 _OUTCOME_OF_FAILURE = {
     ErrorClass.CONFIGURATION: SendOutcome.CONFIGURATION,

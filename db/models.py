@@ -160,6 +160,11 @@ class CampaignRecipient(Base):
         ),
         Index("mailer_campaignrecipient_campaign_status_idx", "campaign_id", "status"),
         Index(
+            "mailer_campaignrecipient_claimed_idx",
+            "claim_token",
+            postgresql_where=text("claim_token IS NOT NULL"),
+        ),
+        Index(
             "mailer_campaignrecipient_campaign_email_uniq",
             "campaign_id",
             func.lower(text("email")),
@@ -188,6 +193,10 @@ class CampaignRecipient(Base):
     # added so one greylisted recipient waits alone instead of stopping its campaign).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     retry_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The send attempt holding this recipient, and until when its lease runs (renewed while
+    # the attempt lives): another attempt never takes a recipient under a live lease.
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -254,6 +263,12 @@ class GlobalMailAccount(Base):
     smtp_password: Mapped[str] = mapped_column(String(255), default="", server_default="")
     smtp_tls: Mapped[str] = mapped_column(
         String(10), default=SmtpTls.STARTTLS.value, server_default=SmtpTls.STARTTLS.value
+    )
+    # A private CA the SMTP server's certificate is checked against (PEM; '' = the system's),
+    # and the explicit switch that turns checking off (test relays only; logged loudly).
+    smtp_ca_pem: Mapped[str] = mapped_column(Text, default="", server_default="")
+    smtp_verify_tls: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
     )
     from_email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     from_name: Mapped[str] = mapped_column(String(255), default="", server_default="")

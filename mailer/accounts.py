@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from activities.tls import BadCertificate, tls_context
 from db.models import SINGLETON_ID, GlobalMailAccount, SmtpTls, User
 from db.queries import get_account
 from mailer.authoring.create import header_problems, sender_problems
@@ -41,9 +42,16 @@ class AccountChanges:
     from_name: str | None = None
     per_user_daily_limit: int | None = None
     smtp_bz_api_key: str | None = None
+    smtp_ca_pem: str | None = None  # '' goes back to the system's CAs
+    smtp_verify_tls: bool | None = None
 
     def problems(self) -> list[str]:
         found: list[str] = []
+        if self.smtp_ca_pem:
+            try:
+                tls_context(self.smtp_ca_pem, True)
+            except BadCertificate as exc:
+                found.append(f"--smtp-ca-file: {exc}")
         if self.smtp_port is not None and not 0 < self.smtp_port < 65536:
             found.append(f"--smtp-port: {self.smtp_port} is not a TCP port (1-65535)")
         if self.smtp_tls is not None and self.smtp_tls not in {t.value for t in SmtpTls}:
@@ -94,7 +102,10 @@ def describe_account(account: GlobalMailAccount) -> dict[str, object]:
         "from_name",
         "per_user_daily_limit",
         "smtp_bz_api_key",
+        "smtp_verify_tls",
     ):
         value = getattr(account, name)
         shown[name] = mask(value) if name in SECRET_FIELDS else value
+    pem = account.smtp_ca_pem
+    shown["smtp_ca"] = f"private CA ({len(pem)} bytes of PEM)" if pem else "the system's CAs"
     return shown

@@ -49,9 +49,11 @@ class Settings(BaseSettings):
     # A campaign's workflow continues as new past this many history events (the hard
     # limit is 51,200; short histories replay fast after a worker restart).
     continue_as_new_events: int = Field(5000, ge=200, le=40_000)
-    # A send batch that stops heartbeating this long (a crashed worker) is retried elsewhere;
-    # it must exceed the SMTP timeout, since one message may take that long.
-    send_heartbeat_timeout_seconds: int = Field(60, ge=2, le=3600)
+    # A send batch that stops heartbeating this long (a killed worker) is retried elsewhere,
+    # and its claims' lease runs this long without renewal. The batch heartbeats and renews
+    # from a background task (at least every second, a fifth of this at most), whatever
+    # SMTP is doing, so this need not exceed the SMTP timeout: 3 s at the least.
+    send_heartbeat_timeout_seconds: int = Field(20, ge=3, le=3600)
     # A recipient refused with a 4xx at RCPT (greylisting, mailbox full) is tried this many
     # times in all, each after MAILER_TRANSIENT_RETRY_DELAY_MINUTES, then failed.
     recipient_max_attempts: int = Field(3, ge=1, le=100)

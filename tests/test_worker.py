@@ -177,3 +177,19 @@ async def test_worker_stops_gracefully_on_sigterm(dev: Harness, worker_log: Path
     delivered = Counter(dev.sink.handler.recipients())
     assert len(delivered) == 200 and set(delivered.values()) == {1}
     assert "shutting down" in worker_log.read_text()
+
+
+async def test_a_slow_smtp_server_gets_each_recipient_exactly_once(dev: Harness) -> None:
+    """Every SMTP step slower than half the heartbeat timeout: the batch heartbeats from a
+    background task, so no retry runs beside it and nobody gets a message twice."""
+    campaign = dev.ready_campaign(3)
+    dev.sink.handler.step_delay_seconds = 1.6  # MAIL, RCPT, DATA: 4.8 s a message
+    async with dev.worker(send_heartbeat_timeout_seconds=3):
+        handle = await dev.start(campaign)
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 3)
+    delivered = Counter(dev.sink.handler.recipients())
+    assert len(delivered) == 3 and set(delivered.values()) == {1}, delivered
+    history = await handle.fetch_history()
+    timeouts = [e for e in history.events if e.HasField("activity_task_timed_out_event_attributes")]
+    assert timeouts == []

@@ -281,6 +281,8 @@ class CampaignWorkflow:
         if result.outcome == SendOutcome.TRANSIENT:
             self._count_transient(result.error)
             return None
+        if result.outcome == SendOutcome.STALE:
+            return None  # the attempt ran in another hour than planned: decide again now
         if result.outcome == SendOutcome.RECIPIENTS_WAITING:
             # Only recipients waiting for their 4xx retry are left: sleep until the first.
             carried.transient_until = result.retry_at or transient_retry_at(

@@ -25,7 +25,7 @@ class Limits:
     transient_retry_delay_minutes: int = 5
     send_batch_size: int = 100
     continue_as_new_events: int = 5000
-    send_heartbeat_timeout_seconds: int = 60
+    send_heartbeat_timeout_seconds: int = 20
     send_batch_max_attempts: int = 5
 
 

@@ -15,6 +15,7 @@ from workflows.contracts import Limits, Snapshot
 from workflows.states import DeferReason
 from workflows.working_hours import (
     WorkingHours,
+    hour_label,
     is_working_time,
     next_clock_hour,
     next_day_start,
@@ -76,6 +77,15 @@ def batch_allowance(snapshot: Snapshot) -> int:
 def fair_share(rate_per_hour: int, competing_campaigns: int) -> int:
     """One campaign's share of the hourly window when ``competing_campaigns`` send at once."""
     return math.ceil(rate_per_hour / max(1, competing_campaigns))
+
+
+def batch_is_stale(planned: datetime, attempt: datetime, hours: WorkingHours) -> bool:
+    """Whether a send attempt starting at ``attempt`` must not act on a plan made at
+    ``planned``: outside working hours, or in another clock hour (another rate window,
+    perhaps another day). The workflow then decides again."""
+    if not is_working_time(attempt, hours):
+        return True
+    return hour_label(attempt, hours.timezone) != hour_label(planned, hours.timezone)
 
 
 def breaker_tripped(consecutive_transient_errors: int, limits: Limits) -> bool:

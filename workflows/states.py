@@ -91,6 +91,7 @@ class SendOutcome(enum.StrEnum):
     STOPPED = "stopped"  # cancelled (pause/cancel) or worker shutdown mid-batch
     RECIPIENTS_WAITING = "recipients_waiting"  # only recipients waiting for a 4xx retry left
     SERVER_REFUSED = "server_refused"  # a run of 5xx at DATA: the server refuses the campaign
+    STALE = "stale"  # the attempt started in another hour than planned: nothing sent, re-decide
 
 
 class BatchLimit(enum.StrEnum):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from db.queries import get_account
 from mailer.accounts import AccountChanges, describe_account, set_account
-from mailer.cli.support import db_session, fail, print_fields, reports_errors
+from mailer.cli.support import db_session, fail, print_fields, reports_errors, warn
+from mailer.errors import InputError
 
 app = typer.Typer(help="The global SMTP account and its limits.", no_args_is_help=True)
 
@@ -27,6 +29,17 @@ def account_set(
         int | None, typer.Option(help="Emails per user per day; 0 = no limit.")
     ] = None,
     smtp_bz_api_key: Annotated[str | None, typer.Option()] = None,
+    smtp_ca_file: Annotated[
+        Path | None,
+        typer.Option(help="PEM file of a private CA the server's certificate is checked against."),
+    ] = None,
+    smtp_verify_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--smtp-verify-tls/--smtp-no-verify-tls",
+            help="Check the server's certificate (default). Turn off for test relays only.",
+        ),
+    ] = None,
 ) -> None:
     """Create or change the global mail account (only the options given change)."""
     changes = AccountChanges(
@@ -39,10 +52,26 @@ def account_set(
         from_name=from_name,
         per_user_daily_limit=daily_limit,
         smtp_bz_api_key=smtp_bz_api_key,
+        smtp_ca_pem=_read_ca(smtp_ca_file),
+        smtp_verify_tls=smtp_verify_tls,
     )
     with db_session() as session:
         shown = describe_account(set_account(session, changes))
+    if smtp_verify_tls is False:
+        warn("the SMTP server's TLS certificate will NOT be verified: for test relays only")
     print_fields(shown)
+
+
+def _read_ca(path: Path | None) -> str | None:
+    """The CA file's PEM text (stored in the account, so every worker has it)."""
+    if path is None:
+        return None
+    if str(path) == "":
+        return ""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError([f"--smtp-ca-file: {path}: cannot read: {exc}"]) from None
 
 
 @app.command("show")

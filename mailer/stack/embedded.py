@@ -78,10 +78,12 @@ def redis_command(stack: StackSettings) -> list[str]:
         stack.host,
         "--dir",
         str(redis_dir),
-        "--save",
-        "60 1",
+        # The hour's window must survive a restart: append-only file, synced every second
+        # (and mailer re-seeds a missing window from the send log anyway).
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "everysec",
         "--daemonize",
         "no",
     ]

@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import signal
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class SinkHandler:
     messages: list[StoredMessage] = field(default_factory=list)
     sequence: int = 0
     delay_seconds: float = 0.0  # per message, to rehearse a slow server
+    step_delay_seconds: float = 0.0  # before each MAIL, RCPT and DATA reply: a slow provider
     keep_in_memory: bool = True  # the stack's long-running sink keeps messages on disk only
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -85,9 +87,20 @@ class SinkHandler:
                 return rule
         return None
 
+    async def handle_MAIL(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.step_delay_seconds:
+            await asyncio.sleep(self.step_delay_seconds)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
+        if self.step_delay_seconds:
+            await asyncio.sleep(self.step_delay_seconds)
         rule = self._rule_for(address, "rcpt")
         if rule is not None:
             return reply(rule.code)
@@ -95,8 +108,8 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+        if self.delay_seconds or self.step_delay_seconds:
+            await asyncio.sleep(self.delay_seconds + self.step_delay_seconds)
         for address in envelope.rcpt_tos:
             rule = self._rule_for(address, "data")
             if rule is not None:
@@ -156,9 +169,12 @@ class SmtpSink:
         port: int = 0,
         credentials: tuple[str, str] | None = None,
         smtputf8: bool = False,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.handler = handler or SinkHandler()
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
+        if tls_context is not None:  # offer STARTTLS with this certificate
+            kwargs["tls_context"] = tls_context
         if credentials is not None:
             kwargs |= {
                 "authenticator": Credentials(*credentials),

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import trustme
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
@@ -396,3 +397,21 @@ def test_senders_must_be_sendable_anywhere(
     assert created.exit_code == 2 and "has a non-ASCII part before the @" in created.stderr
     idn = run("account", "set", "--from-email", "news@магазин.рф", "--smtp-host", "127.0.0.1")
     assert idn.exit_code == 0, idn.output  # an IDN domain is fine: sent as its A-label
+
+
+def test_account_takes_a_private_ca_and_refuses_a_bad_one(
+    mailer_env: dict[str, str], tmp_path: Path, engine: Engine
+) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    refused = run("account", "set", "--smtp-ca-file", str(bad))
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: --smtp-ca-file: not a PEM CA certificate")
+    assert snapshot(engine)["mailer_globalmailaccount"] == 0
+    good = tmp_path / "ca.pem"
+    good.write_bytes(trustme.CA().cert_pem.bytes())
+    assert run("account", "set", "--smtp-ca-file", str(good)).exit_code == 0
+    shown = run("account", "show").stdout
+    assert "private CA" in shown and "BEGIN CERTIFICATE" not in shown
+    unverified = run("account", "set", "--smtp-no-verify-tls")
+    assert unverified.exit_code == 0 and "will NOT be verified" in unverified.stderr

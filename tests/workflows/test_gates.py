@@ -10,11 +10,13 @@ import pytest
 from workflows.contracts import Limits, Snapshot
 from workflows.gates import (
     batch_allowance,
+    batch_is_stale,
     breaker_tripped,
     evaluate_gates,
     rate_deferral,
 )
 from workflows.states import DeferReason
+from workflows.working_hours import WorkingHours
 
 MSK = ZoneInfo("Europe/Moscow")
 
@@ -104,3 +106,12 @@ def test_transient_retry_delay() -> None:
     assert transient_retry_at(msk(7, 10), Limits(transient_retry_delay_minutes=5)) == msk(
         7, 10
     ) + timedelta(minutes=5)
+
+
+def test_a_batch_retried_in_another_hour_or_after_hours_is_stale() -> None:
+    hours = WorkingHours("Europe/Moscow", 9, 18)
+    planned = msk(7, 17, 59)
+    assert not batch_is_stale(planned, msk(7, 17, 59) + timedelta(seconds=30), hours)
+    assert batch_is_stale(planned, msk(7, 18, 0), hours)  # after hours
+    assert batch_is_stale(planned, msk(8, 9, 0), hours)  # the next morning: another window
+    assert batch_is_stale(msk(7, 10, 59), msk(7, 11, 0), hours)  # another clock hour

@@ -4,11 +4,16 @@ throttles, spam refusals, IDN and UTF-8 addresses, errors nothing classifies
 
 from __future__ import annotations
 
+import logging
+import ssl
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 
 import pytest
+import redis as redis_lib
+import trustme
 from temporalio.testing import WorkflowEnvironment
 
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
@@ -197,3 +202,117 @@ async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
         await handle.signal("resume")
         result = await handle.result()
     assert (result.status, result.sent) == ("sent", 5)
+
+
+async def test_a_batch_retried_after_hours_sends_nothing_and_the_workflow_decides_again(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """Retries of a failing batch planned at 17:59 reach 18:00: that attempt must not send
+    on the plan of 17:59 (another day's window, after hours): it hands back to the workflow,
+    which defers until the next morning."""
+    user = harness.add_sender()
+    campaign = factories.add_campaign(harness.database_url, user, 50)
+    harness.sql_exec(
+        "ALTER TABLE mailer_sendlog ADD CONSTRAINT test_no_sends CHECK (status <> 'sent')"
+    )
+    monday_9 = next_monday_9(await time_env.get_current_time())
+    await skip_to(time_env, monday_9 + timedelta(hours=8, minutes=59))
+    async with harness.worker(send_batch_max_attempts=50):
+        handle = await harness.start(campaign)
+        await time_env.sleep(timedelta(minutes=3))  # the retries' backoff reaches 18:00
+        await wait_for(lambda: _deferred_outside_hours(handle), what="the evening deferral")
+        state = await progress(handle)
+        assert state.deferred_until == monday_9 + timedelta(days=1)
+        accepted_before_six = len(harness.sink.handler.messages)
+        harness.sql_exec("ALTER TABLE mailer_sendlog DROP CONSTRAINT test_no_sends")
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 50)
+    times = harness.sent_times(campaign)
+    assert all(
+        t.date() == (monday_9 + timedelta(days=1)).date() and 9 <= t.hour < 18 for t in times
+    )
+    # Messages the server accepted before 18:00 whose "sent" could not be committed are sent
+    # again the next morning (the ledger never learned of them), with the same Message-ID.
+    assert len(harness.sink.handler.messages) == 50 + accepted_before_six
+
+
+async def _deferred_outside_hours(handle) -> bool:  # type: ignore[no-untyped-def]
+    state = await progress(handle)
+    return state.state == "deferred" and state.defer_reason == "outside_hours"
+
+
+async def test_the_hourly_window_survives_a_redis_restart(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """Redis loses the hour's counter mid-hour (a restart): the window is seeded again from
+    the send log, so the hour never hands out a fresh set of tokens."""
+    user = harness.add_sender()
+    campaign = factories.add_campaign(harness.database_url, user, 150)
+    await monday(time_env)
+    async with harness.worker(rate_per_hour=100):
+        handle = await harness.start(campaign)
+        await wait_for(
+            lambda: harness.queue_row(campaign).get("defer_reason") == "rate_per_hour",
+            what="the full window",
+        )
+        assert len(harness.sent_times(campaign)) == 100
+        client = redis_lib.Redis.from_url(harness.settings.redis_url)
+        client.flushall()  # what a restart of a Redis that keeps nothing does
+        client.close()
+        await handle.signal("resume")  # try again within the same hour
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 150)
+    per_hour = Counter(t.replace(minute=0, second=0, microsecond=0) for t in harness.sent_times())
+    assert max(per_hour.values()) == 100, per_hour
+
+
+@pytest.fixture
+def private_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def starttls_sink(harness: Harness, private_ca: trustme.CA) -> Iterator[SmtpSink]:
+    """A relay offering STARTTLS with a certificate from a private CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    private_ca.issue_cert("127.0.0.1").configure_cert(context)
+    with SmtpSink(tls_context=context) as sink:
+        harness.sink = sink
+        yield sink
+
+
+async def test_a_private_ca_is_trusted_once_the_account_names_it(
+    time_env: WorkflowEnvironment,
+    harness: Harness,
+    starttls_sink: SmtpSink,
+    private_ca: trustme.CA,
+) -> None:
+    user = harness.add_sender(smtp_tls="starttls")
+    campaign = factories.add_campaign(harness.database_url, user, 3)
+    await monday(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        await wait_for(lambda: _paused(handle), what="the pause on an unknown CA")
+        assert "TLS certificate rejected" in (await progress(handle)).pause_reason
+        pem = private_ca.cert_pem.bytes().decode()
+        harness.sql_exec("UPDATE mailer_globalmailaccount SET smtp_ca_pem = :pem", pem=pem)
+        await handle.signal("resume")
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 3)
+    assert len(starttls_sink.handler.messages) == 3
+
+
+async def test_not_verifying_is_explicit_and_loud(
+    time_env: WorkflowEnvironment,
+    harness: Harness,
+    starttls_sink: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = harness.add_sender(smtp_tls="starttls", smtp_verify_tls=False)
+    campaign = factories.add_campaign(harness.database_url, user, 2)
+    await monday(time_env)
+    with caplog.at_level(logging.WARNING, logger="mailer.tls"):
+        async with harness.worker():
+            result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent) == ("sent", 2)
+    assert "is NOT verified" in caplog.text

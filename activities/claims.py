@@ -1,0 +1,278 @@
+"""Planning a batch: which recipients it takes, claimed for one send attempt.
+
+A batch *claims* its recipients: each row gets the attempt's token and a lease
+(``claimed_until``) that the attempt renews while it lives. Another attempt — a retry
+running beside a slow first one, or another worker — never takes a recipient under a
+live lease, so no two attempts send to one recipient; a dead attempt's lease simply runs
+out. The claims are also the reservations: the quota is taken per claim and given back
+per released claim, the creator's daily allowance counts live claims, and the quota sync
+stores the provider's number minus what is claimed (in flight).
+
+Planning takes a transaction-level advisory lock on the creator when a daily limit
+applies, so the day's count is exact without holding any lock while sending.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from activities.ledger import (
+    AccountView,
+    CampaignRefused,
+    CampaignView,
+    RecipientView,
+    _queue,
+    active_campaign_count,
+    live_claim,
+    sends_this_hour,
+    sent_today,
+)
+from db.models import (
+    SINGLETON_ID,
+    Campaign,
+    CampaignRecipient,
+    GlobalMailAccount,
+    SmtpBzQuota,
+)
+from db.queries import get_account
+from mailer.settings import Settings
+from workflows.gates import fair_share
+from workflows.states import BatchLimit, QueueStatus, RecipientStatus
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What one batch will send, claimed for one attempt."""
+
+    campaign: CampaignView
+    account: AccountView
+    recipients: list[RecipientView]
+    # Why fewer than asked were picked.
+    limited_by: BatchLimit
+    # Quota taken for this batch up front (one per claim); released claims give it back.
+    quota_reserved: int = 0
+    # With RETRY_WAIT: when the first waiting recipient may be tried again.
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The attempt claiming recipients, and how long its lease runs without renewal."""
+
+    token: str
+    lease: timedelta
+
+
+def _creator_in_flight(session: Session, campaign: Campaign) -> int:
+    """The creator's recipients claimed by live attempts and still pending (may go today)."""
+    query = (
+        select(func.count())
+        .select_from(CampaignRecipient)
+        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+        .where(CampaignRecipient.status == RecipientStatus.PENDING, live_claim())
+    )
+    if campaign.created_by_id is None:
+        query = query.where(Campaign.id == campaign.id)
+    else:
+        query = query.where(Campaign.created_by_id == campaign.created_by_id)
+    return int(session.scalar(query) or 0)
+
+
+def _lock_creator(session: Session, campaign: Campaign) -> None:
+    """Serialise planning for one creator until this transaction ends (never while sending)."""
+    owner = campaign.created_by_id if campaign.created_by_id is not None else campaign.id
+    session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"mailer:creator:{owner}"))))
+
+
+@dataclass(frozen=True)
+class _Allowance:
+    count: int
+    limited_by: BatchLimit
+
+
+def _allowance(
+    session: Session,
+    campaign: Campaign,
+    account: GlobalMailAccount,
+    quota: SmtpBzQuota | None,
+    now: datetime,
+    max_messages: int,
+    settings: Settings,
+) -> _Allowance:
+    """How many the batch may take: the quota, the creator's day, the fair share of the hour."""
+    allowed = min(max_messages, quota.emails_available if quota else 0)
+    if account.per_user_daily_limit > 0:
+        used = sent_today(session, campaign, now, settings.timezone)
+        left = account.per_user_daily_limit - used - _creator_in_flight(session, campaign)
+        allowed = min(allowed, left)
+    limited_by = BatchLimit.QUOTA_OR_DAY if allowed < max_messages else BatchLimit.NONE
+    share = fair_share(settings.rate_per_hour, active_campaign_count(session))
+    share_left = share - sends_this_hour(session, now, settings.timezone, campaign.id)
+    if share_left < allowed:
+        allowed, limited_by = share_left, BatchLimit.RATE_SHARE
+    return _Allowance(max(0, allowed), limited_by)
+
+
+def _claim_pending(
+    session: Session, campaign_id: uuid.UUID, now: datetime, limit: int, claim: Claim
+) -> list[CampaignRecipient]:
+    """Claim the next pending recipients by id: not waiting for a 4xx retry, not under
+    another attempt's live lease (rows another planner is claiming are skipped)."""
+    if limit <= 0:
+        return []
+    rows = list(
+        session.scalars(
+            select(CampaignRecipient)
+            .where(
+                CampaignRecipient.campaign_id == campaign_id,
+                CampaignRecipient.status == RecipientStatus.PENDING,
+                or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
+                or_(
+                    CampaignRecipient.claim_token.is_(None),
+                    CampaignRecipient.claimed_until <= func.now(),
+                ),
+            )
+            .order_by(CampaignRecipient.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+    if rows:
+        session.execute(
+            update(CampaignRecipient)
+            .where(CampaignRecipient.id.in_([row.id for row in rows]))
+            .values(claim_token=claim.token, claimed_until=func.now() + claim.lease)
+        )
+    return rows
+
+
+def _earliest_retry(session: Session, campaign_id: uuid.UUID) -> datetime | None:
+    """When the first recipient waiting for a 4xx retry may be tried again."""
+    return session.scalar(
+        select(func.min(CampaignRecipient.retry_after)).where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+        )
+    )
+
+
+def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
+    queue = _queue(session, campaign_id)
+    if queue is not None and queue.status != QueueStatus.PROCESSING:
+        queue.status = QueueStatus.PROCESSING
+        queue.started_at = now
+        queue.defer_reason = ""
+        queue.deferred_until = None
+
+
+def _campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:
+    return CampaignView(
+        id=campaign.id,
+        created_by_id=campaign.created_by_id,
+        subject=campaign.subject,
+        html_body=campaign.html_body,
+        text_body=campaign.text_body,
+        from_email=campaign.from_email or account.from_email,
+        from_name=campaign.from_name or account.from_name,
+    )
+
+
+def _account_view(account: GlobalMailAccount) -> AccountView:
+    return AccountView(
+        smtp_host=account.smtp_host,
+        smtp_port=account.smtp_port,
+        smtp_username=account.smtp_username,
+        smtp_password=account.smtp_password,
+        smtp_tls=account.smtp_tls,
+        from_email=account.from_email,
+        from_name=account.from_name,
+        per_user_daily_limit=account.per_user_daily_limit,
+        smtp_ca_pem=account.smtp_ca_pem,
+        smtp_verify_tls=account.smtp_verify_tls,
+    )
+
+
+def plan_batch(
+    session: Session,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    max_messages: int,
+    settings: Settings,
+    claim: Claim,
+) -> BatchPlan:
+    """Claim the recipients of the next batch for ``claim`` and reserve quota for them.
+
+    The quota row is locked while it is read and decremented, so concurrent batches never
+    take more than there is; with a daily limit the creator is locked for this transaction.
+    """
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    account = get_account(session)
+    if account is None:
+        raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    if account.per_user_daily_limit > 0:
+        _lock_creator(session, campaign)
+    quota = session.scalar(
+        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
+    )
+    allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
+    rows = _claim_pending(session, campaign_id, now, allowance.count, claim)
+    limited_by = allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE
+    retry_at = None
+    if rows:
+        if quota is not None:
+            quota.emails_available -= len(rows)
+        _mark_processing(session, campaign_id, now)
+    elif allowance.count > 0:
+        retry_at = _earliest_retry(session, campaign_id)
+        limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
+    return BatchPlan(
+        campaign=_campaign_view(campaign, account),
+        account=_account_view(account),
+        recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
+        limited_by=limited_by,
+        quota_reserved=len(rows) if quota is not None else 0,
+        retry_at=retry_at,
+    )
+
+
+_RELEASE = text(
+    """
+    WITH released AS (
+        UPDATE mailer_campaignrecipient
+           SET claim_token = NULL, claimed_until = NULL
+         WHERE claim_token = :token AND NOT (id = ANY(:keep))
+     RETURNING id
+    )
+    UPDATE mailer_smtpbzquota
+       SET emails_available = emails_available + (SELECT count(*) FROM released)
+     WHERE id = 1
+    """
+)
+
+
+def release_claims(engine: Engine, token: str, *, keep: list[int]) -> None:
+    """The batch is over: its claims end and their quota comes back, in one transaction.
+
+    Sent recipients settled their claim when they were recorded. ``keep`` are recipients
+    the server accepted whose "sent" could not be recorded: their quota stays taken and
+    their claim runs out with its lease.
+    """
+    with engine.begin() as conn:
+        conn.execute(_RELEASE, {"token": token, "keep": keep})
+
+
+def renew_claims(conn: Connection, token: str, lease: timedelta) -> None:
+    """Extend the lease of every recipient ``token`` holds (the attempt is alive)."""
+    conn.execute(
+        update(CampaignRecipient)
+        .where(CampaignRecipient.claim_token == token)
+        .values(claimed_until=func.now() + lease)
+    )
+    conn.commit()
