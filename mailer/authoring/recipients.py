@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ MAX_LISTED_INVALID = 20
 FALLBACK_ENCODING = "cp1251"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     email: str
     name: str
@@ -50,13 +49,18 @@ class RecipientList:
     merged_duplicates: int = 0
 
 
-def _decode(path: Path, data: bytes, encoding: str) -> str:
+def _codec_name(encoding: str) -> str:
     try:
         codec = codecs.lookup(encoding)
     except LookupError:
         raise InputError([f"--encoding: unknown encoding {encoding!r}"]) from None
     # A UTF-8 BOM (Excel adds one) is not part of the data.
-    name = "utf-8-sig" if codec.name == "utf-8" else codec.name
+    return "utf-8-sig" if codec.name == "utf-8" else codec.name
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    name = _codec_name(encoding)
+    codec = codecs.lookup(encoding)
     try:
         return data.decode(name)
     except UnicodeDecodeError as exc:
@@ -78,22 +82,30 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
 DEFAULT_MAX_FILE_MB = 50
 
 
-def read_text(path: Path, encoding: str = "utf-8", *, max_mb: int = DEFAULT_MAX_FILE_MB) -> str:
-    """The file's text, or an :class:`InputError` that says what is wrong with it."""
+def _check_file(path: Path, max_mb: int) -> None:
+    """A readable file within the size limit, or an :class:`InputError` saying why not."""
     try:
+        if path.is_dir():
+            raise InputError([f"{path}: is a directory, not a file"])
         size = path.stat().st_size
-        if size > max_mb * 1024 * 1024 and path.is_file():
-            raise InputError(
-                [
-                    f"{path}: {size / 1024 / 1024:.1f} MB, more than the "
-                    f"{max_mb} MB allowed (MAILER_MAX_RECIPIENTS_FILE_MB)"
-                ]
-            )
-        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError([f"{path}: no such file"]) from None
-    except IsADirectoryError:
-        raise InputError([f"{path}: is a directory, not a file"]) from None
+    except OSError as exc:
+        raise InputError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if size > max_mb * 1024 * 1024:
+        raise InputError(
+            [
+                f"{path}: {size / 1024 / 1024:.1f} MB, more than the "
+                f"{max_mb} MB allowed (MAILER_MAX_RECIPIENTS_FILE_MB)"
+            ]
+        )
+
+
+def read_text(path: Path, encoding: str = "utf-8", *, max_mb: int = DEFAULT_MAX_FILE_MB) -> str:
+    """The file's text, or an :class:`InputError` that says what is wrong with it."""
+    _check_file(path, max_mb)
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     return _decode(path, data, encoding)
@@ -147,16 +159,29 @@ def parse_recipients(
     max_recipients: int,
     max_file_mb: int = DEFAULT_MAX_FILE_MB,
 ) -> RecipientList:
-    """Read and validate ``path``, collecting every problem in the result."""
+    """Read and validate ``path``, collecting every problem in the result.
+
+    The file is read as a stream, so memory follows the recipients kept, not the file.
+    """
     try:
-        text = read_text(path, encoding, max_mb=max_file_mb)
+        _check_file(path, max_file_mb)
+        with path.open(encoding=_codec_name(encoding), newline="") as stream:
+            reader = csv.reader(stream)
+            header = _read_header(path, reader)
+            if isinstance(header, list):
+                return RecipientList(problems=header)
+            rows = _read_rows(path, reader, header)
+    except UnicodeDecodeError:
+        # Read the bytes once more for the line, the byte and a hint at the encoding.
+        try:
+            read_text(path, encoding, max_mb=max_file_mb)
+        except InputError as exc:
+            return RecipientList(problems=exc.problems)
+        raise
     except InputError as exc:
         return RecipientList(problems=exc.problems)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = _read_header(path, reader)
-    if isinstance(header, list):
-        return RecipientList(problems=header)
-    rows = _read_rows(path, reader, header)
+    except OSError as exc:
+        return RecipientList(problems=[f"{path}: cannot read: {exc.strerror or exc}"])
     return _result(path, header, rows, skip_invalid=skip_invalid, max_recipients=max_recipients)
 
 
