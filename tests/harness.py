@@ -39,6 +39,15 @@ def next_monday_9(after: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, 9, 0, tzinfo=MSK)
 
 
+async def skip_to_monday_9(env: WorkflowEnvironment) -> None:
+    """Advance the time-skipping server to the next Monday 09:00 Moscow time."""
+    await skip_to(env, next_monday_9(await env.get_current_time()))
+
+
+async def state_is(handle: WorkflowHandle[CampaignWorkflow, CampaignResult], state: str) -> bool:
+    return (await handle.query(CampaignWorkflow.progress)).state == state
+
+
 async def skip_to(env: WorkflowEnvironment, when: datetime) -> None:
     """Advance the time-skipping server's clock to ``when``."""
     now = await env.get_current_time()

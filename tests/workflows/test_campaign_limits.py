@@ -14,18 +14,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests import factories
-from tests.harness import Harness, next_monday_9, progress, skip_to, wait_for
+from tests.harness import (
+    Harness,
+    progress,
+    skip_to_monday_9,
+    state_is,
+    wait_for,
+)
 from tests.servers import free_port
 
 LIFTED = {"rate_per_hour": 100_000}
-
-
-async def monday(time_env: WorkflowEnvironment) -> None:
-    await skip_to(time_env, next_monday_9(await time_env.get_current_time()))
-
-
-async def _state_is(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
-    return (await progress(handle)).state == state
 
 
 def sent_count(harness: Harness, campaign: str | None = None) -> int:
@@ -38,7 +36,7 @@ async def test_daily_limit_counts_all_campaigns_of_the_creator(
     user = harness.add_sender(daily_limit=250)
     first = factories.add_campaign(harness.database_url, user, 300)
     second = factories.add_campaign(harness.database_url, user, 300)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(first), await harness.start(second)]
         results = [await handle.result() for handle in handles]
@@ -56,7 +54,7 @@ async def test_quota_stops_sending_and_refill_with_wake_resumes(
     user = harness.add_sender(quota=150)
     harness.stub.account.quota = 0  # the provider agrees: nothing left
     campaign = factories.add_campaign(harness.database_url, user, 300)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
         handle = await harness.start(campaign)
         await wait_for(
@@ -64,7 +62,7 @@ async def test_quota_stops_sending_and_refill_with_wake_resumes(
             what="quota_exhausted",
         )
         await wait_for(
-            lambda: _state_is(handle, "deferred"), what="the query to report the deferral"
+            lambda: state_is(handle, "deferred"), what="the query to report the deferral"
         )
         assert sent_count(harness, campaign) == 150
         state = await progress(handle)
@@ -85,13 +83,13 @@ async def test_transient_errors_defer_then_trip_the_breaker(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 451)]
     campaign = factories.add_campaign(harness.database_url, user, 20)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
         # Skip an hour: ten tries five minutes apart fit in it. (Awaiting the result instead
         # would skip a paused run to its timeout.)
         await time_env.sleep(timedelta(hours=1))
-        await wait_for(lambda: _state_is(handle, "paused"), what="pause")
+        await wait_for(lambda: state_is(handle, "paused"), what="pause")
         row = harness.queue_row(campaign)
         assert row["defer_reason"] == "transient_error"
         assert row["consecutive_transient_errors"] == 10
@@ -123,7 +121,7 @@ async def test_permanent_refusals_fail_those_recipients_only(
     harness.sink.handler.rules = [FailureRule("bad*@example.com", 550)]
     emails = [f"ok{i}@example.com" for i in range(8)] + [f"bad{i}@example.com" for i in range(3)]
     campaign = factories.add_campaign(harness.database_url, user, emails)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent, result.failed) == ("sent", 8, 3)
@@ -150,10 +148,10 @@ async def test_authentication_failure_pauses_at_once(
             smtp_password="wrong",
         )
         campaign = factories.add_campaign(harness.database_url, user, 5)
-        await monday(time_env)
+        await skip_to_monday_9(time_env)
         async with harness.worker():
             handle = await harness.start(campaign)
-            await wait_for(lambda: _state_is(handle, "paused"), what="pause")
+            await wait_for(lambda: state_is(handle, "paused"), what="pause")
             state = await progress(handle)
             assert "authentication" in state.pause_reason and "535" in state.pause_reason
             assert "authentication" in str(harness.queue_row(campaign)["last_error"])
@@ -171,7 +169,7 @@ async def test_pause_mid_batch_then_resume_and_cancel(
     harness.sink.handler.delay_seconds = 0.02
     campaign = factories.add_campaign(harness.database_url, user, 100)
     other = factories.add_campaign(harness.database_url, user, 100)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
         handle = await harness.start(campaign)
         await wait_for(lambda: sent_count(harness, campaign) >= 5, what="first sends")
@@ -179,7 +177,7 @@ async def test_pause_mid_batch_then_resume_and_cancel(
         await wait_for(
             lambda: harness.queue_row(campaign).get("campaign_status") == "paused", what="pause"
         )
-        await wait_for(lambda: _state_is(handle, "paused"), what="the query to report the pause")
+        await wait_for(lambda: state_is(handle, "paused"), what="the query to report the pause")
         at_pause = sent_count(harness, campaign)
         assert at_pause < 100, "the pause did not stop the batch"
         await asyncio.sleep(0.5)  # nothing may be sent while paused
@@ -212,7 +210,7 @@ async def test_redis_down_fails_open_and_logs(
 ) -> None:
     user = harness.add_sender()
     campaign = factories.add_campaign(harness.database_url, user, 30)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     caplog.set_level(logging.ERROR, logger="mailer.ratelimit")
     async with harness.worker(redis_url=f"redis://127.0.0.1:{free_port()}/0"):
         result = await (await harness.start(campaign)).result()
@@ -226,7 +224,7 @@ async def test_three_campaigns_share_the_hourly_window_fairly(
 ) -> None:
     users = [harness.add_sender() for _ in range(3)]
     campaigns = [factories.add_campaign(harness.database_url, u, 400) for u in users]
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(c) for c in campaigns]
         results = [await h.result() for h in handles]
@@ -244,7 +242,7 @@ async def test_start_is_validated_inside_the_workflow(
 ) -> None:
     user = harness.add_sender()
     url = harness.database_url
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(throttle_campaign_start_per_hour=2, max_campaign_recipients=50):
         big = factories.add_campaign(url, user, 51)
         with pytest.raises(WorkflowFailureError) as too_big:

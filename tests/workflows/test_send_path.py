@@ -18,11 +18,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests import factories
-from tests.harness import Harness, next_monday_9, progress, skip_to, wait_for
-
-
-async def monday(time_env: WorkflowEnvironment) -> None:
-    await skip_to(time_env, next_monday_9(await time_env.get_current_time()))
+from tests.harness import (
+    Harness,
+    next_monday_9,
+    progress,
+    skip_to,
+    skip_to_monday_9,
+    state_is,
+    wait_for,
+)
 
 
 def recipient_rows(harness: Harness, campaign: str) -> dict[str, tuple[object, ...]]:
@@ -42,7 +46,7 @@ async def test_a_greylisted_recipient_waits_alone_and_is_sent_later(
     emails[0] = "grey@example.com"  # first by id: once it blocked every batch
     harness.sink.handler.rules = [FailureRule("grey@example.com", 451, times=1)]
     campaign = factories.add_campaign(harness.database_url, user, emails)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_size=10):
         handle = await harness.start(campaign)
         result = await handle.result()
@@ -65,7 +69,7 @@ async def test_a_full_mailbox_fails_after_its_attempts_and_the_campaign_ends(
     harness.sink.handler.rules = [FailureRule("full@example.com", 452)]
     emails = ["full@example.com"] + [f"ok{i}@example.com" for i in range(5)]
     campaign = factories.add_campaign(harness.database_url, user, emails)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(recipient_max_attempts=3):
         result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent, result.failed) == ("sent", 5, 1)
@@ -80,7 +84,7 @@ async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 450)]
     campaign = factories.add_campaign(harness.database_url, user, 10)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
         await wait_for(
@@ -104,10 +108,10 @@ async def test_a_run_of_5xx_at_data_pauses_instead_of_failing_the_list(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 554, stage="data")]
     campaign = factories.add_campaign(harness.database_url, user, 30)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(circuit_breaker_threshold=5):
         handle = await harness.start(campaign)
-        await wait_for(lambda: _paused(handle), what="the pause")
+        await wait_for(lambda: state_is(handle, "paused"), what="the pause")
         state = await progress(handle)
         assert state.pause_reason.startswith("refused by the server: data: 554")
         assert "5 different recipients refused in a row" in state.pause_reason
@@ -126,14 +130,10 @@ async def test_some_5xx_at_data_fail_only_those_recipients(
     harness.sink.handler.rules = [FailureRule("spam*@example.com", 554, stage="data")]
     emails = [f"spam{i}@example.com" if i % 4 == 0 else f"ok{i}@example.com" for i in range(20)]
     campaign = factories.add_campaign(harness.database_url, user, emails)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(circuit_breaker_threshold=3):
         result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent, result.failed) == ("sent", 15, 5)
-
-
-async def _paused(handle) -> bool:  # type: ignore[no-untyped-def]
-    return (await progress(handle)).state == "paused"
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ async def test_idn_domains_go_as_a_labels_and_utf8_local_parts_need_smtputf8(
 ) -> None:
     user = harness.add_sender()  # the default sink does not offer SMTPUTF8
     campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent, result.failed) == ("sent", 2, 1)
@@ -169,7 +169,7 @@ async def test_utf8_addresses_are_sent_over_smtputf8(
 ) -> None:
     user = harness.add_sender()
     campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent, result.failed) == ("sent", 3, 0)
@@ -188,11 +188,11 @@ async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
     harness.sql_exec(
         "ALTER TABLE mailer_sendlog ADD CONSTRAINT test_no_sends CHECK (status <> 'sent')"
     )
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_max_attempts=2, circuit_breaker_threshold=2):
         handle = await harness.start(campaign)
         await time_env.sleep(timedelta(minutes=30))
-        await wait_for(lambda: _paused(handle), what="the breaker", timeout=60)
+        await wait_for(lambda: state_is(handle, "paused"), what="the breaker", timeout=60)
         state = await progress(handle)
         assert state.pause_reason.startswith("circuit breaker: 2")
         assert "send batch failed 2 times" in state.pause_reason
@@ -248,7 +248,7 @@ async def test_the_hourly_window_survives_a_redis_restart(
     the send log, so the hour never hands out a fresh set of tokens."""
     user = harness.add_sender()
     campaign = factories.add_campaign(harness.database_url, user, 150)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker(rate_per_hour=100):
         handle = await harness.start(campaign)
         await wait_for(
@@ -289,10 +289,10 @@ async def test_a_private_ca_is_trusted_once_the_account_names_it(
 ) -> None:
     user = harness.add_sender(smtp_tls="starttls")
     campaign = factories.add_campaign(harness.database_url, user, 3)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
-        await wait_for(lambda: _paused(handle), what="the pause on an unknown CA")
+        await wait_for(lambda: state_is(handle, "paused"), what="the pause on an unknown CA")
         assert "TLS certificate rejected" in (await progress(handle)).pause_reason
         pem = private_ca.cert_pem.bytes().decode()
         harness.sql_exec("UPDATE mailer_globalmailaccount SET smtp_ca_pem = :pem", pem=pem)
@@ -310,7 +310,7 @@ async def test_not_verifying_is_explicit_and_loud(
 ) -> None:
     user = harness.add_sender(smtp_tls="starttls", smtp_verify_tls=False)
     campaign = factories.add_campaign(harness.database_url, user, 2)
-    await monday(time_env)
+    await skip_to_monday_9(time_env)
     with caplog.at_level(logging.WARNING, logger="mailer.tls"):
         async with harness.worker():
             result = await (await harness.start(campaign)).result()
