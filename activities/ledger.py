@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -34,9 +33,7 @@ from db.queries import get_account, recipient_counts
 from mailer.settings import Settings
 from workflows.contracts import Limits, Snapshot
 from workflows.states import SELF_HELD_REASONS
-from workflows.working_hours import local_day_bounds
-
-HOUR = timedelta(hours=1)
+from workflows.working_hours import clock_hour_bounds, local_day_bounds
 
 
 class CampaignRefused(Exception):
@@ -138,11 +135,11 @@ def sends_this_hour(
 ) -> int:
     """Messages handed to the server in the clock hour of ``now`` (by one campaign, or all:
     what the Redis window of that hour counts)."""
-    hour_start = now.astimezone(ZoneInfo(timezone)).replace(minute=0, second=0, microsecond=0)
+    hour_start, hour_end = clock_hour_bounds(now, timezone)
     query = (
         select(func.count())
         .select_from(SendLog)
-        .where(SendLog.created_at >= hour_start, SendLog.created_at < hour_start + HOUR)
+        .where(SendLog.created_at >= hour_start, SendLog.created_at < hour_end)
     )
     if campaign_id is not None:
         query = query.where(SendLog.campaign_id == campaign_id)

@@ -7,7 +7,7 @@ so the time-skipping server and the simulator exercise exactly this code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 RATE_WINDOW_PREFIX = "crm:mailer:rate:hour:"
@@ -61,10 +61,18 @@ def next_day_start(now: datetime, hours: WorkingHours) -> datetime:
     return _at_hour(_local(now, zone) + timedelta(days=1), hours.start, zone)
 
 
+def clock_hour_bounds(now: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the local clock hour containing ``now``: one real hour apart
+    even across a DST change (Python adds and subtracts wall-clock time within one zone,
+    so the arithmetic is done in UTC)."""
+    start = _local(now, ZoneInfo(timezone)).replace(minute=0, second=0, microsecond=0)
+    start_utc = start.astimezone(UTC)
+    return start_utc, start_utc + timedelta(hours=1)
+
+
 def next_clock_hour(now: datetime, timezone: str) -> datetime:
-    """The start of the next clock hour (the rate window's resume time)."""
-    local = _local(now, ZoneInfo(timezone))
-    return local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    """The start of the next clock hour (the rate window's resume time), local time."""
+    return clock_hour_bounds(now, timezone)[1].astimezone(ZoneInfo(timezone))
 
 
 def local_day_bounds(now: datetime, timezone: str) -> tuple[datetime, datetime]:
@@ -77,8 +85,13 @@ def local_day_bounds(now: datetime, timezone: str) -> tuple[datetime, datetime]:
 
 
 def hour_label(now: datetime, timezone: str) -> str:
-    """``YYYY-MM-DD:HH`` of the local clock hour containing ``now`` (Redis key suffixes)."""
-    return f"{_local(now, ZoneInfo(timezone)):%Y-%m-%d:%H}"
+    """``YYYY-MM-DD:HH`` of the local clock hour containing ``now`` (Redis key suffixes).
+
+    When clocks go back, the repeated hour is a different hour with a window of its own:
+    its second occurrence is labelled ``YYYY-MM-DD:HH+1`` (the seed's format otherwise).
+    """
+    local = _local(now, ZoneInfo(timezone))
+    return f"{local:%Y-%m-%d:%H}" + ("+1" if local.fold else "")
 
 
 def rate_window_key(now: datetime, timezone: str) -> str:

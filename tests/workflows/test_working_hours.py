@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from workflows.working_hours import (
     WorkingHours,
+    clock_hour_bounds,
     is_working_time,
     local_day_bounds,
     next_clock_hour,
@@ -60,3 +61,28 @@ def test_local_day_bounds() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError):
         is_working_time(datetime(2026, 12, 7, 10), HOURS)
+
+
+BERLIN = "Europe/Berlin"  # a zone with DST: 2026-10-25 03:00 CEST → 02:00 CET
+
+
+def test_next_clock_hour_is_one_real_hour_later_across_dst() -> None:
+    first_two = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    second_two = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET, the repeated hour
+    assert next_clock_hour(first_two, BERLIN).astimezone(UTC) == datetime(
+        2026, 10, 25, 1, tzinfo=UTC
+    )
+    assert next_clock_hour(second_two, BERLIN).astimezone(UTC) == datetime(
+        2026, 10, 25, 2, tzinfo=UTC
+    )
+    spring = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # 01:30 CET; 02:00 does not exist
+    assert next_clock_hour(spring, BERLIN).astimezone(UTC) == datetime(2026, 3, 29, 1, tzinfo=UTC)
+    start, end = clock_hour_bounds(first_two, BERLIN)
+    assert end - start == timedelta(hours=1)
+
+
+def test_the_repeated_hour_has_a_window_of_its_own() -> None:
+    first_two = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    second_two = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert rate_window_key(first_two, BERLIN) == "crm:mailer:rate:hour:2026-10-25:02"
+    assert rate_window_key(second_two, BERLIN) == "crm:mailer:rate:hour:2026-10-25:02+1"
