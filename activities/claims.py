@@ -42,7 +42,7 @@ from db.models import (
 from db.queries import get_account
 from mailer.settings import Settings
 from workflows.gates import fair_share
-from workflows.states import BatchLimit, QueueStatus, RecipientStatus
+from workflows.states import BatchLimit, CampaignStatus, QueueStatus, RecipientStatus
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,13 @@ def plan_batch(
     account = get_account(session)
     if account is None:
         raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    if campaign.status != CampaignStatus.SENDING:  # paused or cancelled by an operator's SQL
+        return BatchPlan(
+            campaign=_campaign_view(campaign, account),
+            account=_account_view(account),
+            recipients=[],
+            limited_by=BatchLimit.NOT_SENDING,
+        )
     if account.per_user_daily_limit > 0:
         _lock_creator(session, campaign)
     quota = session.scalar(

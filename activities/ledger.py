@@ -7,6 +7,7 @@ threads. "Now" is always a parameter (the workflow's clock), never the wall cloc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,6 +163,7 @@ def take_snapshot(
         pending=counts.pending,
         sent=counts.sent,
         failed=counts.failed,
+        campaign_status=campaign.status,
     )
 
 
@@ -226,11 +228,19 @@ def record_state(
     deferred_until: datetime | None,
     consecutive_transient_errors: int,
     last_error: str,
-) -> None:
-    """Mirror the workflow's state so the playbook's SQL tells the truth."""
-    campaign = session.get(Campaign, campaign_id)
+    expected_statuses: Sequence[str] = (),
+) -> bool:
+    """Mirror the workflow's state so the playbook's SQL tells the truth.
+
+    Compare-and-set: with ``expected_statuses``, nothing is written unless the campaign's
+    status is one of them now (the row is locked while it is read). Returns whether it
+    was written.
+    """
+    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
     if campaign is None:
-        return
+        return False
+    if expected_statuses and campaign.status not in expected_statuses:
+        return False
     campaign.status = campaign_status
     finished = campaign_status in (CampaignStatus.SENT.value, CampaignStatus.CANCELLED.value)
     if finished:
@@ -249,6 +259,14 @@ def record_state(
     queue.consecutive_transient_errors = consecutive_transient_errors
     queue.last_error = last_error
     queue.finished_at = now if finished else None
+    return True
+
+
+def campaign_status(conn: Connection, campaign_id: uuid.UUID) -> str:
+    """``mailer_campaign.status`` now ('' if the campaign is gone)."""
+    status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
+    conn.commit()
+    return status or ""
 
 
 # --- one batch -----------------------------------------------------------------------------
@@ -409,14 +427,38 @@ def campaigns_deferred_on(session: Session, reason: str) -> list[str]:
     return [str(campaign_id) for campaign_id in rows]
 
 
-def active_campaigns(session: Session) -> list[tuple[str, str, str]]:
-    """(campaign id, campaign status, queue status) of campaigns sending or paused."""
+@dataclass(frozen=True)
+class ActiveCampaign:
+    """A campaign sending or paused, with its queue row as the playbook's SQL sees it."""
+
+    campaign_id: str
+    status: str
+    queue_status: str
+    defer_reason: str
+    deferred_until: datetime | None
+    consecutive_transient_errors: int
+    last_error: str
+
+
+def active_campaigns(session: Session) -> list[ActiveCampaign]:
+    """Campaigns sending or paused, with their queue rows."""
     rows = session.execute(
-        select(Campaign.id, Campaign.status, CampaignQueue.status)
+        select(Campaign.id, Campaign.status, CampaignQueue)
         .outerjoin(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
-        .where(Campaign.status.in_((CampaignStatus.SENDING.value, CampaignStatus.PAUSED.value)))
+        .where(Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)))
     ).all()
-    return [(str(cid), status, queue or "") for cid, status, queue in rows]
+    return [
+        ActiveCampaign(
+            campaign_id=str(campaign_id),
+            status=status,
+            queue_status=queue.status if queue else "",
+            defer_reason=queue.defer_reason if queue else "",
+            deferred_until=queue.deferred_until if queue else None,
+            consecutive_transient_errors=queue.consecutive_transient_errors if queue else 0,
+            last_error=queue.last_error if queue else "",
+        )
+        for campaign_id, status, queue in rows
+    ]
 
 
 def release_processing(session: Session, campaign_id: uuid.UUID) -> None:

@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.interface import MailerActivityInterface
 from activities.ledger import (
+    ActiveCampaign,
     CampaignRefused,
     active_campaigns,
     api_key,
@@ -41,6 +42,7 @@ from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
     CampaignInput,
     CarriedState,
+    Progress,
     ReconcileInput,
     ReconcileResult,
     RecordStateInput,
@@ -54,7 +56,13 @@ from workflows.contracts import (
     SyncQuotaInput,
     SyncQuotaResult,
 )
-from workflows.states import CAMPAIGN_REFUSED, CampaignStatus, DeferReason, QueueStatus
+from workflows.states import (
+    CAMPAIGN_REFUSED,
+    CampaignStatus,
+    DeferReason,
+    QueueStatus,
+    WorkflowState,
+)
 
 log = logging.getLogger("mailer.reconcile")
 
@@ -68,15 +76,34 @@ def refusals_end_the_run() -> Iterator[None]:
         raise ApplicationError(str(refused), type=CAMPAIGN_REFUSED, non_retryable=True) from None
 
 
-async def _workflow_running(client: Client, campaign_id: str) -> bool:
-    handle = client.get_workflow_handle(workflow_id_for(campaign_id))
+async def _running_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
+    """The campaign workflow's progress, or None when it is not running."""
     try:
         description = await handle.describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
-            return False
+            return None
         raise
-    return description.status == WorkflowExecutionStatus.RUNNING
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    return await handle.query(CampaignWorkflow.progress)
+
+
+def _cleared_by_resume_sql(progress: Progress, campaign: ActiveCampaign) -> bool:
+    """The playbook's section-3 "resume" SQL empties defer_reason, deferred_until and the
+    error count of a deferred (or breaker-paused) campaign's queue row; the workflow wrote
+    them when it deferred, so an empty row under a waiting workflow is an operator's resume."""
+    row_cleared = (
+        campaign.defer_reason == ""
+        and campaign.deferred_until is None
+        and campaign.consecutive_transient_errors == 0
+        and campaign.queue_status == QueueStatus.PENDING
+    )
+    breaker_paused = (
+        progress.state == WorkflowState.PAUSED
+        and progress.defer_reason == DeferReason.TRANSIENT_ERROR
+    )
+    return row_cleared and (progress.state == WorkflowState.DEFERRED or breaker_paused)
 
 
 def attempt_token(workflow_run_id: str, activity_id: str, attempt: int) -> str:
@@ -163,47 +190,70 @@ class MailerActivities(MailerActivityInterface):
 
     @activity.defn
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
-        """Restart campaigns the database says are active but Temporal does not run."""
+        """Repair drift between the tables and Temporal (see :mod:`workflows.maintenance`)."""
         client = self.client
         if client is None:
             raise ApplicationError("reconcile needs a Temporal client", non_retryable=True)
         url = self.settings.sqlalchemy_url
 
-        def active() -> list[tuple[str, str, str]]:
+        def active() -> list[ActiveCampaign]:
             with session_scope(url) as session:
                 return active_campaigns(session)
 
-        def unstick(campaign_id: str) -> None:
-            with session_scope(url) as session:
-                release_processing(session, uuid.UUID(campaign_id))
-
-        restarted: list[str] = []
-        unstuck: list[str] = []
-        for campaign_id, status, queue_status in await asyncio.to_thread(active):
-            if await _workflow_running(client, campaign_id):
-                continue
-            if queue_status == QueueStatus.PROCESSING:
-                await asyncio.to_thread(unstick, campaign_id)
-                unstuck.append(campaign_id)
-            carried = (
-                CarriedState(paused=True, pause_reason="paused (restored by reconcile)")
-                if status == CampaignStatus.PAUSED
-                else None
-            )
-            try:
-                await client.start_workflow(
-                    CampaignWorkflow.run,
-                    CampaignInput(campaign_id, carried),
-                    id=workflow_id_for(campaign_id),
-                    task_queue=activity.info().task_queue,
+        result = ReconcileResult(restarted=[], unstuck=[], resumed=[])
+        for campaign in await asyncio.to_thread(active):
+            handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
+            progress = await _running_progress(handle)
+            if progress is None:
+                await self._restart(client, campaign, result)
+            elif _cleared_by_resume_sql(progress, campaign):
+                await handle.signal(CampaignWorkflow.resume)
+                result.resumed.append(campaign.campaign_id)
+                log.warning(
+                    "reconcile: campaign %s: its queue row was cleared (the playbook's resume "
+                    "SQL); resumed",
+                    campaign.campaign_id,
                 )
-            except WorkflowAlreadyStartedError:
-                continue
-            restarted.append(campaign_id)
-            log.warning(
-                "reconcile: campaign %s was %s with no workflow; restarted", campaign_id, status
+        return result
+
+    async def _restart(
+        self, client: Client, campaign: ActiveCampaign, result: ReconcileResult
+    ) -> None:
+        """A new run for a campaign whose workflow is gone (terminated), keeping its pause:
+        reason, defer reason and error count. The run's own writes are compare-and-set, so
+        a campaign cancelled meanwhile stays cancelled."""
+        if campaign.queue_status == QueueStatus.PROCESSING:
+
+            def unstick() -> None:
+                with session_scope(self.settings.sqlalchemy_url) as session:
+                    release_processing(session, uuid.UUID(campaign.campaign_id))
+
+            await asyncio.to_thread(unstick)
+            result.unstuck.append(campaign.campaign_id)
+        carried = None
+        if campaign.status == CampaignStatus.PAUSED:
+            carried = CarriedState(
+                paused=True,
+                pause_reason=campaign.last_error or "paused (restored by reconcile)",
+                paused_defer_reason=campaign.defer_reason,
+                consecutive_transient_errors=campaign.consecutive_transient_errors,
+                last_error=campaign.last_error,
             )
-        return ReconcileResult(restarted=restarted, unstuck=unstuck)
+        try:
+            await client.start_workflow(
+                CampaignWorkflow.run,
+                CampaignInput(campaign.campaign_id, carried),
+                id=workflow_id_for(campaign.campaign_id),
+                task_queue=activity.info().task_queue,
+            )
+        except WorkflowAlreadyStartedError:
+            return
+        result.restarted.append(campaign.campaign_id)
+        log.warning(
+            "reconcile: campaign %s was %s with no workflow; restarted",
+            campaign.campaign_id,
+            campaign.status,
+        )
 
     async def _sync_quota(self, request: SnapshotInput) -> str:
         url = self.settings.sqlalchemy_url
@@ -247,7 +297,7 @@ class MailerActivities(MailerActivityInterface):
         """Mirror a state change into mailer_campaign / mailer_campaignqueue."""
         campaign_id = uuid.UUID(request.campaign_id)
         with session_scope(self.settings.sqlalchemy_url) as session:
-            record_state(
+            applied = record_state(
                 session,
                 campaign_id,
                 request.now,
@@ -257,7 +307,8 @@ class MailerActivities(MailerActivityInterface):
                 deferred_until=request.deferred_until,
                 consecutive_transient_errors=request.consecutive_transient_errors,
                 last_error=request.last_error,
+                expected_statuses=request.expected_statuses,
             )
             session.flush()
             snapshot = take_snapshot(session, campaign_id, request.now, self.settings)
-        return RecordStateResult(snapshot=snapshot)
+        return RecordStateResult(snapshot=snapshot, applied=applied)

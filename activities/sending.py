@@ -27,6 +27,7 @@ from activities.ledger import (
     AccountView,
     RecipientView,
     Refusal,
+    campaign_status,
     record_deferred,
     record_failed,
     record_sent,
@@ -41,7 +42,7 @@ from db.engine import session_scope
 from mailer.settings import Settings
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
 from workflows.gates import batch_is_stale
-from workflows.states import BatchLimit, SendOutcome
+from workflows.states import BatchLimit, CampaignStatus, SendOutcome
 from workflows.working_hours import WorkingHours
 
 log = logging.getLogger("mailer.sending")
@@ -86,6 +87,7 @@ class _Tally:
     accepted: int = 0  # the server's 250, recorded or not
     unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
     lease_lost: bool = False
+    campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
     sent: int = 0
     failed: int = 0
     deferred: int = 0
@@ -159,7 +161,7 @@ class BatchSender:
         batch = await _finish_even_if_cancelled(
             self._db(plan), undo=lambda _: self._release(claim, [])
         )
-        keepalive = asyncio.create_task(self._keep_alive(claim, hooks, tally))
+        keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
             return await self._send_planned(batch, hooks, tally)
         finally:
@@ -181,9 +183,13 @@ class BatchSender:
     async def _release(self, claim: Claim, keep: list[int]) -> None:
         await self._db(partial(release_claims, self.engine, claim.token, keep=list(keep)))
 
-    async def _keep_alive(self, claim: Claim, hooks: BatchHooks, tally: _Tally) -> None:
+    async def _keep_alive(
+        self, claim: Claim, campaign_id: uuid.UUID, hooks: BatchHooks, tally: _Tally
+    ) -> None:
         """Heartbeat and renew the claims' lease on a clock of their own, so a slow SMTP
-        exchange never looks like a dead worker (and never lets the lease run out)."""
+        exchange never looks like a dead worker (and never lets the lease run out); and
+        watch the campaign's row, so an operator's SQL pause stops the batch between
+        messages."""
         interval = min(KEEPALIVE_SECONDS, claim.lease.total_seconds() / 5)
         renew_every = claim.lease.total_seconds() / 3
         conn = await self._db(self.engine.connect)
@@ -192,6 +198,8 @@ class BatchSender:
             while True:
                 await asyncio.sleep(interval)
                 hooks.heartbeat(tally.sent, tally.failed)
+                status = await self._db(partial(campaign_status, conn, campaign_id))
+                tally.campaign_halted = status != CampaignStatus.SENDING
                 if time.monotonic() - last_renewal >= renew_every:
                     await self._db(partial(renew_claims, conn, claim.token, claim.lease))
                     last_renewal = time.monotonic()
@@ -206,6 +214,8 @@ class BatchSender:
         self, batch: BatchPlan, hooks: BatchHooks, tally: _Tally
     ) -> SendOutcome:
         if not batch.recipients:
+            if batch.limited_by == BatchLimit.NOT_SENDING:
+                return SendOutcome.STOPPED
             if batch.limited_by == BatchLimit.RETRY_WAIT:
                 tally.retry_at = batch.retry_at
                 return SendOutcome.RECIPIENTS_WAITING
@@ -294,7 +304,7 @@ class BatchSender:
                 if tally.lease_lost:
                     tally.failure = LEASE_LOST
                     return
-                if hooks.should_stop():
+                if hooks.should_stop() or tally.campaign_halted:
                     tally.stopped = True
                     return
                 # The message in flight finishes and is recorded even if we are cancelled.

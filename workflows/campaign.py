@@ -9,7 +9,9 @@ activity), the search attributes and the Web UI's details.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import enum
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,10 +56,28 @@ with workflow.unsafe.imports_passed_through():
         DeferReason,
         QueueStatus,
         SendOutcome,
+        Signal,
         WorkflowState,
     )
 
 WORKFLOW_ID_PREFIX = "campaign-"
+PAUSED_IN_DATABASE = "paused in the database"
+
+
+class Waiting(enum.Enum):
+    NOTHING = "nothing"
+    SLEEP = "sleep"  # deferred: resume and wake act
+    PAUSED = "paused"  # paused: resume acts
+
+
+def signal_acts(signal: Signal, waiting: Waiting) -> bool:
+    """Whether ``resume`` or ``wake`` acts now. Each is used where the loop waits; one that
+    arrives while an activity runs is dropped, not kept to undo the next breaker or 535
+    pause or skip the next sleep."""
+    if signal == Signal.WAKE:
+        return waiting == Waiting.SLEEP
+    return waiting != Waiting.NOTHING
+
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # If a batch reported "blocked" but the gates see nothing blocking (a race with another
@@ -85,6 +105,8 @@ class CampaignWorkflow:
         # quota is checked with the provider once before the campaign defers on it.
         self._quota_synced = False
         self._published: dict[str, object] = {}
+        # Where the loop waits for a signal now: resume and wake act only there.
+        self._waiting = Waiting.NOTHING
 
     # --- signals and query -------------------------------------------------------------
 
@@ -98,11 +120,11 @@ class CampaignWorkflow:
 
     @workflow.signal
     def resume(self) -> None:
-        """Clear a pause or deferral and the error count; re-evaluate at once."""
-        if (
-            self._state not in (WorkflowState.PAUSED, WorkflowState.DEFERRED)
-            and not self._carried.paused
-        ):
+        """Clear a pause or deferral and the error count; re-evaluate at once.
+
+        Acts only while the campaign waits (deferred or paused): a resume that arrives while
+        an activity runs is not kept to undo a later pause or skip a later sleep."""
+        if not signal_acts(Signal.RESUME, self._waiting):
             workflow.logger.info("campaign %s: resume ignored (%s)", self._campaign_id, self._state)
             return
         self._resume_requested = True
@@ -118,7 +140,7 @@ class CampaignWorkflow:
     @workflow.signal
     def wake(self) -> None:
         """Re-evaluate a deferral now (sent by the quota sync when quota comes back)."""
-        if self._state != WorkflowState.DEFERRED:
+        if not signal_acts(Signal.WAKE, self._waiting):
             return
         self._wake_requested = True
 
@@ -148,6 +170,18 @@ class CampaignWorkflow:
 
     @workflow.run
     async def run(self, request: CampaignInput) -> CampaignResult:
+        try:
+            return await self._run(request)
+        except asyncio.CancelledError:
+            # Cancelled through Temporal (the Web UI, `temporal workflow cancel`): record it
+            # in the tables and the search attributes, then end as cancelled. (Activities
+            # still run once the cancellation has been caught.)
+            workflow.logger.warning("campaign %s: cancelled through Temporal", self._campaign_id)
+            if self._snapshot is not None:
+                await self._finish(WorkflowState.CANCELLED)
+            raise
+
+    async def _run(self, request: CampaignInput) -> CampaignResult:
         self._campaign_id = request.campaign_id
         if request.carried is None:
             self._snapshot = await self._start()
@@ -159,6 +193,9 @@ class CampaignWorkflow:
         while True:
             if self._cancel_requested:
                 return await self._finish(WorkflowState.CANCELLED)
+            finished_in_table = self._honour_the_table()
+            if finished_in_table is not None:
+                return await self._finish(finished_in_table)
             if self._pause_requested:
                 self._pause_requested = False
                 self._carried = replace(
@@ -194,6 +231,25 @@ class CampaignWorkflow:
                 deferral = await self._send_batch(now, batch_allowance(snapshot))
             if deferral is not None:
                 await self._sleep(deferral)
+
+    def _honour_the_table(self) -> WorkflowState | None:
+        """An operator's SQL wins: ``paused`` in mailer_campaign pauses the campaign (the
+        playbook's runbook); ``cancelled`` ends it. Returns the state to finish in, if any."""
+        status = self._current_snapshot().campaign_status
+        if status == CampaignStatus.CANCELLED:
+            return WorkflowState.CANCELLED
+        if status == CampaignStatus.SENT:
+            return WorkflowState.SENT
+        if status == CampaignStatus.PAUSED and not self._carried.paused:
+            workflow.logger.warning("campaign %s: paused in the database", self._campaign_id)
+            self._carried = replace(
+                self._carried,
+                paused=True,
+                pause_reason=PAUSED_IN_DATABASE,
+                paused_defer_reason="",
+                consecutive_transient_errors=0,
+            )
+        return None
 
     def _current_snapshot(self) -> Snapshot:
         assert self._snapshot is not None
@@ -322,12 +378,16 @@ class CampaignWorkflow:
     async def _sleep(self, deferral: Deferral) -> None:
         """Defer until ``deferral.until``, waking early on any signal."""
         self._deferral = deferral
-        await self._record(
+        recorded = await self._record(
             CampaignStatus.SENDING,
             QueueStatus.PENDING,
             defer_reason=deferral.reason,
             deferred_until=deferral.until,
+            expected=(CampaignStatus.SENDING,),
         )
+        if not recorded:  # an operator changed the campaign's row: the loop honours it
+            self._deferral = None
+            return
         await self._publish(WorkflowState.DEFERRED)
         workflow.logger.info(
             "campaign %s: deferred (%s) until %s",
@@ -337,8 +397,10 @@ class CampaignWorkflow:
         )
         delay = max(timedelta(0), deferral.until - workflow.now())
         # A timeout means the deferral ran out: re-evaluate.
+        self._waiting = Waiting.SLEEP
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(self._interrupted, timeout=delay)
+        self._waiting = Waiting.NOTHING
         self._wake_requested = False
         if self._resume_requested:
             self._resume_requested = False
@@ -376,12 +438,17 @@ class CampaignWorkflow:
             CampaignStatus.PAUSED,
             QueueStatus.PENDING,
             defer_reason=self._carried.paused_defer_reason,
+            expected=(CampaignStatus.SENDING, CampaignStatus.PAUSED),
         )
+        if self._current_snapshot().campaign_status != CampaignStatus.PAUSED:
+            return  # cancelled or finished meanwhile: the loop honours the table
         await self._publish(WorkflowState.PAUSED)
         workflow.logger.info(
             "campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason
         )
+        self._waiting = Waiting.PAUSED
         await workflow.wait_condition(lambda: self._resume_requested or self._cancel_requested)
+        self._waiting = Waiting.NOTHING
         if self._cancel_requested:
             return
         self._resume_requested = False
@@ -389,16 +456,32 @@ class CampaignWorkflow:
         self._carried.paused = False
         self._deferral = None
         self._clear_errors()
-        await self._record(CampaignStatus.SENDING, QueueStatus.PENDING)
+        # Written only over the pause: a campaign cancelled meanwhile stays cancelled.
+        await self._record(
+            CampaignStatus.SENDING, QueueStatus.PENDING, expected=(CampaignStatus.PAUSED,)
+        )
         await self._publish(WorkflowState.SENDING)
         workflow.logger.info("campaign %s: resumed", self._campaign_id)
 
     async def _finish(self, state: WorkflowState) -> CampaignResult:
         self._deferral = None
         if state == WorkflowState.SENT:
-            await self._record(CampaignStatus.SENT, QueueStatus.COMPLETED)
+            await self._record(
+                CampaignStatus.SENT,
+                QueueStatus.COMPLETED,
+                expected=(CampaignStatus.SENDING, CampaignStatus.PAUSED),
+            )
         else:
-            await self._record(CampaignStatus.CANCELLED, QueueStatus.CANCELLED)
+            await self._record(
+                CampaignStatus.CANCELLED,
+                QueueStatus.CANCELLED,
+                expected=(
+                    CampaignStatus.READY,
+                    CampaignStatus.SENDING,
+                    CampaignStatus.PAUSED,
+                    CampaignStatus.CANCELLED,
+                ),
+            )
         await self._publish(state)
         snapshot = self._current_snapshot()
         workflow.logger.info(
@@ -434,7 +517,9 @@ class CampaignWorkflow:
         *,
         defer_reason: str = "",
         deferred_until: datetime | None = None,
-    ) -> None:
+        expected: tuple[CampaignStatus, ...] = (),
+    ) -> bool:
+        """Mirror into the tables, compare-and-set on ``expected``; whether it was written."""
         result = await workflow.execute_activity_method(
             MailerActivityInterface.record_state,
             RecordStateInput(
@@ -446,11 +531,13 @@ class CampaignWorkflow:
                 deferred_until=deferred_until,
                 consecutive_transient_errors=self._carried.consecutive_transient_errors,
                 last_error=self._carried.last_error or self._carried.pause_reason,
+                expected_statuses=list(expected),
             ),
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )
         self._snapshot = result.snapshot
+        return result.applied
 
     async def _publish(self, state: WorkflowState) -> None:
         """Search attributes and the UI summary, upserted only when they change."""

@@ -6,7 +6,7 @@ They carry ids, counts and limits only: never addresses or secrets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from workflows.states import CampaignStatus, QueueStatus, SendOutcome, WorkflowState
@@ -40,6 +40,9 @@ class Snapshot:
     pending: int
     sent: int
     failed: int
+    # mailer_campaign.status as the database has it now: an operator's SQL may have changed
+    # it ('paused' by the playbook's runbook), and the workflow honours that.
+    campaign_status: str = ""
 
 
 @dataclass
@@ -95,11 +98,15 @@ class RecordStateInput:
     deferred_until: datetime | None = None
     consecutive_transient_errors: int = 0
     last_error: str = ""
+    # Compare-and-set: written only if mailer_campaign.status is one of these now, so a
+    # stale writer never overwrites an operator's decision (empty: unconditionally).
+    expected_statuses: list[CampaignStatus] = field(default_factory=list)
 
 
 @dataclass
 class RecordStateResult:
     snapshot: Snapshot
+    applied: bool = True
 
 
 @dataclass
@@ -179,3 +186,6 @@ class ReconcileResult:
 
     restarted: list[str]  # campaigns sending/paused in the DB with no running workflow
     unstuck: list[str]  # queue rows 'processing' with no live run, set back to 'pending'
+    # Deferred or breaker-paused campaigns whose queue row an operator cleared with the
+    # playbook's "resume" SQL: signalled to resume.
+    resumed: list[str] = field(default_factory=list)

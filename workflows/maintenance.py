@@ -4,8 +4,10 @@
   campaigns deferred on ``quota_exhausted`` so they do not wait for their own re-check.
 - The 5-minute reconcile repairs drift between the database and Temporal: a campaign the
   database says is sending (or paused) whose workflow is gone is started again (paused ones
-  stay paused), and a queue row left ``processing`` with no live run goes back to
-  ``pending``, as the playbook's manual SQL did.
+  stay paused, with their reason), a queue row left ``processing`` with no live run goes
+  back to ``pending``, as the playbook's manual SQL did, and a deferred or breaker-paused
+  campaign whose queue row an operator cleared with the playbook's "resume" SQL is resumed.
+  A campaign cancelled (from the Web UI, the CLI or SQL) is never restarted.
 """
 
 from __future__ import annotations
@@ -75,10 +77,11 @@ class ReconcileWorkflow:
             start_to_close_timeout=timedelta(minutes=4),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
-        if result.restarted or result.unstuck:
+        if result.restarted or result.unstuck or result.resumed:
             workflow.logger.info(
-                "reconcile: restarted %d campaigns, unstuck %d queue rows",
+                "reconcile: restarted %d campaigns, unstuck %d queue rows, resumed %d",
                 len(result.restarted),
                 len(result.unstuck),
+                len(result.resumed),
             )
         return result

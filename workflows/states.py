@@ -101,6 +101,7 @@ class BatchLimit(enum.StrEnum):
     QUOTA_OR_DAY = "quota_or_day"  # the provider's quota or the creator's daily allowance
     RATE_SHARE = "rate_share"  # this campaign's fair share of the hourly window
     RETRY_WAIT = "retry_wait"  # the pending recipients all wait for their 4xx retry time
+    NOT_SENDING = "not_sending"  # the campaign is not 'sending' in the database (an operator)
 
 
 class Signal(enum.StrEnum):

@@ -24,6 +24,10 @@ def settings(url: str) -> Settings:
 
 
 def plan(url: str, campaign: str, token: str, wanted: int = 100, lease: timedelta = LEASE):  # type: ignore[no-untyped-def]
+    with get_engine(url).begin() as conn:  # started: only a sending campaign is planned
+        conn.execute(
+            text("UPDATE mailer_campaign SET status = 'sending' WHERE id = :c"), {"c": campaign}
+        )
     with session_scope(url) as session:
         return plan_batch(
             session, uuid.UUID(campaign), NOW, wanted, settings(url), Claim(token, lease)
@@ -116,3 +120,20 @@ def test_the_daily_allowance_counts_claims_in_flight(database_url: str) -> None:
     two = factories.add_campaign(database_url, user, 8)
     assert len(plan(database_url, one, "x").recipients) == 8
     assert len(plan(database_url, two, "y").recipients) == 2  # 8 in flight for the creator
+
+
+def test_a_campaign_paused_in_the_database_is_not_planned(database_url: str) -> None:
+    user = factories.add_user(database_url)
+    factories.set_account(database_url, smtp_port=25)
+    factories.set_quota(database_url, 100)
+    campaign = factories.add_campaign(database_url, user, 5)
+    with get_engine(database_url).begin() as conn:
+        conn.execute(
+            text("UPDATE mailer_campaign SET status = 'paused' WHERE id = :c"), {"c": campaign}
+        )
+    with session_scope(database_url) as session:
+        batch = plan_batch(
+            session, uuid.UUID(campaign), NOW, 100, settings(database_url), Claim("t", LEASE)
+        )
+    assert batch.recipients == [] and batch.limited_by == "not_sending"
+    assert available(database_url) == 100

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.harness import PROJECT_ROOT
-
-# The seed's playbook lives in shared/ beside the checkout; docs/ keeps a copy for CI.
-CANDIDATES = (
-    PROJECT_ROOT.parent / "shared/seed/mailer-oncall-playbook.md",
-    PROJECT_ROOT / "docs/mailer-oncall-playbook.md",
-)
-SECTIONS = ("1", "2", "5")
-
-
-def playbook() -> str:
-    for path in CANDIDATES:
-        if path.exists():
-            return path.read_text()
-    raise AssertionError("the on-call playbook is missing")
-
-
-def sql_blocks(sections: tuple[str, ...] = SECTIONS) -> list[tuple[str, str]]:
-    """(section heading, SQL) for each ```sql block in the chosen ``## N.`` sections."""
-    blocks = []
-    for part in re.split(r"^## ", playbook(), flags=re.MULTILINE)[1:]:
-        heading = part.splitlines()[0]
-        if heading.split(".")[0] in sections:
-            blocks += [(heading, sql) for sql in re.findall(r"```sql\n(.*?)```", part, re.DOTALL)]
-    return blocks
+from tests.playbook import CANDIDATES, sql_blocks
 
 
 def test_the_copy_in_docs_matches_the_seed() -> None:

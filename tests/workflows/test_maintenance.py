@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 from tests import factories
 from tests.harness import Harness, hours_excluding_now, wait_for
 from worker import ensure_schedules
-from workflows.campaign import workflow_id_for
+from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignResult
 from workflows.maintenance import (
     QUOTA_SYNC_SCHEDULE_ID,
@@ -121,6 +121,10 @@ async def test_reconcile_restarts_campaigns_whose_workflow_is_gone(dev: Harness)
         await wait_for(
             lambda: _state(restored, "paused"), what="the paused campaign to stay paused"
         )
+        # Restored with its pause reason, not a generic one.
+        assert (await restored.query(CampaignWorkflow.progress)).pause_reason == (
+            "paused by an operator"
+        )
         again = await dev.client.execute_workflow(
             ReconcileWorkflow.run, id=f"reconcile-{uuid.uuid4().hex[:8]}", task_queue=dev.task_queue
         )
@@ -130,8 +134,6 @@ async def test_reconcile_restarts_campaigns_whose_workflow_is_gone(dev: Harness)
 
 
 async def _state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
-    from workflows.campaign import CampaignWorkflow
-
     return (await handle.query(CampaignWorkflow.progress)).state == state
 
 
