@@ -264,8 +264,17 @@ _RELEASE = text(
 )
 
 
-def release_claims(engine: Engine, token: str, *, keep: list[int]) -> None:
-    """The batch is over: its claims end and their quota comes back, in one transaction.
+_BATCH_OVER = text(
+    """
+    UPDATE mailer_campaignqueue SET status = 'pending', started_at = NULL
+     WHERE campaign_id = :campaign_id AND status = 'processing'
+    """
+)
+
+
+def release_claims(engine: Engine, token: str, *, campaign_id: uuid.UUID, keep: list[int]) -> None:
+    """The batch is over: its claims end and their quota comes back, and the queue row is
+    no longer ``processing`` (only a live attempt shows it), in one transaction.
 
     Sent recipients settled their claim when they were recorded. ``keep`` are recipients
     the server accepted whose "sent" could not be recorded: their quota stays taken and
@@ -273,6 +282,7 @@ def release_claims(engine: Engine, token: str, *, keep: list[int]) -> None:
     """
     with engine.begin() as conn:
         conn.execute(_RELEASE, {"token": token, "keep": keep})
+        conn.execute(_BATCH_OVER, {"campaign_id": campaign_id})
 
 
 def renew_claims(conn: Connection, token: str, lease: timedelta) -> None:

@@ -322,7 +322,14 @@ class CampaignWorkflow:
                 self._count_transient(f"send batch failed {attempts} times: {cause}")
             return None
         self._snapshot = result.snapshot
-        return self._after_batch(result)
+        errors_before = self._carried.consecutive_transient_errors
+        deferral = self._after_batch(result)
+        if errors_before and not self._carried.consecutive_transient_errors:
+            # Back to 0 after a success: the playbook's §1 SQL reads the count from the row.
+            await self._record(
+                CampaignStatus.SENDING, QueueStatus.PENDING, expected=(CampaignStatus.SENDING,)
+            )
+        return deferral
 
     def _after_batch(self, result: SendBatchResult) -> Deferral | None:
         carried = self._carried

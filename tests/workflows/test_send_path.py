@@ -316,3 +316,32 @@ async def test_not_verifying_is_explicit_and_loud(
             result = await (await harness.start(campaign)).result()
     assert (result.status, result.sent) == ("sent", 2)
     assert "is NOT verified" in caplog.text
+
+
+async def test_the_queue_row_tells_the_truth_while_batches_run(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """The error count is written back when a success resets it, and the row is
+    ``processing`` only while a batch runs (the playbook's §1 SQL reads both)."""
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("all", 450)]
+    harness.sink.handler.delay_seconds = 0.01
+    campaign = factories.add_campaign(harness.database_url, user, 300)
+    await skip_to_monday_9(time_env)
+    async with harness.worker(send_batch_size=10):
+        handle = await harness.start(campaign)
+        await wait_for(
+            lambda: harness.queue_row(campaign).get("consecutive_transient_errors") == 1,
+            what="the throttled batch",
+        )
+        harness.sink.handler.rules = []  # the throttle is over
+        await time_env.sleep(timedelta(minutes=6))
+        await wait_for(
+            lambda: (
+                harness.queue_row(campaign).get("consecutive_transient_errors") == 0
+                and 0 < len(harness.sent_times(campaign)) < 300
+            ),
+            what="the count written back while still sending",
+        )
+        result = await handle.result()
+    assert (result.status, result.sent) == ("sent", 300)

@@ -1,0 +1,131 @@
+"""Record histories of the current CampaignWorkflow for the replay test.
+
+``python -m tests.workflows.record_histories`` runs the production workflow and activities
+through the scenarios a running campaign can be in — deferrals, pause and resume, the
+circuit breaker, a cancel, continue-as-new — on the time-skipping server against real
+PostgreSQL, Redis and SMTP, and writes each history to ``histories/``. Re-record only after
+a change that is safe for campaigns already running (see the README: ``workflow.patched``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from mailer.stack.binaries import temporal_test_server_binary
+from mailer.stack.smtp_sink import FailureRule, SmtpSink
+from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
+from mailer.stack.throwaway import postgres_cluster, redis_server
+from tests import factories
+from tests.harness import Harness, make_settings, new_task_queue, skip_to_monday_9, state_is
+from worker import ensure_search_attributes
+from workflows.campaign import CampaignWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+Handle = WorkflowHandle[CampaignWorkflow, object]
+
+
+async def deferrals_pause_resume(harness: Harness, env: WorkflowEnvironment) -> Handle:
+    """Outside hours, then sending, paused and resumed, rate-deferred, finished."""
+    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 30)
+    async with harness.worker(rate_per_hour=20, send_batch_size=10):
+        handle = await harness.start(campaign)
+        await _until(lambda: state_is(handle, "deferred"))
+        await handle.signal(CampaignWorkflow.pause)
+        await _until(lambda: state_is(handle, "paused"))
+        await handle.signal(CampaignWorkflow.resume)
+        await handle.result()
+    return handle
+
+
+async def breaker_then_cancel(harness: Harness, env: WorkflowEnvironment) -> Handle:
+    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 10)
+    harness.sink.handler.rules = [FailureRule("all", 451)]
+    async with harness.worker(circuit_breaker_threshold=2):
+        handle = await harness.start(campaign)
+        await env.sleep(timedelta(minutes=10))
+        await _until(lambda: state_is(handle, "paused"))
+        await handle.signal(CampaignWorkflow.cancel)
+        await handle.result()
+    harness.sink.handler.rules = []
+    return handle
+
+
+async def cancelled_through_temporal(harness: Harness, env: WorkflowEnvironment) -> Handle:
+    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 5)
+    async with harness.worker(working_hours_start=9, working_hours_end=10):
+        await env.sleep(timedelta(hours=2))  # after hours: deferred
+        handle = await harness.start(campaign)
+        await _until(lambda: state_is(handle, "deferred"))
+        await handle.cancel()
+        await _until(lambda: _closed(handle))
+    return handle
+
+
+async def continue_as_new(harness: Harness, env: WorkflowEnvironment) -> Handle:
+    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 60)
+    async with harness.worker(send_batch_size=1, continue_as_new_events=200):
+        handle = await harness.start(campaign)
+        await handle.result()
+    # The first run, which ended by continuing as new.
+    first = (await handle.fetch_history()).events[0]
+    run_id = first.workflow_execution_started_event_attributes.first_execution_run_id
+    return harness.client.get_workflow_handle(handle.id, run_id=run_id)
+
+
+SCENARIOS: dict[str, Callable[[Harness, WorkflowEnvironment], Awaitable[Handle]]] = {
+    "deferrals_pause_resume": deferrals_pause_resume,
+    "breaker_then_cancel": breaker_then_cancel,
+    "cancelled_through_temporal": cancelled_through_temporal,
+    "continue_as_new": continue_as_new,
+}
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+async def _closed(handle: Handle) -> bool:
+    history = await handle.fetch_history()
+    return history.events[-1].HasField("workflow_execution_canceled_event_attributes")
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    with postgres_cluster() as cluster, redis_server() as redis:
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=temporal_test_server_binary()
+        )
+        await ensure_search_attributes(env.client, env.client.namespace)
+        stub = SmtpBzStubServer(account=StubAccount(api_key="test-key", quota=1_000_000)).start()
+        try:
+            for name, scenario in SCENARIOS.items():
+                with SmtpSink() as sink:
+                    url = cluster.new_database()
+                    harness = Harness(
+                        client=env.client,
+                        settings=make_settings(url, redis.url, stub.base_url),
+                        sink=sink,
+                        stub=stub,
+                        database_url=url,
+                        task_queue=new_task_queue(),
+                    )
+                    await skip_to_monday_9(env)
+                    handle = await scenario(harness, env)
+                    history = await handle.fetch_history()
+                    (HISTORIES / f"{name}.json").write_text(history.to_json())
+                    print(f"{name}: {len(history.events)} events")
+        finally:
+            stub.stop()
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,40 @@
+"""Recorded histories of campaigns replay on the current workflow code.
+
+A change to ``workflows/`` that would break campaigns already running (Temporal replays
+their histories on the new code) fails here. Change workflow code behind
+``workflow.patched(...)`` (or with worker versioning), then re-record with
+``python -m tests.workflows.record_histories``; see the README.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.campaign import CampaignWorkflow
+from workflows.maintenance import QuotaSyncWorkflow, ReconcileWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_the_recorded_scenarios_are_all_there() -> None:
+    names = {path.stem for path in HISTORIES}
+    assert names >= {
+        "deferrals_pause_resume",
+        "breaker_then_cancel",
+        "cancelled_through_temporal",
+        "continue_as_new",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+async def test_history_replays_on_the_current_code(path: Path) -> None:
+    data = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(f"replay-{path.stem}", data)
+    replayer = Replayer(workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow])
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
