@@ -56,7 +56,8 @@ class BatchPlan:
     limited_by: BatchLimit
     # Quota taken for this batch up front (one per claim); released claims give it back.
     quota_reserved: int = 0
-    # With RETRY_WAIT: when the first waiting recipient may be tried again.
+    # With RETRY_WAIT: when a waiting recipient may be tried again (a 4xx retry, or another
+    # attempt's claims running out).
     retry_at: datetime | None = None
 
 
@@ -151,14 +152,30 @@ def _claim_pending(
     return rows
 
 
-def _earliest_retry(session: Session, campaign_id: uuid.UUID) -> datetime | None:
-    """When the first recipient waiting for a 4xx retry may be tried again."""
-    return session.scalar(
+def _next_ready(
+    session: Session, campaign_id: uuid.UUID, now: datetime, claim: Claim
+) -> datetime | None:
+    """When a pending recipient none could be taken of now may be: the first 4xx retry
+    time, or — when the rest are claimed by another live attempt — after one lease."""
+    retry = session.scalar(
         select(func.min(CampaignRecipient.retry_after)).where(
             CampaignRecipient.campaign_id == campaign_id,
             CampaignRecipient.status == RecipientStatus.PENDING,
+            CampaignRecipient.retry_after > now,
         )
     )
+    if retry is not None:
+        return retry
+    claimed_elsewhere = session.scalar(
+        select(func.count())
+        .select_from(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+            live_claim(),
+        )
+    )
+    return now + claim.lease if claimed_elsewhere else None
 
 
 def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
@@ -237,7 +254,7 @@ def plan_batch(
             quota.emails_available -= len(rows)
         _mark_processing(session, campaign_id, now)
     elif allowance.count > 0:
-        retry_at = _earliest_retry(session, campaign_id)
+        retry_at = _next_ready(session, campaign_id, now, claim)
         limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
     return BatchPlan(
         campaign=_campaign_view(campaign, account),
@@ -254,11 +271,11 @@ _RELEASE = text(
     WITH released AS (
         UPDATE mailer_campaignrecipient
            SET claim_token = NULL, claimed_until = NULL
-         WHERE claim_token = :token AND NOT (id = ANY(:keep))
+         WHERE claim_token = :token
      RETURNING id
     )
     UPDATE mailer_smtpbzquota
-       SET emails_available = emails_available + (SELECT count(*) FROM released)
+       SET emails_available = emails_available + (SELECT count(*) FROM released) - :unrecorded
      WHERE id = 1
     """
 )
@@ -272,16 +289,17 @@ _BATCH_OVER = text(
 )
 
 
-def release_claims(engine: Engine, token: str, *, campaign_id: uuid.UUID, keep: list[int]) -> None:
+def release_claims(engine: Engine, token: str, *, campaign_id: uuid.UUID, unrecorded: int) -> None:
     """The batch is over: its claims end and their quota comes back, and the queue row is
     no longer ``processing`` (only a live attempt shows it), in one transaction.
 
-    Sent recipients settled their claim when they were recorded. ``keep`` are recipients
-    the server accepted whose "sent" could not be recorded: their quota stays taken and
-    their claim runs out with its lease.
+    Sent recipients settled their claim when they were recorded. ``unrecorded`` messages
+    the server accepted but whose "sent" could not be committed keep their quota used
+    (they stay pending: the ledger does not know they went, so they go again later, with
+    the same Message-ID).
     """
     with engine.begin() as conn:
-        conn.execute(_RELEASE, {"token": token, "keep": keep})
+        conn.execute(_RELEASE, {"token": token, "unrecorded": unrecorded})
         conn.execute(_BATCH_OVER, {"campaign_id": campaign_id})
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -36,6 +37,7 @@ from activities.ledger import (
 from activities.quota import QuotaSyncError, fetch_quota, log_sync
 from activities.ratelimit import RateLimiter, take_throttle, throttle_key
 from activities.sending import BatchHooks, BatchSender
+from activities.smtp_errors import redact_addresses
 from db.engine import get_engine, session_scope
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -68,12 +70,24 @@ log = logging.getLogger("mailer.reconcile")
 
 
 @contextmanager
-def refusals_end_the_run() -> Iterator[None]:
-    """A refused campaign is final: a non-retryable error whose message says why."""
+def activity_errors() -> Iterator[None]:
+    """What an activity's failure carries into Temporal's history and the logs.
+
+    A refused campaign is final: a non-retryable error whose message says why. A database
+    error (retried by Temporal) keeps its first line with addresses redacted: the driver's
+    DETAIL quotes the failing row, and SQLAlchemy the statement's parameters, both of
+    which may hold recipients' addresses.
+    """
     try:
         yield
     except CampaignRefused as refused:
         raise ApplicationError(str(refused), type=CAMPAIGN_REFUSED, non_retryable=True) from None
+    except SQLAlchemyError as error:
+        reason = str(error.orig) if isinstance(error, DBAPIError) and error.orig else str(error)
+        first_line = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+        raise ApplicationError(
+            f"database error: {redact_addresses(first_line)}", type=type(error).__name__
+        ) from None
 
 
 async def _running_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
@@ -135,7 +149,7 @@ class MailerActivities(MailerActivityInterface):
         """Check the campaign may start (exists, ready, size, the creator's start throttle)."""
         campaign_id = uuid.UUID(request.campaign_id)
         settings = self.settings
-        with refusals_end_the_run(), session_scope(settings.sqlalchemy_url) as session:
+        with activity_errors(), session_scope(settings.sqlalchemy_url) as session:
             campaign = start_campaign(session, campaign_id, request.now, settings)
             if campaign.status != CampaignStatus.SENDING and campaign.created_by_id is not None:
                 key = throttle_key(
@@ -170,7 +184,7 @@ class MailerActivities(MailerActivityInterface):
                 )
             return SnapshotResult(snapshot=snapshot)
 
-        with refusals_end_the_run():
+        with activity_errors():
             return await asyncio.to_thread(read)
 
     @activity.defn
@@ -289,14 +303,14 @@ class MailerActivities(MailerActivityInterface):
             # never the "now" the workflow computed before an earlier attempt.
             now=info.started_time or request.now,
         )
-        with refusals_end_the_run():
+        with activity_errors():
             return await self.sender.send_batch(request, hooks)
 
     @activity.defn
     def record_state(self, request: RecordStateInput) -> RecordStateResult:
         """Mirror a state change into mailer_campaign / mailer_campaignqueue."""
         campaign_id = uuid.UUID(request.campaign_id)
-        with session_scope(self.settings.sqlalchemy_url) as session:
+        with activity_errors(), session_scope(self.settings.sqlalchemy_url) as session:
             applied = record_state(
                 session,
                 campaign_id,

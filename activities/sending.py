@@ -159,7 +159,7 @@ class BatchSender:
         )
         plan = partial(self._plan, campaign_id, hooks.now, request.max_messages, claim)
         batch = await _finish_even_if_cancelled(
-            self._db(plan), undo=lambda _: self._release(claim, campaign_id, [])
+            self._db(plan), undo=lambda _: self._release(claim, campaign_id, 0)
         )
         keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
@@ -168,7 +168,7 @@ class BatchSender:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
-            await self._release(claim, campaign_id, tally.unrecorded)
+            await self._release(claim, campaign_id, len(tally.unrecorded))
 
     def _plan(
         self, campaign_id: uuid.UUID, now: datetime, max_messages: int, claim: Claim
@@ -180,9 +180,9 @@ class BatchSender:
         with session_scope(self.settings.sqlalchemy_url) as session:
             return sends_this_hour(session, now, self.settings.timezone)
 
-    async def _release(self, claim: Claim, campaign_id: uuid.UUID, keep: list[int]) -> None:
+    async def _release(self, claim: Claim, campaign_id: uuid.UUID, unrecorded: int) -> None:
         release = partial(
-            release_claims, self.engine, claim.token, campaign_id=campaign_id, keep=list(keep)
+            release_claims, self.engine, claim.token, campaign_id=campaign_id, unrecorded=unrecorded
         )
         await self._db(release)
 

@@ -23,6 +23,11 @@ import aiosmtplib
 ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;]+")
 
 
+def redact_addresses(text: str) -> str:
+    """``text`` with every e-mail address replaced by ``<address>``."""
+    return ADDRESS.sub("<address>", text)
+
+
 class ErrorClass(enum.StrEnum):
     TRANSIENT = "transient"
     RECIPIENT_DEFERRED = "recipient_deferred"
@@ -53,7 +58,7 @@ class SmtpFailure:
         workflow or the logs: servers quote the recipient's address in their replies."""
         code = f"{self.code} " if self.code else ""
         text = f"{self.stage.value}: {code}{self.message}".strip()
-        return ADDRESS.sub("<address>", text) if redact else text
+        return redact_addresses(text) if redact else text
 
 
 def classify_reply(stage: Stage, code: int) -> ErrorClass:

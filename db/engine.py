@@ -13,7 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 @functools.cache
 def get_engine(url: str) -> Engine:
     """A pooled engine for ``url`` (a ``postgresql+psycopg://`` URL)."""
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # hide_parameters: statement parameters (recipients' addresses) never reach an error
+    # message, so never a log line or Temporal's history.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+    )
 
 
 @contextmanager

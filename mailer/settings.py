@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,14 +89,14 @@ class Settings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
-            raise ValueError(f"expected a postgresql:// URL, got {value!r}")
+            raise ValueError("expected a postgresql:// URL")
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"expected a redis:// URL, got {value!r}")
+            raise ValueError("expected a redis:// URL")
         return value
 
     @model_validator(mode="after")
@@ -116,6 +117,14 @@ class Settings(BaseSettings):
         return self.database_url
 
 
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):[^@/]*@")
+
+
+def without_password(text: str) -> str:
+    """``text`` with any URL's password replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+
+
 def describe_validation_error(error: ValidationError) -> str:
     """One line per wrong variable, each naming the variable as the operator typed it."""
     lines = []
@@ -124,6 +133,8 @@ def describe_validation_error(error: ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if field:
             given = problem.get("input")
+            if isinstance(given, str):
+                given = without_password(given)
             shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
             lines.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
         else:

@@ -54,3 +54,12 @@ def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  #
     env_file.write_text("MAILER_RATE_PER_HOUR=42\n")
     monkeypatch.setenv("MAILER_ENV_FILES", str(env_file))
     assert load_settings().rate_per_hour == 42
+
+
+def test_a_settings_error_never_prints_a_urls_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_REDIS_URL", "http://mailer:s3cret-pw@redis.internal:6379/0")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert "MAILER_REDIS_URL" in message and "mailer:***@redis.internal" in message
+    assert "s3cret-pw" not in message

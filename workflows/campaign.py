@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_ID_PREFIX = "campaign-"
 PAUSED_IN_DATABASE = "paused in the database"
+PAUSED_BY_OPERATOR = "paused by an operator"
 
 
 class Waiting(enum.Enum):
@@ -201,7 +202,7 @@ class CampaignWorkflow:
                 self._carried = replace(
                     self._carried,
                     paused=True,
-                    pause_reason="paused by an operator",
+                    pause_reason=PAUSED_BY_OPERATOR,
                     consecutive_transient_errors=0,
                 )
             if self._carried.paused:
@@ -250,6 +251,10 @@ class CampaignWorkflow:
                 consecutive_transient_errors=0,
             )
         return None
+
+    def _paused_by_operator(self) -> bool:
+        reason = self._carried.pause_reason
+        return reason in (PAUSED_BY_OPERATOR, PAUSED_IN_DATABASE) or reason.startswith("paused")
 
     def _current_snapshot(self) -> Snapshot:
         assert self._snapshot is not None
@@ -450,9 +455,10 @@ class CampaignWorkflow:
         if self._current_snapshot().campaign_status != CampaignStatus.PAUSED:
             return  # cancelled or finished meanwhile: the loop honours the table
         await self._publish(WorkflowState.PAUSED)
-        workflow.logger.info(
-            "campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason
-        )
+        # An operator's pause is routine; one the campaign took itself (breaker, 535, TLS,
+        # the server refusing it) needs someone: a WARNING with the reason.
+        log = workflow.logger.info if self._paused_by_operator() else workflow.logger.warning
+        log("campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason)
         self._waiting = Waiting.PAUSED
         await workflow.wait_condition(lambda: self._resume_requested or self._cancel_requested)
         self._waiting = Waiting.NOTHING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,14 +22,27 @@ def account_set(
     smtp_host: Annotated[str | None, typer.Option()] = None,
     smtp_port: Annotated[int | None, typer.Option()] = None,
     smtp_username: Annotated[str | None, typer.Option()] = None,
-    smtp_password: Annotated[str | None, typer.Option()] = None,
+    smtp_password: Annotated[
+        str | None,
+        typer.Option(help="Visible in the process list and shell history: prefer the next."),
+    ] = None,
+    smtp_password_stdin: Annotated[
+        bool, typer.Option("--smtp-password-stdin", help="Read the SMTP password from stdin.")
+    ] = False,
     smtp_tls: Annotated[str | None, typer.Option(help="none, starttls or tls")] = None,
     from_email: Annotated[str | None, typer.Option()] = None,
     from_name: Annotated[str | None, typer.Option()] = None,
     daily_limit: Annotated[
         int | None, typer.Option(help="Emails per user per day; 0 = no limit.")
     ] = None,
-    smtp_bz_api_key: Annotated[str | None, typer.Option()] = None,
+    smtp_bz_api_key: Annotated[
+        str | None,
+        typer.Option(help="Visible in the process list and shell history: prefer the next."),
+    ] = None,
+    smtp_bz_api_key_stdin: Annotated[
+        bool,
+        typer.Option("--smtp-bz-api-key-stdin", help="Read the smtp.bz API key from stdin."),
+    ] = False,
     smtp_ca_file: Annotated[
         Path | None,
         typer.Option(help="PEM file of a private CA the server's certificate is checked against."),
@@ -41,7 +55,17 @@ def account_set(
         ),
     ] = None,
 ) -> None:
-    """Create or change the global mail account (only the options given change)."""
+    """Create or change the global mail account (only the options given change).
+
+    Secrets are best given on stdin (one line each, the password first):
+    ``printf '%s\\n' "$PASS" | mailer account set --smtp-password-stdin``.
+    """
+    if smtp_password is not None or smtp_bz_api_key is not None:
+        warn("a secret given as an argument is visible to other users: use --…-stdin")
+    if smtp_password_stdin:
+        smtp_password = _secret_line("--smtp-password-stdin")
+    if smtp_bz_api_key_stdin:
+        smtp_bz_api_key = _secret_line("--smtp-bz-api-key-stdin")
     changes = AccountChanges(
         smtp_host=smtp_host,
         smtp_port=smtp_port,
@@ -60,6 +84,13 @@ def account_set(
     if smtp_verify_tls is False:
         warn("the SMTP server's TLS certificate will NOT be verified: for test relays only")
     print_fields(shown)
+
+
+def _secret_line(option: str) -> str:
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise InputError([f"{option}: nothing on stdin"])
+    return line
 
 
 def _read_ca(path: Path | None) -> str | None:

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -107,7 +108,7 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
         view = campaign_status(session, parsed)
     if view is None:
         raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
-    data: dict[str, object] = jsonable(view)
+    data: dict[str, object] = jsonable(view, settings().timezone)
     if view.status in ACTIVE_CAMPAIGN_STATUSES:
         try:
             current = asyncio.run(_live(parsed))
@@ -115,7 +116,7 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
             warn(f"live state unavailable: {exc}")
             current = None
         if current is not None and current.progress is not None:
-            data["live"] = jsonable(current.progress)
+            data["live"] = jsonable(current.progress, settings().timezone)
     if as_json:
         print_json(data)
     else:
@@ -145,7 +146,8 @@ def _describe(progress: Progress) -> str:
     if progress.defer_reason:
         text += f" ({progress.defer_reason}"
         if progress.deferred_until:
-            text += f" until {progress.deferred_until.isoformat()}"
+            until = progress.deferred_until.astimezone(ZoneInfo(settings().timezone))
+            text += f" until {until.isoformat()}"
         text += ")"
     if progress.pause_reason:
         text += f" — {progress.pause_reason}"
@@ -192,12 +194,13 @@ def list_campaigns(
     with db_session() as session:
         rows = campaign_list(session, reason=reason, include_finished=show_all)
     if as_json:
-        print_json([jsonable(row) for row in rows])
+        print_json([jsonable(row, settings().timezone) for row in rows])
     else:
-        console.print(_campaign_table(rows))
+        console.print(_campaign_table(rows, ZoneInfo(settings().timezone)))
 
 
-def _campaign_table(rows: list[CampaignRow]) -> Table:
+def _campaign_table(rows: list[CampaignRow], zone: ZoneInfo) -> Table:
+    """Times in MAILER_TIMEZONE, as everywhere operators read them."""
     table = Table(
         "campaign",
         "name",
@@ -216,7 +219,11 @@ def _campaign_table(rows: list[CampaignRow]) -> Table:
             row.status,
             row.queue_status or "",
             row.defer_reason,
-            row.deferred_until.isoformat(timespec="minutes") if row.deferred_until else "",
+            (
+                row.deferred_until.astimezone(zone).isoformat(timespec="minutes")
+                if row.deferred_until
+                else ""
+            ),
             str(row.sent),
             str(row.failed),
             str(row.pending),

@@ -77,10 +77,9 @@ def test_a_sync_during_batches_never_counts_quota_twice(database_url: str) -> No
         store_quota(session, NOW, ProviderQuota(quota=45, tarif_quota=1000, hlimit=0, hsent=0))
     assert available(database_url) == 0
     send(database_url, [r.id for r in b.recipients])
-    release_claims(get_engine(database_url), "b", campaign_id=uuid.UUID(two), keep=[])
-    release_claims(
-        get_engine(database_url), "a", campaign_id=uuid.UUID(one), keep=[]
-    )  # 35 of a's claims unsent
+    release_claims(get_engine(database_url), "b", campaign_id=uuid.UUID(two), unrecorded=0)
+    # 35 of a's claims unsent:
+    release_claims(get_engine(database_url), "a", campaign_id=uuid.UUID(one), unrecorded=0)
     assert available(database_url) == 35  # the provider's 45 less b's 10
     more = plan(database_url, one, "c")
     sent = 5 + len(b.recipients) + len(more.recipients)
@@ -96,15 +95,18 @@ def test_released_claims_give_their_quota_back_except_unrecorded_sends(database_
     assert available(database_url) == 90
     ids = [r.id for r in batch.recipients]
     send(database_url, ids[:3])
-    # ids[3]: the server said 250 but the commit failed: its quota stays taken, and its
-    # claim stays until the lease runs out.
-    release_claims(get_engine(database_url), "t", campaign_id=uuid.UUID(campaign), keep=[ids[3]])
+    # One more the server accepted, but its commit failed: its quota stays used.
+    release_claims(get_engine(database_url), "t", campaign_id=uuid.UUID(campaign), unrecorded=1)
     assert available(database_url) == 90 + 6
-    held = factories_claims(database_url)
-    assert held == [(ids[3], "t")]
+    assert claims_held(database_url) == []
+    # Recipients claimed by another live attempt: the plan says when to look again.
+    assert len(plan(database_url, campaign, "u", wanted=7).recipients) == 7
+    nothing = plan(database_url, campaign, "v")
+    assert nothing.recipients == [] and nothing.limited_by == "retry_wait"
+    assert nothing.retry_at == NOW + LEASE
 
 
-def factories_claims(url: str) -> list[tuple[int, str]]:
+def claims_held(url: str) -> list[tuple[int, str]]:
     with get_engine(url).connect() as conn:
         rows = conn.execute(
             text(

@@ -415,3 +415,20 @@ def test_account_takes_a_private_ca_and_refuses_a_bad_one(
     assert "private CA" in shown and "BEGIN CERTIFICATE" not in shown
     unverified = run("account", "set", "--smtp-no-verify-tls")
     assert unverified.exit_code == 0 and "will NOT be verified" in unverified.stderr
+
+
+def test_account_secrets_come_from_stdin(mailer_env: dict[str, str], engine: Engine) -> None:
+    result = runner.invoke(
+        app,
+        ["account", "set", "--smtp-password-stdin", "--smtp-bz-api-key-stdin"],
+        input="pa ss\nkey-123\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "pa ss" not in result.output and "key-123" not in result.output
+    with engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT smtp_password, smtp_bz_api_key FROM mailer_globalmailaccount")
+        ).one()
+    assert tuple(row) == ("pa ss", "key-123")
+    empty = runner.invoke(app, ["account", "set", "--smtp-password-stdin"], input="")
+    assert empty.exit_code == 2 and "--smtp-password-stdin: nothing on stdin" in empty.stderr

@@ -74,12 +74,17 @@ async def test_the_playbooks_pause_sql_is_honoured_between_messages(dev: Harness
     assert (result.status, result.sent) == ("sent", 300)
 
 
-async def test_the_playbooks_resume_sql_wakes_a_breaker_paused_campaign(dev: Harness) -> None:
+async def test_the_playbooks_resume_sql_wakes_a_breaker_paused_campaign(
+    dev: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     campaign = dev.ready_campaign(10)
     dev.sink.handler.rules = [FailureRule("all", 421)]
     async with dev.worker(circuit_breaker_threshold=1, **OPEN):
         handle = await dev.start(campaign)
         await wait_for(lambda: state_is(handle, "paused"), what="the breaker")
+        # A campaign that pauses itself says so at WARNING, with the reason.
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert any("paused (circuit breaker: 1 consecutive" in r.getMessage() for r in warnings)
         row = dev.queue_row(campaign)
         assert (row["defer_reason"], row["consecutive_transient_errors"]) == ("transient_error", 1)
         dev.sink.handler.rules = []  # the cause is fixed

@@ -180,7 +180,7 @@ async def test_utf8_addresses_are_sent_over_smtputf8(
 
 
 async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
-    time_env: WorkflowEnvironment, harness: Harness
+    time_env: WorkflowEnvironment, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = harness.add_sender()
     campaign = factories.add_campaign(harness.database_url, user, 5)
@@ -202,6 +202,13 @@ async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
         await handle.signal("resume")
         result = await handle.result()
     assert (result.status, result.sent) == ("sent", 5)
+    # The database's error (its DETAIL quotes the failing row) reached neither Temporal's
+    # history nor the logs with an address in it.
+    history = (await handle.fetch_history()).to_json()
+    assert "violates check constraint" in history
+    assert "@example.com" not in history
+    assert "violates check constraint" in caplog.text
+    assert "@example.com" not in caplog.text
 
 
 async def test_a_batch_retried_after_hours_sends_nothing_and_the_workflow_decides_again(
