@@ -24,6 +24,7 @@ from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
 from workflows.states import CampaignStatus, Signal, WorkflowState
 
 SETTLE_SECONDS = 15.0
+FIRST_BATCH_SECONDS = 5.0
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
 
 
@@ -125,7 +126,14 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
             f"campaign {campaign_id} was submitted but no worker picked it up within "
             f"{SETTLE_SECONDS:.0f}s: is the worker running on task queue {settings.task_queue!r}?"
         )
-    return settled
+    # Wait briefly for the first batch's outcome, so that a campaign that pauses itself a
+    # moment later (a wrong password, a refusing server) is not reported as sending.
+    first_batch = await _settle(handle, _first_batch_done, timeout=FIRST_BATCH_SECONDS)
+    return first_batch or settled
+
+
+def _first_batch_done(progress: Progress) -> bool:
+    return progress.state != WorkflowState.SENDING or progress.sent + progress.failed > 0
 
 
 # Each signal: the states it applies to, and when it has taken effect.

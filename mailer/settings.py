@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -142,11 +143,21 @@ def describe_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def project_root(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding the stack's ``.data/mailer.env``
+    (so ``mailer`` works from anywhere inside the checkout); ``start`` if there is none."""
+    for directory in (start, *start.parents):
+        if (directory / DEFAULT_ENV_FILES[0]).is_file():
+            return directory
+    return start
+
+
 def env_files() -> tuple[str, ...]:
     """The env files read, later ones winning: the stack's, then the project's ``.env``."""
     chosen = os.environ.get(ENV_FILES_VARIABLE)
     if chosen is None:
-        return DEFAULT_ENV_FILES
+        root = project_root(Path.cwd())
+        return tuple(str(root / name) for name in DEFAULT_ENV_FILES)
     return tuple(part.strip() for part in chosen.split(",") if part.strip())
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mailer.errors import ConfigError
@@ -63,3 +65,15 @@ def test_a_settings_error_never_prints_a_urls_password(monkeypatch: pytest.Monke
     message = str(error.value)
     assert "MAILER_REDIS_URL" in message and "mailer:***@redis.internal" in message
     assert "s3cret-pw" not in message
+
+
+def test_the_stacks_env_file_is_found_from_anywhere_inside_the_checkout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".data").mkdir()
+    (tmp_path / ".data" / "mailer.env").write_text("MAILER_RATE_PER_HOUR=77\n")
+    deep = tmp_path / "docs" / "drafts"
+    deep.mkdir(parents=True)
+    monkeypatch.delenv("MAILER_ENV_FILES", raising=False)
+    monkeypatch.chdir(deep)
+    assert load_settings().rate_per_hour == 77

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import uuid
 
+from mailer.stack.smtp_sink import SmtpSink
+from tests import factories
 from tests.harness import PROJECT_ROOT, Harness, address, hours_excluding_now, progress, wait_for
 from workflows.campaign import workflow_id_for
 
@@ -123,3 +125,18 @@ async def test_start_refused_by_the_workflow_says_why(dev: Harness) -> None:
         f"error: campaign not started: campaign {campaign} has 3 recipients, more than "
         "MAILER_MAX_CAMPAIGN_RECIPIENTS=2"
     )
+
+
+async def test_start_reports_a_campaign_that_pauses_itself_at_once(dev: Harness) -> None:
+    """A wrong password pauses the campaign a moment after it starts: `start` waits for
+    the first batch and says so, instead of printing `sending`."""
+    with SmtpSink(credentials=("mailer", "right")) as sink:
+        dev.sink = sink
+        user = dev.add_sender(smtp_username="mailer", smtp_password="wrong")
+        campaign = factories.add_campaign(dev.database_url, user, 3)
+        async with dev.worker(working_hours_start=0, working_hours_end=24):
+            started = await cli(dev, "start", campaign)
+            assert started.returncode == 0, started.stderr
+            assert f"campaign {campaign} started: paused" in started.stdout
+            assert "authentication failed" in started.stdout
+            await cli(dev, "cancel", campaign)
