@@ -36,6 +36,7 @@ from temporalio.worker import Worker
 from activities.mailer_activities import MailerActivities
 from mailer.errors import ConfigError
 from mailer.process_exit import exit_process
+from mailer.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.settings import Settings, get_settings
 from workflows.campaign import CampaignWorkflow
 from workflows.maintenance import (
@@ -53,6 +54,7 @@ from workflows.search_attributes import ALL_KEYS
 log = logging.getLogger("mailer.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+TEMPORAL_RETRY_SECONDS = 2.0
 # Heartbeats reach the server at least this often, so a pause or cancel reaches a running
 # batch within about one message.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=300)
@@ -137,8 +139,26 @@ def build_worker(
     )
 
 
+async def connect(settings: Settings) -> Client:
+    """Connect to Temporal, waiting for it if it is not up yet: one ERROR line naming it,
+    then quiet retries."""
+    while True:
+        try:
+            client = await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            REACHABILITY.down("Temporal", settings.temporal_address, reason)
+            log.debug("Temporal still unreachable; retrying in %ss", TEMPORAL_RETRY_SECONDS)
+            await asyncio.sleep(TEMPORAL_RETRY_SECONDS)
+            continue
+        REACHABILITY.up("Temporal")
+        return client
+
+
 async def run(settings: Settings) -> None:
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await connect(settings)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
@@ -176,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
     )
     logging.getLogger("temporalio.workflow").setLevel(settings.log_level)
+    # The database being down is said once (mailer.reachability), not once per retry.
+    logging.getLogger("temporalio.activity").addFilter(QuietWhileUnreachable())
     try:
         asyncio.run(run(settings))
     except OSError as exc:

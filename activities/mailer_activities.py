@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -39,6 +39,7 @@ from activities.ratelimit import RateLimiter, take_throttle, throttle_key
 from activities.sending import BatchHooks, BatchSender
 from activities.smtp_errors import redact_addresses
 from db.engine import get_engine, session_scope
+from mailer.reachability import DATABASE_UNREACHABLE, REACHABILITY
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
@@ -80,14 +81,35 @@ def activity_errors() -> Iterator[None]:
     """
     try:
         yield
+        REACHABILITY.up("PostgreSQL")
     except CampaignRefused as refused:
         raise ApplicationError(str(refused), type=CAMPAIGN_REFUSED, non_retryable=True) from None
-    except SQLAlchemyError as error:
-        reason = str(error.orig) if isinstance(error, DBAPIError) and error.orig else str(error)
-        first_line = reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+    except OperationalError as error:
+        # Cannot connect (or the connection died): one ERROR line until it is back.
+        reason = redact_addresses(_first_line(error))
+        REACHABILITY.down("PostgreSQL", _database_address(error), reason)
         raise ApplicationError(
-            f"database error: {redact_addresses(first_line)}", type=type(error).__name__
+            f"database unreachable: {reason}", type=DATABASE_UNREACHABLE
         ) from None
+    except SQLAlchemyError as error:
+        raise ApplicationError(
+            f"database error: {redact_addresses(_first_line(error))}", type=type(error).__name__
+        ) from None
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    """The driver's first line (its DETAIL, which may quote a row, is left out)."""
+    reason = str(error.orig) if isinstance(error, DBAPIError) and error.orig else str(error)
+    return reason.strip().splitlines()[0] if reason.strip() else type(error).__name__
+
+
+def _database_address(error: SQLAlchemyError) -> str:
+    connection = getattr(getattr(error, "orig", None), "pgconn", None)
+    host = getattr(connection, "host", b"") or b""
+    port = getattr(connection, "port", b"") or b""
+    if host:
+        return f"{host.decode(errors='replace')}:{port.decode(errors='replace')}"
+    return "MAILER_DATABASE_URL"
 
 
 async def _running_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
@@ -130,7 +152,7 @@ class MailerActivities(MailerActivityInterface):
         self.settings = settings
         self.client = client  # for the reconcile, which asks Temporal what is running
         self.engine = get_engine(settings.sqlalchemy_url)
-        self.limiter = RateLimiter(settings.redis_url)
+        self.limiter = RateLimiter(settings.redis_connection_url)
         self.sender = BatchSender(settings, self.engine, self.limiter)
 
     @property
@@ -156,7 +178,7 @@ class MailerActivities(MailerActivityInterface):
                     "campaign_start", campaign.created_by_id, request.now, settings.timezone
                 )
                 allowed, used = take_throttle(
-                    settings.redis_url, key, settings.throttle_campaign_start_per_hour
+                    settings.redis_connection_url, key, settings.throttle_campaign_start_per_hour
                 )
                 if not allowed:
                     raise CampaignRefused(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.errors import ConfigError
@@ -65,9 +65,10 @@ class Settings(BaseSettings):
     # Larger recipients files are refused before they are read.
     max_recipients_file_mb: int = Field(50, ge=1, le=2048)
 
-    # Connections.
-    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:54329/mailer"
-    redis_url: str = "redis://127.0.0.1:63790/0"
+    # Connections. The URLs may hold passwords: kept as secrets, shown as '**********' in a
+    # repr or a log line; read them with ``sqlalchemy_url`` and ``redis_connection_url``.
+    database_url: SecretStr = SecretStr("postgresql+psycopg://postgres@127.0.0.1:54329/mailer")
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:63790/0")
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "mailer"
@@ -88,15 +89,16 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
         return value
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _redis_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a redis:// URL")
         return value
 
@@ -112,10 +114,20 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL with the psycopg 3 driver SQLAlchemy needs."""
+        url = _revealed(self.database_url)
         for prefix in ("postgresql://", "postgres://"):
-            if self.database_url.startswith(prefix):
-                return "postgresql+psycopg://" + self.database_url.removeprefix(prefix)
-        return self.database_url
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url.removeprefix(prefix)
+        return url
+
+    @property
+    def redis_connection_url(self) -> str:
+        return _revealed(self.redis_url)
+
+
+def _revealed(value: SecretStr | str) -> str:
+    """A secret's value (``model_copy(update=…)`` may have put a plain string there)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):[^@/]*@")

@@ -77,3 +77,12 @@ def test_the_stacks_env_file_is_found_from_anywhere_inside_the_checkout(
     monkeypatch.delenv("MAILER_ENV_FILES", raising=False)
     monkeypatch.chdir(deep)
     assert load_settings().rate_per_hour == 77
+
+
+def test_urls_with_passwords_are_secrets() -> None:
+    settings = load_settings(
+        database_url="postgresql://mailer:db-pw@db:5432/mailer", redis_url="redis://:r-pw@r:6379/0"
+    )
+    assert "db-pw" not in repr(settings) and "r-pw" not in repr(settings)
+    assert settings.sqlalchemy_url == "postgresql+psycopg://mailer:db-pw@db:5432/mailer"
+    assert settings.redis_connection_url == "redis://:r-pw@r:6379/0"

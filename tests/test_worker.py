@@ -106,7 +106,7 @@ def _worker_process(harness: Harness, log: Path) -> subprocess.Popen[bytes]:
         {
             "MAILER_ENV_FILES": "",
             "MAILER_DATABASE_URL": harness.database_url,
-            "MAILER_REDIS_URL": harness.settings.redis_url,
+            "MAILER_REDIS_URL": harness.settings.redis_connection_url,
             "MAILER_SMTP_BZ_API_URL": harness.settings.smtp_bz_api_url,
             "MAILER_TEMPORAL_ADDRESS": address(harness.client),
             "MAILER_TASK_QUEUE": harness.task_queue,

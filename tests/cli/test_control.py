@@ -22,7 +22,7 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
         {
             "MAILER_ENV_FILES": "",
             "MAILER_DATABASE_URL": harness.database_url,
-            "MAILER_REDIS_URL": harness.settings.redis_url,
+            "MAILER_REDIS_URL": harness.settings.redis_connection_url,
             "MAILER_TEMPORAL_ADDRESS": address(harness.client),
             "MAILER_TASK_QUEUE": harness.task_queue,
         }

@@ -263,7 +263,7 @@ async def test_the_hourly_window_survives_a_redis_restart(
             what="the full window",
         )
         assert len(harness.sent_times(campaign)) == 100
-        client = redis_lib.Redis.from_url(harness.settings.redis_url)
+        client = redis_lib.Redis.from_url(harness.settings.redis_connection_url)
         client.flushall()  # what a restart of a Redis that keeps nothing does
         client.close()
         await handle.signal("resume")  # try again within the same hour
