@@ -3,17 +3,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import uuid
+from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.mailer_activities import MailerActivities
 from db.engine import get_engine
+from mailer.settings import Settings
 from mailer.stack.smtp_sink import FailureRule
-from tests.harness import Harness, hours_excluding_now, progress, state_is, wait_for
+from tests import factories
+from tests.harness import (
+    Harness,
+    hours_excluding_now,
+    progress,
+    skip_to_monday_9,
+    state_is,
+    wait_for,
+)
 from tests.playbook import runbook_sql
 from workflows.campaign import PAUSED_IN_DATABASE, CampaignWorkflow, Waiting, signal_acts
-from workflows.contracts import ReconcileResult
+from workflows.contracts import ReconcileResult, SnapshotInput, SnapshotResult
 from workflows.maintenance import ReconcileWorkflow
 from workflows.search_attributes import MAILER_STATUS
 from workflows.states import Signal
@@ -106,3 +122,59 @@ def test_signals_act_only_where_the_campaign_waits(
     the next breaker or 535 pause, or skip the next sleep."""
     assert signal_acts(Signal.RESUME, waiting) is resume
     assert signal_acts(Signal.WAKE, waiting) is wake
+
+
+class ResumeDuringSnapshot(MailerActivities):
+    """The first ``load_snapshot`` (the one after a deferral's sleep) waits until the test
+    has sent a signal: a deterministic await point to signal at."""
+
+    def __init__(self, settings: Settings, client: Client) -> None:
+        super().__init__(settings, client)
+        self.entered = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    @activity.defn
+    async def load_snapshot(self, request: SnapshotInput) -> SnapshotResult:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.go_on.wait()
+        return await super().load_snapshot(request)
+
+
+async def test_a_resume_during_an_activity_does_not_undo_the_next_breaker_pause(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 10)
+    harness.sink.handler.rules = [FailureRule("all", 421)]
+    settings = harness.settings.model_copy(update={"circuit_breaker_threshold": 2})
+    activities = ResumeDuringSnapshot(settings, time_env.client)
+    worker = Worker(
+        time_env.client,
+        task_queue=harness.task_queue,
+        workflows=[CampaignWorkflow],
+        activities=activities.all,
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=4),
+    )
+    await skip_to_monday_9(time_env)
+    async with worker:
+        handle = await harness.start(campaign)
+        # Skip the first transient error's delay (in the background: time stands still
+        # while the gated activity runs).
+        skipping = asyncio.create_task(time_env.sleep(timedelta(minutes=6)))
+        await asyncio.wait_for(activities.entered.wait(), timeout=30)
+        await handle.signal(CampaignWorkflow.resume)  # while the deferral's state is shown
+        activities.go_on.set()
+        await skipping
+        await wait_for(lambda: state_is(handle, "paused"), what="the breaker")
+        await time_env.sleep(timedelta(minutes=30))
+        assert await state_is(handle, "paused")  # not resumed by the stale signal
+        history = await handle.fetch_history()
+        batches = [
+            e
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_batch"
+        ]
+        assert len(batches) == 2
+        await handle.signal(CampaignWorkflow.cancel)
+        await handle.result()
