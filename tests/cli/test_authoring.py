@@ -11,7 +11,9 @@ import trustme
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
+from mailer import settings as settings_module
 from starter import app
+from tests.servers import free_port
 
 TABLES = (
     "accounts_user",
@@ -268,8 +270,6 @@ def _bad_inputs(files: dict[str, Path]) -> list[tuple[list[str], list[str]]]:
 def test_bad_inputs_write_nothing_and_name_the_problem(
     user: str, files: dict[str, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mailer import settings as settings_module
-
     monkeypatch.setenv("MAILER_MAX_CAMPAIGN_RECIPIENTS", "3")
     settings_module.get_settings.cache_clear()
     before = snapshot(engine)
@@ -291,9 +291,6 @@ def test_status_of_unknown_or_malformed_campaign(
 
 
 def test_database_down_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailer import settings as settings_module
-    from tests.servers import free_port
-
     monkeypatch.setenv("MAILER_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     settings_module.get_settings.cache_clear()
     result = run("user", "add", "x")
@@ -304,8 +301,6 @@ def test_database_down_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_bad_setting_fails_with_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailer import settings as settings_module
-
     monkeypatch.setenv("MAILER_RATE_PER_HOUR", "abc")
     settings_module.get_settings.cache_clear()
     result = run("status", str(uuid.uuid4()))
@@ -374,8 +369,6 @@ def test_templates_that_fail_at_render_are_refused_at_create(
 def test_a_recipients_file_over_the_size_limit_is_refused_before_reading(
     user: str, files: dict[str, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mailer import settings as settings_module
-
     monkeypatch.setenv("MAILER_MAX_RECIPIENTS_FILE_MB", "1")
     settings_module.get_settings.cache_clear()
     big = files["dir"] / "big.csv"

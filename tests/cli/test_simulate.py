@@ -8,9 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
+from db.engine import get_engine
 from starter import app
+from tests import factories
 
 runner = CliRunner()
 MONDAY = "2026-12-07T09:00+03:00"  # a Monday, Moscow time
@@ -183,8 +186,6 @@ def test_invalid_options_are_one_line_naming_the_option(args: list[str], message
 def test_forecast_for_an_existing_campaign_reads_the_real_database(
     mailer_env: dict[str, str],
 ) -> None:
-    from tests import factories
-
     url = mailer_env["MAILER_DATABASE_URL"]
     user = factories.add_user(url)
     factories.set_account(url, smtp_port=25, daily_limit=30)
@@ -200,10 +201,6 @@ def test_forecast_for_an_existing_campaign_reads_the_real_database(
 
 
 def factories_snapshot(url: str) -> tuple[object, ...]:
-    from sqlalchemy import text
-
-    from db.engine import get_engine
-
     with get_engine(url).connect() as conn:
         return tuple(
             conn.execute(

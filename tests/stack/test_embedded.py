@@ -13,6 +13,8 @@ import psutil
 import psycopg
 import pytest
 import redis as redis_lib
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
 
 from mailer.errors import StackError
 from mailer.stack import embedded
@@ -85,11 +87,7 @@ async def test_up_is_idempotent_and_down_stops_what_it_started(stack: StackSetti
     await aiosmtplib.send(message, hostname="127.0.0.1", port=stack.smtp_port)
     assert len(list(stack.outbox.glob("*.eml"))) == 1
 
-    from temporalio.client import Client
-
     client = await Client.connect(env["MAILER_TEMPORAL_ADDRESS"])
-    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace="default")
     )

@@ -14,6 +14,7 @@ from workflows.gates import (
     breaker_tripped,
     evaluate_gates,
     rate_deferral,
+    transient_retry_at,
 )
 from workflows.states import DeferReason
 from workflows.working_hours import WorkingHours
@@ -101,8 +102,6 @@ def test_breaker_trips_at_exactly_the_threshold() -> None:
 
 
 def test_transient_retry_delay() -> None:
-    from workflows.gates import transient_retry_at
-
     assert transient_retry_at(msk(7, 10), Limits(transient_retry_delay_minutes=5)) == msk(
         7, 10
     ) + timedelta(minutes=5)
