@@ -45,3 +45,4 @@ format: install
 bench: install
 	$(PY) bench/import_recipients.py
 	$(PY) bench/throughput.py
+	$(PY) bench/throughput.py --latency-ms 20 --recipients 200

@@ -212,11 +212,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=2525)
     parser.add_argument("--outbox", type=Path, help="keep each message as a .eml file here")
     parser.add_argument("--no-outbox", action="store_true", help="count messages, keep none")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay each MAIL, RCPT and DATA reply this long (a provider across the internet)",
+    )
     args = parser.parse_args()
     if args.outbox is None and not args.no_outbox:
         parser.error("give --outbox DIR or --no-outbox")
     outbox = None if args.no_outbox else args.outbox
-    handler = SinkHandler(outbox=outbox, keep_in_memory=False)
+    handler = SinkHandler(
+        outbox=outbox, keep_in_memory=False, step_delay_seconds=args.latency_ms / 1000
+    )
     sink = SmtpSink(handler, host=args.host, port=args.port).start()
     print(f"smtp sink listening on {args.host}:{sink.port}, outbox {outbox}", flush=True)
     stopped = threading.Event()
