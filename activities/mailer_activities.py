@@ -15,9 +15,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.interface import MailerActivityInterface
 from activities.ledger import (
@@ -39,6 +38,7 @@ from activities.ratelimit import RateLimiter, take_throttle, throttle_key
 from activities.sending import BatchHooks, BatchSender
 from activities.smtp_errors import redact_addresses
 from db.engine import get_engine, session_scope
+from mailer.control import live
 from mailer.reachability import DATABASE_UNREACHABLE, REACHABILITY
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -110,19 +110,6 @@ def _database_address(error: SQLAlchemyError) -> str:
     if host:
         return f"{host.decode(errors='replace')}:{port.decode(errors='replace')}"
     return "MAILER_DATABASE_URL"
-
-
-async def _running_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
-    """The campaign workflow's progress, or None when it is not running."""
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return None
-    return await handle.query(CampaignWorkflow.progress)
 
 
 def _cleared_by_resume_sql(progress: Progress, campaign: ActiveCampaign) -> bool:
@@ -239,7 +226,8 @@ class MailerActivities(MailerActivityInterface):
         result = ReconcileResult(restarted=[], unstuck=[], resumed=[])
         for campaign in await asyncio.to_thread(active):
             handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
-            progress = await _running_progress(handle)
+            current = await live(client, uuid.UUID(campaign.campaign_id))
+            progress = current.progress if current is not None else None
             if progress is None:
                 await self._restart(client, campaign, result)
             elif _cleared_by_resume_sql(progress, campaign):
