@@ -29,8 +29,8 @@ class RecipientCounts:
 
 
 @dataclass(frozen=True)
-class CampaignStatusView:
-    """What ``mailer status`` shows: the DB's view of a campaign (the playbook's fields)."""
+class CampaignRow:
+    """One line of ``mailer list``."""
 
     campaign_id: str
     name: str
@@ -38,11 +38,17 @@ class CampaignStatusView:
     queue_status: str | None
     defer_reason: str
     deferred_until: datetime | None
-    consecutive_transient_errors: int
-    last_error: str
     pending: int
     sent: int
     failed: int
+
+
+@dataclass(frozen=True)
+class CampaignStatusView(CampaignRow):
+    """What ``mailer status`` shows: the DB's view of a campaign (the playbook's fields)."""
+
+    consecutive_transient_errors: int
+    last_error: str
     total: int
     created_by_id: int | None
 
@@ -95,19 +101,6 @@ def parse_campaign_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(value.strip())
     except ValueError:
         return None
-
-
-@dataclass(frozen=True)
-class CampaignRow:
-    campaign_id: str
-    name: str
-    status: str
-    queue_status: str | None
-    defer_reason: str
-    deferred_until: datetime | None
-    pending: int
-    sent: int
-    failed: int
 
 
 def campaign_list(
