@@ -253,8 +253,9 @@ class CampaignWorkflow:
         return None
 
     def _paused_by_operator(self) -> bool:
-        reason = self._carried.pause_reason
-        return reason in (PAUSED_BY_OPERATOR, PAUSED_IN_DATABASE) or reason.startswith("paused")
+        # PAUSED_BY_OPERATOR, PAUSED_IN_DATABASE and reconcile's "paused (restored …)";
+        # a pause the campaign took itself names its cause (breaker, configuration, server).
+        return self._carried.pause_reason.startswith("paused")
 
     def _current_snapshot(self) -> Snapshot:
         assert self._snapshot is not None
@@ -360,8 +361,12 @@ class CampaignWorkflow:
         if result.outcome in (SendOutcome.CONFIGURATION, SendOutcome.SERVER_REFUSED):
             carried.paused = True
             carried.last_error = result.error
-            what = "configuration error" if result.outcome == SendOutcome.CONFIGURATION else ""
-            carried.pause_reason = f"{what or 'refused by the server'}: {result.error}"
+            cause = (
+                "configuration error"
+                if result.outcome == SendOutcome.CONFIGURATION
+                else "refused by the server"
+            )
+            carried.pause_reason = f"{cause}: {result.error}"
             return None
         if (
             result.outcome == SendOutcome.BLOCKED
