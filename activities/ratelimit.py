@@ -2,7 +2,10 @@
 
 Tokens are reserved atomically (Lua) and unused ones returned. On any Redis error the
 limiter **fails open**, as the seed does: sending goes on, and ``Error reserving rate limit
-token`` is logged at ERROR (the seed's alert matches that text).
+token`` is logged at ERROR (the seed's alert matches that text). Tokens handed out while
+failing open were never counted, so they are never "returned"; and the first reservation
+after an outage raises the window to what the send log says went out this hour, so the
+sends made meanwhile count against it (Redis may come back with its old number from disk).
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {grant, tonumber(ARGV[1]) - used - grant}
 """
 
+# ARGV: seed, ttl. Never lowers the window: other workers' reservations are in it too.
+_RAISE_TO = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > used then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return tonumber(ARGV[1])
+end
+return used
+"""
+
 _RELEASE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local back = math.min(tonumber(ARGV[1]), used)
@@ -56,6 +69,11 @@ REDIS_TIMEOUT_SECONDS = 1.0
 class Reservation:
     granted: int
     window_full: bool  # nothing left in this hour's window after this reservation
+    counted: bool = True  # False when failing open: Redis never counted these tokens
+
+    def returnable(self, unused: int) -> int:
+        """How many of ``unused`` tokens go back to the window."""
+        return min(unused, self.granted) if self.counted else 0
 
 
 class RateLimiter:
@@ -64,6 +82,8 @@ class RateLimiter:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client: aioredis.Redis | None = None
+        # Set while failing open: the window misses our sends until it is raised again.
+        self._window_behind = False
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:
@@ -94,6 +114,8 @@ class RateLimiter:
         try:
             client = self._redis()
             args = (limit, wanted, RATE_WINDOW_TTL_SECONDS)
+            if self._window_behind:
+                await self._catch_up(client, key, await sent_in_hour())
             granted, left = await client.eval(_RESERVE, 1, key, *args, "")
             if int(granted) < 0:
                 seed = await sent_in_hour()
@@ -102,8 +124,15 @@ class RateLimiter:
             return Reservation(int(granted), window_full=int(left) <= 0)
         except (redis.RedisError, OSError) as exc:
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
+            self._window_behind = True
             await self._reset()
-            return Reservation(wanted, window_full=False)
+            return Reservation(wanted, window_full=False, counted=False)
+
+    async def _catch_up(self, client: aioredis.Redis, key: str, sent: int) -> None:
+        """After failing open: raise the window to the send log's count for the hour."""
+        used = await client.eval(_RAISE_TO, 1, key, sent, RATE_WINDOW_TTL_SECONDS)
+        self._window_behind = False
+        log.info("rate window %s caught up after a Redis outage: %d used", key, int(used))
 
     async def release(self, now: datetime, timezone: str, unused: int) -> None:
         """Give back tokens reserved but not used (best effort)."""

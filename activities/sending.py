@@ -262,7 +262,7 @@ class BatchSender:
                 len(batch.recipients),
                 sent_in_hour=lambda: self._db(partial(self._sent_in_hour, now)),
             ),
-            undo=lambda r: self.limiter.release(now, tz, r.granted),
+            undo=lambda r: self.limiter.release(now, tz, r.returnable(r.granted)),
         )
         granted = reservation.granted
         if granted == 0:
@@ -271,7 +271,8 @@ class BatchSender:
             await self._deliver_all(batch, batch.recipients[:granted], now, hooks, tally)
         finally:
             # A message the server accepted used its token, recorded or not.
-            await self.limiter.release(now, tz, granted - tally.accepted - tally.failed)
+            unused = granted - tally.accepted - tally.failed
+            await self.limiter.release(now, tz, reservation.returnable(unused))
         if tally.failure is not None:
             return _OUTCOME_OF_FAILURE.get(tally.failure.error_class, SendOutcome.TRANSIENT)
         if tally.stopped:

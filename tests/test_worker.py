@@ -156,7 +156,7 @@ async def test_worker_killed_mid_campaign_loses_nothing(dev: Harness, worker_log
     assert (result.status, result.sent) == ("sent", 300)
     delivered = Counter(dev.sink.handler.recipients())
     assert len(delivered) == 300, "a recipient was lost"
-    assert sum(delivered.values()) - 300 <= 1, "more than the message in flight was repeated"
+    assert sum(delivered.values()) - 300 <= 2, "more than the two messages in flight were repeated"
 
 
 async def test_worker_stops_gracefully_on_sigterm(dev: Harness, worker_log: Path) -> None:
