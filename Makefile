@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo up down status test lint format bench
+.PHONY: install demo up down status test lint format bench chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## chaos: the fault report (docs/reliability.md): every fault, one table; ~10 minutes
+chaos: install
+	$(PY) bench/chaos.py
 
 ## bench: the benchmarks (bench/scale.py takes several minutes: run it on its own)
 bench: install

@@ -1,38 +1,47 @@
-"""1,000 campaigns deferred at once on one worker: its memory, and how fast they all wake.
+"""1,000 campaigns deferred at once on N workers: how fast they all wake, and each worker's memory.
 
-Every campaign's first batch meets a 451 from the SMTP sink, so all 1,000 defer on
-``transient_error`` for the seed's retry delay (5 minutes, longer than it takes to start
-them all, so each defers exactly once). Then the sink is healed and we measure the
-seconds from the last deferral's end until every campaign has sent its batch, and the
-worker process's RSS while they sleep and after. Temporal dev server, worker in its own
-process, real PostgreSQL and Redis.
+Every campaign's first batch meets a 451 from the SMTP sink, so all of them defer on
+``transient_error`` for the retry delay (longer than it takes to start them all, so each
+defers exactly once). Then the sink is healed and we measure the seconds from the last
+deferral's end until every campaign has sent its batch, and each worker process's RSS
+idle, while they sleep, and after. ``--workers 1 2`` measures one worker, then two on one
+task queue (a fresh database and Temporal dev server each), and prints both. Workers in
+their own processes, real PostgreSQL and Redis.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, Stopwatch
 
-CAMPAIGNS = int(os.environ.get("BENCH_CAMPAIGNS", "1000"))
 
-
-def cluster_log_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="mailer-bench-")
+@dataclass(frozen=True)
+class ScaleResult:
+    workers: int
+    campaigns: int
+    start_seconds: float  # to start every campaign and see each defer
+    wake_seconds: float  # from the last deferral's end until every campaign sent
+    rss_idle: list[float]  # MiB, per worker
+    rss_deferred: list[float]
+    rss_after: list[float]
 
 
 def rss_mib(pid: int) -> float:
     import psutil
 
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return float(psutil.Process(pid).memory_info().rss / 2**20)
 
 
 def scalar(url: str, sql: str) -> object:
@@ -44,7 +53,7 @@ def scalar(url: str, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
-async def poll(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -52,7 +61,28 @@ async def poll(predicate, timeout: float, what: str) -> None:  # type: ignore[no
         await asyncio.sleep(0.5)
 
 
-async def main() -> None:
+def worker_env(url: str, redis_url: str, temporal: str, queue: str, delay: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "MAILER_ENV_FILES": "",
+            "MAILER_DATABASE_URL": url,
+            "MAILER_REDIS_URL": redis_url,
+            "MAILER_SMTP_BZ_API_URL": "http://127.0.0.1:9/v1",
+            "MAILER_TEMPORAL_ADDRESS": temporal,
+            "MAILER_TASK_QUEUE": queue,
+            "MAILER_WORKING_HOURS_START": "0",
+            "MAILER_WORKING_HOURS_END": "24",
+            "MAILER_RATE_PER_HOUR": "10000000",
+            "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": str(delay),
+            "MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR": "1000000",
+            "MAILER_LOG_LEVEL": "INFO",
+        }
+    )
+    return env
+
+
+async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResult:
     from temporalio.testing import WorkflowEnvironment
 
     from mailer.stack.binaries import temporal_binary
@@ -65,6 +95,7 @@ async def main() -> None:
     from workflows.search_attributes import ALL_KEYS
 
     handler = SinkHandler(rules=[FailureRule("all", 451)], keep_in_memory=False)
+    logs = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
     with (
         postgres_cluster(durable=True) as cluster,
         redis_server() as redis,
@@ -74,40 +105,36 @@ async def main() -> None:
         user = factories.add_user(url)
         factories.set_account(url, smtp_port=sink.port)
         factories.set_quota(url, 10_000_000)
-        campaigns = [factories.add_campaign(url, user, 2) for _ in range(CAMPAIGNS)]
+        ids = [factories.add_campaign(url, user, 2) for _ in range(campaigns)]
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
         )
         queue = new_task_queue()
-        worker_env = dict(os.environ)
-        worker_env.update(
-            {
-                "MAILER_ENV_FILES": "",
-                "MAILER_DATABASE_URL": url,
-                "MAILER_REDIS_URL": redis.url,
-                "MAILER_SMTP_BZ_API_URL": "http://127.0.0.1:9/v1",
-                "MAILER_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "MAILER_TASK_QUEUE": queue,
-                "MAILER_WORKING_HOURS_START": "0",
-                "MAILER_WORKING_HOURS_END": "24",
-                "MAILER_RATE_PER_HOUR": "10000000",
-                "MAILER_TRANSIENT_RETRY_DELAY_MINUTES": "5",
-                "MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR": "1000000",
-            }
+        settings = worker_env(
+            url, redis.url, env.client.service_client.config.target_host, queue, delay_minutes
         )
-        log = Path(cluster_log_dir()) / "scale-worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
-            cwd=ROOT,
-            env={**worker_env, "MAILER_LOG_LEVEL": "INFO"},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        processes = []
+        for n in range(workers):
+            log = logs / f"worker-{n + 1}.log"
+            processes.append(
+                (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "worker"],
+                        cwd=ROOT,
+                        env=settings,
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                    ),
+                    log,
+                )
+            )
+        pids = [p.pid for p, _ in processes]
         try:
-            await poll(lambda: "worker polling" in log.read_text(), 60, "the worker to start")
-            idle_rss = rss_mib(worker.pid)
+            for _, log in processes:
+                await poll(partial(_polling, log), 60, "a worker")
+            idle = [rss_mib(pid) for pid in pids]
             with Stopwatch() as start_watch:
-                for campaign in campaigns:
+                for campaign in ids:
                     await env.client.start_workflow(
                         CampaignWorkflow.run,
                         CampaignInput(campaign),
@@ -121,12 +148,12 @@ async def main() -> None:
                             "SELECT count(*) FROM mailer_campaignqueue "
                             "WHERE defer_reason = 'transient_error'",
                         )
-                        == CAMPAIGNS
+                        == campaigns
                     ),
                     600,
                     "every campaign to defer",
                 )
-            deferred_rss = rss_mib(worker.pid)
+            deferred = [rss_mib(pid) for pid in pids]
             handler.rules = []
             last_deferral_end = scalar(url, "SELECT max(deferred_until) FROM mailer_campaignqueue")
             await poll(
@@ -136,9 +163,9 @@ async def main() -> None:
                         "SELECT count(DISTINCT campaign_id) FROM mailer_sendlog "
                         "WHERE status = 'sent'",
                     )
-                    == CAMPAIGNS
+                    == campaigns
                 ),
-                900,
+                60 * delay_minutes + 900,
                 "every campaign to send",
             )
             all_sent = scalar(
@@ -146,22 +173,55 @@ async def main() -> None:
                 "SELECT max(first) FROM (SELECT min(created_at) AS first FROM mailer_sendlog "
                 "GROUP BY campaign_id) AS firsts",
             )
-            after_rss = rss_mib(worker.pid)
+            after = [rss_mib(pid) for pid in pids]
         finally:
-            worker.terminate()
-            worker.wait(60)
+            for process, _ in processes:
+                process.terminate()
+            for process, _ in processes:
+                process.wait(60)
             await env.shutdown()
-    wake_seconds = (all_sent - last_deferral_end).total_seconds()  # type: ignore[operator]
-    print(f"campaigns:                                {CAMPAIGNS}")
-    print(f"seconds to start all and see them defer:  {start_watch.seconds:8.1f}")
-    print(
-        f"worker RSS idle / {CAMPAIGNS} deferred / after: "
-        f"{idle_rss:6.0f} / {deferred_rss:6.0f} / {after_rss:6.0f} MiB"
+    wake = (all_sent - last_deferral_end).total_seconds()  # type: ignore[operator]
+    return ScaleResult(workers, campaigns, start_watch.seconds, wake, idle, deferred, after)
+
+
+def _polling(log: Path) -> bool:
+    return "worker polling" in log.read_text()
+
+
+def mib(values: list[float]) -> str:
+    return " + ".join(f"{v:.0f}" for v in values) + " MiB"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--campaigns", type=int, default=1000)
+    parser.add_argument(
+        "--retry-delay-minutes",
+        type=int,
+        default=5,
+        help="the deferral; must outlast starting every campaign",
     )
-    print(
-        "seconds from the last deferral's end until every campaign sent its batch: "
-        f"{wake_seconds:6.1f}"
-    )
+    args = parser.parse_args()
+    results = []
+    for workers in args.workers:
+        result = await measure(workers, args.campaigns, args.retry_delay_minutes)
+        results.append(result)
+        print(
+            f"{workers} worker(s): started and deferred {result.campaigns} in "
+            f"{result.start_seconds:.1f} s; all woke and sent {result.wake_seconds:.1f} s after "
+            f"the last deferral ended; RSS idle {mib(result.rss_idle)}, deferred "
+            f"{mib(result.rss_deferred)}, after {mib(result.rss_after)}",
+            flush=True,
+        )
+    print()
+    print("| workers | start + defer all | wake and send all | RSS per worker (deferred) |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.workers} | {r.start_seconds:.1f} s | {r.wake_seconds:.1f} s "
+            f"| {mib(r.rss_deferred)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     throttle_campaign_start_per_hour: int = Field(10, ge=1)
     throttle_test_email_per_hour: int = Field(5, ge=1)
     circuit_breaker_threshold: int = Field(10, ge=1)
-    transient_retry_delay_minutes: int = Field(5, ge=1)
+    transient_retry_delay_minutes: float = Field(5, gt=0)
 
     # Sending calendar and rate.
     timezone: str = "Europe/Moscow"

@@ -176,38 +176,60 @@ def up(stack: StackSettings, *, on_part: Callable[[PartStatus], None] = lambda _
     stub_state = stack.root / "smtpbz.json"
     if not stub_state.exists():
         StubAccount(api_key=stack.smtpbz_api_key).save(stub_state)
-    on_part(_start_postgres(stack))
-    redis_ports = {"MAILER_STACK_REDIS_PORT": stack.redis_port}
-    on_part(_start_process("redis", stack, redis_command(stack), redis_ports, timeout=30))
-    temporal_ports = {
-        "MAILER_STACK_TEMPORAL_PORT": stack.temporal_port,
-        "MAILER_STACK_TEMPORAL_UI_PORT": stack.temporal_ui_port,
-    }
-    on_part(_start_process("temporal", stack, temporal_command(stack), temporal_ports, timeout=90))
-    on_part(
-        _start_process(
-            "smtp-sink",
-            stack,
-            _python_module_command(
-                "mailer.stack.smtp_sink", stack.host, stack.smtp_port, "--outbox", stack.outbox
-            ),
-            {"MAILER_STACK_SMTP_PORT": stack.smtp_port},
-            timeout=30,
-        )
-    )
-    on_part(
-        _start_process(
-            "smtpbz-stub",
-            stack,
-            _python_module_command(
-                "mailer.stack.smtpbz_stub", stack.host, stack.smtpbz_port, "--state", stub_state
-            ),
-            {"MAILER_STACK_SMTPBZ_PORT": stack.smtpbz_port},
-            timeout=30,
-        )
-    )
+    for name in SERVER_PARTS:
+        on_part(start_part(stack, name))
     write_env_file(stack)
     upgrade(postgres.url(stack.postgres_port, stack.postgres_database))
+
+
+# The servers `up` starts, in order (the worker is started on its own).
+SERVER_PARTS = PART_ORDER[:-1]
+
+
+def start_part(stack: StackSettings, name: str) -> PartStatus:
+    """Start one server of the stack unless it runs (after ``stop_part``, with its data)."""
+    if name == "postgres":
+        return _start_postgres(stack)
+    if name == "redis":
+        ports = {"MAILER_STACK_REDIS_PORT": stack.redis_port}
+        return _start_process("redis", stack, redis_command(stack), ports, timeout=30)
+    if name == "temporal":
+        ports = {
+            "MAILER_STACK_TEMPORAL_PORT": stack.temporal_port,
+            "MAILER_STACK_TEMPORAL_UI_PORT": stack.temporal_ui_port,
+        }
+        return _start_process("temporal", stack, temporal_command(stack), ports, timeout=90)
+    if name == "smtp-sink":
+        command = _python_module_command(
+            "mailer.stack.smtp_sink", stack.host, stack.smtp_port, "--outbox", stack.outbox
+        )
+        ports = {"MAILER_STACK_SMTP_PORT": stack.smtp_port}
+        return _start_process("smtp-sink", stack, command, ports, timeout=30)
+    if name == "smtpbz-stub":
+        command = _python_module_command(
+            "mailer.stack.smtpbz_stub",
+            stack.host,
+            stack.smtpbz_port,
+            "--state",
+            stack.root / "smtpbz.json",
+        )
+        ports = {"MAILER_STACK_SMTPBZ_PORT": stack.smtpbz_port}
+        return _start_process("smtpbz-stub", stack, command, ports, timeout=30)
+    raise ValueError(f"no such part of the stack: {name!r}")
+
+
+def stop_part(stack: StackSettings, name: str) -> bool:
+    """Stop one part ``up`` (or ``start_worker``) started; False if it was not running."""
+    part = tracked(stack.run_dir, name)
+    if part is None:
+        forget(stack.run_dir, name)
+        return False
+    if name == "postgres":
+        postgres.stop(stack.root / "postgres")
+    else:
+        terminate(part.pid)
+    forget(stack.run_dir, name)
+    return True
 
 
 def _python_module_command(
@@ -243,19 +265,7 @@ def start_worker(stack: StackSettings, env: dict[str, str] | None = None) -> Par
 
 def down(stack: StackSettings) -> list[str]:
     """Stop what ``up`` (and ``start_worker``) started; returns the names stopped."""
-    stopped = []
-    for name in reversed(PART_ORDER):
-        part = tracked(stack.run_dir, name)
-        if part is None:
-            forget(stack.run_dir, name)
-            continue
-        if name == "postgres":
-            postgres.stop(stack.root / "postgres")
-        else:
-            terminate(part.pid)
-        forget(stack.run_dir, name)
-        stopped.append(name)
-    return stopped
+    return [name for name in reversed(PART_ORDER) if stop_part(stack, name)]
 
 
 def status(stack: StackSettings) -> list[PartStatus]:
