@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
+from db.engine import size_pools
 from mailer.errors import ConfigError
 from mailer.process_exit import exit_process
 from mailer.reachability import REACHABILITY, QuietWhileUnreachable
@@ -54,6 +55,9 @@ from workflows.search_attributes import ALL_KEYS
 log = logging.getLogger("mailer.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+# A send batch holds up to three database connections at once (planning, its ledger
+# writes, its lease renewal), each used from a thread.
+CONNECTIONS_PER_ACTIVITY = 3
 TEMPORAL_RETRY_SECONDS = 2.0
 # Heartbeats reach the server at least this often, so a pause or cancel reaches a running
 # batch within about one message.
@@ -131,8 +135,9 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
         activities=activities.all,
-        activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
-        max_concurrent_activities=32,
+        activity_executor=executor
+        or concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
+        max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -158,6 +163,13 @@ async def connect(settings: Settings) -> Client:
 
 
 async def run(settings: Settings) -> None:
+    # Every blocking database call runs in a thread (asyncio.to_thread): enough threads and
+    # connections for all activities at once, or batches wait on each other's checkouts.
+    connections = CONNECTIONS_PER_ACTIVITY * settings.max_concurrent_activities
+    size_pools(connections)
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
+    )
     client = await connect(settings)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:

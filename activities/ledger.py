@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, func, select, text
 from sqlalchemy.orm import Session
 
 from activities.quota import ProviderQuota
@@ -25,7 +25,6 @@ from db.models import (
     CampaignStatus,
     GlobalMailAccount,
     QueueStatus,
-    RecipientStatus,
     SendLog,
     SendLogStatus,
     SmtpBzQuota,
@@ -309,46 +308,63 @@ class Refusal:
     at: datetime
 
 
-def _failure_log(refusal: Refusal) -> Any:
-    return insert(SendLog).values(
-        campaign_id=refusal.campaign_id,
-        recipient_id=refusal.recipient_id,
-        email=refusal.email,
-        provider=PROVIDER_SMTP_GLOBAL,
-        status=SendLogStatus.FAILED,
-        message_id=refusal.message_id,
-        smtp_code=refusal.code,
-        error=refusal.error,
-        created_at=refusal.at,
+# Each ledger write after a message is ONE statement: on the batch's autocommit connection
+# it is its own transaction (one round trip), and it is atomic as a whole.
+_RECORD_FAILED = text(
+    """
+    WITH recipient AS (
+        UPDATE mailer_campaignrecipient
+           SET status = 'failed', error = :error, message_id = :message_id,
+               claim_token = NULL, claimed_until = NULL
+         WHERE id = :recipient_id AND status = 'pending'
+     RETURNING id, campaign_id, email
     )
-
-
-def record_failed(conn: Connection, refusal: Refusal) -> None:
-    """A permanent refusal: the recipient is failed and never retried; committed."""
-    conn.execute(
-        update(CampaignRecipient)
-        .where(
-            CampaignRecipient.id == refusal.recipient_id,
-            CampaignRecipient.status == RecipientStatus.PENDING,
-        )
-        .values(status=RecipientStatus.FAILED, error=refusal.error, message_id=refusal.message_id)
-    )
-    conn.execute(_failure_log(refusal))
-    conn.commit()
-
+    INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, message_id,
+                                smtp_code, error, created_at)
+    SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
+      FROM recipient
+    """
+)
 
 _RECORD_DEFERRED = text(
     """
-    UPDATE mailer_campaignrecipient
-       SET attempts = attempts + 1,
-           retry_after = :retry_after,
-           error = :error,
-           message_id = :message_id,
-           status = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'pending' END
-     WHERE id = :recipient_id AND status = 'pending'
-    RETURNING status
+    WITH recipient AS (
+        UPDATE mailer_campaignrecipient
+           SET attempts = attempts + 1,
+               retry_after = :retry_after,
+               error = :error,
+               message_id = :message_id,
+               status = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'pending' END
+         WHERE id = :recipient_id AND status = 'pending'
+     RETURNING id, campaign_id, email, status
+    ), failure AS (
+        INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status,
+                                    message_id, smtp_code, error, created_at)
+        SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
+          FROM recipient
+         WHERE status = 'failed'
+     RETURNING id
+    )
+    SELECT count(*) > 0 FROM failure
     """
 )
+
+
+def _refusal_params(refusal: Refusal) -> dict[str, Any]:
+    return {
+        "recipient_id": refusal.recipient_id,
+        "error": refusal.error,
+        "message_id": refusal.message_id,
+        "code": refusal.code,
+        "at": refusal.at,
+    }
+
+
+def record_failed(conn: Connection, refusal: Refusal) -> None:
+    """A permanent refusal: the recipient is failed (never retried) with a send-log row;
+    committed."""
+    conn.execute(_RECORD_FAILED, _refusal_params(refusal))
+    conn.commit()
 
 
 def record_deferred(
@@ -360,19 +376,8 @@ def record_deferred(
 ) -> bool:
     """A 4xx at RCPT: the recipient waits until ``retry_after``, or fails after its last
     attempt (with a send-log row, like any failure). Committed. True if it failed for good."""
-    status = conn.execute(
-        _RECORD_DEFERRED,
-        {
-            "recipient_id": refusal.recipient_id,
-            "retry_after": retry_after,
-            "error": refusal.error,
-            "message_id": refusal.message_id,
-            "max_attempts": max_attempts,
-        },
-    ).scalar()
-    failed = status == RecipientStatus.FAILED
-    if failed:
-        conn.execute(_failure_log(refusal))
+    params = _refusal_params(refusal) | {"retry_after": retry_after, "max_attempts": max_attempts}
+    failed = bool(conn.execute(_RECORD_DEFERRED, params).scalar())
     conn.commit()
     return failed
 

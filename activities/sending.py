@@ -328,10 +328,9 @@ class BatchSender:
         except _Failed as failed:
             tally.failure = failed.failure
             return
-        # One connection for the batch's refusals, and one in autocommit for its "sent"
-        # marks: a single statement is its own transaction, one round trip instead of three.
-        conn = await self._db(self.engine.connect)
-        marks = await self._db(self._autocommit_connection)
+        # The batch's one connection for its ledger writes, in autocommit: each write is a
+        # single statement, its own transaction (one round trip instead of three).
+        conn = await self._db(self._autocommit_connection)
         heartbeat = _Throttled(hooks.heartbeat)
         try:
             for recipient in recipients:
@@ -343,7 +342,7 @@ class BatchSender:
                     return
                 # The message in flight finishes and is recorded even if we are cancelled.
                 delivery = asyncio.ensure_future(
-                    self._deliver_one(smtp, (conn, marks), batch, recipient, now, tally)
+                    self._deliver_one(smtp, conn, batch, recipient, now, tally)
                 )
                 try:
                     await asyncio.shield(delivery)
@@ -361,7 +360,6 @@ class BatchSender:
                     await self._settle_held(conn, tally, now)
             finally:
                 await self._db(conn.close)
-                await self._db(marks.close)
             try:
                 await smtp.quit()
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
@@ -371,22 +369,21 @@ class BatchSender:
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     async def _record_sent(
-        self, marks: Connection, recipient_id: int, message_id: str, now: datetime, tally: _Tally
+        self, conn: Connection, recipient_id: int, message_id: str, now: datetime, tally: _Tally
     ) -> None:
-        await self._db(partial(record_sent, marks, recipient_id, message_id, now))
+        await self._db(partial(record_sent, conn, recipient_id, message_id, now))
         tally.unrecorded.remove(recipient_id)
         tally.sent += 1
 
     async def _deliver_one(
         self,
         smtp: aiosmtplib.SMTP,
-        connections: tuple[Connection, Connection],
+        conn: Connection,
         batch: BatchPlan,
         recipient: RecipientView,
         now: datetime,
         tally: _Tally,
     ) -> None:
-        conn, marks = connections
         campaign = batch.campaign
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         try:
@@ -410,7 +407,7 @@ class BatchSender:
             tally.unrecorded.append(recipient.id)
             await tally.recording.settle()
             await self._settle_held(conn, tally, now)
-            tally.recording.start(self._record_sent(marks, recipient.id, message_id, now, tally))
+            tally.recording.start(self._record_sent(conn, recipient.id, message_id, now, tally))
             return
         await tally.recording.settle()
         refusal = Refusal(

@@ -29,9 +29,13 @@ def sink_process(outbox: Path | None = None, latency_ms: float = 0.0) -> Iterato
 
 
 class Stopwatch:
+    """Wall seconds, and this process's CPU seconds (all its threads) over the block."""
+
     def __enter__(self) -> Stopwatch:
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.started
+        self.cpu_seconds = time.process_time() - self.cpu_started

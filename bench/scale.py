@@ -1,6 +1,6 @@
 """1,000 campaigns deferred at once on N workers: how fast they all wake, and each worker's memory.
 
-Every campaign's first batch meets a 451 from the SMTP sink, so all of them defer on
+Every campaign's first batch meets 451s from the SMTP sink, so all of them defer on
 ``transient_error`` for the retry delay (longer than it takes to start them all, so each
 defers exactly once). Then the sink is healed and we measure the seconds from the last
 deferral's end until every campaign has sent its batch, and each worker process's RSS
@@ -53,11 +53,17 @@ def scalar(url: str, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
-async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+async def poll(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    explain: Callable[[], str] = lambda: "",
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
+            raise SystemExit(f"timed out waiting for {what} {explain()}".rstrip())
         await asyncio.sleep(0.5)
 
 
@@ -105,7 +111,8 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
         user = factories.add_user(url)
         factories.set_account(url, smtp_port=sink.port)
         factories.set_quota(url, 10_000_000)
-        ids = [factories.add_campaign(url, user, 2) for _ in range(campaigns)]
+        # Three recipients: three 451s in a row are a server-wide throttle, one deferral.
+        ids = [factories.add_campaign(url, user, 3) for _ in range(campaigns)]
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
         )
@@ -152,6 +159,16 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
                     ),
                     600,
                     "every campaign to defer",
+                    explain=lambda: str(
+                        scalar(
+                            url,
+                            "SELECT string_agg(s, ', ') FROM (SELECT concat(q.status, '/', "
+                            "coalesce(q.defer_reason, '-'), '/', c.status, ': ', count(*)) AS s "
+                            "FROM mailer_campaignqueue q JOIN mailer_campaign c "
+                            "ON c.id = q.campaign_id GROUP BY 1=1, q.status, q.defer_reason, "
+                            "c.status) AS states",
+                        )
+                    ),
                 )
             deferred = [rss_mib(pid) for pid in pids]
             handler.rules = []

@@ -26,6 +26,17 @@ from bench.common import Stopwatch, sink_process
 
 
 @dataclass(frozen=True)
+class Run:
+    """One side's run: emails/s, and this process's CPU milliseconds per email (for the
+    engine: the worker's, which runs in this process)."""
+
+    rate: float
+    cpu_ms: float
+    events_per_1000: float = 0.0
+    commits_per_email: float = 0.0
+
+
+@dataclass(frozen=True)
 class Shape:
     campaigns: int
     recipients: int
@@ -48,7 +59,7 @@ def ready_messages(count: int, offset: int) -> list[tuple[str, bytes]]:
     return messages
 
 
-async def plain_baseline(port: int, shape: Shape) -> float:
+async def plain_baseline(port: int, shape: Shape) -> Run:
     """``shape.campaigns`` connections in parallel, ``shape.recipients`` ready-made
     messages each, one after another on each connection."""
     import aiosmtplib
@@ -66,7 +77,7 @@ async def plain_baseline(port: int, shape: Shape) -> float:
 
     with Stopwatch() as watch:
         await asyncio.gather(*(one_connection(batch) for batch in batches))
-    return shape.total / watch.seconds
+    return Run(shape.total / watch.seconds, 1000 * watch.cpu_seconds / shape.total)
 
 
 class Engine:
@@ -93,8 +104,9 @@ class Engine:
         await self.env.shutdown()
         self._stack.close()
 
-    async def run(self, port: int, shape: Shape) -> tuple[float, float]:
-        """Emails/s end to end, and history events per 1,000 emails."""
+    async def run(self, port: int, shape: Shape) -> Run:
+        """Emails/s end to end, CPU per email, history events per 1,000 emails, and
+        PostgreSQL commits per email (one per message, plus each batch's planning)."""
         from tests import factories
         from tests.harness import make_settings, new_task_queue
         from worker import build_worker
@@ -139,7 +151,36 @@ class Engine:
                     run.id, run_id=run.run_id
                 ).fetch_history()
                 events += len(history.events)
-        return shape.total / watch.seconds, events / (shape.total / 1000)
+        commits = await self.commits(url)
+        return Run(
+            rate=shape.total / watch.seconds,
+            cpu_ms=1000 * watch.cpu_seconds / shape.total,
+            events_per_1000=events / (shape.total / 1000),
+            commits_per_email=commits / shape.total,
+        )
+
+    async def commits(self, url: str) -> int:
+        """Transactions committed in the run's database, once its connections have closed
+        (a backend's statistics are flushed when it exits)."""
+        import psycopg
+
+        from db.engine import get_engine
+
+        get_engine(url).dispose()
+        name = url.rsplit("/", 1)[1]
+        last, stable = -1, 0
+        while stable < 3:
+            with psycopg.connect(
+                f"host=127.0.0.1 port={self.cluster.port} user=postgres dbname=postgres"
+            ) as conn:
+                row = conn.execute(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+                ).fetchone()
+            value = int(row[0]) if row else 0
+            stable = stable + 1 if value == last else 0
+            last = value
+            await asyncio.sleep(0.2)
+        return last
 
 
 async def main() -> None:
@@ -150,25 +191,37 @@ async def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
     shape = Shape(args.campaigns, args.recipients)
-    engine_rates, plain_rates, events = [], [], []
+    engine_runs: list[Run] = []
+    plain_runs: list[Run] = []
     with sink_process(latency_ms=args.latency_ms) as port:
         async with Engine() as engine:
-            for run in range(1, args.runs + 1):
-                rate, per_1000 = await engine.run(port, shape)
-                engine_rates.append(rate)
-                events.append(per_1000)
-                plain_rates.append(await plain_baseline(port, shape))
+            for number in range(1, args.runs + 1):
+                engine_runs.append(await engine.run(port, shape))
+                plain_runs.append(await plain_baseline(port, shape))
                 print(
-                    f"run {run}: mailer {engine_rates[-1]:7.1f}/s, plain {plain_rates[-1]:7.1f}/s",
+                    f"run {number}: mailer {engine_runs[-1].rate:7.1f}/s, "
+                    f"plain {plain_runs[-1].rate:7.1f}/s",
                     flush=True,
                 )
-    engine_median, plain_median = statistics.median(engine_rates), statistics.median(plain_rates)
+
+    def median(runs: list[Run], field: str) -> float:
+        return statistics.median(getattr(run, field) for run in runs)
+
+    engine_median, plain_median = median(engine_runs, "rate"), median(plain_runs, "rate")
     connections = f"{shape.campaigns} connections each, {shape.total} emails"
     print(f"sink latency per reply: {args.latency_ms:.0f} ms; {connections}")
     print(f"plain aiosmtplib, median:      {plain_median:8.1f} emails/s")
     print(f"mailer end to end, median:     {engine_median:8.1f} emails/s")
     print(f"ratio of medians (>= 0.70):    {engine_median / plain_median:8.2f}")
-    print(f"history events / 1,000 emails: {statistics.median(events):8.1f} (budget <= 150)")
+    print(
+        f"CPU ms per email, this process: mailer {median(engine_runs, 'cpu_ms'):.2f}, "
+        f"plain {median(plain_runs, 'cpu_ms'):.2f}"
+    )
+    print(
+        f"history events / 1,000 emails: {median(engine_runs, 'events_per_1000'):8.1f} "
+        "(budget <= 150)"
+    )
+    print(f"PostgreSQL commits per email:  {median(engine_runs, 'commits_per_email'):8.2f}")
 
 
 if __name__ == "__main__":

@@ -9,14 +9,30 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# Connections an engine may open at once; a worker sizes it to its activities (each send
+# batch holds up to three at a time) before creating any engine: ``size_pools``.
+_max_connections = 20
+
+
+def size_pools(max_connections: int) -> None:
+    """Engines created from now on open at most ``max_connections`` connections each."""
+    global _max_connections
+    _max_connections = max_connections
+    get_engine.cache_clear()
+
 
 @functools.cache
 def get_engine(url: str) -> Engine:
     """A pooled engine for ``url`` (a ``postgresql+psycopg://`` URL)."""
     # hide_parameters: statement parameters (recipients' addresses) never reach an error
     # message, so never a log line or Temporal's history.
+    pool_size = min(10, _max_connections)
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=_max_connections - pool_size,
+        hide_parameters=True,
     )
 
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # A send batch failing with an error nothing classifies is retried this many times in
     # all; then it counts as one transient error (the breaker sees it), never loops unseen.
     send_batch_max_attempts: int = Field(5, ge=1, le=100)
+    # Activities one worker runs at once; its database connections and threads follow
+    # (a send batch holds up to three connections: planning, its ledger writes, its lease).
+    max_concurrent_activities: int = Field(16, ge=1, le=256)
     # Larger recipients files are refused before they are read.
     max_recipients_file_mb: int = Field(50, ge=1, le=2048)
 

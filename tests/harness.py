@@ -89,12 +89,10 @@ class Harness:
         return factories.add_campaign(self.database_url, self.add_sender(), recipients)
 
     def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
-        with get_engine(self.database_url).connect() as conn:
-            return [tuple(row) for row in conn.execute(text(query), params).all()]
+        return sql_rows(self.database_url, query, **params)
 
     def sql_exec(self, statement: str, **params: object) -> None:
-        with get_engine(self.database_url).begin() as conn:
-            conn.execute(text(statement), params)
+        sql_execute(self.database_url, statement, **params)
 
     def sent_times(self, campaign_id: str | None = None) -> list[datetime]:
         where = "AND campaign_id = :c" if campaign_id else ""
@@ -122,6 +120,16 @@ class Harness:
             "last_error": last_error,
             "campaign_status": campaign_status,
         }
+
+
+def sql_rows(url: str, query: str, **params: object) -> list[tuple[object, ...]]:
+    with get_engine(url).connect() as conn:
+        return [tuple(row) for row in conn.execute(text(query), params).all()]
+
+
+def sql_execute(url: str, statement: str, **params: object) -> None:
+    with get_engine(url).begin() as conn:
+        conn.execute(text(statement), params)
 
 
 def make_settings(database_url: str, redis_url: str, api_url: str, **overrides: object) -> Settings:

@@ -23,11 +23,22 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().circuit_breaker_threshold == 3
 
 
+def test_the_retry_delay_takes_fractions_of_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rehearsal (the chaos report) waits seconds, not the seed's minutes."""
+    monkeypatch.setenv("MAILER_TRANSIENT_RETRY_DELAY_MINUTES", "0.05")
+    assert load_settings().transient_retry_delay_minutes == 0.05
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
         ("MAILER_RATE_PER_HOUR", "abc", "MAILER_RATE_PER_HOUR: Input should be a valid integer"),
         ("MAILER_RATE_PER_HOUR", "0", "MAILER_RATE_PER_HOUR: Input should be greater than"),
+        (
+            "MAILER_TRANSIENT_RETRY_DELAY_MINUTES",
+            "0",
+            "MAILER_TRANSIENT_RETRY_DELAY_MINUTES: Input should be greater than 0",
+        ),
         ("MAILER_TIMEZONE", "Mars/Olympus", "MAILER_TIMEZONE: unknown time zone 'Mars/Olympus'"),
         ("MAILER_DATABASE_URL", "mysql://x", "MAILER_DATABASE_URL: expected a postgresql://"),
         ("MAILER_WORKING_HOURS_START", "25", "MAILER_WORKING_HOURS_START: Input should be less"),

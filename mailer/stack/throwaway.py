@@ -22,6 +22,7 @@ import psycopg
 from db.migrate import upgrade
 from mailer.stack import postgres
 from mailer.stack.binaries import redis_binary
+from mailer.stack.config import StackSettings
 from mailer.stack.processes import port_accepts, terminate, wait_until
 
 TEMPLATE_DB = "mailer_template"
@@ -31,6 +32,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stack_on_free_ports(data_dir: Path) -> StackSettings:
+    """The embedded stack's settings for a throwaway copy: ``data_dir``, free ports."""
+    return StackSettings(
+        data_dir=data_dir,
+        postgres_port=free_port(),
+        redis_port=free_port(),
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        smtp_port=free_port(),
+        smtpbz_port=free_port(),
+    )
 
 
 @dataclass

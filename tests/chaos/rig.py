@@ -25,17 +25,15 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import redis as redis_lib
-from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 
 from db.engine import get_engine
 from db.migrate import upgrade
 from mailer.stack import embedded, postgres
-from mailer.stack.config import StackSettings
 from mailer.stack.smtp_sink import SinkHandler, SmtpSink
-from mailer.stack.throwaway import free_port
+from mailer.stack.throwaway import stack_on_free_ports
 from tests import factories
-from tests.harness import PROJECT_ROOT
+from tests.harness import PROJECT_ROOT, sql_execute, sql_rows
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, CampaignResult
 
@@ -100,15 +98,7 @@ class Stack:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mailer-chaos-"))
-        self.settings = StackSettings(
-            data_dir=self.root,
-            postgres_port=free_port(),
-            redis_port=free_port(),
-            temporal_port=free_port(),
-            temporal_ui_port=free_port(),
-            smtp_port=free_port(),
-            smtpbz_port=free_port(),
-        )
+        self.settings = stack_on_free_ports(self.root)
 
     def __enter__(self) -> Stack:
         embedded.up(self.settings)
@@ -253,12 +243,10 @@ class Scenario:
     # --- what happened ----------------------------------------------------------------
 
     def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
-        with get_engine(self.database_url).connect() as conn:
-            return [tuple(row) for row in conn.execute(text(query), params).all()]
+        return sql_rows(self.database_url, query, **params)
 
     def sql_exec(self, statement: str, **params: object) -> None:
-        with get_engine(self.database_url).begin() as conn:
-            conn.execute(text(statement), params)
+        sql_execute(self.database_url, statement, **params)
 
     def received(self) -> int:
         return self.handler.sequence

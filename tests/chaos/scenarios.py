@@ -11,6 +11,8 @@ import asyncio
 import socket
 import threading
 
+from temporalio.client import WorkflowHandle
+
 from mailer.stack.smtp_sink import FailureRule
 from tests.chaos.rig import (
     HEARTBEAT_TIMEOUT_SECONDS,
@@ -21,6 +23,8 @@ from tests.chaos.rig import (
     scenario,
     until,
 )
+from workflows.campaign import CampaignWorkflow
+from workflows.contracts import CampaignResult
 from workflows.states import Signal
 
 # Each message waits this long for each of the sink's replies: a campaign lasts long
@@ -56,6 +60,18 @@ def _row(
     )
 
 
+async def _underway(
+    run: Scenario, recipients: int
+) -> tuple[str, WorkflowHandle[CampaignWorkflow, CampaignResult]]:
+    """A campaign a fifth of the way through, at a pace that outlasts a 20 s outage."""
+    run.handler.step_delay_seconds = OUTAGE_STEP_DELAY_SECONDS
+    campaign = run.campaign(recipients)
+    run.start_worker()
+    handle = await run.start(campaign)
+    await _received(run, recipients // 5)
+    return campaign, handle
+
+
 async def _received(run: Scenario, count: int) -> None:
     await until(lambda: run.received() >= count, timeout=300, what=f"{count} received")
 
@@ -89,11 +105,7 @@ async def worker_killed(stack: Stack, *, recipients: int = 3000, kills: int = 5)
 async def temporal_restarted(stack: Stack, *, recipients: int = 2000) -> Outcome:
     """The Temporal server stopped and started again mid-campaign (its data kept)."""
     async with scenario(stack) as run:
-        run.handler.step_delay_seconds = OUTAGE_STEP_DELAY_SECONDS
-        campaign = run.campaign(recipients)
-        run.start_worker()
-        handle = await run.start(campaign)
-        await until(lambda: run.received() >= recipients // 5, timeout=300, what="a fifth sent")
+        campaign, handle = await _underway(run, recipients)
         batches = run.worker_logs().count(" batch: ")
         stack.stop("temporal")
         stack.start("temporal")
@@ -115,11 +127,7 @@ async def postgres_down(
 ) -> Outcome:
     """PostgreSQL stopped for ``outage_seconds`` mid-campaign."""
     async with scenario(stack) as run:
-        run.handler.step_delay_seconds = OUTAGE_STEP_DELAY_SECONDS
-        campaign = run.campaign(recipients)
-        run.start_worker()
-        handle = await run.start(campaign)
-        await until(lambda: run.received() >= recipients // 5, timeout=300, what="a fifth sent")
+        campaign, handle = await _underway(run, recipients)
         stack.stop("postgres")
         await asyncio.sleep(outage_seconds)  # the outage itself
         stack.start("postgres")
@@ -137,11 +145,7 @@ async def redis_down(
     goes on); recovered once the window has caught up with the send log, and at the end
     the hour's window equals what the send log says went out this hour."""
     async with scenario(stack) as run:
-        run.handler.step_delay_seconds = OUTAGE_STEP_DELAY_SECONDS
-        campaign = run.campaign(recipients)
-        run.start_worker()
-        handle = await run.start(campaign)
-        await until(lambda: run.received() >= recipients // 5, timeout=300, what="a fifth sent")
+        campaign, handle = await _underway(run, recipients)
         stack.stop("redis")
         # Until a batch reserves while Redis is down (sending goes on meanwhile).
         await until(

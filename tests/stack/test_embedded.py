@@ -19,20 +19,12 @@ from temporalio.client import Client
 from mailer.errors import StackError
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
-from tests.servers import free_port
+from mailer.stack.throwaway import stack_on_free_ports
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[StackSettings]:
-    settings = StackSettings(
-        data_dir=tmp_path / "data",
-        postgres_port=free_port(),
-        redis_port=free_port(),
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        smtp_port=free_port(),
-        smtpbz_port=free_port(),
-    )
+    settings = stack_on_free_ports(tmp_path / "data")
     yield settings
     embedded.down(settings)
 
