@@ -69,12 +69,7 @@ class Harness:
         return build_worker(self.client, settings, task_queue=self.task_queue)
 
     async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
-        return await self.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignInput(campaign_id),
-            id=workflow_id_for(campaign_id),
-            task_queue=self.task_queue,
-        )
+        return await start_campaign(self.client, campaign_id, self.task_queue)
 
     def add_sender(self, *, quota: int = 1_000_000, daily_limit: int = 0, **account: object) -> int:
         """A creator, the account pointing at this test's sink, and the quota; the user id."""
@@ -120,6 +115,18 @@ class Harness:
             "last_error": last_error,
             "campaign_status": campaign_status,
         }
+
+
+async def start_campaign(
+    client: Client, campaign_id: str, task_queue: str
+) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
+    """Start the campaign's workflow as the CLI does (id ``campaign-<uuid>``)."""
+    return await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignInput(campaign_id),
+        id=workflow_id_for(campaign_id),
+        task_queue=task_queue,
+    )
 
 
 def sql_rows(url: str, query: str, **params: object) -> list[tuple[object, ...]]:

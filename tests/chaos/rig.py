@@ -33,9 +33,9 @@ from mailer.stack import embedded, postgres
 from mailer.stack.smtp_sink import SinkHandler, SmtpSink
 from mailer.stack.throwaway import stack_on_free_ports
 from tests import factories
-from tests.harness import PROJECT_ROOT, sql_execute, sql_rows
-from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignInput, CampaignResult
+from tests.harness import PROJECT_ROOT, sql_execute, sql_rows, start_campaign
+from workflows.campaign import CampaignWorkflow
+from workflows.contracts import CampaignResult
 
 # Faults are rehearsed quickly: a killed worker's batch is retried after this, a hung
 # server is given up on after this, and a transient error defers for 3 seconds (the
@@ -219,12 +219,7 @@ class Scenario:
         return factories.add_campaign(self.database_url, self.user, recipients)
 
     async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
-        return await self.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignInput(campaign_id),
-            id=workflow_id_for(campaign_id),
-            task_queue=self.task_queue,
-        )
+        return await start_campaign(self.client, campaign_id, self.task_queue)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``mailer ARGS`` as an operator runs it, against this scenario."""
