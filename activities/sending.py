@@ -84,28 +84,11 @@ class _Held:
         return taken
 
 
-@dataclass
-class _Tally:
-    accepted: int = 0  # the server's 250, recorded or not
-    unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
-    lease_lost: bool = False
-    campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    failure: SmtpFailure | None = None
-    stopped: bool = False
-    retry_at: datetime | None = None
-    rcpt_4xx: _Held = field(default_factory=_Held)
-    data_5xx: _Held = field(default_factory=_Held)
-    recording: _Recording = field(default_factory=lambda: _Recording())
-
-
 class _Recording:
     """The last accepted message's "sent" mark, committing in a thread while the next
-    message goes over SMTP: the commit, not our CPU, is most of a message's time on a fast
-    server, and the two overlap without weakening the ledger (every mark is still its own
-    durable commit, started the moment its 250 arrives)."""
+    message goes over SMTP: the message need not wait for the commit's round trip, and the
+    ledger is as strong as before (every mark is still its own durable commit, started the
+    moment its 250 arrives; the next write waits for it)."""
 
     def __init__(self) -> None:
         self._task: asyncio.Future[None] | None = None
@@ -124,6 +107,23 @@ class _Recording:
             except asyncio.CancelledError:
                 await task
                 raise
+
+
+@dataclass
+class _Tally:
+    accepted: int = 0  # the server's 250, recorded or not
+    unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
+    lease_lost: bool = False
+    campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    failure: SmtpFailure | None = None
+    stopped: bool = False
+    retry_at: datetime | None = None
+    rcpt_4xx: _Held = field(default_factory=_Held)
+    data_5xx: _Held = field(default_factory=_Held)
+    recording: _Recording = field(default_factory=_Recording)
 
 
 class BatchSender:
