@@ -51,6 +51,7 @@ from workflows.maintenance import (
     ReconcileWorkflow,
 )
 from workflows.search_attributes import ALL_KEYS
+from workflows.test_email import TestEmailWorkflow
 
 log = logging.getLogger("mailer.worker")
 
@@ -133,7 +134,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
+        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow, TestEmailWorkflow],
         activities=activities.all,
         activity_executor=executor
         or concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),

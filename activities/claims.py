@@ -187,7 +187,7 @@ def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) ->
         queue.deferred_until = None
 
 
-def _campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:
+def campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:
     return CampaignView(
         id=campaign.id,
         created_by_id=campaign.created_by_id,
@@ -199,7 +199,7 @@ def _campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignVi
     )
 
 
-def _account_view(account: GlobalMailAccount) -> AccountView:
+def account_view(account: GlobalMailAccount) -> AccountView:
     return AccountView(
         smtp_host=account.smtp_host,
         smtp_port=account.smtp_port,
@@ -235,8 +235,8 @@ def plan_batch(
         raise CampaignRefused("no mail account: configure it with `mailer account set`")
     if campaign.status != CampaignStatus.SENDING:  # paused or cancelled by an operator's SQL
         return BatchPlan(
-            campaign=_campaign_view(campaign, account),
-            account=_account_view(account),
+            campaign=campaign_view(campaign, account),
+            account=account_view(account),
             recipients=[],
             limited_by=BatchLimit.NOT_SENDING,
         )
@@ -257,8 +257,8 @@ def plan_batch(
         retry_at = _next_ready(session, campaign_id, now, claim)
         limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
     return BatchPlan(
-        campaign=_campaign_view(campaign, account),
-        account=_account_view(account),
+        campaign=campaign_view(campaign, account),
+        account=account_view(account),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
         limited_by=limited_by,
         quota_reserved=len(rows) if quota is not None else 0,

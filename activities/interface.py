@@ -24,6 +24,8 @@ from workflows.contracts import (
     StartCampaignResult,
     SyncQuotaInput,
     SyncQuotaResult,
+    TestEmailInput,
+    TestEmailResult,
 )
 
 
@@ -58,4 +60,9 @@ class MailerActivityInterface:
     @activity.defn
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
         """Restart campaigns the database says are active but Temporal does not run."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def send_test_email(self, request: TestEmailInput) -> TestEmailResult:
+        """Send one ``mailer test-email`` request (its throttle, then SMTP)."""
         raise NotImplementedError

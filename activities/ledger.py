@@ -139,7 +139,11 @@ def sends_this_hour(
     query = (
         select(func.count())
         .select_from(SendLog)
-        .where(SendLog.created_at >= hour_start, SendLog.created_at < hour_end)
+        .where(
+            SendLog.provider == PROVIDER_SMTP_GLOBAL,  # test emails do not count
+            SendLog.created_at >= hour_start,
+            SendLog.created_at < hour_end,
+        )
     )
     if campaign_id is not None:
         query = query.where(SendLog.campaign_id == campaign_id)

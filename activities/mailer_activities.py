@@ -37,6 +37,7 @@ from activities.quota import QuotaSyncError, fetch_quota, log_sync
 from activities.ratelimit import RateLimiter, take_throttle, throttle_key
 from activities.sending import BatchHooks, BatchSender
 from activities.smtp_errors import redact_addresses
+from activities.test_email import TestEmailUnavailable, send_test_email
 from db.engine import get_engine, session_scope
 from mailer.control import live
 from mailer.reachability import DATABASE_UNREACHABLE, REACHABILITY
@@ -58,6 +59,8 @@ from workflows.contracts import (
     StartCampaignResult,
     SyncQuotaInput,
     SyncQuotaResult,
+    TestEmailInput,
+    TestEmailResult,
 )
 from workflows.states import (
     CAMPAIGN_REFUSED,
@@ -151,6 +154,7 @@ class MailerActivities(MailerActivityInterface):
             self.record_state,
             self.sync_quota,
             self.reconcile,
+            self.send_test_email,
         ]
 
     @activity.defn
@@ -315,6 +319,16 @@ class MailerActivities(MailerActivityInterface):
         )
         with activity_errors():
             return await self.sender.send_batch(request, hooks)
+
+    @activity.defn
+    async def send_test_email(self, request: TestEmailInput) -> TestEmailResult:
+        """Send one ``mailer test-email`` request (see :mod:`activities.test_email`)."""
+        now = activity.info().started_time
+        with activity_errors():
+            try:
+                return await send_test_email(self.settings, request, now)
+            except TestEmailUnavailable as exc:
+                raise CampaignRefused(str(exc)) from None
 
     @activity.defn
     def record_state(self, request: RecordStateInput) -> RecordStateResult:

@@ -45,12 +45,20 @@ class BuiltMessage:
 def message_id_for(campaign_id: uuid.UUID, recipient_id: int, from_email: str) -> str:
     """Derived from (campaign, recipient) only, so a resend after a crash repeats it and
     receivers can de-duplicate."""
+    return f"<{campaign_id.hex}.{recipient_id}@{_message_id_domain(from_email)}>"
+
+
+def test_message_id_for(campaign_id: uuid.UUID, request_id: int, from_email: str) -> str:
+    """A test email's Message-ID: never one a campaign message has."""
+    return f"<{campaign_id.hex}.test-{request_id}@{_message_id_domain(from_email)}>"
+
+
+def _message_id_domain(from_email: str) -> str:
     domain = from_email.rpartition("@")[2] or "mailer.invalid"
     try:
-        domain = a_label_domain(domain)
+        return a_label_domain(domain)
     except UnsendableAddress:
-        domain = "mailer.invalid"
-    return f"<{campaign_id.hex}.{recipient_id}@{domain}>"
+        return "mailer.invalid"
 
 
 def _checked(header: str, value: str) -> str:
@@ -96,9 +104,14 @@ def build_message(
     now: datetime,
     *,
     server_smtputf8: bool = False,
+    rendered_for: RecipientView | None = None,
+    message_id: str | None = None,
 ) -> BuiltMessage:
     """The recipient's message as bytes: text and/or HTML alternatives, rendered for them,
     addressed for a server that does (or does not) offer SMTPUTF8.
+
+    A test email goes to ``recipient`` but is ``rendered_for`` another (the campaign's
+    first recipient), under a ``message_id`` of its own.
 
     Raises :class:`UnsendableMessage` when this recipient's message cannot be built or sent
     over such a server; the reason names what is wrong, never the address.
@@ -108,16 +121,17 @@ def build_message(
         to = for_transport(recipient.email, server_smtputf8=server_smtputf8)
     except UnsendableAddress as exc:
         raise UnsendableMessage(str(exc)) from None
-    context: dict[str, object] = dict(recipient.variables)
-    context.setdefault("name", recipient.name)
-    context["email"] = recipient.email
+    shown = rendered_for or recipient
+    context: dict[str, object] = dict(shown.variables)
+    context.setdefault("name", shown.name)
+    context["email"] = shown.email
     try:
         subject = render(campaign.subject, context, html=False)
         text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
         html_body = render(campaign.html_body, context, html=True) if campaign.html_body else ""
     except Exception as exc:  # a template error with this recipient's variables
         raise UnsendableMessage(f"cannot render the templates: {exc}") from exc
-    message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
+    message_id = message_id or message_id_for(campaign.id, recipient.id, campaign.from_email)
     headers = [
         f"Subject: {_words('Subject', subject)}",
         f"From: {_address('From', campaign.from_name, sender.address)}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,6 @@ from sqlalchemy import Connection, Engine
 
 from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
-    AccountView,
     RecipientView,
     Refusal,
     campaign_status,
@@ -39,7 +37,7 @@ from activities.ledger import (
 from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.ratelimit import RateLimiter
 from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
-from activities.tls import BadCertificate, tls_context, warn_unverified
+from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from mailer.settings import Settings
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
@@ -283,37 +281,6 @@ class BatchSender:
             return SendOutcome.RATE_LIMITED
         return SendOutcome.COMPLETED
 
-    async def _connect(self, account: AccountView) -> aiosmtplib.SMTP:
-        stage = Stage.CONNECT
-        uses_tls = account.smtp_tls != "none"
-        try:
-            context = tls_context(account.smtp_ca_pem, account.smtp_verify_tls)
-        except BadCertificate as exc:
-            failure = SmtpFailure(ErrorClass.CONFIGURATION, Stage.TLS, None, f"smtp_ca_pem: {exc}")
-            raise _Failed(failure) from None
-        if uses_tls and not account.smtp_verify_tls:
-            warn_unverified(account.smtp_host)
-        smtp = aiosmtplib.SMTP(
-            hostname=account.smtp_host,
-            port=account.smtp_port,
-            timeout=self.settings.smtp_timeout_seconds,
-            use_tls=account.smtp_tls == "tls",
-            start_tls=account.smtp_tls == "starttls",
-            tls_context=context,
-            validate_certs=account.smtp_verify_tls,
-        )
-        try:
-            await smtp.connect()
-            if account.smtp_username:
-                stage = Stage.AUTH
-                await smtp.login(account.smtp_username, account.smtp_password)
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            if uses_tls and stage == Stage.CONNECT and _looks_like_tls(exc):
-                stage = Stage.TLS
-            raise _Failed(classify_exception(exc, stage)) from exc
-        return smtp
-
     async def _deliver_all(
         self,
         batch: BatchPlan,
@@ -324,8 +291,8 @@ class BatchSender:
     ) -> None:
         hooks.heartbeat(0, 0)
         try:
-            smtp = await self._connect(batch.account)
-        except _Failed as failed:
+            smtp = await open_smtp(batch.account, self.settings.smtp_timeout_seconds)
+        except SmtpSessionFailed as failed:
             tally.failure = failed.failure
             return
         # The batch's one connection for its ledger writes, in autocommit: each write is a
@@ -360,10 +327,7 @@ class BatchSender:
                     await self._settle_held(conn, tally, now)
             finally:
                 await self._db(conn.close)
-            try:
-                await smtp.quit()
-            except (TimeoutError, aiosmtplib.SMTPException, OSError):
-                smtp.close()
+            await close_smtp(smtp)
 
     def _autocommit_connection(self) -> Connection:
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -527,13 +491,3 @@ class _Throttled:
         if now - self._last >= HEARTBEAT_EVERY:
             self._last = now
             self._heartbeat(sent, failed)
-
-
-class _Failed(Exception):
-    def __init__(self, failure: SmtpFailure) -> None:
-        super().__init__(failure.describe())
-        self.failure = failure
-
-
-def _looks_like_tls(exc: BaseException) -> bool:
-    return isinstance(exc, ssl.SSLError) or "tls" in str(exc).lower() or "ssl" in str(exc).lower()

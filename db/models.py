@@ -29,10 +29,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from workflows.states import CampaignStatus, QueueStatus, RecipientStatus, SendLogStatus
+from workflows.states import (
+    CampaignStatus,
+    QueueStatus,
+    RecipientStatus,
+    SendLogStatus,
+    TestEmailStatus,
+)
 
 __all__ = [
     "PROVIDER_SMTP_GLOBAL",
+    "PROVIDER_SMTP_TEST",
     "SINGLETON_ID",
     "Base",
     "Campaign",
@@ -46,6 +53,8 @@ __all__ = [
     "SendLogStatus",
     "SmtpBzQuota",
     "SmtpTls",
+    "TestEmail",
+    "TestEmailStatus",
     "User",
 ]
 
@@ -61,6 +70,9 @@ class SmtpTls(enum.StrEnum):
 
 
 PROVIDER_SMTP_GLOBAL = "smtp_global"
+# A test email's send log row: the seed's counting SQL (daily limit, the last hour) reads
+# provider = 'smtp_global' only, so test emails never count towards a limit.
+PROVIDER_SMTP_TEST = "smtp_test"
 
 
 def _check_in(column: str, values: type[enum.StrEnum]) -> str:
@@ -227,6 +239,34 @@ class SendLog(Base):
     smtp_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TestEmail(Base):
+    """A ``mailer test-email`` request: the address lives here, so the workflow that sends it
+    carries only this row's id."""
+
+    __tablename__ = "mailer_testemail"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", TestEmailStatus), name="mailer_testemail_status_check"),
+        Index("mailer_testemail_campaign_idx", "campaign_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("mailer_campaign.id", ondelete="CASCADE")
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    # Whose MAILER_THROTTLE_TEST_EMAIL_PER_HOUR it counts against.
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("accounts_user.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(
+        String(20),
+        default=TestEmailStatus.REQUESTED.value,
+        server_default=TestEmailStatus.REQUESTED.value,
+    )
+    message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SmtpBzQuota(Base):

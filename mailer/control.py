@@ -7,10 +7,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import TimeoutError as TimeoutError_
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -19,9 +21,16 @@ from db.queries import CampaignStatusView, campaign_status
 from mailer.errors import MailerError
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignInput, Progress, QuotaSyncResult
+from workflows.contracts import (
+    CampaignInput,
+    Progress,
+    QuotaSyncResult,
+    TestEmailInput,
+    TestEmailResult,
+)
 from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
 from workflows.states import CampaignStatus, Signal, WorkflowState
+from workflows.test_email import TestEmailWorkflow, test_email_workflow_id
 
 SETTLE_SECONDS = 15.0
 FIRST_BATCH_SECONDS = 5.0
@@ -194,3 +203,33 @@ async def sync_quota(settings: Settings) -> QuotaSyncResult:
             f"the quota sync did not finish within 2 minutes: is a worker running on task "
             f"queue {settings.task_queue!r}?"
         ) from None
+
+
+# A test email no worker has taken by then is dropped (never sent late, by surprise).
+TEST_EMAIL_DEADLINE = timedelta(seconds=60)
+
+
+async def send_test_email(
+    settings: Settings, campaign_id: uuid.UUID, request_id: int
+) -> TestEmailResult:
+    """Run the test email's workflow and wait for its outcome."""
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        TestEmailWorkflow.run,
+        TestEmailInput(request_id),
+        id=test_email_workflow_id(str(campaign_id), request_id),
+        task_queue=settings.task_queue,
+        execution_timeout=TEST_EMAIL_DEADLINE,
+    )
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        if isinstance(exc.cause, TimeoutError_):
+            raise ControlError(
+                f"no worker sent the test email within {TEST_EMAIL_DEADLINE.seconds}s: is a "
+                f"worker polling task queue {settings.task_queue!r}? (`mailer doctor`)"
+            ) from None
+        cause: BaseException = exc.cause
+        while isinstance(getattr(cause, "cause", None), BaseException):
+            cause = getattr(cause, "cause")  # noqa: B009 (mypy: not every cause has one)
+        raise ControlError(f"test email not sent: {getattr(cause, 'message', cause)}") from None

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from workflows.states import CampaignStatus, QueueStatus, SendOutcome, WorkflowState
+from workflows.states import (
+    CampaignStatus,
+    QueueStatus,
+    SendOutcome,
+    TestEmailStatus,
+    WorkflowState,
+)
 
 
 @dataclass
@@ -189,3 +195,23 @@ class ReconcileResult:
     # Deferred or breaker-paused campaigns whose queue row an operator cleared with the
     # playbook's "resume" SQL: signalled to resume.
     resumed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TestEmailInput:
+    """A ``mailer_testemail`` row to send (the address stays in the table)."""
+
+    request_id: int
+
+
+@dataclass
+class TestEmailResult:
+    status: TestEmailStatus
+    message_id: str = ""
+    # With FAILED: the error's class and the server's reply, addresses redacted.
+    error_class: str = ""
+    error: str = ""
+    # With REFUSED: when the next test email is allowed; this hour's count and the limit.
+    allowed_at: datetime | None = None
+    used_this_hour: int = 0
+    limit_per_hour: int = 0

@@ -50,6 +50,15 @@ class SendLogStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class TestEmailStatus(enum.StrEnum):
+    """``mailer_testemail.status``: a test email request and how it ended."""
+
+    REQUESTED = "requested"
+    SENT = "sent"
+    FAILED = "failed"  # the SMTP server (or the connection) refused it
+    REFUSED = "refused"  # over MAILER_THROTTLE_TEST_EMAIL_PER_HOUR: nothing was sent
+
+
 class DeferReason(enum.StrEnum):
     """The seed's ``mailer_campaignqueue.defer_reason`` values ('' when there is none)."""
 

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from mailer.cli import account, campaigns, database, quota, simulate, users
+from mailer.cli import account, campaigns, database, quota, simulate, test_email, users
 from mailer.errors import ConfigError
 from mailer.process_exit import exit_process
 
@@ -26,6 +26,7 @@ app.add_typer(account.app, name="account")
 app.add_typer(quota.app, name="quota")
 app.add_typer(campaigns.app)
 app.add_typer(simulate.app)
+app.add_typer(test_email.app)
 
 
 def main() -> None:
