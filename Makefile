@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo up down status test lint format bench chaos
+.PHONY: install demo up down status worker doctor test lint format bench chaos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ down:
 
 status: install
 	$(PY) -m mailer.stack status
+
+## worker: start a worker in the background on the embedded stack (`make down` stops it)
+worker: install
+	$(PY) -m mailer.stack worker
+
+## doctor: the 60-second diagnosis (docs/playbook.ru.md)
+doctor: install
+	$(PY) -m mailer.cli doctor
 
 ## test: the whole test suite, against real servers it starts itself
 test: install

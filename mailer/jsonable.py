@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,10 @@ def jsonable(record: Any, timezone: str | None = None) -> dict[str, Any]:
 def _value(value: object, zone: ZoneInfo | None) -> object:
     if isinstance(value, datetime):
         return (value.astimezone(zone) if zone else value).isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, dict):
         return {key: _value(item, zone) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(item, zone) for item in value]
     return value

@@ -10,7 +10,16 @@ import sys
 
 import typer
 
-from mailer.cli import account, campaigns, database, quota, simulate, test_email, users
+from mailer.cli import (
+    account,
+    campaigns,
+    database,
+    doctor,
+    quota,
+    simulate,
+    test_email,
+    users,
+)
 from mailer.errors import ConfigError
 from mailer.process_exit import exit_process
 
@@ -27,6 +36,7 @@ app.add_typer(quota.app, name="quota")
 app.add_typer(campaigns.app)
 app.add_typer(simulate.app)
 app.add_typer(test_email.app)
+app.add_typer(doctor.app)
 
 
 def main() -> None:

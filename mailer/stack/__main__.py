@@ -1,4 +1,5 @@
-"""``python -m mailer.stack up|down|status``: the embedded stack from the command line."""
+"""``python -m mailer.stack up|down|status|worker``: the embedded stack from the command line
+(``worker`` starts a worker in the background, as ``make demo`` does; ``down`` stops it)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "down":
             stopped = embedded.down(stack)
             print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif command == "worker":
+            _print_part(embedded.start_worker(stack))
+            print(f"Worker log: {stack.log_dir / 'worker.log'}")
         elif command == "status":
             for part in embedded.status(stack):
                 _print_part(part)
         else:
-            print(f"error: unknown command {command!r} (up, down, status)", file=sys.stderr)
+            print(f"error: unknown command {command!r} (up, down, status, worker)", file=sys.stderr)
             return 2
     except MailerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,9 @@ from tests.harness import PROJECT_ROOT, Harness, address, hours_excluding_now, p
 from workflows.campaign import workflow_id_for
 
 
-async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(
+    harness: Harness, *args: str, env_overrides: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """``python starter.py ARGS`` in a subprocess (the worker keeps running meanwhile)."""
     env = dict(os.environ)
     env.update(
@@ -25,6 +27,7 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
             "MAILER_REDIS_URL": harness.settings.redis_connection_url,
             "MAILER_TEMPORAL_ADDRESS": address(harness.client),
             "MAILER_TASK_QUEUE": harness.task_queue,
+            **(env_overrides or {}),
         }
     )
     return await asyncio.to_thread(
@@ -34,7 +37,7 @@ async def cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

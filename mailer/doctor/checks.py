@@ -1,0 +1,266 @@
+"""Pure decisions: each part and each alert of ``deploy/prometheus/alerts.yml``, evaluated
+on the facts as OK / WARN / CRIT, with what to do and where the playbook says more.
+
+The thresholds are the seed playbook's (section 4), shared with the alert rules.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mailer.doctor.facts import Facts, Poller, ScheduleFacts
+
+PLAYBOOK = "docs/playbook.ru.md"
+STUCK_AFTER = timedelta(minutes=30)
+QUEUE_DEPTH_WARNING = 50
+QUOTA_SYNC_STALE = timedelta(hours=2)
+# An idle worker long-polls for about a minute at a time; a poller not seen for longer
+# than this is a worker that went away.
+POLLER_FRESH = timedelta(minutes=2)
+# A schedule whose last run is older than this many intervals (plus a minute) missed runs.
+MISSED_INTERVALS = 2
+
+
+class Level(enum.IntEnum):
+    OK = 0
+    WARN = 1
+    CRIT = 2
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    summary: str
+    action: str = ""
+    playbook: str = ""  # the anchor in docs/playbook.ru.md
+
+    @property
+    def link(self) -> str:
+        return f"{PLAYBOOK}#{self.playbook}" if self.playbook else ""
+
+
+def exit_code(checks: list[Check]) -> int:
+    """0 all OK, 1 any WARN, 2 any CRIT."""
+    return int(max((check.level for check in checks), default=Level.OK))
+
+
+def evaluate(facts: Facts) -> list[Check]:
+    checks = [_temporal(facts), _postgres(facts), _redis(facts)]
+    if facts.temporal.reachable:
+        checks += [_workers(facts), _workflow_tasks(facts), _schedules(facts)]
+    if facts.database.reachable:
+        checks += [_stuck(facts), _transient(facts), _queue_depth(facts), _quota(facts)]
+    return checks
+
+
+def live_pollers(pollers: list[Poller], now: datetime) -> list[Poller]:
+    return [p for p in pollers if p.last_access is None or now - p.last_access <= POLLER_FRESH]
+
+
+def _temporal(facts: Facts) -> Check:
+    temporal = facts.temporal
+    if temporal.reachable:
+        return Check("temporal", Level.OK, f"Temporal at {temporal.address} answers")
+    return Check(
+        "temporal",
+        Level.CRIT,
+        f"Temporal at {temporal.address} unreachable ({temporal.error}): campaigns wait, "
+        "nothing is lost, nothing is sent",
+        "start the Temporal server (`make up`, or `docker compose up -d temporal`); check "
+        "MAILER_TEMPORAL_ADDRESS",
+        "temporal-down",
+    )
+
+
+def _postgres(facts: Facts) -> Check:
+    database = facts.database
+    if database.reachable:
+        return Check("postgres", Level.OK, f"PostgreSQL at {database.address} answers")
+    return Check(
+        "postgres",
+        Level.CRIT,
+        f"PostgreSQL at {database.address} unreachable ({database.error}): batches retry "
+        "until it is back",
+        "start PostgreSQL (`make up`, or `docker compose up -d postgres`); check "
+        "MAILER_DATABASE_URL",
+        "postgres-down",
+    )
+
+
+def _redis(facts: Facts) -> Check:
+    redis = facts.redis
+    if redis.reachable:
+        return Check("redis", Level.OK, f"Redis at {redis.address} answers")
+    return Check(
+        "redis",
+        Level.CRIT,
+        f"Redis at {redis.address} unreachable ({redis.error}): the rate limiter fails open — "
+        f"sending goes on without the {facts.rate_per_hour}/h window and the per-user throttles",
+        "restart Redis (`make up`, or `docker compose restart redis`); the first batch after "
+        "it is back raises the window to the send log's count",
+        "redis-down",
+    )
+
+
+def _workers(facts: Facts) -> Check:
+    temporal = facts.temporal
+    workflow = live_pollers(temporal.workflow_pollers, facts.now)
+    activity = live_pollers(temporal.activity_pollers, facts.now)
+    if workflow and activity:
+        identities = sorted({p.identity for p in workflow + activity})
+        return Check(
+            "workers",
+            Level.OK,
+            f"{len(identities)} worker(s) polling task queue {temporal.task_queue!r}: "
+            + ", ".join(identities),
+        )
+    missing = (
+        "workflow and activity"
+        if not workflow and not activity
+        else ("workflow" if not workflow else "activity")
+    )
+    return Check(
+        "workers",
+        Level.CRIT,
+        f"no pollers ({missing}) on task queue {temporal.task_queue!r}: no worker is running, "
+        "campaigns stand still",
+        "start a worker: `python -m worker` (compose: `docker compose up -d worker`); check "
+        "MAILER_TASK_QUEUE matches",
+        "no-worker",
+    )
+
+
+def _workflow_tasks(facts: Facts) -> Check:
+    failing = facts.temporal.failing_workflow_tasks
+    if not failing:
+        return Check("workflow_tasks", Level.OK, "no campaign workflow task is failing")
+    worst = max(failing, key=lambda f: f.attempt)
+    return Check(
+        "workflow_tasks",
+        Level.CRIT,
+        f"{len(failing)} campaign workflow(s) failing their workflow task (campaign "
+        f"{worst.campaign_id}, attempt {worst.attempt}): a non-determinism error after a "
+        "deploy, or a bug; the campaign stands still",
+        f"`temporal workflow describe --workflow-id campaign-{worst.campaign_id}` shows the "
+        "error; roll the worker back to the previous version",
+        "workflow-task-failing",
+    )
+
+
+def _schedule_problem(schedule: ScheduleFacts, now: datetime) -> str:
+    if not schedule.found:
+        return f"{schedule.schedule_id} does not exist (a worker creates it when it starts)"
+    if schedule.paused:
+        return f"{schedule.schedule_id} is paused"
+    if schedule.every is not None:
+        allowed = schedule.every * MISSED_INTERVALS + timedelta(minutes=1)
+        if schedule.last_run is None or now - schedule.last_run > allowed:
+            last = schedule.last_run.isoformat(timespec="seconds") if schedule.last_run else "never"
+            return f"{schedule.schedule_id} missed its runs (every {schedule.every}, last {last})"
+    return ""
+
+
+def _schedules(facts: Facts) -> Check:
+    problems = [p for s in facts.temporal.schedules if (p := _schedule_problem(s, facts.now))]
+    if not problems:
+        return Check("schedules", Level.OK, "quota sync and reconcile schedules run on time")
+    return Check(
+        "schedules",
+        Level.WARN,
+        "scheduled work not running: " + "; ".join(problems),
+        "`temporal schedule describe --schedule-id mailer-quota-sync` (and mailer-reconcile); "
+        "unpause with `temporal schedule toggle --schedule-id ID --unpause --reason …`, run "
+        "now with `temporal schedule trigger --schedule-id ID`",
+        "schedules",
+    )
+
+
+def _stuck(facts: Facts) -> Check:
+    stuck = [
+        s
+        for s in facts.database.stuck
+        if s.started_at is None or facts.now - s.started_at > STUCK_AFTER
+    ]
+    if not stuck:
+        return Check("stuck_processing", Level.OK, "no queue row 'processing' over 30 minutes")
+    ids = ", ".join(s.campaign_id for s in stuck[:5])
+    return Check(
+        "stuck_processing",
+        Level.CRIT,
+        f"{len(stuck)} campaign(s) 'processing' for over 30 minutes: {ids}",
+        "check the workers (`mailer doctor`: workers); the reconcile schedule resets rows with "
+        "no live batch: `temporal schedule trigger --schedule-id mailer-reconcile`",
+        "stuck-processing",
+    )
+
+
+def _transient(facts: Facts) -> Check:
+    threshold = facts.circuit_breaker_threshold
+    tripped = [c for c in facts.database.campaigns if c.consecutive_transient_errors >= threshold]
+    if not tripped:
+        worst = max((c.consecutive_transient_errors for c in facts.database.campaigns), default=0)
+        return Check(
+            "transient_errors",
+            Level.OK,
+            f"consecutive transient errors at most {worst} (breaker at {threshold})",
+        )
+    ids = ", ".join(c.campaign_id for c in tripped[:5])
+    return Check(
+        "transient_errors",
+        Level.CRIT,
+        f"{len(tripped)} campaign(s) at {threshold}+ consecutive transient errors (the circuit "
+        f"breaker paused them): {ids}",
+        "check the SMTP server and `mailer status ID` (last_error); once fixed, `mailer resume ID`",
+        "transient-error",
+    )
+
+
+def _queue_depth(facts: Facts) -> Check:
+    depth = facts.database.queue_depth
+    if depth <= QUEUE_DEPTH_WARNING:
+        return Check("queue_depth", Level.OK, f"{depth} campaign(s) pending in the queue")
+    return Check(
+        "queue_depth",
+        Level.WARN,
+        f"{depth} campaigns pending in the queue (over {QUEUE_DEPTH_WARNING})",
+        "look at the top defer reasons below; `mailer list --reason REASON`",
+        "queue-depth",
+    )
+
+
+def _quota(facts: Facts) -> Check:
+    quota = facts.database.quota
+    if quota is None:
+        return Check(
+            "quota",
+            Level.WARN,
+            "no quota row: the quota was never synced",
+            "`mailer quota sync`; check `mailer account show` (smtp_bz_api_key)",
+            "quota-not-syncing",
+        )
+    stale = quota.last_synced_at is None or facts.now - quota.last_synced_at > QUOTA_SYNC_STALE
+    if quota.emails_available <= 0 and stale:
+        synced = (
+            quota.last_synced_at.isoformat(timespec="minutes") if quota.last_synced_at else "never"
+        )
+        error = f", sync error: {quota.sync_error}" if quota.sync_error else ""
+        return Check(
+            "quota",
+            Level.WARN,
+            f"quota exhausted ({quota.emails_available}) and last good sync {synced}{error}",
+            "top up the quota at smtp.bz, then `mailer quota sync`; if the sync fails check "
+            "the API key (`mailer account show`)",
+            "quota-not-syncing",
+        )
+    return Check(
+        "quota",
+        Level.OK,
+        f"{quota.emails_available} emails available of {quota.emails_limit}",
+    )

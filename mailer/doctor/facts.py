@@ -1,0 +1,121 @@
+"""What the doctor observed: one dataclass per part, nothing decided yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass
+class Poller:
+    identity: str
+    last_access: datetime | None
+
+
+@dataclass
+class ScheduleFacts:
+    schedule_id: str
+    found: bool = True
+    paused: bool = False
+    every: timedelta | None = None
+    last_run: datetime | None = None
+    next_run: datetime | None = None
+
+
+@dataclass
+class FailingWorkflowTask:
+    """A campaign whose workflow task keeps failing (a non-determinism error after a
+    deploy, or a bug): Temporal retries it and the campaign stands still."""
+
+    campaign_id: str
+    attempt: int
+
+
+@dataclass
+class TemporalFacts:
+    address: str
+    namespace: str
+    task_queue: str
+    error: str = ""  # '' when reachable
+    workflow_pollers: list[Poller] = field(default_factory=list)
+    activity_pollers: list[Poller] = field(default_factory=list)
+    schedules: list[ScheduleFacts] = field(default_factory=list)
+    failing_workflow_tasks: list[FailingWorkflowTask] = field(default_factory=list)
+
+    @property
+    def reachable(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class CampaignFacts:
+    campaign_id: str
+    name: str
+    status: str
+    queue_status: str
+    defer_reason: str
+    deferred_until: datetime | None
+    consecutive_transient_errors: int
+    pending: int
+    sent: int
+    failed: int
+
+
+@dataclass
+class DeferReasonCount:
+    reason: str
+    campaigns: int
+    earliest_resume: datetime | None
+
+
+@dataclass
+class StuckProcessing:
+    campaign_id: str
+    started_at: datetime | None
+
+
+@dataclass
+class QuotaFacts:
+    emails_available: int
+    emails_limit: int
+    last_synced_at: datetime | None
+    sync_error: str
+
+
+@dataclass
+class DatabaseFacts:
+    address: str
+    error: str = ""
+    campaigns: list[CampaignFacts] = field(default_factory=list)
+    defer_reasons: list[DeferReasonCount] = field(default_factory=list)
+    stuck: list[StuckProcessing] = field(default_factory=list)
+    queue_depth: int = 0  # queue rows 'pending' (the seed's alert)
+    quota: QuotaFacts | None = None
+    sent_this_hour: int = 0  # the send log's count for the clock hour
+
+    @property
+    def reachable(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class RedisFacts:
+    address: str
+    error: str = ""
+    rate_key: str = ""
+    rate_count: int | None = None  # None: the window has no key yet this hour
+
+    @property
+    def reachable(self) -> bool:
+        return not self.error
+
+
+@dataclass
+class Facts:
+    now: datetime
+    timezone: str
+    rate_per_hour: int
+    circuit_breaker_threshold: int
+    temporal: TemporalFacts
+    database: DatabaseFacts
+    redis: RedisFacts

@@ -1,0 +1,285 @@
+"""The doctor's I/O: look at Temporal, PostgreSQL and Redis at once, each under a deadline.
+
+A part that cannot be reached comes back with its address and the error's first line;
+nothing here raises for a part being down, and the whole look takes under five seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, ScheduleIntervalSpec
+from temporalio.service import RPCError, RPCStatusCode
+
+from mailer.doctor.facts import (
+    CampaignFacts,
+    DatabaseFacts,
+    DeferReasonCount,
+    Facts,
+    FailingWorkflowTask,
+    Poller,
+    QuotaFacts,
+    RedisFacts,
+    ScheduleFacts,
+    StuckProcessing,
+    TemporalFacts,
+)
+from mailer.settings import Settings, without_password
+from workflows.campaign import workflow_id_for
+from workflows.maintenance import QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID
+from workflows.working_hours import clock_hour_bounds, rate_window_key
+
+PART_TIMEOUT = 3.0  # each part's own deadline, seconds
+SCHEDULE_IDS = (QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID)
+# Workflow descriptions asked for (to find failing workflow tasks), at most.
+MAX_DESCRIBED_CAMPAIGNS = 20
+
+
+def first_line(error: BaseException) -> str:
+    text_ = str(getattr(error, "orig", None) or error).strip()
+    return without_password(text_.splitlines()[0] if text_ else type(error).__name__)
+
+
+async def look(settings: Settings, now: datetime | None = None) -> Facts:
+    """Everything the doctor shows, gathered concurrently."""
+    now = now or datetime.now(UTC)
+    database, redis_facts, temporal = await asyncio.gather(
+        asyncio.to_thread(look_at_database, settings, now),
+        asyncio.to_thread(look_at_redis, settings, now),
+        look_at_temporal(settings),
+    )
+    if temporal.reachable and database.reachable:
+        temporal.failing_workflow_tasks = await _failing_workflow_tasks(settings, database)
+    return Facts(
+        now=now,
+        timezone=settings.timezone,
+        rate_per_hour=settings.rate_per_hour,
+        circuit_breaker_threshold=settings.circuit_breaker_threshold,
+        temporal=temporal,
+        database=database,
+        redis=redis_facts,
+    )
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+_CAMPAIGNS = """
+SELECT c.id, c.name, c.status, coalesce(q.status, ''), coalesce(q.defer_reason, ''),
+       q.deferred_until, coalesce(q.consecutive_transient_errors, 0),
+       count(*) FILTER (WHERE r.status = 'pending'),
+       count(*) FILTER (WHERE r.status = 'sent'),
+       count(*) FILTER (WHERE r.status = 'failed')
+FROM mailer_campaign c
+LEFT JOIN mailer_campaignqueue q ON q.campaign_id = c.id
+LEFT JOIN mailer_campaignrecipient r ON r.campaign_id = c.id
+WHERE c.status IN ('sending', 'paused')
+GROUP BY c.id, q.id
+ORDER BY c.created_at
+"""
+
+_DEFER_REASONS = """
+SELECT defer_reason, count(*), min(deferred_until)
+FROM mailer_campaignqueue
+WHERE status = 'pending' AND defer_reason != ''
+GROUP BY defer_reason
+ORDER BY count(*) DESC, defer_reason
+"""
+
+_PROCESSING = """
+SELECT campaign_id, started_at FROM mailer_campaignqueue
+WHERE status = 'processing' ORDER BY started_at NULLS FIRST
+"""
+
+_QUEUE_DEPTH = "SELECT count(*) FROM mailer_campaignqueue WHERE status = 'pending'"
+
+_QUOTA = """
+SELECT emails_available, emails_limit, last_synced_at, sync_error
+FROM mailer_smtpbzquota ORDER BY id DESC LIMIT 1
+"""
+
+_SENT_IN_HOUR = """
+SELECT count(*) FROM mailer_sendlog
+WHERE provider = 'smtp_global' AND created_at >= :start AND created_at < :end
+"""
+
+
+def database_address(settings: Settings) -> str:
+    url = make_url(settings.sqlalchemy_url)
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
+    facts = DatabaseFacts(address=database_address(settings))
+    engine = create_engine(
+        settings.sqlalchemy_url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": int(PART_TIMEOUT),
+            "options": f"-c statement_timeout={int(PART_TIMEOUT * 1000)}",
+        },
+    )
+    try:
+        with engine.connect() as conn:
+            facts.campaigns = [
+                CampaignFacts(str(row[0]), *row[1:]) for row in conn.execute(text(_CAMPAIGNS))
+            ]
+            facts.defer_reasons = [
+                DeferReasonCount(*row) for row in conn.execute(text(_DEFER_REASONS))
+            ]
+            facts.stuck = [
+                StuckProcessing(str(row[0]), row[1]) for row in conn.execute(text(_PROCESSING))
+            ]
+            facts.queue_depth = int(conn.execute(text(_QUEUE_DEPTH)).scalar_one())
+            quota = conn.execute(text(_QUOTA)).first()
+            if quota is not None:
+                facts.quota = QuotaFacts(*quota)
+            start, end = clock_hour_bounds(now, settings.timezone)
+            facts.sent_this_hour = int(
+                conn.execute(text(_SENT_IN_HOUR), {"start": start, "end": end}).scalar_one()
+            )
+    except SQLAlchemyError as exc:
+        facts.error = first_line(exc)
+    finally:
+        engine.dispose()
+    return facts
+
+
+# --- Redis -----------------------------------------------------------------------------------
+
+
+def redis_address(settings: Settings) -> str:
+    url = make_url(settings.redis_connection_url.replace("redis://", "redis+x://", 1))
+    return f"{url.host or 'localhost'}:{url.port or 6379}/{url.database or '0'}"
+
+
+def look_at_redis(settings: Settings, now: datetime) -> RedisFacts:
+    key = rate_window_key(now, settings.timezone)
+    facts = RedisFacts(address=redis_address(settings), rate_key=key)
+    client = redis.Redis.from_url(
+        settings.redis_connection_url,
+        socket_connect_timeout=PART_TIMEOUT / 2,
+        socket_timeout=PART_TIMEOUT / 2,
+    )
+    try:
+        client.ping()
+        value = client.get(key)
+        facts.rate_count = int(value) if value is not None else None
+    except (redis.RedisError, OSError, ValueError) as exc:
+        facts.error = first_line(exc)
+    finally:
+        client.close()
+    return facts
+
+
+# --- Temporal --------------------------------------------------------------------------------
+
+
+async def look_at_temporal(settings: Settings) -> TemporalFacts:
+    facts = TemporalFacts(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        task_queue=settings.task_queue,
+    )
+    try:
+        await asyncio.wait_for(_fill_temporal(settings, facts), timeout=PART_TIMEOUT)
+    except TimeoutError:
+        facts.error = f"no answer within {PART_TIMEOUT:.0f}s"
+    except (RuntimeError, RPCError) as exc:
+        facts.error = first_line(exc)
+    return facts
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+async def _fill_temporal(settings: Settings, facts: TemporalFacts) -> None:
+    client = await connect(settings)
+    facts.workflow_pollers = await _pollers(
+        client, settings, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    )
+    facts.activity_pollers = await _pollers(
+        client, settings, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+    )
+    facts.schedules = [await _schedule(client, schedule_id) for schedule_id in SCHEDULE_IDS]
+
+
+async def _pollers(
+    client: Client, settings: Settings, kind: TaskQueueType.ValueType
+) -> list[Poller]:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(
+                name=settings.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
+            ),
+            task_queue_type=kind,
+        ),
+        timeout=timedelta(seconds=PART_TIMEOUT),
+    )
+    return [
+        Poller(
+            poller.identity,
+            poller.last_access_time.ToDatetime(tzinfo=UTC)
+            if poller.HasField("last_access_time")
+            else None,
+        )
+        for poller in response.pollers
+    ]
+
+
+async def _schedule(client: Client, schedule_id: str) -> ScheduleFacts:
+    try:
+        description = await client.get_schedule_handle(schedule_id).describe(
+            rpc_timeout=timedelta(seconds=PART_TIMEOUT)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return ScheduleFacts(schedule_id, found=False)
+        raise
+    intervals: list[ScheduleIntervalSpec] = list(description.schedule.spec.intervals)
+    recent = description.info.recent_actions
+    return ScheduleFacts(
+        schedule_id=schedule_id,
+        paused=description.schedule.state.paused,
+        every=intervals[0].every if intervals else None,
+        last_run=max((action.started_at for action in recent), default=None),
+        next_run=min(description.info.next_action_times, default=None),
+    )
+
+
+async def _failing_workflow_tasks(
+    settings: Settings, database: DatabaseFacts
+) -> list[FailingWorkflowTask]:
+    """Campaign workflows whose workflow task has failed and is being retried."""
+
+    async def describe_all() -> list[FailingWorkflowTask]:
+        client = await connect(settings)
+        failing = []
+        for campaign in database.campaigns[:MAX_DESCRIBED_CAMPAIGNS]:
+            handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
+            try:
+                description = await handle.describe(rpc_timeout=timedelta(seconds=PART_TIMEOUT))
+            except RPCError:
+                continue  # not running: the reconcile's business, not a failing task
+            pending = description.raw_description.pending_workflow_task
+            if (
+                description.raw_description.HasField("pending_workflow_task")
+                and pending.attempt > 1
+            ):
+                failing.append(FailingWorkflowTask(campaign.campaign_id, pending.attempt))
+        return failing
+
+    try:
+        return await asyncio.wait_for(describe_all(), timeout=PART_TIMEOUT)
+    except (TimeoutError, RuntimeError, RPCError):
+        return []

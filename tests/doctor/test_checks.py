@@ -1,0 +1,163 @@
+"""The doctor's decisions, on facts made by hand: each alert firing and not firing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailer.doctor.checks import Level, evaluate, exit_code
+from mailer.doctor.facts import (
+    CampaignFacts,
+    DatabaseFacts,
+    Facts,
+    FailingWorkflowTask,
+    Poller,
+    QuotaFacts,
+    RedisFacts,
+    ScheduleFacts,
+    StuckProcessing,
+    TemporalFacts,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def healthy() -> Facts:
+    poller = Poller("1@host", NOW - timedelta(seconds=30))
+    return Facts(
+        now=NOW,
+        timezone="Europe/Moscow",
+        rate_per_hour=100,
+        circuit_breaker_threshold=10,
+        temporal=TemporalFacts(
+            address="t:7233",
+            namespace="default",
+            task_queue="mailer",
+            workflow_pollers=[poller],
+            activity_pollers=[poller],
+            schedules=[
+                ScheduleFacts("mailer-quota-sync", every=timedelta(hours=1), last_run=NOW),
+                ScheduleFacts("mailer-reconcile", every=timedelta(minutes=5), last_run=NOW),
+            ],
+        ),
+        database=DatabaseFacts(
+            address="db:5432/mailer",
+            campaigns=[
+                CampaignFacts("c1", "n", "sending", "pending", "", None, 9, 1, 2, 0),
+            ],
+            quota=QuotaFacts(10, 100, NOW - timedelta(hours=5), ""),
+        ),
+        redis=RedisFacts(address="r:6379/0", rate_key="k", rate_count=3),
+    )
+
+
+def levels(facts: Facts) -> dict[str, Level]:
+    return {check.name: check.level for check in evaluate(facts)}
+
+
+def test_healthy_is_all_ok() -> None:
+    found = evaluate(healthy())
+    assert {check.level for check in found} == {Level.OK}
+    assert exit_code(found) == 0
+    assert {check.name for check in found} == {
+        "temporal",
+        "postgres",
+        "redis",
+        "workers",
+        "workflow_tasks",
+        "schedules",
+        "stuck_processing",
+        "transient_errors",
+        "queue_depth",
+        "quota",
+    }
+
+
+def test_redis_down_is_critical_and_says_fail_open() -> None:
+    facts = healthy()
+    facts.redis.error = "Connection refused"
+    [check] = [c for c in evaluate(facts) if c.name == "redis"]
+    assert check.level == Level.CRIT
+    assert "r:6379/0" in check.summary and "fails open" in check.summary
+    assert check.link == "docs/playbook.ru.md#redis-down"
+
+
+def test_a_poller_not_seen_for_two_minutes_is_a_worker_gone() -> None:
+    facts = healthy()
+    gone = Poller("1@host", NOW - timedelta(minutes=2, seconds=1))
+    facts.temporal.workflow_pollers = facts.temporal.activity_pollers = [gone]
+    assert levels(facts)["workers"] == Level.CRIT
+    facts.temporal.activity_pollers = [Poller("2@host", NOW - timedelta(seconds=70))]
+    assert levels(facts)["workers"] == Level.CRIT  # activities polled, workflows not
+    facts.temporal.workflow_pollers = facts.temporal.activity_pollers
+    assert levels(facts)["workers"] == Level.OK
+
+
+@pytest.mark.parametrize(
+    ("minutes", "expected"), [(29, Level.OK), (31, Level.CRIT)], ids=["29min", "31min"]
+)
+def test_processing_over_thirty_minutes(minutes: int, expected: Level) -> None:
+    facts = healthy()
+    facts.database.stuck = [StuckProcessing("c1", NOW - timedelta(minutes=minutes))]
+    assert levels(facts)["stuck_processing"] == expected
+
+
+def test_breaker_threshold() -> None:
+    facts = healthy()
+    assert levels(facts)["transient_errors"] == Level.OK  # 9 of 10
+    facts.database.campaigns[0].consecutive_transient_errors = 10
+    assert levels(facts)["transient_errors"] == Level.CRIT
+
+
+def test_queue_depth_over_fifty_warns() -> None:
+    facts = healthy()
+    facts.database.queue_depth = 50
+    assert levels(facts)["queue_depth"] == Level.OK
+    facts.database.queue_depth = 51
+    assert levels(facts)["queue_depth"] == Level.WARN
+    assert exit_code(evaluate(facts)) == 1
+
+
+@pytest.mark.parametrize(
+    ("available", "synced_hours_ago", "expected"),
+    [(0, 3, Level.WARN), (0, 1, Level.OK), (5, 3, Level.OK), (0, None, Level.WARN)],
+)
+def test_quota_exhausted_with_an_old_sync_warns(
+    available: int, synced_hours_ago: int | None, expected: Level
+) -> None:
+    facts = healthy()
+    synced = NOW - timedelta(hours=synced_hours_ago) if synced_hours_ago is not None else None
+    facts.database.quota = QuotaFacts(available, 100, synced, "")
+    assert levels(facts)["quota"] == expected
+
+
+def test_schedules_paused_missing_or_late_warn() -> None:
+    facts = healthy()
+    reconcile = facts.temporal.schedules[1]
+    reconcile.last_run = NOW - timedelta(minutes=10)
+    assert levels(facts)["schedules"] == Level.OK  # within two intervals and a minute
+    reconcile.last_run = NOW - timedelta(minutes=12)
+    assert levels(facts)["schedules"] == Level.WARN
+    reconcile.last_run = NOW
+    reconcile.paused = True
+    [check] = [c for c in evaluate(facts) if c.name == "schedules"]
+    assert check.level == Level.WARN and "mailer-reconcile is paused" in check.summary
+    facts.temporal.schedules[1] = ScheduleFacts("mailer-reconcile", found=False)
+    assert levels(facts)["schedules"] == Level.WARN
+
+
+def test_failing_workflow_task_is_critical() -> None:
+    facts = healthy()
+    facts.temporal.failing_workflow_tasks = [FailingWorkflowTask("c1", 4)]
+    [check] = [c for c in evaluate(facts) if c.name == "workflow_tasks"]
+    assert check.level == Level.CRIT and "attempt 4" in check.summary
+
+
+def test_a_part_down_hides_the_checks_it_would_feed() -> None:
+    facts = healthy()
+    facts.temporal.error = "connection refused"
+    facts.database.error = "connection refused"
+    found = levels(facts)
+    assert found == {"temporal": Level.CRIT, "postgres": Level.CRIT, "redis": Level.OK}
+    assert exit_code(evaluate(facts)) == 2
