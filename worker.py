@@ -30,12 +30,14 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
 from db.engine import size_pools
 from mailer.errors import ConfigError
+from mailer.gauges import GaugeCollector
 from mailer.process_exit import exit_process
 from mailer.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.settings import Settings, get_settings
@@ -145,13 +147,35 @@ def build_worker(
     )
 
 
-async def connect(settings: Settings) -> Client:
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving Prometheus metrics on MAILER_METRICS_PORT (``None`` when 0).
+
+    Raises :class:`ConfigError` naming the variable when the port cannot be listened on."""
+    if not settings.metrics_port:
+        return None
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+                )
+            )
+        )
+    except Exception as exc:  # the SDK reports a bind failure as a bare exception
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"MAILER_METRICS_PORT: cannot serve metrics on {address} ({reason})"
+        ) from None
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """Connect to Temporal, waiting for it if it is not up yet: one ERROR line naming it,
     then quiet retries."""
     while True:
         try:
             client = await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
+                settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
             )
         except RuntimeError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -171,7 +195,8 @@ async def run(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
     )
-    client = await connect(settings)
+    runtime = metrics_runtime(settings)
+    client = await connect(settings, runtime)
     added = await ensure_search_attributes(client, settings.temporal_namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
@@ -188,9 +213,18 @@ async def run(settings: Settings) -> None:
         settings.temporal_address,
         settings.temporal_namespace,
     )
-    async with worker:
-        await stop.wait()
-        log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
+    gauges = None
+    if runtime is not None:
+        collector = GaugeCollector(settings, client, runtime.metric_meter)
+        gauges = asyncio.create_task(collector.run())
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
+    finally:
+        if gauges is not None:
+            gauges.cancel()
     log.info("worker stopped")
 
 
@@ -213,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("temporalio.activity").addFilter(QuietWhileUnreachable())
     try:
         asyncio.run(run(settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

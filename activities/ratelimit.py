@@ -19,6 +19,7 @@ from datetime import datetime
 import redis
 import redis.asyncio as aioredis
 
+from activities import metrics
 from workflows.working_hours import hour_label, rate_window_key
 
 log = logging.getLogger("mailer.ratelimit")
@@ -124,6 +125,7 @@ class RateLimiter:
             return Reservation(int(granted), window_full=int(left) <= 0)
         except (redis.RedisError, OSError) as exc:
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
+            metrics.redis_error()
             self._window_behind = True
             await self._reset()
             return Reservation(wanted, window_full=False, counted=False)
@@ -143,6 +145,7 @@ class RateLimiter:
             await self._redis().eval(_RELEASE, 1, key, unused)
         except (redis.RedisError, OSError) as exc:
             log.error("Error returning rate limit tokens: %s (key %s)", exc, key)
+            metrics.redis_error()
             await self._reset()
 
     async def _reset(self) -> None:
@@ -178,4 +181,5 @@ def take_throttle(url: str, key: str, limit: int) -> tuple[bool, int]:
             client.close()
     except (redis.RedisError, OSError) as exc:
         log.error("Error reserving rate limit token: %s (throttle %s); failing open", exc, key)
+        metrics.redis_error()
         return True, 0

@@ -23,6 +23,7 @@ from typing import TypeVar
 import aiosmtplib
 from sqlalchemy import Connection, Engine
 
+from activities import metrics
 from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
     RecipientView,
@@ -122,6 +123,11 @@ class _Tally:
     rcpt_4xx: _Held = field(default_factory=_Held)
     data_5xx: _Held = field(default_factory=_Held)
     recording: _Recording = field(default_factory=_Recording)
+
+    def count_failed(self, error_class: ErrorClass) -> None:
+        """One recipient failed for good (in the ledger already)."""
+        self.failed += 1
+        metrics.email_failed(error_class)
 
 
 class BatchSender:
@@ -338,6 +344,7 @@ class BatchSender:
         await self._db(partial(record_sent, conn, recipient_id, message_id, now))
         tally.unrecorded.remove(recipient_id)
         tally.sent += 1
+        metrics.email_sent()
 
     async def _deliver_one(
         self,
@@ -410,7 +417,7 @@ class BatchSender:
         if failure.error_class == ErrorClass.RECIPIENT:
             await self._settle_held(conn, tally, now)
             await self._db(lambda: record_failed(conn, refusal))
-            tally.failed += 1
+            tally.count_failed(ErrorClass.RECIPIENT)
             return
         tally.failure = failure
 
@@ -436,12 +443,12 @@ class BatchSender:
                 )
             )
             if failed_for_good:
-                tally.failed += 1
+                tally.count_failed(ErrorClass.RECIPIENT_DEFERRED)
             else:
                 tally.deferred += 1
         for refusal in tally.data_5xx.take() if data_5xx else []:
             await self._db(partial(record_failed, conn, refusal))
-            tally.failed += 1
+            tally.count_failed(ErrorClass.RECIPIENT)
 
 
 async def _finish_even_if_cancelled(

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     smtp_bz_api_url: str = "https://api.smtp.bz/v1"
     smtp_timeout_seconds: float = Field(30.0, gt=0)
 
+    # The worker's Prometheus endpoint (/metrics): the SDK's temporal_* metrics and
+    # mailer's own. 0 turns it off; 0.0.0.0 listens on every interface (containers).
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("timezone")

@@ -63,6 +63,9 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_ID_PREFIX = "campaign-"
 PAUSED_IN_DATABASE = "paused in the database"
 PAUSED_BY_OPERATOR = "paused by an operator"
+# Counters through the SDK's workflow meter (not emitted while a history replays).
+DEFERRALS_METRIC = "mailer_deferrals"
+BREAKER_TRIPS_METRIC = "mailer_breaker_trips"
 
 
 class Waiting(enum.Enum):
@@ -389,6 +392,9 @@ class CampaignWorkflow:
                 f"transient errors (last: {error})"
             )
             carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR
+            workflow.metric_meter().create_counter(
+                BREAKER_TRIPS_METRIC, "Campaigns paused by the circuit breaker"
+            ).add(1)
             return
         carried.transient_until = transient_retry_at(workflow.now(), limits)
 
@@ -406,6 +412,9 @@ class CampaignWorkflow:
             self._deferral = None
             return
         await self._publish(WorkflowState.DEFERRED)
+        workflow.metric_meter().create_counter(
+            DEFERRALS_METRIC, "Campaign deferrals, by defer reason"
+        ).add(1, {"reason": deferral.reason.value})
         workflow.logger.info(
             "campaign %s: deferred (%s) until %s",
             self._campaign_id,

@@ -210,7 +210,7 @@ async def _fill_temporal(settings: Settings, facts: TemporalFacts) -> None:
     facts.activity_pollers = await _pollers(
         client, settings, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
     )
-    facts.schedules = [await _schedule(client, schedule_id) for schedule_id in SCHEDULE_IDS]
+    facts.schedules = [await describe_schedule(client, schedule_id) for schedule_id in SCHEDULE_IDS]
 
 
 async def _pollers(
@@ -237,7 +237,7 @@ async def _pollers(
     ]
 
 
-async def _schedule(client: Client, schedule_id: str) -> ScheduleFacts:
+async def describe_schedule(client: Client, schedule_id: str) -> ScheduleFacts:
     try:
         description = await client.get_schedule_handle(schedule_id).describe(
             rpc_timeout=timedelta(seconds=PART_TIMEOUT)

@@ -1,0 +1,41 @@
+"""mailer's counters from activities, through the Temporal SDK's metric meter.
+
+The worker's runtime exports them on ``MAILER_METRICS_PORT`` next to the SDK's own
+``temporal_*`` metrics (with ``_total`` after counters). Outside an activity (a test calling
+the code directly, the CLI) the meter is a no-op.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.common import MetricMeter
+
+EMAILS_SENT = "mailer_emails_sent"
+EMAILS_FAILED = "mailer_emails_failed"
+RATELIMIT_REDIS_ERRORS = "mailer_ratelimit_redis_errors"
+
+
+def _meter() -> MetricMeter:
+    try:
+        return activity.metric_meter()
+    except RuntimeError:  # not in an activity
+        return MetricMeter.noop
+
+
+def email_sent() -> None:
+    """One message the server accepted and the ledger recorded as sent."""
+    _meter().create_counter(EMAILS_SENT, "Emails accepted by the SMTP server").add(1)
+
+
+def email_failed(error_class: str) -> None:
+    """One recipient failed for good (``error_class``: recipient, recipient_deferred…)."""
+    _meter().create_counter(EMAILS_FAILED, "Recipients failed for good, by error class").add(
+        1, {"error_class": error_class}
+    )
+
+
+def redis_error() -> None:
+    """The rate limiter or a throttle could not reach Redis (and failed open)."""
+    _meter().create_counter(
+        RATELIMIT_REDIS_ERRORS, "Rate limiter Redis errors (the limiter failed open)"
+    ).add(1)
