@@ -1,5 +1,5 @@
 # The mailer image: the worker by default; the same image runs the CLI (`mailer …`).
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -51,9 +51,9 @@ class GaugeCollector:
         self.schedule_interval = gauge("mailer_schedule_interval_seconds", "The schedule's period")
         self.schedule_paused = gauge("mailer_schedule_paused", "1 when the schedule is paused")
         # The alert on consecutive transient errors compares with this (the setting).
-        gauge(
-            "mailer_circuit_breaker_threshold", "MAILER_CIRCUIT_BREAKER_THRESHOLD"
-        ).set(settings.circuit_breaker_threshold)
+        gauge("mailer_circuit_breaker_threshold", "MAILER_CIRCUIT_BREAKER_THRESHOLD").set(
+            settings.circuit_breaker_threshold
+        )
         self._campaigns_shown: set[str] = set()
 
     async def run(self) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +46,19 @@ def total(
     return sum(v for (n, ls), v in found.items() if n == name and wanted <= set(ls))
 
 
+async def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
+    """The compose healthcheck's command, as the container runs it."""
+    env = {**os.environ, "MAILER_ENV_FILES": "", "MAILER_METRICS_PORT": str(port)}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer.healthcheck"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 @asynccontextmanager
 async def metrics_worker(
     harness: Harness, tmp_path: Path, port: int, **overrides: str
@@ -78,7 +93,10 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
     emails = [f"r{i:02d}@example.com" for i in range(40)]
     dev.sink.handler.rules = [FailureRule("r0[357]@example.com", 550)]
     campaign = factories.add_campaign(dev.database_url, user, emails)
-    async with metrics_worker(dev, tmp_path, free_port()) as url, httpx.AsyncClient() as http:
+    port = free_port()
+    async with metrics_worker(dev, tmp_path, port) as url, httpx.AsyncClient() as http:
+        healthy = await healthcheck(port)
+        assert healthy.returncode == 0 and healthy.stdout.startswith("healthy: polling task queue")
         await dev.start(campaign)
         # The hourly window is 30: 30 tokens used (27 sent, 3 refused), then a deferral.
         await wait_for(
@@ -126,6 +144,8 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
         final = await scraped()
         assert total(final, "mailer_processing_oldest_seconds") == 0
         assert total(final, "mailer_database_up") == 1
+    stopped = await healthcheck(port)
+    assert stopped.returncode == 1 and stopped.stdout.startswith("unhealthy: cannot read")
 
 
 async def _until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,121 @@
+"""docker-compose.yml, read as Docker would (there is no Docker engine here to run it):
+pinned images, secrets from an uncommitted env file, the worker's settings, healthcheck and
+metrics, and Prometheus loading the alert rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from mailer.settings import Settings
+from tests.harness import PROJECT_ROOT
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def env_file_keys(path: str) -> set[str]:
+    example = PROJECT_ROOT / f"{path}.example"
+    assert example.exists(), f"{path}.example is not committed"
+    return {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def environment(service: dict[str, Any]) -> set[str]:
+    """Every variable the service's container gets (environment and env files)."""
+    keys = set(service.get("environment") or {})
+    files = service.get("env_file") or []
+    for path in [files] if isinstance(files, str) else files:
+        keys |= env_file_keys(path)
+    return keys
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    for name, service in services().items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest", f"{name}: {image} is not pinned"
+        assert re.search(r"\d", tag), f"{name}: {image} has no version in its tag"
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+\.\d+-slim-\w+$", dockerfile, re.MULTILINE)
+
+
+def test_secrets_come_from_env_files_that_are_not_committed() -> None:
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert "deploy/*.env" in ignored
+    text = COMPOSE.read_text()
+    assert "PASSWORD:" not in text and ":-mailer}" not in text  # no password defaults inline
+    for service in services().values():
+        files = service.get("env_file") or []
+        for path in [files] if isinstance(files, str) else files:
+            assert path.startswith("deploy/") and path.endswith(".env")
+            env_file_keys(path)
+
+
+def test_the_worker_gets_every_setting_that_must_differ_from_the_embedded_default() -> None:
+    worker = services()["worker"]
+    given = environment(worker)
+    # A setting without a default, or whose default points at the embedded stack on
+    # 127.0.0.1, must be given to a container.
+    required = {
+        f"MAILER_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.is_required() or "127.0.0.1" in str(field.default)
+    }
+    assert required <= given, required - given
+    assert given >= {"MAILER_METRICS_PORT", "MAILER_METRICS_HOST"}
+    for name in ("migrate", "cli"):
+        assert {"MAILER_DATABASE_URL", "MAILER_REDIS_URL"} <= environment(services()[name])
+
+
+def test_the_worker_scales_runs_as_non_root_and_has_a_healthcheck() -> None:
+    worker = services()["worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["user"].split(":")[0] != "0"
+    assert "USER mailer" in (PROJECT_ROOT / "Dockerfile").read_text()
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "mailer.healthcheck"]
+    assert worker["stop_grace_period"]
+
+
+def test_prometheus_loads_the_rules_and_scrapes_the_workers_metrics_port() -> None:
+    prometheus = services()["prometheus"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in prometheus["volumes"]}
+    assert mounts["./deploy/prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
+    assert mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]  # beside the config, in both places
+    [job] = config["scrape_configs"]
+    assert job["job_name"] == "mailer-worker"  # what the MailerNoWorker alert reads
+    [discovery] = job["dns_sd_configs"]
+    port = int(compose()["x-mailer-env"]["MAILER_METRICS_PORT"])
+    assert discovery == {**discovery, "names": ["worker"], "port": port}
+
+
+def test_promtool_accepts_the_prometheus_config() -> None:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool not installed (Debian package `prometheus`)")
+    result = subprocess.run(
+        [tool, "check", "config", "prometheus.yml"],
+        cwd=PROMETHEUS_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
