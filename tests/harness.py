@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -179,6 +180,20 @@ async def running(worker: Worker) -> AsyncIterator[Worker]:
 
 def new_task_queue() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def process_env(harness: Harness, **overrides: str) -> dict[str, str]:
+    """The environment of a ``mailer`` or ``worker`` process on this harness's servers."""
+    return {
+        **os.environ,
+        "MAILER_ENV_FILES": "",
+        "MAILER_DATABASE_URL": harness.database_url,
+        "MAILER_REDIS_URL": harness.settings.redis_connection_url,
+        "MAILER_TEMPORAL_ADDRESS": address(harness.client),
+        "MAILER_TASK_QUEUE": harness.task_queue,
+        "MAILER_SMTP_BZ_API_URL": harness.stub.base_url,
+        **overrides,
+    }
 
 
 def address(client: Client) -> str:

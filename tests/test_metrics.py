@@ -17,7 +17,7 @@ import httpx
 from mailer.stack.smtp_sink import FailureRule
 from tests import factories
 from tests.chaos.rig import WorkerProcess
-from tests.harness import Harness, address, wait_for
+from tests.harness import Harness, process_env, wait_for
 from tests.servers import free_port
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
@@ -63,22 +63,14 @@ async def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
 async def metrics_worker(
     harness: Harness, tmp_path: Path, port: int, **overrides: str
 ) -> AsyncIterator[str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "MAILER_ENV_FILES": "",
-            "MAILER_DATABASE_URL": harness.database_url,
-            "MAILER_REDIS_URL": harness.settings.redis_connection_url,
-            "MAILER_TEMPORAL_ADDRESS": address(harness.client),
-            "MAILER_TASK_QUEUE": harness.task_queue,
-            "MAILER_SMTP_BZ_API_URL": harness.stub.base_url,
-            "MAILER_METRICS_PORT": str(port),
-            "MAILER_WORKING_HOURS_START": "0",
-            "MAILER_WORKING_HOURS_END": "24",
-            "MAILER_RATE_PER_HOUR": "30",
-            "MAILER_SEND_BATCH_SIZE": "10",
-            **overrides,
-        }
+    env = process_env(
+        harness,
+        MAILER_METRICS_PORT=str(port),
+        MAILER_WORKING_HOURS_START="0",
+        MAILER_WORKING_HOURS_END="24",
+        MAILER_RATE_PER_HOUR="30",
+        MAILER_SEND_BATCH_SIZE="10",
+        **overrides,
     )
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:

@@ -102,7 +102,11 @@ async def send(stack: StackSettings, campaign_id: str) -> None:
         f"Messages in the sink: {len(list(stack.outbox.glob('*.eml')))} .eml files "
         f"in {stack.outbox}"
     )
-    print("Try: .venv/bin/mailer list --all    ·    stop everything: make down")
+    print(
+        "Try: .venv/bin/mailer list --all    ·    diagnose: make doctor    ·    "
+        f"a test email: .venv/bin/mailer test-email {campaign_id} --to you@example.org    ·    "
+        "stop everything: make down"
+    )
 
 
 def main() -> int:

@@ -64,15 +64,29 @@ def live_pollers(pollers: list[Poller], now: datetime) -> list[Poller]:
     return [p for p in pollers if p.last_access is None or now - p.last_access <= POLLER_FRESH]
 
 
-def _temporal(facts: Facts) -> Check:
-    temporal = facts.temporal
-    if temporal.reachable:
-        return Check("temporal", Level.OK, f"Temporal at {temporal.address} answers")
+def _part(
+    name: str, label: str, address: str, error: str, consequence: str, action: str, anchor: str
+) -> Check:
+    """A server mailer needs: OK when it answers, else CRIT with its address and error."""
+    if not error:
+        return Check(name, Level.OK, f"{label} at {address} answers")
     return Check(
-        "temporal",
+        name,
         Level.CRIT,
-        f"Temporal at {temporal.address} unreachable ({temporal.error}): campaigns wait, "
-        "nothing is lost, nothing is sent",
+        f"{label} at {address} unreachable ({error}): {consequence}",
+        action,
+        anchor,
+    )
+
+
+def _temporal(facts: Facts) -> Check:
+    t = facts.temporal
+    return _part(
+        "temporal",
+        "Temporal",
+        t.address,
+        t.error,
+        "campaigns wait, nothing is lost, nothing is sent",
         "start the Temporal server (`make up`, or `docker compose up -d temporal`); check "
         "MAILER_TEMPORAL_ADDRESS",
         "temporal-down",
@@ -80,14 +94,13 @@ def _temporal(facts: Facts) -> Check:
 
 
 def _postgres(facts: Facts) -> Check:
-    database = facts.database
-    if database.reachable:
-        return Check("postgres", Level.OK, f"PostgreSQL at {database.address} answers")
-    return Check(
+    db = facts.database
+    return _part(
         "postgres",
-        Level.CRIT,
-        f"PostgreSQL at {database.address} unreachable ({database.error}): batches retry "
-        "until it is back",
+        "PostgreSQL",
+        db.address,
+        db.error,
+        "batches retry until it is back",
         "start PostgreSQL (`make up`, or `docker compose up -d postgres`); check "
         "MAILER_DATABASE_URL",
         "postgres-down",
@@ -95,14 +108,14 @@ def _postgres(facts: Facts) -> Check:
 
 
 def _redis(facts: Facts) -> Check:
-    redis = facts.redis
-    if redis.reachable:
-        return Check("redis", Level.OK, f"Redis at {redis.address} answers")
-    return Check(
+    r = facts.redis
+    return _part(
         "redis",
-        Level.CRIT,
-        f"Redis at {redis.address} unreachable ({redis.error}): the rate limiter fails open — "
-        f"sending goes on without the {facts.rate_per_hour}/h window and the per-user throttles",
+        "Redis",
+        r.address,
+        r.error,
+        f"the rate limiter fails open — sending goes on without the {facts.rate_per_hour}/h "
+        "window and the per-user throttles",
         "restart Redis (`make up`, or `docker compose restart redis`); the first batch after "
         "it is back raises the window to the send log's count",
         "redis-down",

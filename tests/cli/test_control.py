@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import uuid
 
 from mailer.stack.smtp_sink import SmtpSink
 from tests import factories
-from tests.harness import PROJECT_ROOT, Harness, address, hours_excluding_now, progress, wait_for
+from tests.harness import (
+    PROJECT_ROOT,
+    Harness,
+    hours_excluding_now,
+    process_env,
+    progress,
+    wait_for,
+)
 from workflows.campaign import workflow_id_for
 
 
@@ -19,17 +25,7 @@ async def cli(
     harness: Harness, *args: str, env_overrides: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``python starter.py ARGS`` in a subprocess (the worker keeps running meanwhile)."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "MAILER_ENV_FILES": "",
-            "MAILER_DATABASE_URL": harness.database_url,
-            "MAILER_REDIS_URL": harness.settings.redis_connection_url,
-            "MAILER_TEMPORAL_ADDRESS": address(harness.client),
-            "MAILER_TASK_QUEUE": harness.task_queue,
-            **(env_overrides or {}),
-        }
-    )
+    env = process_env(harness, **(env_overrides or {}))
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "starter.py", *args],
