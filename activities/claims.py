@@ -42,7 +42,13 @@ from db.models import (
 from db.queries import get_account
 from mailer.settings import Settings
 from workflows.gates import fair_share
-from workflows.states import BatchLimit, CampaignStatus, QueueStatus, RecipientStatus
+from workflows.states import (
+    SUPPRESSED_ERROR_PREFIX,
+    BatchLimit,
+    CampaignStatus,
+    QueueStatus,
+    RecipientStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class BatchPlan:
     # With RETRY_WAIT: when a waiting recipient may be tried again (a 4xx retry, or another
     # attempt's claims running out).
     retry_at: datetime | None = None
+    # Claimed recipients whose address is on the suppression list: failed, not sent.
+    suppressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,30 @@ def _claim_pending(
             .values(claim_token=claim.token, claimed_until=func.now() + claim.lease)
         )
     return rows
+
+
+# The last check before sending: a claimed recipient whose address was suppressed since the
+# campaign was created (an unsubscribe, a hard bounce in another campaign) is failed with
+# the reason, so the campaign's counts still add up; its claim ends (no quota is taken).
+_FAIL_SUPPRESSED = text(
+    """
+    UPDATE mailer_campaignrecipient AS r
+       SET status = 'failed', error = :prefix || s.reason,
+           claim_token = NULL, claimed_until = NULL
+      FROM mailer_suppression AS s
+     WHERE r.id = ANY(:ids) AND lower(r.email) = s.address
+ RETURNING r.id
+    """
+)
+
+
+def _fail_suppressed(session: Session, recipient_ids: list[int]) -> set[int]:
+    if not recipient_ids:
+        return set()
+    result = session.execute(
+        _FAIL_SUPPRESSED, {"ids": recipient_ids, "prefix": SUPPRESSED_ERROR_PREFIX}
+    )
+    return {row[0] for row in result}
 
 
 def _next_ready(
@@ -246,14 +278,16 @@ def plan_batch(
         select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
     )
     allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
-    rows = _claim_pending(session, campaign_id, now, allowance.count, claim)
-    limited_by = allowance.limited_by if len(rows) < max_messages else BatchLimit.NONE
+    claimed = _claim_pending(session, campaign_id, now, allowance.count, claim)
+    suppressed = _fail_suppressed(session, [row.id for row in claimed])
+    rows = [row for row in claimed if row.id not in suppressed]
+    limited_by = allowance.limited_by if len(claimed) < max_messages else BatchLimit.NONE
     retry_at = None
     if rows:
         if quota is not None:
             quota.emails_available -= len(rows)
         _mark_processing(session, campaign_id, now)
-    elif allowance.count > 0:
+    elif allowance.count > 0 and not suppressed:
         retry_at = _next_ready(session, campaign_id, now, claim)
         limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
     return BatchPlan(
@@ -263,6 +297,7 @@ def plan_batch(
         limited_by=limited_by,
         quota_reserved=len(rows) if quota is not None else 0,
         retry_at=retry_at,
+        suppressed=len(suppressed),
     )
 
 

@@ -310,6 +310,8 @@ class Refusal:
     code: int | None
     error: str  # may hold the address: it stays in the database
     at: datetime
+    # The mailbox does not exist: the address goes on the suppression list too.
+    hard_bounce: bool = False
 
 
 # Each ledger write after a message is ONE statement: on the batch's autocommit connection
@@ -322,6 +324,12 @@ _RECORD_FAILED = text(
                claim_token = NULL, claimed_until = NULL
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email
+    ), bounced AS (
+        INSERT INTO mailer_suppression (address, reason, campaign_id, note, created_at)
+        SELECT lower(email), 'hard_bounce', campaign_id, :error, :at
+          FROM recipient
+         WHERE :hard_bounce
+        ON CONFLICT (address) DO NOTHING
     )
     INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, message_id,
                                 smtp_code, error, created_at)
@@ -361,6 +369,7 @@ def _refusal_params(refusal: Refusal) -> dict[str, Any]:
         "message_id": refusal.message_id,
         "code": refusal.code,
         "at": refusal.at,
+        "hard_bounce": refusal.hard_bounce,
     }
 
 

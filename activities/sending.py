@@ -37,7 +37,13 @@ from activities.ledger import (
 )
 from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.ratelimit import RateLimiter
-from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
+from activities.smtp_errors import (
+    ErrorClass,
+    SmtpFailure,
+    Stage,
+    classify_exception,
+    is_hard_bounce,
+)
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from mailer.settings import Settings
@@ -116,6 +122,7 @@ class _Tally:
     campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
     sent: int = 0
     failed: int = 0
+    suppressed: int = 0  # failed at planning: the address is on the suppression list
     deferred: int = 0
     failure: SmtpFailure | None = None
     stopped: bool = False
@@ -159,7 +166,7 @@ class BatchSender:
         result = SendBatchResult(
             outcome=outcome,
             sent=tally.sent,
-            failed=tally.failed,
+            failed=tally.failed + tally.suppressed,
             snapshot=await self._db(snapshot),
             error=tally.failure.describe() if tally.failure else "",
             deferred=tally.deferred,
@@ -193,6 +200,9 @@ class BatchSender:
         batch = await _finish_even_if_cancelled(
             self._db(plan), undo=lambda _: self._release(claim, campaign_id, 0)
         )
+        tally.suppressed = batch.suppressed
+        for _ in range(batch.suppressed):
+            metrics.email_failed("suppressed")
         keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
             return await self._send_planned(batch, hooks, tally)
@@ -389,6 +399,7 @@ class BatchSender:
             code=failure.code,
             error=failure.describe(redact=False),  # the database may hold addresses
             at=now,
+            hard_bounce=is_hard_bounce(failure),
         )
         await self._refused(conn, tally, refusal, failure, now)
 

@@ -126,3 +126,30 @@ def _stage_of(exc: BaseException, stage: Stage) -> Stage:
     if isinstance(exc, aiosmtplib.SMTPHeloError):
         return Stage.HELO
     return stage
+
+
+# RFC 3463: X.1.1 bad destination mailbox, X.1.2 bad destination system (the domain does
+# not exist), X.1.10 recipient address has a null MX. Only these mean "no such mailbox".
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_MAILBOX_GONE_CODES = {"5.1.1", "5.1.2", "5.1.10"}
+# A 550 without an enhanced code: the usual wordings of "that mailbox does not exist".
+_MAILBOX_GONE_TEXT = re.compile(
+    r"user unknown|unknown user|no such (user|mailbox|recipient|account)|"
+    r"(mailbox|user|account|address|recipient) (does not|doesn't) exist|"
+    r"mailbox (not found|unavailable)|invalid (mailbox|recipient)|"
+    r"нет такого (пользователя|ящика)|(пользователь|ящик) не существует",
+    re.IGNORECASE,
+)
+
+
+def is_hard_bounce(failure: SmtpFailure) -> bool:
+    """Whether a permanent refusal means the mailbox does not exist (the address goes on
+    the suppression list). Other 5xx — a policy block, spam, a full mailbox — do not."""
+    if failure.code is None or not 500 <= failure.code < 600:
+        return False
+    if failure.stage not in (Stage.RCPT, Stage.DATA):
+        return False
+    enhanced = _ENHANCED.search(failure.message)
+    if enhanced is not None:
+        return enhanced.group(0) in _MAILBOX_GONE_CODES
+    return failure.code == 550 and _MAILBOX_GONE_TEXT.search(failure.message) is not None

@@ -34,6 +34,7 @@ from workflows.states import (
     QueueStatus,
     RecipientStatus,
     SendLogStatus,
+    SuppressionReason,
     TestEmailStatus,
 )
 
@@ -53,6 +54,8 @@ __all__ = [
     "SendLogStatus",
     "SmtpBzQuota",
     "SmtpTls",
+    "Suppression",
+    "SuppressionReason",
     "TestEmail",
     "TestEmailStatus",
     "User",
@@ -267,6 +270,30 @@ class TestEmail(Base):
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Suppression(Base):
+    """An address mailer never writes to again (not the seed's: added for deliverability).
+
+    ``address`` is stored lower-cased; campaigns match it against ``lower(email)``."""
+
+    __tablename__ = "mailer_suppression"
+    __table_args__ = (
+        CheckConstraint(
+            _check_in("reason", SuppressionReason), name="mailer_suppression_reason_check"
+        ),
+        CheckConstraint("address = lower(address)", name="mailer_suppression_lower_check"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    # The campaign whose message led to it (an unsubscribe link, a bounce), if any.
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("mailer_campaign.id", ondelete="SET NULL")
+    )
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class SmtpBzQuota(Base):

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -17,8 +17,13 @@ from db.models import (
     GlobalMailAccount,
     RecipientStatus,
     SmtpBzQuota,
+    Suppression,
 )
-from workflows.states import FINISHED_CAMPAIGN_STATUSES
+from workflows.states import (
+    FINISHED_CAMPAIGN_STATUSES,
+    SUPPRESSED_ERROR_PREFIX,
+    SuppressionReason,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class CampaignStatusView(CampaignRow):
     last_error: str
     total: int
     created_by_id: int | None
+    # Of ``failed``: recipients left unsent because their address is suppressed, and hard
+    # bounces (mailbox does not exist) this campaign added to the suppression list.
+    suppressed: int = 0
+    hard_bounces: int = 0
 
 
 def get_account(session: Session) -> GlobalMailAccount | None:
@@ -92,7 +101,30 @@ def campaign_status(session: Session, campaign_id: uuid.UUID) -> CampaignStatusV
         failed=counts.failed,
         total=counts.pending + counts.sent + counts.failed,
         created_by_id=campaign.created_by_id,
+        suppressed=_count(
+            select(func.count())
+            .select_from(CampaignRecipient)
+            .where(
+                CampaignRecipient.campaign_id == campaign_id,
+                CampaignRecipient.status == RecipientStatus.FAILED.value,
+                CampaignRecipient.error.startswith(SUPPRESSED_ERROR_PREFIX),
+            ),
+            session,
+        ),
+        hard_bounces=_count(
+            select(func.count())
+            .select_from(Suppression)
+            .where(
+                Suppression.campaign_id == campaign_id,
+                Suppression.reason == SuppressionReason.HARD_BOUNCE.value,
+            ),
+            session,
+        ),
     )
+
+
+def _count(query: Select[int], session: Session) -> int:
+    return int(session.scalar(query) or 0)
 
 
 def parse_campaign_id(value: str) -> uuid.UUID | None:

@@ -59,6 +59,19 @@ class TestEmailStatus(enum.StrEnum):
     REFUSED = "refused"  # over MAILER_THROTTLE_TEST_EMAIL_PER_HOUR: nothing was sent
 
 
+class SuppressionReason(enum.StrEnum):
+    """``mailer_suppression.reason``: why an address is never written to again."""
+
+    UNSUBSCRIBED = "unsubscribed"  # the recipient's own one-click unsubscribe
+    HARD_BOUNCE = "hard_bounce"  # the mailbox does not exist (5.1.1, 5.1.2, 5.1.10)
+    COMPLAINT = "complaint"  # a spam complaint (feedback loop)
+    MANUAL = "manual"  # an operator's `mailer suppress add`
+
+
+# A recipient failed because its address is suppressed: ``error`` starts with this.
+SUPPRESSED_ERROR_PREFIX = "suppressed: "
+
+
 class DeferReason(enum.StrEnum):
     """The seed's ``mailer_campaignqueue.defer_reason`` values ('' when there is none)."""
 

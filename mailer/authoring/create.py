@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from activities.addresses import has_ascii_form
 from db.models import Campaign, CampaignRecipient, CampaignStatus, User
 from db.queries import get_account
+from mailer import suppression
 from mailer.authoring.recipients import (
     DEFAULT_MAX_FILE_MB,
     Recipient,
@@ -48,6 +50,8 @@ class CreatedCampaign:
     warnings: list[str] = field(default_factory=list)
     skipped_invalid: int = 0
     merged_duplicates: int = 0
+    # Addresses left out because they are on the suppression list, by reason.
+    skipped_suppressed: dict[str, int] = field(default_factory=dict)
 
 
 def header_problems(option: str, value: str, *, required: bool) -> list[str]:
@@ -124,6 +128,12 @@ def create_campaign(
     problems += recipients.problems
     kept = recipients.recipients
     skipped = recipients.skipped_invalid
+    kept, skipped_suppressed = _without_suppressed(session, kept)
+    if recipients.recipients and not kept:
+        problems.append(
+            f"{draft.recipients_path}: every address is on the suppression list "
+            f"({_by_reason(skipped_suppressed)}); see `mailer suppress list`"
+        )
     if recipients.columns is not None:
         problems += _template_problems(draft, bodies, recipients.columns)
         if not problems:  # every message is built only once everything else is right
@@ -144,7 +154,24 @@ def create_campaign(
         warnings=recipients.warnings,
         skipped_invalid=skipped,
         merged_duplicates=recipients.merged_duplicates,
+        skipped_suppressed=skipped_suppressed,
     )
+
+
+def _without_suppressed(
+    session: Session, recipients: list[Recipient]
+) -> tuple[list[Recipient], dict[str, int]]:
+    """The recipients not on the suppression list, and how many were left out, by reason."""
+    reasons = suppression.reasons_for(session, (r.email for r in recipients))
+    if not reasons:
+        return recipients, {}
+    kept = [r for r in recipients if r.email.lower() not in reasons]
+    skipped = Counter(reasons[r.email.lower()] for r in recipients if r.email.lower() in reasons)
+    return kept, dict(skipped.most_common())
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items())
 
 
 def _rehearsed(

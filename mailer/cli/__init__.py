@@ -17,6 +17,7 @@ from mailer.cli import (
     doctor,
     quota,
     simulate,
+    suppress,
     test_email,
     users,
 )
@@ -33,6 +34,7 @@ app.add_typer(database.app, name="db")
 app.add_typer(users.app, name="user")
 app.add_typer(account.app, name="account")
 app.add_typer(quota.app, name="quota")
+app.add_typer(suppress.app, name="suppress")
 app.add_typer(campaigns.app)
 app.add_typer(simulate.app)
 app.add_typer(test_email.app)

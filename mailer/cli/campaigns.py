@@ -84,6 +84,7 @@ def create(
                 "recipients": created.recipients,
                 "skipped_invalid": created.skipped_invalid,
                 "merged_duplicates": created.merged_duplicates,
+                "skipped_suppressed": created.skipped_suppressed,
             }
         )
     else:
@@ -97,6 +98,10 @@ def _warn_about(created: CreatedCampaign) -> None:
         warn(f"… and {len(created.warnings) - MAX_LISTED_WARNINGS} more duplicates merged")
     if created.skipped_invalid:
         warn(f"skipped {created.skipped_invalid} invalid addresses (--skip-invalid)")
+    if created.skipped_suppressed:
+        reasons = ", ".join(f"{n} {why}" for why, n in created.skipped_suppressed.items())
+        total = sum(created.skipped_suppressed.values())
+        warn(f"skipped {total} suppressed addresses ({reasons}; see `mailer suppress list`)")
 
 
 @app.command()

@@ -35,8 +35,8 @@ REPLY_TEXT = {
 }
 
 
-def reply(code: int) -> str:
-    return f"{code} {REPLY_TEXT.get(code, 'Injected failure')}"
+def reply(code: int, text: str | None = None) -> str:
+    return f"{code} {text or REPLY_TEXT.get(code, 'Injected failure')}"
 
 
 @dataclass
@@ -48,6 +48,7 @@ class FailureRule:
     stage: str = "rcpt"  # "rcpt" or "data"
     # Refuse only each address's first ``times`` tries (greylisting); None: always.
     times: int | None = None
+    text: str | None = None  # the reply's text (default: REPLY_TEXT's for the code)
     _tries: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def matches(self, address: str) -> bool:
@@ -103,7 +104,7 @@ class SinkHandler:
             await asyncio.sleep(self.step_delay_seconds)
         rule = self._rule_for(address, "rcpt")
         if rule is not None:
-            return reply(rule.code)
+            return reply(rule.code, rule.text)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -113,7 +114,7 @@ class SinkHandler:
         for address in envelope.rcpt_tos:
             rule = self._rule_for(address, "data")
             if rule is not None:
-                return reply(rule.code)
+                return reply(rule.code, rule.text)
         data = envelope.original_content or b""
         stored = StoredMessage(
             mail_from=str(envelope.mail_from), recipients=list(envelope.rcpt_tos), data=data

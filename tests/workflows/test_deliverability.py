@@ -1,0 +1,88 @@
+"""Deliverability in the send path: hard bounces go on the suppression list, other 5xx do
+not; a suppressed address is never sent to, even if it was suppressed after its campaign
+was created (time-skipping server, real PostgreSQL, Redis and SMTP)."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.testing import WorkflowEnvironment
+
+from db.engine import session_scope
+from db.queries import campaign_status
+from mailer.stack.smtp_sink import FailureRule
+from tests import factories
+from tests.harness import Harness, skip_to_monday_9
+from tests.workflows.test_send_path import recipient_rows
+
+
+def delivered_to(harness: Harness) -> list[str]:
+    return [address for message in harness.sink.handler.messages for address in message.recipients]
+
+
+async def test_hard_bounces_are_suppressed_and_never_written_to_again(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [
+        FailureRule("gone@example.com", 550),  # "5.1.1 Mailbox does not exist"
+        FailureRule("unknown@example.com", 550, text="Requested action not taken: User unknown"),
+        FailureRule("spam@example.com", 554),  # "5.7.1 Message rejected": policy, not the box
+        FailureRule("full@example.com", 552),  # "5.3.4 Message too big"
+    ]
+    bouncing = ["gone@example.com", "unknown@example.com", "spam@example.com", "full@example.com"]
+    first = factories.add_campaign(harness.database_url, user, [*bouncing, "ok@example.com"])
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        result = await (await harness.start(first)).result()
+        assert (result.sent, result.failed) == (1, 4)
+        assert harness.sql(
+            "SELECT address, reason, campaign_id::text FROM mailer_suppression ORDER BY address"
+        ) == [
+            ("gone@example.com", "hard_bounce", first),
+            ("unknown@example.com", "hard_bounce", first),
+        ]
+        with session_scope(harness.database_url) as session:
+            view = campaign_status(session, uuid.UUID(first))
+            assert view is not None and (view.hard_bounces, view.suppressed) == (2, 0)
+
+        # The next campaign to the same people: the bounced ones are not even tried.
+        harness.sink.handler.rules = []
+        harness.sink.handler.messages.clear()
+        second = factories.add_campaign(
+            harness.database_url, user, ["Gone@Example.com", "spam@example.com", "new@example.com"]
+        )
+        result = await (await harness.start(second)).result()
+    assert (result.sent, result.failed) == (2, 1)
+    assert sorted(delivered_to(harness)) == ["new@example.com", "spam@example.com"]
+    status, _attempts, error = recipient_rows(harness, second)["Gone@Example.com"]
+    assert (status, error) == ("failed", "suppressed: hard_bounce")
+    assert harness.sql(
+        "SELECT count(*) FROM mailer_sendlog WHERE campaign_id = :c AND email = 'Gone@Example.com'",
+        c=second,
+    ) == [(0,)]  # never handed to SMTP
+    with session_scope(harness.database_url) as session:
+        view = campaign_status(session, uuid.UUID(second))
+        assert view is not None and (view.suppressed, view.failed, view.hard_bounces) == (1, 1, 0)
+
+
+async def test_an_address_suppressed_after_create_is_not_sent(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    emails = [f"r{i}@example.com" for i in range(6)]
+    campaign = factories.add_campaign(harness.database_url, user, emails)
+    harness.sql_exec(
+        "INSERT INTO mailer_suppression (address, reason) VALUES ('r3@example.com', 'unsubscribed')"
+    )
+    await skip_to_monday_9(time_env)
+    async with harness.worker(send_batch_size=2):
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed, result.pending) == ("sent", 5, 1, 0)
+    assert "r3@example.com" not in delivered_to(harness)
+    assert recipient_rows(harness, campaign)["r3@example.com"][::2] == (
+        "failed",
+        "suppressed: unsubscribed",
+    )
+    # The quota was not taken for it: one message each for the five sent.
+    assert harness.sql("SELECT emails_available FROM mailer_smtpbzquota") == [(1_000_000 - 5,)]
