@@ -195,6 +195,11 @@ async def run(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
     )
+    if not settings.unsubscribe_key:
+        log.warning(
+            "MAILER_UNSUBSCRIBE_SECRET is not set: messages carry no List-Unsubscribe "
+            "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
+        )
     runtime = metrics_runtime(settings)
     client = await connect(settings, runtime)
     added = await ensure_search_attributes(client, settings.temporal_namespace)

@@ -21,6 +21,7 @@ from email.utils import format_datetime
 from activities.addresses import UnsendableAddress, a_label_domain, for_transport
 from activities.ledger import CampaignView, RecipientView
 from mailer.authoring.templates import render
+from mailer.unsubscribe import ONE_CLICK, Links
 
 CRLF = "\r\n"
 # Folded header lines stay under this (RFC 5322 recommends 78, requires 998).
@@ -106,6 +107,7 @@ def build_message(
     server_smtputf8: bool = False,
     rendered_for: RecipientView | None = None,
     message_id: str | None = None,
+    unsubscribe: Links | None = None,
 ) -> BuiltMessage:
     """The recipient's message as bytes: text and/or HTML alternatives, rendered for them,
     addressed for a server that does (or does not) offer SMTPUTF8.
@@ -125,6 +127,7 @@ def build_message(
     context: dict[str, object] = dict(shown.variables)
     context.setdefault("name", shown.name)
     context["email"] = shown.email
+    context["unsubscribe_url"] = unsubscribe.url if unsubscribe else ""
     try:
         subject = render(campaign.subject, context, html=False)
         text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
@@ -140,6 +143,10 @@ def build_message(
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]
+    if unsubscribe is not None:
+        # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to the URL.
+        headers.append(f"List-Unsubscribe: {unsubscribe.header.replace(', ', ',' + CRLF + ' ')}")
+        headers.append(f"List-Unsubscribe-Post: {ONE_CLICK}")
     parts = [_part("plain", text_body)] if text_body else []
     if html_body or not parts:
         parts.append(_part("html", html_body))

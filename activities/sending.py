@@ -47,6 +47,7 @@ from activities.smtp_errors import (
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from mailer.settings import Settings
+from mailer.unsubscribe import Links, Target, TargetKind, links
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
 from workflows.gates import batch_is_stale
 from workflows.states import BatchLimit, CampaignStatus, SendOutcome
@@ -135,6 +136,18 @@ class _Tally:
         """One recipient failed for good (in the ledger already)."""
         self.failed += 1
         metrics.email_failed(error_class)
+
+
+def unsubscribe_links(settings: Settings, target: Target) -> Links | None:
+    """The message's List-Unsubscribe links (``None`` without MAILER_UNSUBSCRIBE_SECRET)."""
+    if not settings.unsubscribe_key:
+        return None
+    return links(
+        settings.unsubscribe_key,
+        settings.unsubscribe_base_url,
+        settings.unsubscribe_mailto,
+        target,
+    )
 
 
 class BatchSender:
@@ -369,7 +382,13 @@ class BatchSender:
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         try:
             message = build_message(
-                campaign, recipient, now, server_smtputf8=smtp.supports_extension("smtputf8")
+                campaign,
+                recipient,
+                now,
+                server_smtputf8=smtp.supports_extension("smtputf8"),
+                unsubscribe=unsubscribe_links(
+                    self.settings, Target(TargetKind.RECIPIENT, campaign.id, recipient.id)
+                ),
             )
             await smtp.sendmail(
                 message.sender,

@@ -20,12 +20,14 @@ from activities.claims import account_view, campaign_view
 from activities.ledger import AccountView, CampaignView, RecipientView
 from activities.messages import UnsendableMessage, build_message, test_message_id_for
 from activities.ratelimit import take_throttle, throttle_key
+from activities.sending import unsubscribe_links
 from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from db.models import PROVIDER_SMTP_TEST, Campaign, CampaignRecipient, SendLog, TestEmail
 from db.queries import get_account
 from mailer.settings import Settings
+from mailer.unsubscribe import Target, TargetKind
 from workflows.contracts import TestEmailInput, TestEmailResult
 from workflows.states import SendLogStatus, TestEmailStatus
 from workflows.working_hours import next_clock_hour
@@ -127,10 +129,10 @@ def _record(
     )
 
 
-async def _deliver(job: _Job, now: datetime, timeout: float) -> SmtpFailure | None:
+async def _deliver(job: _Job, now: datetime, settings: Settings) -> SmtpFailure | None:
     """Send the message; the failure, classified, or ``None`` when the server took it."""
     try:
-        smtp = await open_smtp(job.account, timeout)
+        smtp = await open_smtp(job.account, settings.smtp_timeout_seconds)
     except SmtpSessionFailed as failed:
         return failed.failure
     try:
@@ -141,6 +143,9 @@ async def _deliver(job: _Job, now: datetime, timeout: float) -> SmtpFailure | No
             server_smtputf8=smtp.supports_extension("smtputf8"),
             rendered_for=job.rendered_for,
             message_id=job.message_id,
+            unsubscribe=unsubscribe_links(
+                settings, Target(TargetKind.TEST_EMAIL, job.campaign.id, job.request_id)
+            ),
         )
         await smtp.sendmail(
             message.sender,
@@ -187,7 +192,7 @@ async def send_test_email(
             used_this_hour=used,
             limit_per_hour=limit,
         )
-    failure = await _deliver(job, now, settings.smtp_timeout_seconds)
+    failure = await _deliver(job, now, settings)
     status = TestEmailStatus.SENT if failure is None else TestEmailStatus.FAILED
     await asyncio.to_thread(record, status, failure)
     return TestEmailResult(

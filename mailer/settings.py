@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     smtp_bz_api_url: str = "https://api.smtp.bz/v1"
     smtp_timeout_seconds: float = Field(30.0, gt=0)
 
+    # One-click unsubscribe (RFC 8058): the key signing each message's link, where
+    # `mailer web` is reachable from the internet, and an optional mailbox for mailto:
+    # unsubscribes. With no secret, messages carry no List-Unsubscribe (the worker warns).
+    unsubscribe_secret: SecretStr = SecretStr("")
+    unsubscribe_base_url: str = "http://127.0.0.1:8090"
+    unsubscribe_mailto: str = ""
+
+    # Where `mailer web` (the unsubscribe service) listens.
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8090, ge=1, le=65535)
+
     # The worker's Prometheus endpoint (/metrics): the SDK's temporal_* metrics and
     # mailer's own. 0 turns it off; 0.0.0.0 listens on every interface (containers).
     metrics_port: int = Field(0, ge=0, le=65535)
@@ -102,6 +113,13 @@ class Settings(BaseSettings):
         if not url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
         return value
+
+    @field_validator("unsubscribe_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
+        return value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod
@@ -131,6 +149,10 @@ class Settings(BaseSettings):
     @property
     def redis_connection_url(self) -> str:
         return _revealed(self.redis_url)
+
+    @property
+    def unsubscribe_key(self) -> str:
+        return _revealed(self.unsubscribe_secret)
 
 
 def _revealed(value: SecretStr | str) -> str:

@@ -219,7 +219,9 @@ def _option_problems(draft: CampaignDraft) -> list[str]:
 
 
 def _template_problems(draft: CampaignDraft, bodies: _Bodies, columns: list[str]) -> list[str]:
-    """Syntax errors and unknown variables in the subject and bodies."""
+    """Syntax errors and unknown variables in the subject and bodies (the CSV's columns and
+    ``unsubscribe_url``, each message's own one-click unsubscribe link)."""
+    columns = [*columns, "unsubscribe_url"]
     problems: list[str] = []
     if not header_problems("--subject", draft.subject, required=True):
         problems += check_template("--subject", draft.subject, columns, html=False)

@@ -20,6 +20,7 @@ from mailer.cli import (
     suppress,
     test_email,
     users,
+    web,
 )
 from mailer.errors import ConfigError
 from mailer.process_exit import exit_process
@@ -39,6 +40,7 @@ app.add_typer(campaigns.app)
 app.add_typer(simulate.app)
 app.add_typer(test_email.app)
 app.add_typer(doctor.app)
+app.add_typer(web.app)
 
 
 def main() -> None:

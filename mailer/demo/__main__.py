@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import uuid
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from sqlalchemy import select
@@ -102,11 +103,26 @@ async def send(stack: StackSettings, campaign_id: str) -> None:
         f"Messages in the sink: {len(list(stack.outbox.glob('*.eml')))} .eml files "
         f"in {stack.outbox}"
     )
+    link = _an_unsubscribe_link(stack, campaign_id)
+    if link:
+        print(f"Unsubscribe as a recipient would (open it in a browser): {link}")
     print(
         "Try: .venv/bin/mailer list --all    ·    diagnose: make doctor    ·    "
         f"a test email: .venv/bin/mailer test-email {campaign_id} --to you@example.org    ·    "
         "stop everything: make down"
     )
+
+
+def _an_unsubscribe_link(stack: StackSettings, campaign_id: str) -> str:
+    """The List-Unsubscribe URL of one of the campaign's saved messages ('' if none)."""
+    marker = uuid.UUID(campaign_id).hex
+    parser = BytesHeaderParser()
+    for path in sorted(stack.outbox.glob("*.eml")):
+        with path.open("rb") as file:
+            headers = parser.parse(file)
+        if marker in (headers["Message-ID"] or "") and headers["List-Unsubscribe"]:
+            return str(headers["List-Unsubscribe"]).split(",")[0].strip().strip("<>")
+    return ""
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ class StackSettings(BaseSettings):
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     smtp_port: int = Field(2525, ge=1, le=65535)
     smtpbz_port: int = Field(18025, ge=1, le=65535)
+    web_port: int = Field(8090, ge=1, le=65535)
     smtpbz_api_key: str = "demo-api-key"
 
     @property
@@ -37,6 +38,10 @@ class StackSettings(BaseSettings):
     @property
     def outbox(self) -> Path:
         return self.root / "outbox"
+
+    @property
+    def unsubscribe_secret_file(self) -> Path:
+        return self.root / "unsubscribe.secret"
 
     @property
     def env_file(self) -> Path:

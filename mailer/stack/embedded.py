@@ -8,6 +8,7 @@ port some other program holds; ``down`` stops only the processes ``up`` recorded
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from mailer.stack.smtpbz_stub import StubAccount
 from workflows.search_attributes import CLI_TYPE_NAMES
 
 # Stopped in reverse order, so the worker goes before the servers it uses.
-PART_ORDER = ("postgres", "redis", "temporal", "smtp-sink", "smtpbz-stub", "worker")
+PART_ORDER = ("postgres", "redis", "temporal", "smtp-sink", "smtpbz-stub", "web", "worker")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def _start_process(
     ports: dict[str, int],
     *,
     timeout: float,
+    env: dict[str, str] | None = None,
 ) -> PartStatus:
     address = f"{stack.host}:{next(iter(ports.values()))}"
     existing = tracked(stack.run_dir, name)
@@ -112,7 +114,7 @@ def _start_process(
         return PartStatus(name, existing.pid, address)
     _check_ports(name, stack, ports)
     log_file = stack.log_dir / f"{name}.log"
-    pid = spawn(command, log_file)
+    pid = spawn(command, log_file, env=env)
     record(stack.run_dir, name, pid)
 
     def alive() -> bool:
@@ -154,12 +156,27 @@ def connection_settings(stack: StackSettings) -> dict[str, str]:
         "MAILER_TEMPORAL_ADDRESS": f"{stack.host}:{stack.temporal_port}",
         "MAILER_TEMPORAL_UI_URL": f"http://{stack.host}:{stack.temporal_ui_port}",
         "MAILER_SMTP_BZ_API_URL": f"http://{stack.host}:{stack.smtpbz_port}/v1",
+        "MAILER_WEB_HOST": stack.host,
+        "MAILER_WEB_PORT": str(stack.web_port),
+        "MAILER_UNSUBSCRIBE_BASE_URL": f"http://{stack.host}:{stack.web_port}",
+        "MAILER_UNSUBSCRIBE_SECRET": unsubscribe_secret(stack),
         # Not read by mailer itself: what `mailer account set` should point at.
         "MAILER_SINK_SMTP_HOST": stack.host,
         "MAILER_SINK_SMTP_PORT": str(stack.smtp_port),
         "MAILER_SINK_OUTBOX": str(stack.outbox),
         "MAILER_STUB_SMTP_BZ_API_KEY": stack.smtpbz_api_key,
     }
+
+
+def unsubscribe_secret(stack: StackSettings) -> str:
+    """The stack's unsubscribe signing key: made once, kept in the data directory (links in
+    messages already sent stay valid across restarts)."""
+    path = stack.unsubscribe_secret_file
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def write_env_file(stack: StackSettings) -> Path:
@@ -177,9 +194,11 @@ def up(stack: StackSettings, *, on_part: Callable[[PartStatus], None] = lambda _
     if not stub_state.exists():
         StubAccount(api_key=stack.smtpbz_api_key).save(stub_state)
     for name in SERVER_PARTS:
-        on_part(start_part(stack, name))
+        if name != "web":
+            on_part(start_part(stack, name))
     write_env_file(stack)
     upgrade(postgres.url(stack.postgres_port, stack.postgres_database))
+    on_part(start_part(stack, "web"))  # it serves from the migrated database
 
 
 # The servers `up` starts, in order (the worker is started on its own).
@@ -215,6 +234,11 @@ def start_part(stack: StackSettings, name: str) -> PartStatus:
         )
         ports = {"MAILER_STACK_SMTPBZ_PORT": stack.smtpbz_port}
         return _start_process("smtpbz-stub", stack, command, ports, timeout=30)
+    if name == "web":
+        command = [sys.executable, "-m", "mailer.cli", "web"]
+        ports = {"MAILER_STACK_WEB_PORT": stack.web_port}
+        env = {**os.environ, **connection_settings(stack), "MAILER_ENV_FILES": ""}
+        return _start_process("web", stack, command, ports, timeout=30, env=env)
     raise ValueError(f"no such part of the stack: {name!r}")
 
 
@@ -275,6 +299,7 @@ def status(stack: StackSettings) -> list[PartStatus]:
         "temporal": stack.temporal_port,
         "smtp-sink": stack.smtp_port,
         "smtpbz-stub": stack.smtpbz_port,
+        "web": stack.web_port,
     }
     result = []
     for name in PART_ORDER:

@@ -12,6 +12,7 @@ from activities.ledger import sends_this_hour, sent_today
 from db.engine import session_scope
 from db.models import Campaign
 from mailer.stack.smtp_sink import FailureRule
+from mailer.unsubscribe import Target, TargetKind, verify
 from tests.cli.test_control import cli
 from tests.harness import Harness
 
@@ -95,3 +96,18 @@ async def test_smtp_refusal_reported_with_its_class_and_no_address(dev: Harness)
     assert dev.sql("SELECT provider, status, smtp_code FROM mailer_sendlog") == [
         ("smtp_test", "failed", 550)
     ]
+
+
+async def test_a_test_email_carries_its_own_unsubscribe_link(dev: Harness) -> None:
+    campaign = dev.ready_campaign(1)
+    async with dev.worker(unsubscribe_secret="s3cret", unsubscribe_base_url="https://u.example"):
+        result = await cli(dev, "test-email", campaign, "--to", "me@example.org")
+    assert result.returncode == 0, result.stderr
+    [message] = dev.sink.handler.messages
+    parsed = email.message_from_bytes(message.data)
+    token = parsed["List-Unsubscribe"].strip("<>").removeprefix("https://u.example/u/")
+    [request_id] = dev.sql("SELECT id FROM mailer_testemail")[0]
+    assert verify("s3cret", token) == Target(
+        TargetKind.TEST_EMAIL, uuid.UUID(campaign), int(str(request_id))
+    )
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -5,12 +5,14 @@ was created (time-skipping server, real PostgreSQL, Redis and SMTP)."""
 from __future__ import annotations
 
 import uuid
+from email import message_from_bytes, policy
 
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import session_scope
 from db.queries import campaign_status
 from mailer.stack.smtp_sink import FailureRule
+from mailer.unsubscribe import Target, TargetKind, verify
 from tests import factories
 from tests.harness import Harness, skip_to_monday_9
 from tests.workflows.test_send_path import recipient_rows
@@ -86,3 +88,46 @@ async def test_an_address_suppressed_after_create_is_not_sent(
     )
     # The quota was not taken for it: one message each for the five sent.
     assert harness.sql("SELECT emails_available FROM mailer_smtpbzquota") == [(1_000_000 - 5,)]
+
+
+async def test_every_message_carries_one_click_unsubscribe(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    campaign = factories.add_campaign(
+        harness.database_url, user, ["a@example.com", "b@example.com"]
+    )
+    harness.sql_exec(
+        "UPDATE mailer_campaign SET text_body = 'Hi {{ name }}. Unsubscribe: {{ unsubscribe_url }}' "
+        "WHERE id = :c",
+        c=campaign,
+    )
+    ids = {
+        str(row[0]): int(str(row[1]))
+        for row in harness.sql(
+            "SELECT email, id FROM mailer_campaignrecipient WHERE campaign_id = :c", c=campaign
+        )
+    }
+    await skip_to_monday_9(time_env)
+    secret = "s3cret"
+    async with harness.worker(
+        unsubscribe_secret=secret,
+        unsubscribe_base_url="https://mail.example.ru",
+        unsubscribe_mailto="unsubscribe@example.ru",
+    ):
+        await (await harness.start(campaign)).result()
+    assert len(harness.sink.handler.messages) == 2
+    for stored in harness.sink.handler.messages:
+        message = message_from_bytes(stored.data, policy=policy.default)
+        [address] = stored.recipients
+        header = str(message["List-Unsubscribe"])
+        url, mailto = (part.strip(" <>") for part in header.split(","))
+        token = url.removeprefix("https://mail.example.ru/u/")
+        assert verify(secret, token) == Target(
+            TargetKind.RECIPIENT, uuid.UUID(campaign), ids[address]
+        )
+        assert mailto == f"mailto:unsubscribe@example.ru?subject=unsubscribe-{token}"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert address not in header  # no address in clear
+        body = message.get_body(("plain",))
+        assert body is not None and body.get_content().endswith(f"Unsubscribe: {url}")

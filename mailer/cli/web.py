@@ -1,0 +1,34 @@
+"""``mailer web``: serve the one-click unsubscribe service (see :mod:`mailer.web.app`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from mailer.cli.support import fail, reports_errors, settings
+from mailer.web.app import create_app
+
+app = typer.Typer()
+
+
+@app.command()
+@reports_errors
+def web(
+    host: Annotated[str | None, typer.Option(help="Default: MAILER_WEB_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: MAILER_WEB_PORT.")] = None,
+) -> None:
+    """Serve /u/TOKEN, the List-Unsubscribe links of every message, until stopped."""
+    current = settings()
+    if not current.unsubscribe_key:
+        raise fail("MAILER_UNSUBSCRIBE_SECRET is not set: no link could be checked", 2)
+    uvicorn.run(
+        create_app(current),
+        host=host or current.web_host,
+        port=port or current.web_port,
+        log_level=current.log_level.lower(),
+        # Off: the access log would hold every token (each one unsubscribes someone).
+        access_log=False,
+        proxy_headers=True,
+    )

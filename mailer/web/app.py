@@ -1,0 +1,85 @@
+"""The unsubscribe service (Starlette): ``/u/TOKEN`` for every message's List-Unsubscribe.
+
+- ``POST /u/TOKEN`` — RFC 8058 one-click, as Gmail and Yahoo send it (body
+  ``List-Unsubscribe=One-Click``), and the confirmation page's button: 200, no login, no
+  second step, idempotent.
+- ``GET /u/TOKEN`` — a page with one button; a GET alone never unsubscribes (mail security
+  scanners follow links).
+- A malformed or forged token: 400 and a page saying so; nothing is read or written.
+- ``GET /healthz`` — 200 when the database answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from db.engine import session_scope
+from mailer.settings import Settings
+from mailer.unsubscribe import BadToken, Target, verify
+from mailer.web import pages
+from mailer.web.unsubscribing import Subscriber, look_up, unsubscribe
+
+T = TypeVar("T")
+# Responses must not be cached or leak the token to other sites.
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def create_app(settings: Settings) -> Starlette:
+    url = settings.sqlalchemy_url
+
+    async def in_session(work: Callable[..., T], target: Target) -> T:
+        def run() -> T:
+            with session_scope(url) as session:
+                return work(session, target)
+
+        return await run_in_threadpool(run)
+
+    def target_of(request: Request) -> Target | Response:
+        try:
+            return verify(settings.unsubscribe_key, request.path_params["token"])
+        except BadToken as exc:
+            return HTMLResponse(pages.bad_link(str(exc)), status_code=400, headers=HEADERS)
+
+    async def show(request: Request) -> Response:
+        target = target_of(request)
+        if isinstance(target, Response):
+            return target
+        found: Subscriber = await in_session(look_up, target)
+        if found.suppressed_as:
+            return HTMLResponse(pages.already(found.masked), headers=HEADERS)
+        return HTMLResponse(pages.confirm(found.masked, request.url.path), headers=HEADERS)
+
+    async def one_click(request: Request) -> Response:
+        target = target_of(request)
+        if isinstance(target, Response):
+            return target
+        found: Subscriber = await in_session(unsubscribe, target)
+        return HTMLResponse(pages.done(found.masked), headers=HEADERS)
+
+    async def healthz(request: Request) -> Response:
+        def ping() -> None:
+            with session_scope(url) as session:
+                session.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except SQLAlchemyError as exc:
+            return PlainTextResponse(f"database unreachable: {type(exc).__name__}", 503)
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/u/{token}", show, methods=["GET"]),
+            Route("/u/{token}", one_click, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

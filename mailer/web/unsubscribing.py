@@ -1,0 +1,70 @@
+"""What an unsubscribe does: the token's recipient goes on the suppression list."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import CampaignRecipient, Suppression, TestEmail
+from mailer import suppression
+from mailer.unsubscribe import Target, TargetKind
+from workflows.states import SuppressionReason
+
+log = logging.getLogger("mailer.web")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """The address a token points at, and whether it is already suppressed."""
+
+    address: str  # lower-cased; '' when its row is gone (the campaign was deleted)
+    suppressed_as: str  # the suppression reason, '' if not suppressed
+
+    @property
+    def masked(self) -> str:
+        """``a***@example.com``: enough for its owner to recognise, not to harvest."""
+        local, _, domain = self.address.partition("@")
+        return f"{local[:1]}***@{domain}" if domain else ""
+
+
+def _address(session: Session, target: Target) -> str:
+    if target.kind == TargetKind.RECIPIENT:
+        query = select(CampaignRecipient.email).where(
+            CampaignRecipient.id == target.row_id,
+            CampaignRecipient.campaign_id == target.campaign_id,
+        )
+    else:
+        query = select(TestEmail.email).where(
+            TestEmail.id == target.row_id, TestEmail.campaign_id == target.campaign_id
+        )
+    found = session.scalar(query)
+    return found.lower() if found else ""
+
+
+def look_up(session: Session, target: Target) -> Subscriber:
+    address = _address(session, target)
+    reason = (
+        session.scalar(select(Suppression.reason).where(Suppression.address == address))
+        if address
+        else None
+    )
+    return Subscriber(address, reason or "")
+
+
+def unsubscribe(session: Session, target: Target) -> Subscriber:
+    """Suppress the token's address (idempotent: a second time changes nothing)."""
+    found = look_up(session, target)
+    if found.address and not found.suppressed_as:
+        suppression.add(
+            session,
+            [found.address],
+            SuppressionReason.UNSUBSCRIBED,
+            campaign_id=target.campaign_id,
+            note="one-click unsubscribe",
+        )
+        log.info("unsubscribed a recipient of campaign %s", target.campaign_id)
+        return Subscriber(found.address, SuppressionReason.UNSUBSCRIBED.value)
+    return found
