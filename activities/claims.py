@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from activities.ledger import (
@@ -127,25 +127,43 @@ def _allowance(
     return _Allowance(max(0, allowed), limited_by)
 
 
+def _ready(campaign_id: uuid.UUID, now: datetime) -> list[ColumnElement[bool]]:
+    """Pending, not waiting for a 4xx retry, not under another attempt's live lease."""
+    return [
+        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.status == RecipientStatus.PENDING,
+        or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
+        or_(
+            CampaignRecipient.claim_token.is_(None),
+            CampaignRecipient.claimed_until <= func.now(),
+        ),
+    ]
+
+
+def _domain() -> ColumnElement[str]:
+    """The recipient's domain, lower-cased (after the last @)."""
+    return func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+
+
 def _claim_pending(
-    session: Session, campaign_id: uuid.UUID, now: datetime, limit: int, claim: Claim
+    session: Session,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    limit: int,
+    claim: Claim,
+    skip_domains: list[str],
 ) -> list[CampaignRecipient]:
-    """Claim the next pending recipients by id: not waiting for a 4xx retry, not under
-    another attempt's live lease (rows another planner is claiming are skipped)."""
+    """Claim the next ready recipients by id, leaving out ``skip_domains`` (paced this
+    minute); rows another planner is claiming are skipped."""
     if limit <= 0:
         return []
+    ready = _ready(campaign_id, now)
+    if skip_domains:
+        ready.append(_domain().not_in(skip_domains))
     rows = list(
         session.scalars(
             select(CampaignRecipient)
-            .where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.status == RecipientStatus.PENDING,
-                or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
-                or_(
-                    CampaignRecipient.claim_token.is_(None),
-                    CampaignRecipient.claimed_until <= func.now(),
-                ),
-            )
+            .where(*ready)
             .order_by(CampaignRecipient.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -182,6 +200,13 @@ def _fail_suppressed(session: Session, recipient_ids: list[int]) -> set[int]:
         _FAIL_SUPPRESSED, {"ids": recipient_ids, "prefix": SUPPRESSED_ERROR_PREFIX}
     )
     return {row[0] for row in result}
+
+
+def _any_ready_in(
+    session: Session, campaign_id: uuid.UUID, now: datetime, domains: list[str]
+) -> bool:
+    query = select(CampaignRecipient.id).where(*_ready(campaign_id, now), _domain().in_(domains))
+    return session.scalar(query.limit(1)) is not None
 
 
 def _next_ready(
@@ -253,8 +278,14 @@ def plan_batch(
     max_messages: int,
     settings: Settings,
     claim: Claim,
+    *,
+    skip_domains: list[str] | None = None,
+    paced_until: datetime | None = None,
 ) -> BatchPlan:
     """Claim the recipients of the next batch for ``claim`` and reserve quota for them.
+
+    Recipients in ``skip_domains`` (groups whose per-minute window is full) are left
+    pending; if they are all that is ready, the plan says DOMAIN_PACED until ``paced_until``.
 
     The quota row is locked while it is read and decremented, so concurrent batches never
     take more than there is; with a daily limit the creator is locked for this transaction.
@@ -278,7 +309,8 @@ def plan_batch(
         select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
     )
     allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
-    claimed = _claim_pending(session, campaign_id, now, allowance.count, claim)
+    skip = skip_domains or []
+    claimed = _claim_pending(session, campaign_id, now, allowance.count, claim, skip)
     suppressed = _fail_suppressed(session, [row.id for row in claimed])
     rows = [row for row in claimed if row.id not in suppressed]
     limited_by = allowance.limited_by if len(claimed) < max_messages else BatchLimit.NONE
@@ -287,6 +319,13 @@ def plan_batch(
         if quota is not None:
             quota.emails_available -= len(rows)
         _mark_processing(session, campaign_id, now)
+    elif (
+        allowance.count > 0
+        and not suppressed
+        and skip
+        and _any_ready_in(session, campaign_id, now, skip)
+    ):
+        limited_by, retry_at = BatchLimit.DOMAIN_PACED, paced_until
     elif allowance.count > 0 and not suppressed:
         retry_at = _next_ready(session, campaign_id, now, claim)
         limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by

@@ -20,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 
 from activities import metrics
+from mailer.pacing import DomainGroup, DomainPacing, minute_label
 from workflows.working_hours import hour_label, rate_window_key
 
 log = logging.getLogger("mailer.ratelimit")
@@ -64,6 +65,22 @@ return back
 
 # Short timeouts: a Redis outage must not stall sending, only open the limiter.
 REDIS_TIMEOUT_SECONDS = 1.0
+DOMAIN_WINDOW_PREFIX = "crm:mailer:rate:domain:"
+DOMAIN_WINDOW_TTL = 120  # seconds: a minute's window, and a minute's grace
+
+# ARGV: limit, ttl. One token if the window has one left: 1, else 0.
+_TAKE_ONE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def domain_window_key(group: DomainGroup, now: datetime) -> str:
+    """``crm:mailer:rate:domain:<group>:YYYY-MM-DDTHH:MM`` (UTC minute)."""
+    return f"{DOMAIN_WINDOW_PREFIX}{group.name}:{minute_label(now)}"
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,43 @@ class RateLimiter:
             log.error("Error returning rate limit tokens: %s (key %s)", exc, key)
             metrics.redis_error()
             await self._reset()
+
+    # --- per-domain pacing (mailer.pacing) ------------------------------------------
+
+    async def take_domain_token(self, now: datetime, group: DomainGroup) -> bool:
+        """One message to ``group`` in the minute of ``now``: False when its window is full.
+        Fails open (True) when Redis cannot be reached, like the hourly window."""
+        key = domain_window_key(group, now)
+        try:
+            return bool(
+                await self._redis().eval(_TAKE_ONE, 1, key, group.per_minute, DOMAIN_WINDOW_TTL)
+            )
+        except (redis.RedisError, OSError) as exc:
+            log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
+            metrics.redis_error()
+            await self._reset()
+            return True
+
+    async def domain_usage(self, now: datetime, pacing: DomainPacing) -> dict[str, int]:
+        """Messages counted this minute per group name (empty if Redis cannot say)."""
+        if not pacing:
+            return {}
+        keys = [domain_window_key(group, now) for group in pacing.groups]
+        try:
+            values = await self._redis().mget(keys)
+        except (redis.RedisError, OSError) as exc:
+            log.error("Error reading domain windows: %s", exc)
+            metrics.redis_error()
+            await self._reset()
+            return {}
+        return {
+            group.name: int(value or 0) for group, value in zip(pacing.groups, values, strict=True)
+        }
+
+    async def full_groups(self, now: datetime, pacing: DomainPacing) -> set[str]:
+        """Names of the groups whose window for the minute of ``now`` is used up."""
+        used = await self.domain_usage(now, pacing)
+        return {g.name for g in pacing.groups if used.get(g.name, 0) >= g.per_minute}
 
     async def _reset(self) -> None:
         client, self._client = self._client, None

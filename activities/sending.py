@@ -46,6 +46,7 @@ from activities.smtp_errors import (
 )
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
+from mailer.pacing import minute_bounds
 from mailer.settings import Settings
 from mailer.unsubscribe import Links, Target, TargetKind, links
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
@@ -124,6 +125,8 @@ class _Tally:
     sent: int = 0
     failed: int = 0
     suppressed: int = 0  # failed at planning: the address is on the suppression list
+    paced: int = 0  # skipped: their domain group's window for this minute is full
+    paced_groups: set[str] = field(default_factory=set)
     deferred: int = 0
     failure: SmtpFailure | None = None
     stopped: bool = False
@@ -209,7 +212,12 @@ class BatchSender:
         claim = Claim(
             hooks.attempt_token, timedelta(seconds=self.settings.send_heartbeat_timeout_seconds)
         )
-        plan = partial(self._plan, campaign_id, hooks.now, request.max_messages, claim)
+        pacing = self.settings.domain_pacing
+        full = await self.limiter.full_groups(hooks.now, pacing) if pacing else set()
+        tally.paced_groups |= full
+        plan = partial(
+            self._plan, campaign_id, hooks.now, request.max_messages, claim, pacing.domains_of(full)
+        )
         batch = await _finish_even_if_cancelled(
             self._db(plan), undo=lambda _: self._release(claim, campaign_id, 0)
         )
@@ -226,10 +234,24 @@ class BatchSender:
             await self._release(claim, campaign_id, len(tally.unrecorded))
 
     def _plan(
-        self, campaign_id: uuid.UUID, now: datetime, max_messages: int, claim: Claim
+        self,
+        campaign_id: uuid.UUID,
+        now: datetime,
+        max_messages: int,
+        claim: Claim,
+        skip_domains: list[str],
     ) -> BatchPlan:
         with session_scope(self.settings.sqlalchemy_url) as session:
-            return plan_batch(session, campaign_id, now, max_messages, self.settings, claim)
+            return plan_batch(
+                session,
+                campaign_id,
+                now,
+                max_messages,
+                self.settings,
+                claim,
+                skip_domains=skip_domains,
+                paced_until=minute_bounds(now)[1],
+            )
 
     def _sent_in_hour(self, now: datetime) -> int:
         with session_scope(self.settings.sqlalchemy_url) as session:
@@ -277,6 +299,9 @@ class BatchSender:
             if batch.limited_by == BatchLimit.RETRY_WAIT:
                 tally.retry_at = batch.retry_at
                 return SendOutcome.RECIPIENTS_WAITING
+            if batch.limited_by == BatchLimit.DOMAIN_PACED:
+                tally.retry_at = batch.retry_at
+                return SendOutcome.DOMAIN_PACED
             if batch.limited_by == BatchLimit.RATE_SHARE:
                 return SendOutcome.RATE_LIMITED
             return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
@@ -304,6 +329,10 @@ class BatchSender:
             return _OUTCOME_OF_FAILURE.get(tally.failure.error_class, SendOutcome.TRANSIENT)
         if tally.stopped:
             return SendOutcome.STOPPED
+        if tally.paced and tally.paced == len(batch.recipients[:granted]):
+            # Every recipient it took is in a group paced this minute: try after it.
+            tally.retry_at = minute_bounds(now)[1]
+            return SendOutcome.DOMAIN_PACED
         # Saying so now spares the workflow a batch that would only find the window full.
         window_used_up = reservation.window_full or batch.limited_by == BatchLimit.RATE_SHARE
         if granted < len(batch.recipients) or window_used_up:
@@ -336,6 +365,8 @@ class BatchSender:
                 if hooks.should_stop() or tally.campaign_halted:
                     tally.stopped = True
                     return
+                if not await self._paced_ok(recipient, now, tally):
+                    continue  # stays pending: its claim ends with the batch
                 # The message in flight finishes and is recorded even if we are cancelled.
                 delivery = asyncio.ensure_future(
                     self._deliver_one(smtp, conn, batch, recipient, now, tally)
@@ -357,6 +388,20 @@ class BatchSender:
             finally:
                 await self._db(conn.close)
             await close_smtp(smtp)
+
+    async def _paced_ok(self, recipient: RecipientView, now: datetime, tally: _Tally) -> bool:
+        """Whether the recipient's domain group has a token left this minute (always, for
+        a domain in no group); once a group is full, the rest of the batch skips it."""
+        group = self.settings.domain_pacing.group_of(recipient.email)
+        if group is None:
+            return True
+        if group.name not in tally.paced_groups and await self.limiter.take_domain_token(
+            now, group
+        ):
+            return True
+        tally.paced_groups.add(group.name)
+        tally.paced += 1
+        return False
 
     def _autocommit_connection(self) -> Connection:
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.errors import ConfigError
+from mailer.pacing import DomainPacing, parse_domain_rates
 
 ENV_PREFIX = "MAILER_"
 DEFAULT_ENV_FILES = (".data/mailer.env", ".env")
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     # A send batch failing with an error nothing classifies is retried this many times in
     # all; then it counts as one transient error (the breaker sees it), never loops unseen.
     send_batch_max_attempts: int = Field(5, ge=1, le=100)
+    # Messages per minute to groups of domains (mailer.pacing), e.g.
+    # "mail.ru,bk.ru,inbox.ru,list.ru=20,yandex.ru=20,gmail.com=60"; empty: no pacing.
+    domain_rate_per_minute: str = ""
     # Activities one worker runs at once; its database connections and threads follow
     # (a send batch holds up to three connections: planning, its ledger writes, its lease).
     max_concurrent_activities: int = Field(16, ge=1, le=256)
@@ -121,6 +125,12 @@ class Settings(BaseSettings):
             raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
         return value.rstrip("/")
 
+    @field_validator("domain_rate_per_minute")
+    @classmethod
+    def _domain_rates(cls, value: str) -> str:
+        parse_domain_rates(value)  # a ValueError names what is wrong
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr) -> SecretStr:
@@ -149,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def redis_connection_url(self) -> str:
         return _revealed(self.redis_url)
+
+    @property
+    def domain_pacing(self) -> DomainPacing:
+        return parse_domain_rates(self.domain_rate_per_minute)
 
     @property
     def unsubscribe_key(self) -> str:

@@ -119,3 +119,17 @@ def test_promtool_accepts_the_prometheus_config() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_unsubscribe_service_runs_with_its_secret_and_public_url() -> None:
+    web = services()["web"]
+    assert web["command"] == ["mailer", "web"]
+    given = environment(web)
+    assert {
+        "MAILER_UNSUBSCRIBE_SECRET",
+        "MAILER_UNSUBSCRIBE_BASE_URL",
+        "MAILER_DATABASE_URL",
+    } <= given
+    assert "MAILER_UNSUBSCRIBE_SECRET" in environment(services()["worker"])  # signs the links
+    assert compose()["x-mailer-env"]["MAILER_UNSUBSCRIBE_BASE_URL"].startswith("https://")
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])

@@ -87,6 +87,7 @@ DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # If a batch reported "blocked" but the gates see nothing blocking (a race with another
 # writer), look again after this long rather than spin.
 BLOCKED_RECHECK = timedelta(minutes=1)
+PACING_RECHECK = timedelta(minutes=1)
 
 
 def workflow_id_for(campaign_id: str) -> str:
@@ -350,6 +351,10 @@ class CampaignWorkflow:
             self._quota_synced = False
         if result.outcome == SendOutcome.RATE_LIMITED:
             return rate_deferral(now, self._current_snapshot().limits)
+        if result.outcome == SendOutcome.DOMAIN_PACED:
+            # Only recipients of domains paced this minute are left: a rate deferral, to
+            # the minute's end (MAILER_DOMAIN_RATE_PER_MINUTE).
+            return Deferral(DeferReason.RATE_PER_HOUR, result.retry_at or now + PACING_RECHECK)
         if result.outcome == SendOutcome.TRANSIENT:
             self._count_transient(result.error)
             return None

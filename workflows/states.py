@@ -114,6 +114,8 @@ class SendOutcome(enum.StrEnum):
     RECIPIENTS_WAITING = "recipients_waiting"  # only recipients waiting for a 4xx retry left
     SERVER_REFUSED = "server_refused"  # a run of 5xx at DATA: the server refuses the campaign
     STALE = "stale"  # the attempt started in another hour than planned: nothing sent, re-decide
+    # Every recipient it could take is in a domain group whose per-minute window is full.
+    DOMAIN_PACED = "domain_paced"
 
 
 class BatchLimit(enum.StrEnum):
@@ -124,6 +126,7 @@ class BatchLimit(enum.StrEnum):
     RATE_SHARE = "rate_share"  # this campaign's fair share of the hourly window
     RETRY_WAIT = "retry_wait"  # the pending recipients all wait for their 4xx retry time
     NOT_SENDING = "not_sending"  # the campaign is not 'sending' in the database (an operator)
+    DOMAIN_PACED = "domain_paced"  # the pending left are in domains paced this minute
 
 
 class Signal(enum.StrEnum):

@@ -5,6 +5,7 @@ was created (time-skipping server, real PostgreSQL, Redis and SMTP)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from email import message_from_bytes, policy
 
 from temporalio.testing import WorkflowEnvironment
@@ -131,3 +132,32 @@ async def test_every_message_carries_one_click_unsubscribe(
         assert address not in header  # no address in clear
         body = message.get_body(("plain",))
         assert body is not None and body.get_content().endswith(f"Unsubscribe: {url}")
+
+
+async def test_per_domain_pacing_sends_other_domains_and_defers_only_when_all_are_paced(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    paced = [f"m{i}@mail.ru" for i in range(5)] + [f"b{i}@BK.ru" for i in range(3)]
+    others = [f"g{i}@gmail.com" for i in range(4)]
+    campaign = factories.add_campaign(harness.database_url, user, paced + others)
+    await skip_to_monday_9(time_env)
+    async with harness.worker(domain_rate_per_minute="mail.ru,bk.ru=3", send_batch_size=10):
+        result = await (await harness.start(campaign)).result()
+    assert (result.sent, result.failed, result.pending) == (12, 0, 0)
+    rows = harness.sql(
+        "SELECT email, created_at FROM mailer_sendlog WHERE campaign_id = :c ORDER BY id",
+        c=campaign,
+    )
+    minutes: dict[datetime, list[str]] = {}
+    for email, created_at in rows:
+        assert isinstance(created_at, datetime)
+        minute = created_at.replace(second=0, microsecond=0)
+        minutes.setdefault(minute, []).append(str(email).split("@")[1].lower())
+    by_minute = [sorted(domains) for _, domains in sorted(minutes.items())]
+    # The first minute: every gmail.com recipient and 3 of the mail.ru group; then 3, then 2.
+    assert [d.count("gmail.com") for d in by_minute] == [4, 0, 0]
+    assert [len(d) - d.count("gmail.com") for d in by_minute] == [3, 3, 2]
+    # Each wait was a deferral to the end of the minute, not of the hour.
+    first, *_, last = sorted(minutes)
+    assert (last - first).total_seconds() == 120
