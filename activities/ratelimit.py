@@ -237,3 +237,18 @@ def take_throttle(url: str, key: str, limit: int) -> tuple[bool, int]:
         log.error("Error reserving rate limit token: %s (throttle %s); failing open", exc, key)
         metrics.redis_error()
         return True, 0
+
+
+def domain_usage_now(url: str, pacing: DomainPacing, now: datetime) -> dict[str, int] | None:
+    """This minute's count per group, for operators (``None`` if Redis cannot say)."""
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+        )
+        try:
+            values = client.mget([domain_window_key(group, now) for group in pacing.groups])
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return None
+    return {g.name: int(v or 0) for g, v in zip(pacing.groups, values, strict=True)}

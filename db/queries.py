@@ -188,3 +188,17 @@ def quota_row(session: Session) -> dict[str, object]:
         "last_synced_at": quota.last_synced_at.isoformat() if quota.last_synced_at else None,
         "sync_error": quota.sync_error,
     }
+
+
+def pending_by_domain(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
+    """The campaign's pending recipients per (lower-cased) domain."""
+    domain = func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+    rows = session.execute(
+        select(domain, func.count())
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING.value,
+        )
+        .group_by(domain)
+    ).all()
+    return {str(name): int(count) for name, count in rows}

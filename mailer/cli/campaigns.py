@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,7 +13,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from db.queries import CampaignRow, campaign_list, campaign_status
+from activities.ratelimit import domain_usage_now
+from db.queries import CampaignRow, campaign_list, campaign_status, pending_by_domain
 from mailer import control
 from mailer.authoring.create import CampaignDraft, CreatedCampaign, create_campaign
 from mailer.cli.support import (
@@ -29,6 +31,7 @@ from mailer.cli.support import (
     warn,
 )
 from mailer.jsonable import jsonable
+from mailer.pacing import DomainPacing
 from mailer.watch import watch_campaign
 from workflows.campaign import workflow_id_for
 from workflows.contracts import Progress
@@ -122,10 +125,25 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
             current = None
         if current is not None and current.progress is not None:
             data["live"] = jsonable(current.progress, settings().timezone)
+    pacing = settings().domain_pacing
+    if pacing:
+        with db_session() as session:
+            data["pacing"] = _pacing(pacing, pending_by_domain(session, parsed))
     if as_json:
         print_json(data)
     else:
         print_fields(data)
+
+
+def _pacing(pacing: DomainPacing, pending: dict[str, int]) -> dict[str, str]:
+    """Per domain group: this campaign's pending, the rate, and this minute's use."""
+    used = domain_usage_now(settings().redis_connection_url, pacing, datetime.now(UTC))
+    shown = {}
+    for group in pacing.groups:
+        waiting = sum(n for domain, n in pending.items() if domain in group.domains)
+        now = "?" if used is None else str(used.get(group.name, 0))
+        shown[group.name] = f"{waiting} pending, {group.per_minute}/min ({now} used this minute)"
+    return shown
 
 
 async def _live(campaign_id: uuid.UUID) -> control.Live | None:

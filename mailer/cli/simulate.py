@@ -44,6 +44,16 @@ def simulate(
         typer.Option(help="PATTERN:CODE or PATTERN:CODE@ISO/DURATION (repeatable)."),
     ] = None,
     until: Annotated[str | None, typer.Option(help="Stop the simulation at this ISO time.")] = None,
+    domains: Annotated[
+        str | None,
+        typer.Option(
+            help="Recipients' domains and shares, e.g. mail.ru=70,gmail.com=30 "
+            "(default: the --campaign's own mix)."
+        ),
+    ] = None,
+    domain_rate_per_minute: Annotated[
+        str | None, typer.Option(help="Default: MAILER_DOMAIN_RATE_PER_MINUTE.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast campaigns: the real workflow and activities through skipped time."""
@@ -66,6 +76,8 @@ def simulate(
         fails=fail or [],
         until=until,
         defaults=_defaults(current, real),
+        domains=domains,
+        domain_rate_per_minute=domain_rate_per_minute,
     )
     if not as_json:
         console.print(_intro(options))
@@ -89,6 +101,8 @@ def _defaults(current: Settings, real: RealDefaults) -> SettingsDefaults:
         daily_limit=real.daily_limit or 0,
         quota=real.quota,
         pending=real.pending,
+        domains=real.domains or SettingsDefaults.domains,
+        domain_rate_per_minute=current.domain_rate_per_minute,
     )
 
 
@@ -98,8 +112,16 @@ def _intro(options: SimulationOptions) -> str:
         f"Simulating {options.campaigns} × {options.recipients} recipients from "
         f"{options.start.isoformat()}: {options.rate_per_hour}/hour, "
         f"{start_hour:02d}:00–{end_hour:02d}:00 {options.timezone}, daily limit "
-        f"{options.daily_limit or 'none'}; " + "; ".join(options.notes)
+        f"{options.daily_limit or 'none'}; " + "; ".join([*options.notes, _mix(options)])
     )
+
+
+def _mix(options: SimulationOptions) -> str:
+    total = sum(weight for _, weight in options.domains)
+    shares = ", ".join(f"{d} {100 * w / total:.0f}%" for d, w in options.domains[:6])
+    more = f" and {len(options.domains) - 6} more" if len(options.domains) > 6 else ""
+    pacing = options.domain_rate_per_minute or "none"
+    return f"domains {shares}{more}; per-domain pacing: {pacing}"
 
 
 def _daily_table(forecast: report.Forecast) -> Table:

@@ -19,6 +19,8 @@ class RealDefaults:
     daily_limit: int | None = None
     quota: int | None = None
     pending: int | None = None
+    # The source campaign's pending recipients by domain (the most common first).
+    domains: tuple[tuple[str, int], ...] = ()
     problem: str = ""  # why the database could not be read, if it could not
 
 
@@ -52,7 +54,21 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
             quota = conn.execute(
                 select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
             ).scalar()
-            return RealDefaults(daily_limit=account or 0, quota=quota or 0, pending=pending or 0)
+            domain = func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+            mix = conn.execute(
+                select(domain, func.count())
+                .where(
+                    CampaignRecipient.campaign_id == parsed, CampaignRecipient.status == "pending"
+                )
+                .group_by(domain)
+                .order_by(func.count().desc())
+            ).all()
+            return RealDefaults(
+                daily_limit=account or 0,
+                quota=quota or 0,
+                pending=pending or 0,
+                domains=tuple((str(d), int(n)) for d, n in mix),
+            )
     except SQLAlchemyError as exc:
         if parsed is not None:
             raise InputError(

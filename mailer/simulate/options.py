@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailer.errors import InputError
+from mailer.pacing import parse_domain_rates
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
 FAIL_SPEC = re.compile(r"(?P<pattern>.+):(?P<code>\d{3})(?:@(?P<window>.+))?")
@@ -53,6 +54,9 @@ class SimulationOptions:
     until: datetime | None = None
     source_campaign: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Recipients' domains and their weights (interleaved), and the per-domain pacing.
+    domains: tuple[tuple[str, int], ...] = (("simulation.invalid", 1),)
+    domain_rate_per_minute: str = ""
 
 
 def parse_datetime(option: str, value: str) -> datetime:
@@ -127,6 +131,28 @@ def parse_refill(value: str) -> Refill:
     return Refill(int(amount), parse_datetime("--quota-refill", at))
 
 
+def parse_domains(value: str) -> tuple[tuple[str, int], ...]:
+    """``mail.ru=70,gmail.com=30``: the recipients' domains and their shares."""
+    found: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in value.split(",")):
+        domain, _, weight = entry.partition("=")
+        domain = domain.strip().lower()
+        if not domain or "." not in domain or "@" in domain or not weight.strip().isdigit():
+            raise InputError([f"--domains: {entry!r} is not DOMAIN=SHARE (e.g. mail.ru=70)"])
+        if int(weight) < 1:
+            raise InputError([f"--domains: {entry!r}: the share must be at least 1"])
+        found.append((domain, int(weight)))
+    return tuple(found)
+
+
+def parse_domain_pacing(value: str) -> str:
+    try:
+        parse_domain_rates(value)
+    except ValueError as exc:
+        raise InputError([f"--domain-rate-per-minute: {exc}"]) from None
+    return value
+
+
 def non_negative(option: str, value: int | None) -> None:
     if value is not None and value < 0:
         raise InputError([f"{option}: must be 0 or more, got {value}"])
@@ -156,6 +182,8 @@ def build_options(
     fails: list[str],
     until: str | None,
     defaults: SettingsDefaults,
+    domains: str | None = None,
+    domain_rate_per_minute: str | None = None,
 ) -> SimulationOptions:
     """Check every option and fill in defaults; raises :class:`InputError` naming the option."""
     _check_counts(recipients, campaign, campaigns, rate_per_hour, daily_limit, quota)
@@ -183,6 +211,12 @@ def build_options(
         until=until_at,
         source_campaign=campaign,
         notes=notes,
+        domains=parse_domains(domains) if domains else defaults.domains,
+        domain_rate_per_minute=parse_domain_pacing(
+            domain_rate_per_minute
+            if domain_rate_per_minute is not None
+            else defaults.domain_rate_per_minute
+        ),
     )
 
 
@@ -225,3 +259,5 @@ class SettingsDefaults:
     daily_limit: int
     quota: int | None = None
     pending: int | None = None
+    domains: tuple[tuple[str, int], ...] = (("simulation.invalid", 1),)
+    domain_rate_per_minute: str = ""

@@ -136,15 +136,28 @@ def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
                 [
                     {
                         "campaign_id": campaign.id,
-                        "email": f"r{index}-{i}@simulation.invalid",
+                        "email": f"r{index}-{i}@{domain}",
                         "name": f"R{i}",
                         "variables": {"name": f"R{i}"},
                     }
-                    for i in range(options.recipients)
+                    for i, domain in enumerate(interleaved(options.domains, options.recipients))
                 ],
             )
             ids.append(str(campaign.id))
     return ids
+
+
+def interleaved(domains: tuple[tuple[str, int], ...], count: int) -> list[str]:
+    """``count`` domains in their shares, spread evenly (as an address book mixes them)."""
+    total = sum(weight for _, weight in domains)
+    taken = [0] * len(domains)
+    chosen = []
+    for i in range(count):
+        behind = [weight * (i + 1) / total - taken[k] for k, (_, weight) in enumerate(domains)]
+        k = behind.index(max(behind))
+        taken[k] += 1
+        chosen.append(domains[k][0])
+    return chosen
 
 
 def settings_for(options: SimulationOptions, base: Settings, **connections: str) -> Settings:
@@ -156,6 +169,7 @@ def settings_for(options: SimulationOptions, base: Settings, **connections: str)
             "working_hours_start": start,
             "working_hours_end": end,
             "rate_per_hour": options.rate_per_hour,
+            "domain_rate_per_minute": options.domain_rate_per_minute,
             "max_campaign_recipients": max(base.max_campaign_recipients, options.recipients),
             # One creator starts K campaigns at once: the start throttle is not the question.
             "throttle_campaign_start_per_hour": max(

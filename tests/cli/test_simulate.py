@@ -211,3 +211,18 @@ def factories_snapshot(url: str) -> tuple[object, ...]:
                 )
             ).one()
         )
+
+
+def test_a_mail_ru_heavy_list_is_paced_as_configured() -> None:
+    common = ["--recipients", "600", "--rate-per-hour", "100000", "--working-hours", "0-24"]
+    common += ["--start", MONDAY, "--domains", "mail.ru=70,bk.ru=10,gmail.com=20"]
+    paced = simulate(*common, "--domain-rate-per-minute", "mail.ru,bk.ru=20")
+    free = simulate(*common, "--domain-rate-per-minute", "")
+    assert paced["status"] == free["status"] == "sent" and paced["sent"] == 600
+    # 480 recipients of the mail.ru group at 20 a minute: the 24th minute; gmail.com is not
+    # held back by them (it all goes in the first minute).
+    finished = at(paced["completed_at"]) - at(MONDAY)
+    assert timedelta(minutes=23) <= finished < timedelta(minutes=24)
+    assert at(free["completed_at"]) - at(MONDAY) < timedelta(minutes=1)
+    assert {d["reason"] for d in paced["deferrals"]} == {"rate_per_hour"}
+    assert len(paced["deferrals"]) == 23
