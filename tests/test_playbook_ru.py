@@ -22,6 +22,7 @@ PLAYBOOK = PROJECT_ROOT / "docs" / "playbook.ru.md"
 PLACEHOLDERS = {
     "<campaign_uuid>": "00000000-0000-0000-0000-000000000001",
     "<свой адрес>": "me@example.org",
+    "<email>": "someone@example.org",
 }
 
 

@@ -79,6 +79,7 @@ def fill(sql: str, values: dict[str, object]) -> str:
         .replace("<campaign_id>", f"'{values['campaign']}'")
         .replace("<user_id>", str(values["user_id"]))
         .replace("<queue_id>", str(values["queue_id"]))
+        .replace("<email>", "someone@example.org")
     )
 
 
