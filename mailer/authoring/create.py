@@ -26,6 +26,9 @@ from mailer.authoring.rehearsal import rehearse
 from mailer.authoring.templates import check_template
 from mailer.errors import InputError
 
+# Template variables every message has beside the CSV's columns: its own unsubscribe link.
+BUILTIN_VARIABLES = ("unsubscribe_url",)
+
 
 @dataclass(frozen=True)
 class CampaignDraft:
@@ -221,14 +224,19 @@ def _option_problems(draft: CampaignDraft) -> list[str]:
 def _template_problems(draft: CampaignDraft, bodies: _Bodies, columns: list[str]) -> list[str]:
     """Syntax errors and unknown variables in the subject and bodies (the CSV's columns and
     ``unsubscribe_url``, each message's own one-click unsubscribe link)."""
-    columns = [*columns, "unsubscribe_url"]
     problems: list[str] = []
     if not header_problems("--subject", draft.subject, required=True):
-        problems += check_template("--subject", draft.subject, columns, html=False)
+        problems += check_template(
+            "--subject", draft.subject, columns, html=False, builtins=BUILTIN_VARIABLES
+        )
     if draft.html_path is not None and bodies.html:
-        problems += check_template(str(draft.html_path), bodies.html, columns, html=True)
+        problems += check_template(
+            str(draft.html_path), bodies.html, columns, html=True, builtins=BUILTIN_VARIABLES
+        )
     if draft.text_path is not None and bodies.text:
-        problems += check_template(str(draft.text_path), bodies.text, columns, html=False)
+        problems += check_template(
+            str(draft.text_path), bodies.text, columns, html=False, builtins=BUILTIN_VARIABLES
+        )
     return problems
 
 

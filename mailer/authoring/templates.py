@@ -25,10 +25,18 @@ def _env(html: bool) -> SandboxedEnvironment:
     return _HTML_ENV if html else _TEXT_ENV
 
 
-def check_template(label: str, source: str, variables: Iterable[str], *, html: bool) -> list[str]:
+def check_template(
+    label: str,
+    source: str,
+    variables: Iterable[str],
+    *,
+    html: bool,
+    builtins: Iterable[str] = (),
+) -> list[str]:
     """Problems with ``source`` (one line each, prefixed with ``label``); empty if fine.
 
     ``label`` is where the template came from: a file name or an option such as ``--subject``.
+    ``variables`` are the CSV's columns; ``builtins`` names mailer provides to every message.
     """
     env = _env(html)
     # Files get file:line locations; an option such as --subject is named on its own.
@@ -41,7 +49,7 @@ def check_template(label: str, source: str, variables: Iterable[str], *, html: b
     known = set(variables)
     try:
         # Compiling catches what parsing does not, such as an unknown filter.
-        unknown = find_undeclared_variables(tree) - known
+        unknown = find_undeclared_variables(tree) - known - set(builtins)
     except TemplateSyntaxError as exc:
         return [f"{label}: template error: {exc.message}"]
     if not unknown:

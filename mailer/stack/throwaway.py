@@ -44,6 +44,7 @@ def stack_on_free_ports(data_dir: Path) -> StackSettings:
         temporal_ui_port=free_port(),
         smtp_port=free_port(),
         smtpbz_port=free_port(),
+        web_port=free_port(),
     )
 
 

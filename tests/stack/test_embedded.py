@@ -43,6 +43,7 @@ async def test_up_is_idempotent_and_down_stops_what_it_started(stack: StackSetti
         "temporal",
         "smtp-sink",
         "smtpbz-stub",
+        "web",
     }
     pids = {p.name: p.pid for p in started}
 
@@ -78,6 +79,11 @@ async def test_up_is_idempotent_and_down_stops_what_it_started(stack: StackSetti
     message.set_content("body")
     await aiosmtplib.send(message, hostname="127.0.0.1", port=stack.smtp_port)
     assert len(list(stack.outbox.glob("*.eml"))) == 1
+
+    # The unsubscribe service answers, with the stack's own signing key (made once, kept).
+    assert httpx.get(f"{env['MAILER_UNSUBSCRIBE_BASE_URL']}/healthz").text == "ok"
+    assert env["MAILER_UNSUBSCRIBE_SECRET"] == stack.unsubscribe_secret_file.read_text().strip()
+    assert httpx.get(f"{env['MAILER_UNSUBSCRIBE_BASE_URL']}/u/forged").status_code == 400
 
     client = await Client.connect(env["MAILER_TEMPORAL_ADDRESS"])
     listed = await client.operator_service.list_search_attributes(
