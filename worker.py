@@ -36,6 +36,7 @@ from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
 from db.engine import size_pools
+from mailer import temporal_client
 from mailer.errors import ConfigError
 from mailer.gauges import GaugeCollector
 from mailer.process_exit import exit_process
@@ -174,9 +175,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     then quiet retries."""
     while True:
         try:
-            client = await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
-            )
+            client = await temporal_client.connect(settings, runtime)
         except RuntimeError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             REACHABILITY.down("Temporal", settings.temporal_address, reason)

@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status
+from mailer import temporal_client
 from mailer.errors import MailerError
 from mailer.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -45,9 +46,7 @@ class ControlError(MailerError):
 
 async def connect(settings: Settings) -> Client:
     try:
-        return await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
-        )
+        return await temporal_client.connect(settings)
     except RuntimeError as exc:
         raise ControlError(
             f"cannot reach Temporal at {settings.temporal_address} ({exc}); "

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:63790/0")
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # Any Temporal cluster: TLS (a private CA, a client certificate for mTLS, the server name
+    # the certificate carries) and an API key (Temporal Cloud). MAILER_TEMPORAL_TLS=true
+    # turns TLS on with the system's CAs; any of the files, or an API key, turn it on too.
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str = ""
+    temporal_api_key: SecretStr = SecretStr("")
     task_queue: str = "mailer"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     smtp_bz_api_url: str = "https://api.smtp.bz/v1"
@@ -125,6 +134,19 @@ class Settings(BaseSettings):
             raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
         return value.rstrip("/")
 
+    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca")
+    @classmethod
+    def _pem_file(cls, value: Path | None) -> Path | None:
+        if value is None or str(value) in ("", "."):  # an empty variable: not set
+            return None
+        try:
+            text = value.read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+        if "-----BEGIN " not in text:
+            raise ValueError(f"{value} is not a PEM file")
+        return value
+
     @field_validator("domain_rate_per_minute")
     @classmethod
     def _domain_rates(cls, value: str) -> str:
@@ -137,6 +159,17 @@ class Settings(BaseSettings):
         if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a redis:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _client_certificate_complete(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            given, missing = (
+                ("MAILER_TEMPORAL_TLS_CERT", "MAILER_TEMPORAL_TLS_KEY")
+                if self.temporal_tls_key is None
+                else ("MAILER_TEMPORAL_TLS_KEY", "MAILER_TEMPORAL_TLS_CERT")
+            )
+            raise ValueError(f"{missing}: required with {given} (a client certificate and its key)")
+        return self
 
     @model_validator(mode="after")
     def _working_hours_in_order(self) -> Settings:

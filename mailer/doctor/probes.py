@@ -20,6 +20,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, ScheduleIntervalSpec
 from temporalio.service import RPCError, RPCStatusCode
 
+from mailer import temporal_client
 from mailer.doctor.facts import (
     CampaignFacts,
     DatabaseFacts,
@@ -199,7 +200,7 @@ async def look_at_temporal(settings: Settings) -> TemporalFacts:
 
 
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    return await temporal_client.connect(settings)
 
 
 async def _fill_temporal(settings: Settings, facts: TemporalFacts) -> None:
