@@ -39,6 +39,7 @@ from db.engine import size_pools
 from mailer import temporal_client
 from mailer.errors import ConfigError
 from mailer.gauges import GaugeCollector
+from mailer.health import WorkerHealth
 from mailer.process_exit import exit_process
 from mailer.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.settings import Settings, get_settings
@@ -212,11 +213,16 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker polling task queue %r on %s (namespace %s)",
+        "worker polling task queue %r on %s (namespace %s) as %s",
         settings.task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
+        client.identity,
     )
+    health = WorkerHealth(client, settings.temporal_namespace, settings.task_queue, client.identity)
+    if settings.health_port:
+        await health.start(settings.metrics_host, settings.health_port)
+        log.info("health on http://%s:%d/readyz", settings.metrics_host, settings.health_port)
     gauges = None
     if runtime is not None:
         collector = GaugeCollector(settings, client, runtime.metric_meter)
@@ -224,11 +230,14 @@ async def run(settings: Settings) -> None:
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     try:
         async with worker:
+            health.running = True
             await stop.wait()
+            health.running = False
             log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
         if gauges is not None:
             gauges.cancel()
+        await health.stop()
     log.info("worker stopped")
 
 

@@ -1,9 +1,9 @@
 """``python -m mailer.healthcheck``: exit 0 when this host's worker is up and polling.
 
-Reads the worker's own metrics endpoint (``MAILER_METRICS_PORT`` on 127.0.0.1) and wants
-the SDK's ``temporal_num_pollers`` above zero for workflow and activity tasks: a worker
-that started but cannot reach Temporal is not healthy. One line on stdout either way, for
-``docker inspect`` and the compose healthcheck.
+Asks the worker's ``/readyz`` (``MAILER_HEALTH_PORT``, mailer.health); without one, reads
+its metrics (``MAILER_METRICS_PORT``) and wants the SDK's ``temporal_num_pollers`` above
+zero for workflow and activity tasks. A worker that cannot reach Temporal is not healthy.
+One line on stdout either way, for ``docker inspect`` and the compose healthcheck.
 """
 
 from __future__ import annotations
@@ -33,14 +33,28 @@ def pollers(metrics_text: str) -> dict[str, float]:
     return found
 
 
+def _ready(url: str) -> int:
+    """The worker's own readiness (mailer.health)."""
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: cannot read {url} ({exc})")
+        return 1
+    reason = response.json().get("reason", "") if response.content else ""
+    print(f"{'healthy' if response.status_code == 200 else 'unhealthy'}: {reason}")
+    return 0 if response.status_code == 200 else 1
+
+
 def main() -> int:
     try:
         settings = get_settings()
     except ConfigError as exc:
         print(f"unhealthy: {exc}")
         return 1
+    if settings.health_port:
+        return _ready(f"http://127.0.0.1:{settings.health_port}/readyz")
     if not settings.metrics_port:
-        print("unhealthy: MAILER_METRICS_PORT is 0 (the health check reads the metrics)")
+        print("unhealthy: set MAILER_HEALTH_PORT (or MAILER_METRICS_PORT) for the health check")
         return 1
     url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
     try:

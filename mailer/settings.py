@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(8090, ge=1, le=65535)
 
+    # The worker's health endpoint (/livez, /readyz: ready once it polls the task queue);
+    # 0 turns it off. Bound on MAILER_METRICS_HOST.
+    health_port: int = Field(0, ge=0, le=65535)
+
     # The worker's Prometheus endpoint (/metrics): the SDK's temporal_* metrics and
     # mailer's own. 0 turns it off; 0.0.0.0 listens on every interface (containers).
     metrics_port: int = Field(0, ge=0, le=65535)

@@ -60,6 +60,8 @@ class Outcome:
     ledger_mismatches: int
     recover_seconds: float
     notes: list[str] = field(default_factory=list)
+    # What a scenario measured beyond the table (per-hour counts, batches per worker…).
+    details: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:

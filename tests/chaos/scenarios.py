@@ -218,27 +218,36 @@ async def transient_storm(stack: Stack, *, recipients: int = 300, threshold: int
         return outcome
 
 
-async def two_workers_one_window(
-    stack: Stack, *, recipients: int = 400, rate_per_hour: int = 500
+async def workers_one_window(
+    stack: Stack,
+    *,
+    workers: int = 2,
+    campaigns: int = 2,
+    recipients: int = 400,
+    rate_per_hour: int = 500,
 ) -> Outcome:
-    """Two workers on one task queue, two campaigns, one hourly window of
-    ``rate_per_hour``: no clock hour over it, and no duplicates."""
+    """N workers on one task queue, several campaigns, one hourly window of
+    ``rate_per_hour``: no clock hour over it, no duplicates, and every worker took batches
+    (the window, the quota and the claims are global, not per worker)."""
     async with scenario(stack, rate_per_hour=rate_per_hour) as run:
         run.handler.step_delay_seconds = STEP_DELAY_SECONDS
-        campaigns = [run.campaign(recipients), run.campaign(recipients)]
-        for worker in (run.start_worker(), run.start_worker()):
+        started = [run.campaign(recipients) for _ in range(campaigns)]
+        for worker in [run.start_worker() for _ in range(workers)]:
             await until(worker.polling, timeout=60, what="a worker to poll")
-        handles = [await run.start(c) for c in campaigns]
+        handles = [await run.start(c) for c in started]
 
-        def both_waiting_or_done() -> bool:
-            states = [run.state(c) for c in campaigns]
+        def all_waiting_or_done() -> bool:
+            states = [run.state(c) for c in started]
             return all(s.campaign == "sent" or s.defer_reason == "rate_per_hour" for s in states)
 
-        await until(both_waiting_or_done, timeout=300, what="the hour's window to fill")
+        await until(all_waiting_or_done, timeout=300, what="the hour's window to fill")
         per_hour = run.sent_per_hour()
-        outcome = _row(f"2 workers, rate {rate_per_hour}/h", run, campaigns, 0, 0.0, some_wait=True)
+        outcome = _row(
+            f"{workers} workers, rate {rate_per_hour}/h", run, started, 0, 0.0, some_wait=True
+        )
         waiting = outcome.recipients - outcome.delivered
         batches = [w.log.read_text().count(" batch: ") for w in run.workers]
+        outcome.details = {"sent_per_hour": per_hour, "batches_per_worker": batches}
         outcome.notes.append(
             f"sent per clock hour {per_hour} (limit {rate_per_hour}); {waiting} wait for the "
             f"next hour; batches per worker {batches}; window {run.window_used()}"
@@ -248,6 +257,16 @@ async def two_workers_one_window(
         for handle in handles:
             await handle.signal(Signal.CANCEL)
         return outcome
+
+
+async def two_workers_one_window(stack: Stack) -> Outcome:
+    return await workers_one_window(stack)
+
+
+async def three_workers_one_window(stack: Stack) -> Outcome:
+    return await workers_one_window(
+        stack, workers=3, campaigns=3, recipients=300, rate_per_hour=600
+    )
 
 
 class _HangingServer:
@@ -335,5 +354,6 @@ SCENARIOS = {
     "redis": redis_down,
     "storm": transient_storm,
     "two-workers": two_workers_one_window,
+    "three-workers": three_workers_one_window,
     "hang": hanging_server,
 }

@@ -49,6 +49,17 @@ async def test_redis_down_fails_open_and_the_window_catches_up(stack: Stack) -> 
     assert_clean(outcome, repeats_per_fault=0)
 
 
+async def test_three_workers_share_one_window_and_each_takes_batches(stack: Stack) -> None:
+    outcome = await scenarios.workers_one_window(
+        stack, workers=3, campaigns=3, recipients=100, rate_per_hour=200
+    )
+    assert outcome.duplicated == 0
+    assert_clean(outcome)
+    sent_per_hour = outcome.details["sent_per_hour"]
+    assert sum(sent_per_hour) >= 200 - 3 and max(sent_per_hour) <= 200, outcome.notes
+    assert all(batches > 0 for batches in outcome.details["batches_per_worker"]), outcome.notes
+
+
 # --- the full report ----------------------------------------------------------------------
 
 

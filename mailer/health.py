@@ -1,0 +1,129 @@
+"""The worker's health endpoint (``MAILER_HEALTH_PORT``): what compose, Kubernetes and a
+load balancer ask.
+
+- ``GET /livez`` — 200 while the process serves (its event loop answers).
+- ``GET /readyz`` — 200 once Temporal lists this worker among the task queue's pollers
+  (workflow and activity), 503 with the reason before that, and after a shutdown began.
+
+A deliberately tiny HTTP/1.0 responder on the worker's own event loop: no framework that
+would install its own signal handlers beside the worker's graceful SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+# A poller not seen for this long is gone (an idle worker re-polls about every minute).
+POLLER_FRESH = timedelta(minutes=2)
+CACHE_SECONDS = 5.0  # readiness is asked often; the task queue is described at most this often
+
+
+@dataclass
+class Readiness:
+    ready: bool
+    reason: str
+
+
+class WorkerHealth:
+    def __init__(self, client: Client, namespace: str, task_queue: str, identity: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.task_queue = task_queue
+        self.identity = identity
+        self.running = False  # set while the worker runs (cleared when shutdown begins)
+        self._cached: tuple[float, Readiness] | None = None
+        self._server: asyncio.Server | None = None
+
+    async def readiness(self) -> Readiness:
+        if not self.running:
+            return Readiness(False, "the worker is not running (starting or shutting down)")
+        if self._cached is not None and time.monotonic() - self._cached[0] < CACHE_SECONDS:
+            return self._cached[1]
+        found = await self._polled()
+        self._cached = (time.monotonic(), found)
+        return found
+
+    async def _polled(self) -> Readiness:
+        seen = []
+        for kind in (
+            TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        ):
+            try:
+                response = await self.client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=self.namespace,
+                        task_queue=TaskQueue(
+                            name=self.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
+                        ),
+                        task_queue_type=kind,
+                    ),
+                    timeout=timedelta(seconds=3),
+                )
+            except (RPCError, RuntimeError) as exc:
+                return Readiness(False, f"cannot ask Temporal: {exc}")
+            now = datetime.now(UTC)
+            seen.append(
+                any(
+                    p.identity == self.identity
+                    and now - p.last_access_time.ToDatetime(tzinfo=UTC) <= POLLER_FRESH
+                    for p in response.pollers
+                )
+            )
+        if all(seen):
+            return Readiness(True, f"{self.identity} polls task queue {self.task_queue!r}")
+        return Readiness(
+            False, f"{self.identity} is not polling task queue {self.task_queue!r} yet"
+        )
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), timeout=5)
+            path = request.decode("latin-1").split(" ")[1] if request.count(b" ") >= 2 else ""
+            body: dict[str, object]
+            if path == "/livez":
+                status, body = 200, {"alive": True}
+            elif path == "/readyz":
+                found = await self.readiness()
+                status, body = (
+                    (200 if found.ready else 503),
+                    {
+                        "ready": found.ready,
+                        "reason": found.reason,
+                    },
+                )
+            else:
+                status, body = 404, {"error": "try /livez or /readyz"}
+            payload = json.dumps(body).encode()
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(
+                f"HTTP/1.0 {status} {reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError, IndexError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
