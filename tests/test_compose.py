@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,3 +134,54 @@ def test_the_unsubscribe_service_runs_with_its_secret_and_public_url() -> None:
     assert "MAILER_UNSUBSCRIBE_SECRET" in environment(services()["worker"])  # signs the links
     assert compose()["x-mailer-env"]["MAILER_UNSUBSCRIBE_BASE_URL"].startswith("https://")
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
+
+
+def test_temporal_runs_on_supported_images_with_the_schema_step_first() -> None:
+    found = services()
+    images = {name: service["image"] for name, service in found.items()}
+    assert not any("auto-setup" in image for image in images.values())  # deprecated
+    assert images["temporal"].startswith("temporalio/server:1.31.")
+    assert (
+        images["temporal-schema"]
+        == images["temporal-namespace"]
+        == ("temporalio/admin-tools:" + images["temporal"].split(":")[1])
+    )  # the schema tool matches the server's version
+    assert images["temporal-ui"].startswith("temporalio/ui:2.49.")
+    assert found["temporal"]["depends_on"]["temporal-schema"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert "update-schema" in found["temporal-schema"]["command"][0]
+    assert "namespace create" in found["temporal-namespace"]["command"][0]
+    for name in ("worker", "temporal-ui"):
+        assert found[name]["depends_on"]["temporal-namespace"] == {
+            "condition": "service_completed_successfully"
+        }
+    mount = "./deploy/temporal/dynamicconfig:/etc/temporal/config/dynamicconfig:ro"
+    assert mount in found["temporal"]["volumes"]
+    config = found["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    assert (PROJECT_ROOT / "deploy/temporal/dynamicconfig" / Path(config).name).exists()
+    assert {"POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD"} <= env_file_keys(
+        "deploy/temporal.env"
+    )
+
+
+def test_the_kubernetes_worker_probes_its_health_endpoint_and_reads_secrets() -> None:
+    documents = list(yaml.safe_load_all((PROJECT_ROOT / "deploy/k8s/worker.yaml").read_text()))
+    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["health"] == int(config["MAILER_HEALTH_PORT"])
+    assert ports["metrics"] == int(config["MAILER_METRICS_PORT"])
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert {"secretRef": {"name": "mailer-secrets"}} in container["envFrom"]
+    # No secret in the ConfigMap: connection URLs and keys come from the Secret.
+    assert not {"MAILER_DATABASE_URL", "MAILER_REDIS_URL", "MAILER_UNSUBSCRIBE_SECRET"} & set(
+        config
+    )
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] > 30  # the worker's own graceful 30 s
+    assert deployment["spec"]["replicas"] >= 2
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]
