@@ -18,6 +18,7 @@ from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from tests.harness import Harness, make_settings, new_task_queue
 from tests.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
+from tests.webservice import web  # noqa: F401 (`mailer web` on a free port: the fixture)
 from worker import ensure_search_attributes
 from workflows.search_attributes import ALL_KEYS
 

@@ -57,7 +57,35 @@ def evaluate(facts: Facts) -> list[Check]:
         checks += [_workers(facts), _workflow_tasks(facts), _schedules(facts)]
     if facts.database.reachable:
         checks += [_stuck(facts), _transient(facts), _queue_depth(facts), _quota(facts)]
+    if facts.unsubscribe is not None:
+        checks.append(_unsubscribe(facts))
     return checks
+
+
+def _unsubscribe(facts: Facts) -> Check:
+    found = facts.unsubscribe
+    assert found is not None
+    if not found.configured:
+        return Check(
+            "unsubscribe",
+            Level.WARN,
+            "MAILER_UNSUBSCRIBE_SECRET is not set: messages carry no one-click unsubscribe "
+            "(Gmail and Yahoo require it from bulk senders)",
+            "set MAILER_UNSUBSCRIBE_SECRET (and MAILER_UNSUBSCRIBE_BASE_URL) for the worker "
+            "and `mailer web`",
+            "unsubscribe",
+        )
+    if found.reachable:
+        return Check("unsubscribe", Level.OK, f"the unsubscribe service at {found.url} answers")
+    return Check(
+        "unsubscribe",
+        Level.WARN,
+        f"the unsubscribe service at {found.url} does not answer ({found.error}): recipients' "
+        "unsubscribe links fail",
+        "start `mailer web` (`make up`, or `docker compose up -d web`); check "
+        "MAILER_UNSUBSCRIBE_BASE_URL",
+        "unsubscribe",
+    )
 
 
 def live_pollers(pollers: list[Poller], now: datetime) -> list[Poller]:

@@ -111,6 +111,19 @@ class RedisFacts:
 
 
 @dataclass
+class UnsubscribeFacts:
+    """The one-click unsubscribe links: signed at all, and does `mailer web` answer."""
+
+    configured: bool  # MAILER_UNSUBSCRIBE_SECRET is set
+    url: str  # MAILER_UNSUBSCRIBE_BASE_URL
+    error: str = ""
+
+    @property
+    def reachable(self) -> bool:
+        return not self.error
+
+
+@dataclass
 class Facts:
     now: datetime
     timezone: str
@@ -119,3 +132,4 @@ class Facts:
     temporal: TemporalFacts
     database: DatabaseFacts
     redis: RedisFacts
+    unsubscribe: UnsubscribeFacts | None = None

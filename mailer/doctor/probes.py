@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -33,6 +34,7 @@ from mailer.doctor.facts import (
     ScheduleFacts,
     StuckProcessing,
     TemporalFacts,
+    UnsubscribeFacts,
 )
 from mailer.settings import Settings, without_password
 from workflows.campaign import workflow_id_for
@@ -53,10 +55,11 @@ def first_line(error: BaseException) -> str:
 async def look(settings: Settings, now: datetime | None = None) -> Facts:
     """Everything the doctor shows, gathered concurrently."""
     now = now or datetime.now(UTC)
-    database, redis_facts, temporal = await asyncio.gather(
+    database, redis_facts, temporal, unsubscribe = await asyncio.gather(
         asyncio.to_thread(look_at_database, settings, now),
         asyncio.to_thread(look_at_redis, settings, now),
         look_at_temporal(settings),
+        look_at_unsubscribe(settings),
     )
     if temporal.reachable and database.reachable:
         temporal.failing_workflow_tasks = await _failing_workflow_tasks(settings, database)
@@ -68,6 +71,7 @@ async def look(settings: Settings, now: datetime | None = None) -> Facts:
         temporal=temporal,
         database=database,
         redis=redis_facts,
+        unsubscribe=unsubscribe,
     )
 
 
@@ -151,6 +155,23 @@ def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
         facts.error = first_line(exc)
     finally:
         engine.dispose()
+    return facts
+
+
+# --- the unsubscribe service ------------------------------------------------------------
+
+
+async def look_at_unsubscribe(settings: Settings) -> UnsubscribeFacts:
+    facts = UnsubscribeFacts(bool(settings.unsubscribe_key), settings.unsubscribe_base_url)
+    if not facts.configured:
+        return facts
+    try:
+        async with httpx.AsyncClient(timeout=PART_TIMEOUT) as client:
+            response = await client.get(f"{facts.url}/healthz")
+        if response.status_code != 200:
+            facts.error = f"HTTP {response.status_code}: {response.text.strip()[:80]}"
+    except httpx.HTTPError as exc:
+        facts.error = first_line(exc) or type(exc).__name__
     return facts
 
 

@@ -80,6 +80,14 @@ def as_text(facts: Facts, checks: list[Check]) -> str:
         )
     else:
         lines.append(f"Redis       {r.address}: {r.error} — the rate limiter FAILS OPEN")
+    u = facts.unsubscribe
+    if u is not None:
+        state = (
+            "off (no MAILER_UNSUBSCRIBE_SECRET)"
+            if not u.configured
+            else ("answers" if u.reachable else u.error)
+        )
+        lines.append(f"Unsubscribe {u.url}: {state}")
     if db.reachable:
         lines.append(
             f"Rate        {db.sent_this_hour} sent this clock hour (send log) of "

@@ -17,6 +17,7 @@ from mailer.stack.throwaway import redis_server
 from tests.cli.test_control import cli
 from tests.harness import Harness, hours_excluding_now
 from tests.servers import free_port
+from tests.webservice import SECRET, WebService
 from worker import ensure_schedules
 
 
@@ -36,15 +37,23 @@ def check(data: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-async def test_running_stack_is_all_ok_and_shows_every_section(dev: Harness) -> None:
+def unsubscribing(web: WebService) -> dict[str, str]:
+    """The doctor's environment with the unsubscribe service configured and running."""
+    return {"MAILER_UNSUBSCRIBE_SECRET": SECRET, "MAILER_UNSUBSCRIBE_BASE_URL": web.base_url}
+
+
+async def test_running_stack_is_all_ok_and_shows_every_section(
+    dev: Harness,
+    web: WebService,
+) -> None:
     campaign = dev.ready_campaign(2)
     await ensure_schedules(dev.client, dev.task_queue)
     start, end = hours_excluding_now()
     async with dev.worker(working_hours_start=start, working_hours_end=end):
         started = await cli(dev, "start", campaign)  # deferred: outside working hours
         assert started.returncode == 0, started.stderr
-        text = await cli(dev, "doctor")
-        data = report(await cli(dev, "doctor", "--json"))
+        text = await cli(dev, "doctor", env_overrides=unsubscribing(web))
+        data = report(await cli(dev, "doctor", "--json", env_overrides=unsubscribing(web)))
     assert text.returncode == 0, text.stdout + text.stderr
     assert set(levels(data).values()) == {"OK"}, data["checks"]
     for section in (
@@ -57,6 +66,7 @@ async def test_running_stack_is_all_ok_and_shows_every_section(dev: Harness) -> 
         "Rate",
         "Quota",
         "Active campaigns (1)",
+        f"Unsubscribe {web.base_url}: answers",
         "Top defer reasons",
         "Checks",
         "Result: OK (exit 0)",
@@ -135,12 +145,15 @@ async def test_stuck_processing_is_critical(dev: Harness) -> None:
     assert stuck["level"] == "CRIT" and campaign in stuck["summary"]
 
 
-async def test_quota_zero_with_an_old_sync_warns(dev: Harness) -> None:
+async def test_quota_zero_with_an_old_sync_warns(
+    dev: Harness,
+    web: WebService,
+) -> None:
     dev.add_sender(quota=0)
     dev.sql_exec("UPDATE mailer_smtpbzquota SET last_synced_at = now() - interval '3 hours'")
     await ensure_schedules(dev.client, dev.task_queue)
     async with dev.worker():
-        result = await cli(dev, "doctor", "--json")
+        result = await cli(dev, "doctor", "--json", env_overrides=unsubscribing(web))
     data = report(result)
     assert result.returncode == 1, data["checks"]
     assert levels(data)["quota"] == "WARN"

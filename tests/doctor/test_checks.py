@@ -18,7 +18,9 @@ from mailer.doctor.facts import (
     ScheduleFacts,
     StuckProcessing,
     TemporalFacts,
+    UnsubscribeFacts,
 )
+from tests.harness import PROJECT_ROOT
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -49,6 +51,7 @@ def healthy() -> Facts:
             quota=QuotaFacts(10, 100, NOW - timedelta(hours=5), ""),
         ),
         redis=RedisFacts(address="r:6379/0", rate_key="k", rate_count=3),
+        unsubscribe=UnsubscribeFacts(True, "https://mail.example.ru"),
     )
 
 
@@ -71,6 +74,7 @@ def test_healthy_is_all_ok() -> None:
         "transient_errors",
         "queue_depth",
         "quota",
+        "unsubscribe",
     }
 
 
@@ -159,5 +163,43 @@ def test_a_part_down_hides_the_checks_it_would_feed() -> None:
     facts.temporal.error = "connection refused"
     facts.database.error = "connection refused"
     found = levels(facts)
-    assert found == {"temporal": Level.CRIT, "postgres": Level.CRIT, "redis": Level.OK}
+    assert found == {
+        "temporal": Level.CRIT,
+        "postgres": Level.CRIT,
+        "redis": Level.OK,
+        "unsubscribe": Level.OK,
+    }
     assert exit_code(evaluate(facts)) == 2
+
+
+def test_unsubscribe_links_off_or_unanswered_warn() -> None:
+    facts = healthy()
+    facts.unsubscribe = UnsubscribeFacts(False, "http://127.0.0.1:8090")
+    [check] = [c for c in evaluate(facts) if c.name == "unsubscribe"]
+    assert check.level == Level.WARN and "MAILER_UNSUBSCRIBE_SECRET is not set" in check.summary
+    facts.unsubscribe = UnsubscribeFacts(True, "https://mail.example.ru", "Connection refused")
+    [check] = [c for c in evaluate(facts) if c.name == "unsubscribe"]
+    assert check.level == Level.WARN and "https://mail.example.ru does not answer" in check.summary
+    assert exit_code(evaluate(facts)) == 1
+
+
+def test_every_warning_links_an_existing_playbook_section() -> None:
+    facts = healthy()
+    facts.redis.error = "down"
+    facts.temporal.workflow_pollers = facts.temporal.activity_pollers = []
+    facts.temporal.failing_workflow_tasks = [FailingWorkflowTask("c1", 2)]
+    facts.temporal.schedules[0].paused = True
+    facts.database.stuck = [StuckProcessing("c1", None)]
+    facts.database.campaigns[0].consecutive_transient_errors = 10
+    facts.database.queue_depth = 99
+    facts.database.quota = QuotaFacts(0, 100, None, "")
+    facts.unsubscribe = UnsubscribeFacts(False, "x")
+    failing = [check for check in evaluate(facts) if check.level != Level.OK]
+    down = healthy()
+    down.temporal.error = down.database.error = "down"
+    failing += [check for check in evaluate(down) if check.level != Level.OK]
+    assert len(failing) == 11  # every check of the doctor but none twice
+    playbook = (PROJECT_ROOT / "docs" / "playbook.ru.md").read_text(encoding="utf-8")
+    for check in failing:
+        assert check.action, check.name
+        assert f'<a id="{check.playbook}"></a>' in playbook, check.name

@@ -13,7 +13,7 @@ from playwright.async_api import async_playwright
 
 from mailer.unsubscribe import Target, TargetKind, sign
 from tests.harness import sql_rows
-from tests.web.conftest import SECRET, WebService
+from tests.webservice import SECRET, WebService
 
 # Without these, Chromium reaches for Google's services, which this network refuses.
 CHROMIUM_ARGS = [

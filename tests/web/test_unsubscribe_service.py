@@ -9,7 +9,7 @@ import httpx
 
 from mailer.unsubscribe import Target, TargetKind, sign
 from tests.harness import sql_execute, sql_rows
-from tests.web.conftest import SECRET, WebService
+from tests.webservice import SECRET, WebService
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
