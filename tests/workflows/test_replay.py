@@ -28,6 +28,7 @@ def test_the_recorded_scenarios_are_all_there() -> None:
         "breaker_then_cancel",
         "cancelled_through_temporal",
         "continue_as_new",
+        "domain_paced",
     }
 
 
