@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -147,9 +149,14 @@ def make_settings(database_url: str, redis_url: str, api_url: str, **overrides: 
 
 
 async def wait_for(
-    predicate: Callable[[], object], *, timeout: float = 30.0, what: str = "condition"
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.05,
 ) -> None:
-    """Poll ``predicate`` (sync or async) until truthy, failing after ``timeout`` seconds."""
+    """Poll ``predicate`` (sync or async) every ``interval`` seconds until truthy, failing
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -159,7 +166,7 @@ async def wait_for(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
 async def closed_at(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> datetime:
@@ -194,6 +201,18 @@ def process_env(harness: Harness, **overrides: str) -> dict[str, str]:
         "MAILER_SMTP_BZ_API_URL": harness.stub.base_url,
         **overrides,
     }
+
+
+async def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m mailer.healthcheck`` as a container's healthcheck runs it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer.healthcheck"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def address(client: Client) -> str:

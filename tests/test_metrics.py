@@ -4,10 +4,7 @@ mailer's, checked against the database."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +14,7 @@ import httpx
 from mailer.stack.smtp_sink import FailureRule
 from tests import factories
 from tests.chaos.rig import WorkerProcess
-from tests.harness import Harness, process_env, wait_for
+from tests.harness import Harness, healthcheck, process_env, wait_for
 from tests.servers import free_port
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
@@ -44,19 +41,6 @@ def total(
 ) -> float:
     wanted = set(labels.items())
     return sum(v for (n, ls), v in found.items() if n == name and wanted <= set(ls))
-
-
-async def healthcheck(port: int) -> subprocess.CompletedProcess[str]:
-    """The compose healthcheck's command, as the container runs it."""
-    env = {**os.environ, "MAILER_ENV_FILES": "", "MAILER_METRICS_PORT": str(port)}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "mailer.healthcheck"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @asynccontextmanager
@@ -87,7 +71,7 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
     campaign = factories.add_campaign(dev.database_url, user, emails)
     port = free_port()
     async with metrics_worker(dev, tmp_path, port) as url, httpx.AsyncClient() as http:
-        healthy = await healthcheck(port)
+        healthy = await healthcheck(process_env(dev, MAILER_METRICS_PORT=str(port)))
         assert healthy.returncode == 0 and healthy.stdout.startswith("healthy: polling task queue")
         await dev.start(campaign)
         # The hourly window is 30: 30 tokens used (27 sent, 3 refused), then a deferral.
@@ -109,7 +93,7 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
         async def deferral_counted() -> bool:
             return total(await scraped(), "mailer_deferrals_total", reason="rate_per_hour") == 1
 
-        await _until(deferral_counted, timeout=10)
+        await wait_for(deferral_counted, timeout=10, interval=1, what="the deferral counted")
         found = await scraped()
         assert total(found, "mailer_emails_sent_total") == sent
         assert total(found, "mailer_emails_failed_total", error_class="recipient") == failed
@@ -132,19 +116,12 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
                 in now
             )
 
-        await _until(gauges_current, timeout=40)
+        await wait_for(gauges_current, timeout=40, interval=1, what="gauges = the database")
         final = await scraped()
         assert total(final, "mailer_processing_oldest_seconds") == 0
         assert total(final, "mailer_database_up") == 1
-    stopped = await healthcheck(port)
+    stopped = await healthcheck(process_env(dev, MAILER_METRICS_PORT=str(port)))
     assert stopped.returncode == 1 and stopped.stdout.startswith("unhealthy: cannot read")
-
-
-async def _until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "gauges never matched the database"
-        await asyncio.sleep(1)
 
 
 async def test_redis_errors_are_counted_while_the_limiter_fails_open(

@@ -3,19 +3,17 @@ playbook names gives its documented exit code, with the part's address and no tr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from mailer.stack.throwaway import redis_server
 from tests.cli.test_control import cli
-from tests.harness import Harness, hours_excluding_now
+from tests.harness import Harness, hours_excluding_now, wait_for
 from tests.servers import free_port
 from tests.webservice import SECRET, WebService
 from worker import ensure_schedules
@@ -115,17 +113,10 @@ async def test_worker_stopped_is_critical_no_pollers(dev: Harness) -> None:
         outcome.update(report(result))
         return result.returncode == 2 and check(outcome, "workers")["level"] == "CRIT"
 
-    await _until(stopped_seen, timeout=180)
+    await wait_for(stopped_seen, timeout=180, interval=5, what="the doctor to see no pollers")
     workers = check(outcome, "workers")
     assert workers["summary"].startswith("no pollers (workflow and activity) on task queue")
     assert workers["playbook"].endswith("#no-worker")
-
-
-async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(5)
 
 
 async def test_stuck_processing_is_critical(dev: Harness) -> None:
