@@ -39,7 +39,7 @@ from db.models import (
     GlobalMailAccount,
     SmtpBzQuota,
 )
-from db.queries import get_account
+from db.queries import get_account, recipient_domain
 from mailer.settings import Settings
 from workflows.gates import fair_share
 from workflows.states import (
@@ -140,11 +140,6 @@ def _ready(campaign_id: uuid.UUID, now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def _domain() -> ColumnElement[str]:
-    """The recipient's domain, lower-cased (after the last @)."""
-    return func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
-
-
 def _claim_pending(
     session: Session,
     campaign_id: uuid.UUID,
@@ -159,7 +154,7 @@ def _claim_pending(
         return []
     ready = _ready(campaign_id, now)
     if skip_domains:
-        ready.append(_domain().not_in(skip_domains))
+        ready.append(recipient_domain().not_in(skip_domains))
     rows = list(
         session.scalars(
             select(CampaignRecipient)
@@ -205,7 +200,9 @@ def _fail_suppressed(session: Session, recipient_ids: list[int]) -> set[int]:
 def _any_ready_in(
     session: Session, campaign_id: uuid.UUID, now: datetime, domains: list[str]
 ) -> bool:
-    query = select(CampaignRecipient.id).where(*_ready(campaign_id, now), _domain().in_(domains))
+    query = select(CampaignRecipient.id).where(
+        *_ready(campaign_id, now), recipient_domain().in_(domains)
+    )
     return session.scalar(query.limit(1)) is not None
 
 

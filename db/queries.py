@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -190,9 +190,14 @@ def quota_row(session: Session) -> dict[str, object]:
     }
 
 
+def recipient_domain() -> ColumnElement[str]:
+    """A recipient's domain, lower-cased (after the last @): what pacing groups match."""
+    return func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+
+
 def pending_by_domain(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
     """The campaign's pending recipients per (lower-cased) domain."""
-    domain = func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+    domain = recipient_domain()
     rows = session.execute(
         select(domain, func.count())
         .where(

@@ -16,16 +16,15 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-# A poller not seen for this long is gone (an idle worker re-polls about every minute).
-POLLER_FRESH = timedelta(minutes=2)
+from mailer.doctor.checks import live_pollers
+from mailer.doctor.probes import task_queue_pollers
+
 CACHE_SECONDS = 5.0  # readiness is asked often; the task queue is described at most this often
 
 
@@ -55,37 +54,20 @@ class WorkerHealth:
         return found
 
     async def _polled(self) -> Readiness:
-        seen = []
-        for kind in (
-            TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        ):
+        now = datetime.now(UTC)
+        kinds = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+        for kind in kinds:
             try:
-                response = await self.client.workflow_service.describe_task_queue(
-                    DescribeTaskQueueRequest(
-                        namespace=self.namespace,
-                        task_queue=TaskQueue(
-                            name=self.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
-                        ),
-                        task_queue_type=kind,
-                    ),
-                    timeout=timedelta(seconds=3),
+                pollers = await task_queue_pollers(
+                    self.client, self.namespace, self.task_queue, kind
                 )
             except (RPCError, RuntimeError) as exc:
                 return Readiness(False, f"cannot ask Temporal: {exc}")
-            now = datetime.now(UTC)
-            seen.append(
-                any(
-                    p.identity == self.identity
-                    and now - p.last_access_time.ToDatetime(tzinfo=UTC) <= POLLER_FRESH
-                    for p in response.pollers
+            if not any(p.identity == self.identity for p in live_pollers(pollers, now)):
+                return Readiness(
+                    False, f"{self.identity} is not polling task queue {self.task_queue!r} yet"
                 )
-            )
-        if all(seen):
-            return Readiness(True, f"{self.identity} polls task queue {self.task_queue!r}")
-        return Readiness(
-            False, f"{self.identity} is not polling task queue {self.task_queue!r} yet"
-        )
+        return Readiness(True, f"{self.identity} polls task queue {self.task_queue!r}")
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port)

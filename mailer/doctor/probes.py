@@ -238,12 +238,18 @@ async def _fill_temporal(settings: Settings, facts: TemporalFacts) -> None:
 async def _pollers(
     client: Client, settings: Settings, kind: TaskQueueType.ValueType
 ) -> list[Poller]:
+    return await task_queue_pollers(client, settings.temporal_namespace, settings.task_queue, kind)
+
+
+async def task_queue_pollers(
+    client: Client, namespace: str, task_queue: str, kind: TaskQueueType.ValueType
+) -> list[Poller]:
+    """Who the server lists as polling ``task_queue`` for ``kind`` tasks, and when last
+    (a worker that stopped stays listed for minutes: see ``checks.live_pollers``)."""
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace,
-            task_queue=TaskQueue(
-                name=settings.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
-            ),
+            namespace=namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
             task_queue_type=kind,
         ),
         timeout=timedelta(seconds=PART_TIMEOUT),

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import SINGLETON_ID, Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
+from db.queries import recipient_domain
 from mailer.errors import InputError
 from mailer.settings import Settings
 
@@ -54,7 +55,7 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
             quota = conn.execute(
                 select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
             ).scalar()
-            domain = func.lower(func.substring(CampaignRecipient.email, "@([^@]*)$"))
+            domain = recipient_domain()
             mix = conn.execute(
                 select(domain, func.count())
                 .where(
