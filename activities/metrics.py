@@ -7,8 +7,10 @@ the code directly, the CLI) the meter is a no-op.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import activity
-from temporalio.common import MetricMeter
+from temporalio.common import MetricCounter, MetricMeter
 
 EMAILS_SENT = "mailer_emails_sent"
 EMAILS_FAILED = "mailer_emails_failed"
@@ -22,16 +24,32 @@ def _meter() -> MetricMeter:
         return MetricMeter.noop
 
 
-def email_sent() -> None:
-    """One message the server accepted and the ledger recorded as sent."""
-    _meter().create_counter(EMAILS_SENT, "Emails accepted by the SMTP server").add(1)
+@dataclass(frozen=True)
+class BatchCounters:
+    """A send batch's counters, made once per batch (not once per message: the batch loop
+    is the hot path)."""
 
+    sent: MetricCounter
+    failed: MetricCounter
 
-def email_failed(error_class: str) -> None:
-    """One recipient failed for good (``error_class``: recipient, recipient_deferred…)."""
-    _meter().create_counter(EMAILS_FAILED, "Recipients failed for good, by error class").add(
-        1, {"error_class": error_class}
-    )
+    @classmethod
+    def for_this_activity(cls) -> BatchCounters:
+        meter = _meter()
+        return cls(
+            sent=meter.create_counter(EMAILS_SENT, "Emails accepted by the SMTP server"),
+            failed=meter.create_counter(
+                EMAILS_FAILED, "Recipients failed for good, by error class"
+            ),
+        )
+
+    def email_sent(self) -> None:
+        """One message the server accepted and the ledger recorded as sent."""
+        self.sent.add(1)
+
+    def emails_failed(self, error_class: str, count: int = 1) -> None:
+        """Recipients failed for good (``error_class``: recipient, suppressed…)."""
+        if count:
+            self.failed.add(count, {"error_class": error_class})
 
 
 def redis_error() -> None:

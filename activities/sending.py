@@ -134,11 +134,12 @@ class _Tally:
     rcpt_4xx: _Held = field(default_factory=_Held)
     data_5xx: _Held = field(default_factory=_Held)
     recording: _Recording = field(default_factory=_Recording)
+    counters: metrics.BatchCounters = field(default_factory=metrics.BatchCounters.for_this_activity)
 
     def count_failed(self, error_class: ErrorClass) -> None:
         """One recipient failed for good (in the ledger already)."""
         self.failed += 1
-        metrics.email_failed(error_class)
+        self.counters.emails_failed(error_class)
 
 
 def unsubscribe_links(settings: Settings, target: Target) -> Links | None:
@@ -222,8 +223,7 @@ class BatchSender:
             self._db(plan), undo=lambda _: self._release(claim, campaign_id, 0)
         )
         tally.suppressed = batch.suppressed
-        for _ in range(batch.suppressed):
-            metrics.email_failed("suppressed")
+        tally.counters.emails_failed("suppressed", batch.suppressed)
         keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
             return await self._send_planned(batch, hooks, tally)
@@ -412,7 +412,7 @@ class BatchSender:
         await self._db(partial(record_sent, conn, recipient_id, message_id, now))
         tally.unrecorded.remove(recipient_id)
         tally.sent += 1
-        metrics.email_sent()
+        tally.counters.email_sent()
 
     async def _deliver_one(
         self,
