@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -179,8 +180,9 @@ async def look_at_unsubscribe(settings: Settings) -> UnsubscribeFacts:
 
 
 def redis_address(settings: Settings) -> str:
-    url = make_url(settings.redis_connection_url.replace("redis://", "redis+x://", 1))
-    return f"{url.host or 'localhost'}:{url.port or 6379}/{url.database or '0'}"
+    """``host:port/db`` of MAILER_REDIS_URL (never its password)."""
+    url = urlsplit(settings.redis_connection_url)
+    return f"{url.hostname or 'localhost'}:{url.port or 6379}/{url.path.strip('/') or '0'}"
 
 
 def look_at_redis(settings: Settings, now: datetime) -> RedisFacts:
