@@ -7,7 +7,12 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import redis as redis_lib
+
+from activities.ratelimit import domain_window_key
+from mailer.pacing import parse_domain_rates
 from mailer.stack.smtp_sink import SmtpSink
 from tests import factories
 from tests.harness import (
@@ -139,3 +144,27 @@ async def test_start_reports_a_campaign_that_pauses_itself_at_once(dev: Harness)
             assert f"campaign {campaign} started: paused" in started.stdout
             assert "authentication failed" in started.stdout
             await cli(dev, "cancel", campaign)
+
+
+async def test_status_shows_each_domain_groups_pending_and_this_minutes_use(dev: Harness) -> None:
+    user = dev.add_sender()
+    emails = ["a@mail.ru", "b@BK.ru", "c@mail.ru", "d@gmail.com"]
+    campaign = factories.add_campaign(dev.database_url, user, emails)
+    pacing = parse_domain_rates("mail.ru,bk.ru=20,gmail.com=60")
+    client = redis_lib.Redis.from_url(dev.settings.redis_connection_url)
+    now = datetime.now(UTC)
+    for moment in (now, now + timedelta(minutes=1)):  # the CLI may read the next minute
+        client.set(domain_window_key(pacing.groups[0], moment), 7)
+    client.close()
+    result = await cli(
+        dev,
+        "status",
+        campaign,
+        "--json",
+        env_overrides={"MAILER_DOMAIN_RATE_PER_MINUTE": "mail.ru,bk.ru=20,gmail.com=60"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pacing"] == {
+        "mail.ru": "3 pending, 20/min (7 used this minute)",
+        "gmail.com": "1 pending, 60/min (0 used this minute)",
+    }
