@@ -12,6 +12,7 @@ import socket
 import threading
 
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from mailer.stack.smtp_sink import FailureRule
 from tests.chaos.rig import (
@@ -255,8 +256,17 @@ async def workers_one_window(
         if max(per_hour, default=0) > rate_per_hour:
             outcome.ledger_mismatches += 1
         for handle in handles:
-            await handle.signal(Signal.CANCEL)
+            await _cancel_if_running(handle)
         return outcome
+
+
+async def _cancel_if_running(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> None:
+    """Cancel a campaign left waiting; one that sent everything may have closed already."""
+    try:
+        await handle.signal(Signal.CANCEL)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
 
 
 async def two_workers_one_window(stack: Stack) -> Outcome:
