@@ -1,8 +1,10 @@
 """Every ``MAILER_*`` setting, read once from the environment and optional env files.
 
 The five limits of the seed keep their names and defaults. Files read, later ones winning:
-``.data/mailer.env`` (written by ``make up``) and ``.env``; real environment variables win
-over both. A wrong value fails at start-up with one line naming the variable.
+``.data/mailer.env`` (written by ``make up``), ``.env``, and ``.data/worker.env`` (the
+limits the embedded stack's worker was started with, e.g. the demo's, so that ``status``
+and ``doctor`` judge by the limits actually enforced); real environment variables win over
+all. A wrong value fails at start-up with one line naming the variable.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mailer.errors import ConfigError
 from mailer.pacing import DomainPacing, parse_domain_rates
 
 ENV_PREFIX = "MAILER_"
-DEFAULT_ENV_FILES = (".data/mailer.env", ".env")
+DEFAULT_ENV_FILES = (".data/mailer.env", ".env", ".data/worker.env")
 # Comma-separated list of env files to read instead of the defaults; empty reads none.
 ENV_FILES_VARIABLE = "MAILER_ENV_FILES"
 
@@ -246,7 +248,8 @@ def project_root(start: Path) -> Path:
 
 
 def env_files() -> tuple[str, ...]:
-    """The env files read, later ones winning: the stack's, then the project's ``.env``."""
+    """The env files read, later ones winning: the stack's, the project's ``.env``, then the
+    running embedded worker's overrides."""
     chosen = os.environ.get(ENV_FILES_VARIABLE)
     if chosen is None:
         root = project_root(Path.cwd())

@@ -46,3 +46,8 @@ class StackSettings(BaseSettings):
     @property
     def env_file(self) -> Path:
         return self.root / "mailer.env"
+
+    @property
+    def worker_env_file(self) -> Path:
+        """The settings the stack's worker runs with beyond ``env_file`` (kept while it runs)."""
+        return self.root / "worker.env"

@@ -245,6 +245,8 @@ def start_part(stack: StackSettings, name: str) -> PartStatus:
 def stop_part(stack: StackSettings, name: str) -> bool:
     """Stop one part ``up`` (or ``start_worker``) started; False if it was not running."""
     part = tracked(stack.run_dir, name)
+    if name == "worker":
+        stack.worker_env_file.unlink(missing_ok=True)  # its limits no longer apply
     if part is None:
         forget(stack.run_dir, name)
         return False
@@ -281,10 +283,23 @@ def start_worker(stack: StackSettings, env: dict[str, str] | None = None) -> Par
     merged = dict(os.environ)
     merged.update(connection_settings(stack))
     merged.update(env or {})
+    _write_worker_env_file(stack, env or {})
     log_file = stack.log_dir / "worker.log"
     pid = spawn([sys.executable, "-m", "worker"], log_file, env=merged)
     record(stack.run_dir, "worker", pid)
     return PartStatus("worker", pid, "-", started_now=True)
+
+
+def _write_worker_env_file(stack: StackSettings, overrides: dict[str, str]) -> None:
+    """Record the worker's own limits where the CLI reads them: the rate window and working
+    hours are enforced by the worker, and ``mailer status``/``doctor`` must judge by those,
+    not by the defaults (the demo's worker sends 6,000/h, not 100/h)."""
+    if not overrides:
+        stack.worker_env_file.unlink(missing_ok=True)
+        return
+    lines = ["# Written when the stack's worker started: its settings beyond mailer.env.", ""]
+    lines += [f"{key}={value}" for key, value in overrides.items()]
+    stack.worker_env_file.write_text("\n".join(lines) + "\n")
 
 
 def down(stack: StackSettings) -> list[str]:

@@ -17,6 +17,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from mailer.errors import StackError
+from mailer.settings import load_settings
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
 from mailer.stack.throwaway import stack_on_free_ports
@@ -99,6 +100,26 @@ async def test_up_is_idempotent_and_down_stops_what_it_started(stack: StackSetti
         psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids.values()
     )
     assert embedded.down(stack) == []
+
+
+def test_the_cli_judges_by_the_limits_the_stacks_worker_runs_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` runs its worker at 6,000/h round the clock: `mailer status` and `doctor`
+    must compare with that, and with the defaults again once the worker is stopped."""
+    stack = stack_on_free_ports(tmp_path / ".data")
+    monkeypatch.delenv("MAILER_ENV_FILES", raising=False)
+    monkeypatch.delenv("MAILER_RATE_PER_HOUR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    try:
+        embedded.up(stack)
+        assert load_settings().rate_per_hour == 100
+        embedded.start_worker(stack, {"MAILER_RATE_PER_HOUR": "6000"})
+        assert load_settings().rate_per_hour == 6000
+        assert "worker" in embedded.down(stack)
+        assert load_settings().rate_per_hour == 100
+    finally:
+        embedded.down(stack)
 
 
 def test_a_taken_port_is_a_clear_error(stack: StackSettings) -> None:
