@@ -149,7 +149,13 @@ def is_hard_bounce(failure: SmtpFailure) -> bool:
         return False
     if failure.stage not in (Stage.RCPT, Stage.DATA):
         return False
-    enhanced = _ENHANCED.search(failure.message)
+    return means_mailbox_gone(failure.code, failure.message)
+
+
+def means_mailbox_gone(code: int | None, text: str) -> bool:
+    """Whether a reply (``code`` and its text, which may hold an enhanced status code) says
+    the mailbox does not exist: shared by SMTP refusals and delivery reports (DSNs)."""
+    enhanced = _ENHANCED.search(text)
     if enhanced is not None:
         return enhanced.group(0) in _MAILBOX_GONE_CODES
-    return failure.code == 550 and _MAILBOX_GONE_TEXT.search(failure.message) is not None
+    return code == 550 and _MAILBOX_GONE_TEXT.search(text) is not None

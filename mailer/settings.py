@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # Where `mailer web` (the unsubscribe service) listens.
     web_host: str = "127.0.0.1"
     web_port: int = Field(8090, ge=1, le=65535)
+    # `mailer web` also receives mail on this port (0 = off): mailto: unsubscribes, delivery
+    # reports (bounces) and feedback-loop complaints routed to it (docs/deploy.md).
+    inbound_port: int = Field(0, ge=0, le=65535)
 
     # The worker's health endpoint (/livez, /readyz: ready once it polls the task queue);
     # 0 turns it off. Bound on MAILER_METRICS_HOST.

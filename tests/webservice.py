@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mailer.stack.processes import terminate
@@ -24,11 +25,13 @@ class WebService:
     base_url: str
     database_url: str
     log: Path
+    inbound_port: int  # its SMTP receiver (MAILER_INBOUND_PORT)
 
 
-@pytest.fixture
-def web(database_url: str, tmp_path: Path) -> Iterator[WebService]:
-    port = free_port()
+@contextmanager
+def running_web(database_url: str, log: Path) -> Iterator[WebService]:
+    """``mailer web`` with its SMTP receiver, both on free ports, until the block ends."""
+    port, inbound_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -36,8 +39,8 @@ def web(database_url: str, tmp_path: Path) -> Iterator[WebService]:
         "MAILER_DATABASE_URL": database_url,
         "MAILER_UNSUBSCRIBE_SECRET": SECRET,
         "MAILER_UNSUBSCRIBE_BASE_URL": base_url,
+        "MAILER_INBOUND_PORT": str(inbound_port),
     }
-    log = tmp_path / "web.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "mailer.cli", "web", "--port", str(port)],
@@ -48,16 +51,24 @@ def web(database_url: str, tmp_path: Path) -> Iterator[WebService]:
         )
     try:
         for _ in range(200):
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if _listening(port) and _listening(inbound_port):
+                break
             assert process.poll() is None, log.read_text()
             subprocess.run(["sleep", "0.05"], check=True)  # a bounded poll, not a fixed wait
         else:
-            raise AssertionError(f"mailer web did not answer: {log.read_text()}")
-        yield WebService(base_url, database_url, log)
+            raise AssertionError(f"mailer web did not listen: {log.read_text()}")
+        yield WebService(base_url, database_url, log, inbound_port)
     finally:
         terminate(process.pid)
         process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def web(database_url: str, tmp_path: Path) -> Iterator[WebService]:
+    with running_web(database_url, tmp_path / "web.log") as service:
+        yield service

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -18,9 +19,24 @@ app = typer.Typer()
 def web(
     host: Annotated[str | None, typer.Option(help="Default: MAILER_WEB_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: MAILER_WEB_PORT.")] = None,
+    inbound_port: Annotated[
+        int | None,
+        typer.Option(
+            help="SMTP port for unsubscribes, bounces, complaints (0 = off). "
+            "Default: MAILER_INBOUND_PORT."
+        ),
+    ] = None,
 ) -> None:
-    """Serve /u/TOKEN, the List-Unsubscribe links of every message, until stopped."""
+    """Serve /u/TOKEN, the List-Unsubscribe links of every message, until stopped; with an
+    inbound port, also receive the mail that comes back (mailto: unsubscribes, bounces,
+    complaints)."""
     current = settings()
+    if inbound_port is not None:
+        current = current.model_copy(update={"inbound_port": inbound_port})
+    # What was unsubscribed or received, by campaign id (never an address or a token).
+    logging.basicConfig(
+        level=current.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not current.unsubscribe_key:
         raise fail("MAILER_UNSUBSCRIBE_SECRET is not set: no link could be checked", 2)
     uvicorn.run(

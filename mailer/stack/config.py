@@ -21,6 +21,7 @@ class StackSettings(BaseSettings):
     smtp_port: int = Field(2525, ge=1, le=65535)
     smtpbz_port: int = Field(18025, ge=1, le=65535)
     web_port: int = Field(8090, ge=1, le=65535)
+    inbound_port: int = Field(2526, ge=1, le=65535)  # `mailer web`'s SMTP receiver
     smtpbz_api_key: str = "demo-api-key"
 
     @property

@@ -158,6 +158,7 @@ def connection_settings(stack: StackSettings) -> dict[str, str]:
         "MAILER_SMTP_BZ_API_URL": f"http://{stack.host}:{stack.smtpbz_port}/v1",
         "MAILER_WEB_HOST": stack.host,
         "MAILER_WEB_PORT": str(stack.web_port),
+        "MAILER_INBOUND_PORT": str(stack.inbound_port),
         "MAILER_UNSUBSCRIBE_BASE_URL": f"http://{stack.host}:{stack.web_port}",
         "MAILER_UNSUBSCRIBE_SECRET": unsubscribe_secret(stack),
         # Not read by mailer itself: what `mailer account set` should point at.
@@ -236,7 +237,10 @@ def start_part(stack: StackSettings, name: str) -> PartStatus:
         return _start_process("smtpbz-stub", stack, command, ports, timeout=30)
     if name == "web":
         command = [sys.executable, "-m", "mailer.cli", "web"]
-        ports = {"MAILER_STACK_WEB_PORT": stack.web_port}
+        ports = {
+            "MAILER_STACK_WEB_PORT": stack.web_port,
+            "MAILER_STACK_INBOUND_PORT": stack.inbound_port,
+        }
         env = {**os.environ, **connection_settings(stack), "MAILER_ENV_FILES": ""}
         return _start_process("web", stack, command, ports, timeout=30, env=env)
     raise ValueError(f"no such part of the stack: {name!r}")

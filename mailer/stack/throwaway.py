@@ -45,6 +45,7 @@ def stack_on_free_ports(data_dir: Path) -> StackSettings:
         smtp_port=free_port(),
         smtpbz_port=free_port(),
         web_port=free_port(),
+        inbound_port=free_port(),
     )
 
 

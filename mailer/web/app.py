@@ -7,11 +7,15 @@
   scanners follow links).
 - A malformed or forged token: 400 and a page saying so; nothing is read or written.
 - ``GET /healthz`` — 200 when the database answers.
+
+With ``MAILER_INBOUND_PORT`` set, the same process receives mail for the ``mailto:``
+unsubscribes, bounces and complaints (:mod:`mailer.inbound`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy import text
@@ -23,10 +27,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from db.engine import session_scope
+from mailer.inbound.receiver import receiving
 from mailer.settings import Settings
 from mailer.unsubscribe import BadToken, Target, verify
+from mailer.unsubscribing import Subscriber, look_up, unsubscribe
 from mailer.web import pages
-from mailer.web.unsubscribing import Subscriber, look_up, unsubscribe
 
 T = TypeVar("T")
 # Responses must not be cached or leak the token to other sites.
@@ -76,10 +81,16 @@ def create_app(settings: Settings) -> Starlette:
             return PlainTextResponse(f"database unreachable: {type(exc).__name__}", 503)
         return PlainTextResponse("ok")
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with receiving(settings):
+            yield
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/u/{token}", show, methods=["GET"]),
             Route("/u/{token}", one_click, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-        ]
+        ],
     )

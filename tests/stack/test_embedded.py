@@ -85,6 +85,10 @@ async def test_up_is_idempotent_and_down_stops_what_it_started(stack: StackSetti
     assert httpx.get(f"{env['MAILER_UNSUBSCRIBE_BASE_URL']}/healthz").text == "ok"
     assert env["MAILER_UNSUBSCRIBE_SECRET"] == stack.unsubscribe_secret_file.read_text().strip()
     assert httpx.get(f"{env['MAILER_UNSUBSCRIBE_BASE_URL']}/u/forged").status_code == 400
+    # …and its SMTP receiver reads what comes back (mail that is none of ours: read, dropped).
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=int(env["MAILER_INBOUND_PORT"])) as smtp:
+        _, reply = await smtp.sendmail("a@example.com", ["unsubscribe@example.com"], b"Hi\n")
+    assert reply.endswith("ignored")
 
     client = await Client.connect(env["MAILER_TEMPORAL_ADDRESS"])
     listed = await client.operator_service.list_search_attributes(

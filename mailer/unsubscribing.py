@@ -1,4 +1,9 @@
-"""What an unsubscribe does: the token's recipient goes on the suppression list."""
+"""What a token's recipient opting out does: their address goes on the suppression list.
+
+Shared by the one-click links (``mailer web``) and the mail it receives (``mailer.inbound``:
+``mailto:`` unsubscribes, bounces, complaints), which all name the recipient by the token
+of the message they answer.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from mailer import suppression
 from mailer.unsubscribe import Target, TargetKind
 from workflows.states import SuppressionReason
 
-log = logging.getLogger("mailer.web")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,17 +59,17 @@ def look_up(session: Session, target: Target) -> Subscriber:
     return Subscriber(address, reason or "")
 
 
-def unsubscribe(session: Session, target: Target) -> Subscriber:
-    """Suppress the token's address (idempotent: a second time changes nothing)."""
+def suppress(session: Session, target: Target, reason: SuppressionReason, note: str) -> Subscriber:
+    """Suppress the token's address for ``reason`` (idempotent: an address already on the
+    list keeps its first reason, and a second time changes nothing)."""
     found = look_up(session, target)
     if found.address and not found.suppressed_as:
-        suppression.add(
-            session,
-            [found.address],
-            SuppressionReason.UNSUBSCRIBED,
-            campaign_id=target.campaign_id,
-            note="one-click unsubscribe",
-        )
-        log.info("unsubscribed a recipient of campaign %s", target.campaign_id)
-        return Subscriber(found.address, SuppressionReason.UNSUBSCRIBED.value)
+        suppression.add(session, [found.address], reason, campaign_id=target.campaign_id, note=note)
+        log.info("suppressed a recipient of campaign %s: %s", target.campaign_id, reason.value)
+        return Subscriber(found.address, reason.value)
     return found
+
+
+def unsubscribe(session: Session, target: Target) -> Subscriber:
+    """The one-click link's unsubscribe."""
+    return suppress(session, target, SuppressionReason.UNSUBSCRIBED, "one-click unsubscribe")
