@@ -56,10 +56,13 @@ class CampaignStatusView(CampaignRow):
     last_error: str
     total: int
     created_by_id: int | None
-    # Of ``failed``: recipients left unsent because their address is suppressed, and hard
-    # bounces (mailbox does not exist) this campaign added to the suppression list.
+    # Of ``failed``: recipients left unsent because their address is suppressed.
     suppressed: int = 0
+    # Addresses this campaign's messages put on the suppression list, by reason: mailboxes
+    # that do not exist (refused at send or reported later), unsubscribes, spam complaints.
     hard_bounces: int = 0
+    unsubscribes: int = 0
+    complaints: int = 0
 
 
 def get_account(session: Session) -> GlobalMailAccount | None:
@@ -87,6 +90,14 @@ def campaign_status(session: Session, campaign_id: uuid.UUID) -> CampaignStatusV
         return None
     queue = session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
     counts = recipient_counts(session, campaign_id)
+    added = {
+        str(reason): int(n)
+        for reason, n in session.execute(
+            select(Suppression.reason, func.count())
+            .where(Suppression.campaign_id == campaign_id)
+            .group_by(Suppression.reason)
+        )
+    }
     return CampaignStatusView(
         campaign_id=str(campaign.id),
         name=campaign.name,
@@ -111,15 +122,9 @@ def campaign_status(session: Session, campaign_id: uuid.UUID) -> CampaignStatusV
             ),
             session,
         ),
-        hard_bounces=_count(
-            select(func.count())
-            .select_from(Suppression)
-            .where(
-                Suppression.campaign_id == campaign_id,
-                Suppression.reason == SuppressionReason.HARD_BOUNCE.value,
-            ),
-            session,
-        ),
+        hard_bounces=added.get(SuppressionReason.HARD_BOUNCE.value, 0),
+        unsubscribes=added.get(SuppressionReason.UNSUBSCRIBED.value, 0),
+        complaints=added.get(SuppressionReason.COMPLAINT.value, 0),
     )
 
 

@@ -185,3 +185,12 @@ def test_the_kubernetes_worker_probes_its_health_endpoint_and_reads_secrets() ->
     assert pod["terminationGracePeriodSeconds"] > 30  # the worker's own graceful 30 s
     assert deployment["spec"]["replicas"] >= 2
     assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]
+
+
+def test_the_web_service_receives_mail_on_a_port_a_non_root_user_can_bind() -> None:
+    web = services()["web"]
+    env = web["environment"]
+    assert env["MAILER_WEB_HOST"] == "0.0.0.0"  # the shared settings, merged in
+    inbound = int(env["MAILER_INBOUND_PORT"])
+    assert inbound >= 1024 and web["user"].split(":")[0] != "0"
+    assert f"25:{inbound}" in web["ports"]

@@ -12,7 +12,7 @@ import aiosmtplib
 import pytest
 
 from db.engine import session_scope
-from db.queries import campaign_status
+from db.queries import CampaignStatusView, campaign_status
 from mailer.unsubscribe import Target, TargetKind, links
 from tests.harness import sql_rows
 from tests.inbound import samples
@@ -33,6 +33,13 @@ async def deliver(web: WebService, raw: bytes, sender: str = "") -> str:
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=web.inbound_port) as smtp:
         _, reply = await smtp.sendmail(sender, [MAILBOX], raw)
     return reply
+
+
+def status(web: WebService, campaign_id: str) -> CampaignStatusView:
+    with session_scope(web.database_url) as session:
+        view = campaign_status(session, uuid.UUID(campaign_id))
+    assert view is not None
+    return view
 
 
 def suppression(web: WebService) -> list[tuple[object, ...]]:
@@ -58,6 +65,7 @@ async def test_a_mail_clients_mailto_unsubscribe_suppresses_its_recipient(
     ]
     assert (await deliver(web, samples.mailto_unsubscribe(subject))).endswith("ignored")
     assert len(suppression(web)) == 1
+    assert status(web, campaign_id).unsubscribes == 1
     assert "anna.k@example.com" not in web.log.read_text()
 
 
@@ -70,9 +78,8 @@ async def test_a_hard_bounce_suppresses_and_counts_in_the_campaign_status(
     [(address, reason, from_campaign, note)] = suppression(web)
     assert (address, reason, from_campaign) == ("ivan@example.com", "hard_bounce", campaign_id)
     assert str(note).startswith("delivery report: 5.1.1 smtp; 550 5.1.1")
-    with session_scope(web.database_url) as session:
-        view = campaign_status(session, uuid.UUID(campaign_id))
-    assert view is not None and view.hard_bounces == 1
+    view = status(web, campaign_id)
+    assert (view.hard_bounces, view.unsubscribes, view.complaints) == (1, 0, 0)
 
 
 async def test_soft_bounces_and_reports_about_another_address_change_nothing(
@@ -101,6 +108,7 @@ async def test_a_feedback_loop_complaint_suppresses_its_recipient(
     assert suppression(web) == [
         ("olga@example.com", "complaint", campaign_id, "feedback report: abuse")
     ]
+    assert status(web, campaign_id).complaints == 1
 
 
 async def test_forged_tokens_and_unrelated_mail_are_accepted_and_change_nothing(
