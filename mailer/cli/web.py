@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from mailer.cli.support import fail, reports_errors, settings
+from mailer.inbound.receiver import bind
 from mailer.web.app import create_app
 
 app = typer.Typer()
@@ -40,7 +41,7 @@ def web(
     if not current.unsubscribe_key:
         raise fail("MAILER_UNSUBSCRIBE_SECRET is not set: no link could be checked", 2)
     uvicorn.run(
-        create_app(current),
+        create_app(current, bind(current)),
         host=host or current.web_host,
         port=port or current.web_port,
         log_level=current.log_level.lower(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import session_scope
+from mailer.errors import ConfigError
 from mailer.inbound.handling import Handled, handle
 from mailer.inbound.reports import read
 from mailer.settings import Settings
@@ -52,11 +54,29 @@ class InboundHandler:
         return f"250 2.0.0 {handled.action}"
 
 
-@asynccontextmanager
-async def receiving(settings: Settings) -> AsyncIterator[asyncio.Server | None]:
-    """Serve SMTP on ``MAILER_INBOUND_PORT`` (on ``MAILER_WEB_HOST``) for the duration;
-    yields ``None`` when the port is 0 (off)."""
+def bind(settings: Settings) -> socket.socket | None:
+    """The receiver's listening socket (``None`` when ``MAILER_INBOUND_PORT`` is 0), bound
+    before the web server starts so that a taken port is one line, not a traceback."""
     if not settings.inbound_port:
+        return None
+    address = (settings.web_host, settings.inbound_port)
+    try:
+        return socket.create_server(address)
+    except OSError as exc:
+        raise ConfigError(
+            f"MAILER_INBOUND_PORT: cannot receive mail on {address[0]}:{address[1]}: "
+            f"{os.strerror(exc.errno) if exc.errno else exc}"
+        ) from None
+
+
+@asynccontextmanager
+async def receiving(
+    settings: Settings, listening: socket.socket | None = None
+) -> AsyncIterator[asyncio.Server | None]:
+    """Serve SMTP on ``listening`` (else on a socket bound to ``MAILER_INBOUND_PORT``) for the
+    duration; yields ``None`` when the port is 0 (off)."""
+    listening = listening or bind(settings)
+    if listening is None:
         yield None
         return
     # aiosmtpd logs every command at INFO, addresses and all: shown at DEBUG only.
@@ -73,10 +93,9 @@ async def receiving(settings: Settings) -> AsyncIterator[asyncio.Server | None]:
             hostname=hostname,
             ident="mailer inbound",
         ),
-        host=settings.web_host,
-        port=settings.inbound_port,
+        sock=listening,
     )
-    log.info("receiving mail on %s:%s", settings.web_host, settings.inbound_port)
+    log.info("receiving mail on %s:%s", *listening.getsockname()[:2])
     try:
         yield server
     finally:

@@ -14,6 +14,7 @@ unsubscribes, bounces and complaints (:mod:`mailer.inbound`).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -38,7 +39,8 @@ T = TypeVar("T")
 HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, inbound: socket.socket | None = None) -> Starlette:
+    """The app; ``inbound`` is the mail receiver's socket if already bound (``mailer web``)."""
     url = settings.sqlalchemy_url
 
     async def in_session(work: Callable[..., T], target: Target) -> T:
@@ -83,7 +85,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with receiving(settings):
+        async with receiving(settings, inbound):
             yield
 
     return Starlette(

@@ -4,6 +4,10 @@ nothing (forged tokens, soft bounces, reports about someone else, mail we do not
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -14,7 +18,7 @@ import pytest
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status
 from mailer.unsubscribe import Target, TargetKind, links
-from tests.harness import sql_rows
+from tests.harness import PROJECT_ROOT, sql_rows
 from tests.inbound import samples
 from tests.servers import free_port
 from tests.webservice import SECRET, WebService, running_web
@@ -149,3 +153,27 @@ async def _summary(web: WebService, raw: bytes) -> str:
     before = web.log.read_text()
     assert (await deliver(web, raw)).endswith("ignored")
     return web.log.read_text()[len(before) :]
+
+
+def test_a_taken_inbound_port_is_one_line_naming_the_setting(database_url: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "mailer.cli", "web", "--port", str(free_port())],
+            cwd=PROJECT_ROOT,
+            env={
+                **os.environ,
+                "MAILER_ENV_FILES": "",
+                "MAILER_DATABASE_URL": database_url,
+                "MAILER_UNSUBSCRIBE_SECRET": SECRET,
+                "MAILER_INBOUND_PORT": str(port),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: MAILER_INBOUND_PORT: cannot receive mail on 127.0.0.1:{port}: "
+        "Address already in use"
+    )
