@@ -50,6 +50,11 @@ class InboundHandler:
         except SQLAlchemyError as exc:
             log.warning("inbound message deferred, the database failed: %s", type(exc).__name__)
             return TRY_AGAIN
+        except Exception as exc:
+            # A bug must not lose a report: the sender keeps it and retries after a fix.
+            # Only the type: the error's text may quote the message (addresses).
+            log.error("inbound message deferred, reading it failed: %s", type(exc).__name__)
+            return TRY_AGAIN
         log.info("inbound message: %s", handled.summary)
         return f"250 2.0.0 {handled.action}"
 

@@ -66,3 +66,17 @@ def test_an_auto_reply_or_an_unrelated_message_is_other() -> None:
 def test_a_bounce_without_our_headers_has_no_token() -> None:
     report = read(samples.bounce("a@example.org", "<mailto:list-admin@elsewhere.example>"))
     assert report.kind == InboundKind.BOUNCE and report.tokens == ()
+
+
+def test_truncated_or_mangled_mail_is_read_without_an_error() -> None:
+    """Whatever arrives is read: a report cut anywhere, or with its structure broken."""
+    for whole in (
+        samples.bounce("a@example.org", LIST_UNSUBSCRIBE),
+        samples.complaint(LIST_UNSUBSCRIBE),
+        samples.mailto_unsubscribe(f"unsubscribe-{TOKEN}"),
+    ):
+        for cut in range(0, len(whole), 7):
+            assert read(whole[:cut]).kind in set(InboundKind)
+        mangled = whole.replace(b"\n\n", b"\n", 3).replace(b"--", b"-")
+        assert read(mangled).kind in set(InboundKind)
+        assert read(whole.replace(b"\n", b"\r\n")).tokens == read(whole).tokens
