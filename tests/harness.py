@@ -74,11 +74,20 @@ class Harness:
     async def start(self, campaign_id: str) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
         return await start_campaign(self.client, campaign_id, self.task_queue)
 
-    def add_sender(self, *, quota: int = 1_000_000, daily_limit: int = 0, **account: object) -> int:
-        """A creator, the account pointing at this test's sink, and the quota; the user id."""
+    def add_sender(
+        self,
+        *,
+        quota: int = 1_000_000,
+        daily_limit: int = 0,
+        smtp_port: int | None = None,
+        **account: object,
+    ) -> int:
+        """A creator, the account pointing at this test's sink (or ``smtp_port``), and the
+        quota; the user id."""
         url = self.database_url
         user = factories.add_user(url)
-        factories.set_account(url, smtp_port=self.sink.port, daily_limit=daily_limit, **account)  # type: ignore[arg-type]
+        port = smtp_port or self.sink.port
+        factories.set_account(url, smtp_port=port, daily_limit=daily_limit, **account)  # type: ignore[arg-type]
         factories.set_quota(url, quota)
         return user
 

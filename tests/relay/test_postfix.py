@@ -1,0 +1,184 @@
+"""Campaigns through a real Postfix relay (Debian's package, tests/postfix.py) instead of our
+own sink: STARTTLS with a private CA and SASL AUTH, SMTPUTF8 and IDN addresses relayed on,
+Postfix's own 535 for a wrong password, and a bounce that happens after Postfix accepted the
+message — returned by Postfix as a real delivery report to mailer's receiver, which puts the
+address on the suppression list."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from email import message_from_string, policy
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from db.engine import session_scope
+from db.queries import campaign_status
+from mailer.stack.smtp_sink import FailureRule, SmtpSink
+from tests import factories
+from tests.harness import Harness, progress, skip_to_monday_9, state_is, wait_for
+from tests.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
+from tests.webservice import SECRET, WebService
+
+SENDER_DOMAIN = "news.test"  # the From domain: Postfix's reports to it go to the receiver
+
+
+@pytest.fixture
+def internet() -> Iterator[SmtpSink]:
+    """Where Postfix relays to: the recipients' servers (SMTPUTF8, like Gmail's)."""
+    with SmtpSink(smtputf8=True) as sink:
+        yield sink
+
+
+@pytest.fixture
+def postfix(internet: SmtpSink, web: WebService) -> Iterator[Postfix]:
+    with running_postfix(
+        relay_port=internet.port, sender_domain=SENDER_DOMAIN, inbound_port=web.inbound_port
+    ) as server:
+        yield server
+
+
+def sender_through(harness: Harness, postfix: Postfix, *, password: str = PASSWORD) -> int:
+    """The account as an operator sets it for a provider's relay: 587-style STARTTLS,
+    the provider's CA, SASL login."""
+    return harness.add_sender(
+        smtp_port=postfix.port,
+        smtp_tls="starttls",
+        smtp_ca_pem=postfix.ca_pem,
+        smtp_username=USERNAME,
+        smtp_password=password,
+        from_email=f"news@{SENDER_DOMAIN}",
+    )
+
+
+def relayed_to(internet: SmtpSink) -> list[str]:
+    return sorted(
+        address for message in internet.handler.messages for address in message.recipients
+    )
+
+
+async def test_a_campaign_goes_through_postfix_over_starttls_and_sasl_with_utf8_addresses(
+    time_env: WorkflowEnvironment, harness: Harness, postfix: Postfix, internet: SmtpSink
+) -> None:
+    user = sender_through(harness, postfix)
+    recipients = [f"r{i}@example.org" for i in range(8)] + ["иван@пример.рф", "olga@пример.рф"]
+    campaign = factories.add_campaign(harness.database_url, user, recipients)
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        result = await (await harness.start(campaign)).result()
+    assert (result.status, result.sent, result.failed) == ("sent", 10, 0)
+
+    await wait_for(lambda: len(internet.handler.messages) == 10, what="Postfix to relay all")
+    assert relayed_to(internet) == sorted(
+        [f"r{i}@example.org" for i in range(8)]
+        + ["olga@xn--e1afmkfd.xn--p1ai", "иван@xn--e1afmkfd.xn--p1ai"]
+    )
+    log = postfix.log_text()
+    # Over TLS and logged in: Postfix logs each submission's SASL user, and its Received
+    # header on every relayed message names the protocol: ESMTPSA (ESMTP + TLS + AUTH), or
+    # UTF8SMTPSA (RFC 6531) for the one whose local part is Cyrillic; an IDN domain alone
+    # goes as A-labels and needs no SMTPUTF8.
+    assert re.search(rf"sasl_method=(PLAIN|LOGIN), sasl_username={re.escape(USERNAME)}", log)
+    assert re.search(r"disconnect from .* ehlo=2 starttls=1 auth=1 ", log)
+    protocols = Counter(
+        found.group(1).decode()
+        for m in internet.handler.messages
+        if (found := re.search(rb"\(Postfix\) with (\w+) id", m.data))
+    )
+    assert protocols == {"ESMTPSA": 9, "UTF8SMTPSA": 1}
+    utf8 = next(
+        m for m in internet.handler.messages if m.recipients == ["иван@xn--e1afmkfd.xn--p1ai"]
+    )
+    message = message_from_string(utf8.data.decode("utf-8"), policy=policy.default)
+    assert message["To"].addresses[0].username == "иван"
+
+
+async def test_postfix_refusing_the_password_pauses_the_campaign_and_sends_nothing(
+    time_env: WorkflowEnvironment, harness: Harness, postfix: Postfix, internet: SmtpSink
+) -> None:
+    user = sender_through(harness, postfix, password="not-the-password")
+    campaign = factories.add_campaign(harness.database_url, user, 5)
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        await wait_for(lambda: state_is(handle, "paused"), what="the pause on a refused login")
+        reason = (await progress(handle)).pause_reason
+    assert "535" in reason and "authentication failed" in reason
+    assert harness.sql(
+        "SELECT status, count(*) FROM mailer_campaignrecipient WHERE campaign_id = :c "
+        "GROUP BY status",
+        c=campaign,
+    ) == [("pending", 5)]
+    assert internet.handler.messages == []
+
+
+async def test_a_bounce_postfix_reports_after_accepting_suppresses_the_address(
+    time_env: WorkflowEnvironment,
+    harness: Harness,
+    postfix: Postfix,
+    internet: SmtpSink,
+    web: WebService,
+) -> None:
+    """Postfix says 250 to mailer, then the recipient's server says 550 5.1.1 to Postfix:
+    Postfix's delivery report comes back to the From domain, which is mailer's receiver."""
+    internet.handler.rules = [FailureRule("gone@example.org", 550)]
+    user = sender_through(harness, postfix)
+    campaign = factories.add_campaign(
+        harness.database_url, user, ["gone@example.org", "ok@example.org"]
+    )
+    await skip_to_monday_9(time_env)
+    async with harness.worker(unsubscribe_secret=SECRET, unsubscribe_base_url=web.base_url):
+        result = await (await harness.start(campaign)).result()
+    assert (result.sent, result.failed) == (2, 0)  # the relay took both
+
+    def suppressed() -> list[tuple[object, ...]]:
+        return harness.sql(
+            "SELECT address, reason, campaign_id::text, note FROM mailer_suppression"
+        )
+
+    await wait_for(lambda: bool(suppressed()), timeout=60, what="Postfix's report to arrive")
+    [(address, reason, from_campaign, note)] = suppressed()
+    assert (address, reason, from_campaign) == ("gone@example.org", "hard_bounce", campaign)
+    assert str(note).startswith("delivery report: 5.1.1 smtp; 550 5.1.1")
+    with session_scope(harness.database_url) as session:
+        view = campaign_status(session, uuid.UUID(campaign))
+    assert view is not None and view.hard_bounces == 1
+    assert f"relay=127.0.0.1[127.0.0.1]:{web.inbound_port}" in postfix.log_text()
+    assert "hard_bounce: delivery report" in web.log.read_text()
+
+
+async def test_a_postfix_that_greylists_every_new_recipient_gets_each_message_once(
+    time_env: WorkflowEnvironment, harness: Harness, internet: SmtpSink
+) -> None:
+    """Postfix asks a greylisting policy service (as with postgrey) about every recipient:
+    the first try of each is a 450 4.7.1. The campaign waits out the retry delay and then
+    delivers every message exactly once; the breaker does not mistake it for an outage."""
+    greylister = Greylister()
+    try:
+        with running_postfix(relay_port=internet.port, policy_port=greylister.port) as server:
+            user = sender_through(harness, server)
+            campaign = factories.add_campaign(harness.database_url, user, 12)
+            await skip_to_monday_9(time_env)
+            async with harness.worker(send_batch_size=5):
+                result = await (await harness.start(campaign)).result()
+            assert (result.status, result.sent, result.failed) == ("sent", 12, 0)
+            await wait_for(lambda: len(internet.handler.messages) == 12, what="all relayed")
+            log = server.log_text()
+    finally:
+        greylister.close()
+    assert greylister.deferred == 12
+    assert log.count("Greylisted, please try again later") == 12  # Postfix's own 450s
+    addresses = harness.sql(
+        "SELECT email FROM mailer_campaignrecipient WHERE campaign_id = :c", c=campaign
+    )
+    assert Counter(relayed_to(internet)) == Counter(str(row[0]) for row in addresses)
+    assert len(addresses) == 12
+    assert harness.sql(
+        "SELECT status, count(*) FROM mailer_campaignrecipient WHERE campaign_id = :c "
+        "GROUP BY status",
+        c=campaign,
+    ) == [("sent", 12)]
+    assert harness.queue_row(campaign)["consecutive_transient_errors"] == 0
