@@ -56,7 +56,7 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 maillog_file_prefixes = {root}
 maillog_file = {root}/postfix.log
-smtputf8_enable = yes
+smtputf8_enable = {smtputf8}
 smtpd_tls_chain_files = {root}/server.pem
 smtpd_tls_security_level = may
 smtpd_tls_auth_only = yes
@@ -184,10 +184,12 @@ def running_postfix(
     sender_domain: str = "",
     inbound_port: int = 0,
     policy_port: int = 0,
+    smtputf8: bool = True,
 ) -> Iterator[Postfix]:
     """Postfix relaying to ``relay_port``; its reports to ``sender_domain`` go to
     ``inbound_port`` (when given); every recipient is checked with the policy service on
-    ``policy_port`` (when given). Stopped and removed when the block ends."""
+    ``policy_port`` (when given); SMTPUTF8 offered or not. Stopped and removed when the block
+    ends."""
     require_postfix()
     # Not under pytest's tmp_path: the postfix user must be able to reach the queue.
     root = Path(tempfile.mkdtemp(prefix="mailer-postfix-"))
@@ -215,6 +217,7 @@ def running_postfix(
             relay_port=relay_port,
             transport_maps=transport,
             recipient_restrictions=restrictions,
+            smtputf8="yes" if smtputf8 else "no",
         )
     )
     (root / "conf" / "master.cf").write_text(MASTER_CF.format(port=port))

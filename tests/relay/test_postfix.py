@@ -182,3 +182,25 @@ async def test_a_postfix_that_greylists_every_new_recipient_gets_each_message_on
         c=campaign,
     ) == [("sent", 12)]
     assert harness.queue_row(campaign)["consecutive_transient_errors"] == 0
+
+
+async def test_a_postfix_without_smtputf8_fails_only_the_utf8_mailbox(
+    time_env: WorkflowEnvironment, harness: Harness, internet: SmtpSink
+) -> None:
+    """Postfix with `smtputf8_enable = no` does not offer SMTPUTF8: the Cyrillic mailbox is
+    failed with a reason saying so, the IDN domain still goes (as A-labels), so do the rest."""
+    with running_postfix(relay_port=internet.port, smtputf8=False) as server:
+        user = sender_through(harness, server)
+        addresses = ["иван@пример.рф", "olga@пример.рф", "plain@example.org"]
+        campaign = factories.add_campaign(harness.database_url, user, addresses)
+        await skip_to_monday_9(time_env)
+        async with harness.worker():
+            result = await (await harness.start(campaign)).result()
+        await wait_for(lambda: len(internet.handler.messages) == 2, what="Postfix to relay")
+    assert (result.status, result.sent, result.failed) == ("sent", 2, 1)
+    assert relayed_to(internet) == ["olga@xn--e1afmkfd.xn--p1ai", "plain@example.org"]
+    [(error,)] = harness.sql(
+        "SELECT error FROM mailer_campaignrecipient WHERE campaign_id = :c AND status = 'failed'",
+        c=campaign,
+    )
+    assert "SMTPUTF8" in str(error)
