@@ -108,12 +108,14 @@ def build_message(
     rendered_for: RecipientView | None = None,
     message_id: str | None = None,
     unsubscribe: Links | None = None,
+    return_path: str = "",
 ) -> BuiltMessage:
     """The recipient's message as bytes: text and/or HTML alternatives, rendered for them,
     addressed for a server that does (or does not) offer SMTPUTF8.
 
     A test email goes to ``recipient`` but is ``rendered_for`` another (the campaign's
-    first recipient), under a ``message_id`` of its own.
+    first recipient), under a ``message_id`` of its own. ``return_path``, when given, is the
+    envelope sender instead of the From address (where delivery reports go).
 
     Raises :class:`UnsendableMessage` when this recipient's message cannot be built or sent
     over such a server; the reason names what is wrong, never the address.
@@ -162,7 +164,7 @@ def build_message(
     return BuiltMessage(
         message_id=message_id,
         data=body.encode("utf-8" if utf8 else "ascii"),
-        sender=sender.address,
+        sender=return_path or sender.address,
         recipient=to.address,
         needs_smtputf8=utf8,
     )

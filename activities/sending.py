@@ -434,6 +434,7 @@ class BatchSender:
                 unsubscribe=unsubscribe_links(
                     self.settings, Target(TargetKind.RECIPIENT, campaign.id, recipient.id)
                 ),
+                return_path=self.settings.return_path,
             )
             await smtp.sendmail(
                 message.sender,

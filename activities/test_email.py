@@ -146,6 +146,7 @@ async def _deliver(job: _Job, now: datetime, settings: Settings) -> SmtpFailure 
             unsubscribe=unsubscribe_links(
                 settings, Target(TargetKind.TEST_EMAIL, job.campaign.id, job.request_id)
             ),
+            return_path=settings.return_path,
         )
         await smtp.sendmail(
             message.sender,

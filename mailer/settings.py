@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr = SecretStr("")
     unsubscribe_base_url: str = "http://127.0.0.1:8090"
     unsubscribe_mailto: str = ""
+    # The envelope sender (MAIL FROM) of campaign messages and test emails, when not the
+    # From address: where delivery reports go, e.g. a mailbox routed to the receiver
+    # (MAILER_INBOUND_PORT). Empty: the account's From address.
+    return_path: str = ""
 
     # Where `mailer web` (the unsubscribe service) listens.
     web_host: str = "127.0.0.1"
@@ -134,6 +138,14 @@ class Settings(BaseSettings):
         url = value.get_secret_value()
         if not url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @field_validator("return_path", "unsubscribe_mailto")
+    @classmethod
+    def _ascii_address(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[!-~]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+", value):
+            raise ValueError("expected an ASCII mailbox like bounces@mail.example.ru")
         return value
 
     @field_validator("unsubscribe_base_url")

@@ -97,3 +97,12 @@ def test_urls_with_passwords_are_secrets() -> None:
     assert "db-pw" not in repr(settings) and "r-pw" not in repr(settings)
     assert settings.sqlalchemy_url == "postgresql+psycopg://mailer:db-pw@db:5432/mailer"
     assert settings.redis_connection_url == "redis://:r-pw@r:6379/0"
+
+
+def test_a_return_path_must_be_an_ascii_mailbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_RETURN_PATH", "bounces@mail.example.ru")
+    assert load_settings().return_path == "bounces@mail.example.ru"
+    for bad in ("bounces", "отказы@почта.рф", "a b@example.ru"):
+        monkeypatch.setenv("MAILER_RETURN_PATH", bad)
+        with pytest.raises(ConfigError, match=r"^MAILER_RETURN_PATH: .*ASCII mailbox"):
+            load_settings()

@@ -204,3 +204,33 @@ async def test_a_postfix_without_smtputf8_fails_only_the_utf8_mailbox(
         c=campaign,
     )
     assert "SMTPUTF8" in str(error)
+
+
+async def test_with_a_return_path_reports_go_to_it_and_the_from_mailbox_gets_none(
+    time_env: WorkflowEnvironment, harness: Harness, internet: SmtpSink, web: WebService
+) -> None:
+    """MAILER_RETURN_PATH is the envelope sender: Postfix returns its report there (routed to
+    the receiver), not to the From address, which nobody has to forward anything from."""
+    internet.handler.rules = [FailureRule("gone@example.org", 550)]
+    with running_postfix(
+        relay_port=internet.port, sender_domain="returns.test", inbound_port=web.inbound_port
+    ) as server:
+        user = sender_through(harness, server)  # From: news@news.test, not routed here
+        campaign = factories.add_campaign(harness.database_url, user, ["gone@example.org"])
+        await skip_to_monday_9(time_env)
+        async with harness.worker(
+            unsubscribe_secret=SECRET,
+            unsubscribe_base_url=web.base_url,
+            return_path="bounces@returns.test",
+        ):
+            result = await (await harness.start(campaign)).result()
+        assert result.sent == 1
+
+        def suppressed() -> list[tuple[object, ...]]:
+            return harness.sql("SELECT address, reason FROM mailer_suppression")
+
+        await wait_for(lambda: bool(suppressed()), timeout=60, what="the report to arrive")
+        log = server.log_text()
+    assert suppressed() == [("gone@example.org", "hard_bounce")]
+    assert "from=<bounces@returns.test>" in log
+    assert internet.handler.messages == []  # no report went to the From mailbox
