@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from activities.addresses import UnsendableAddress, for_transport
 from mailer.inbound.reports import InboundKind, InboundMessage
 from mailer.unsubscribe import BadToken, Target, verify
 from mailer.unsubscribing import look_up, suppress
@@ -65,8 +66,8 @@ def _bounce(session: Session, target: Target, message: InboundMessage) -> Handle
     if not hard:
         statuses = ", ".join(f.status for f in message.failed) or "no failed recipient"
         return Handled("ignored", f"not a hard bounce ({statuses})", target.campaign_id)
-    address = look_up(session, target).address
-    matching = [failure for failure in hard if failure.address == address]
+    address = _comparable(look_up(session, target).address)
+    matching = [failure for failure in hard if _comparable(failure.address) == address]
     if not matching:
         return Handled(
             "ignored", "a hard bounce for an address other than the token's", target.campaign_id
@@ -74,6 +75,15 @@ def _bounce(session: Session, target: Target, message: InboundMessage) -> Handle
     failure = matching[0]
     note = f"delivery report: {failure.status} {failure.diagnostic}"[:_NOTE_CHARS]
     return _suppressed(session, target, SuppressionReason.HARD_BOUNCE, note)
+
+
+def _comparable(address: str) -> str:
+    """An address as a report names it: the domain as sent (A-labels), case folded —
+    ``olga@пример.рф`` comes back as ``olga@xn--e1afmkfd.xn--p1ai``."""
+    try:
+        return for_transport(address, server_smtputf8=True).address.lower()
+    except UnsendableAddress:
+        return address.lower()
 
 
 def _suppressed(session: Session, target: Target, reason: SuppressionReason, note: str) -> Handled:

@@ -20,7 +20,7 @@ import enum
 import re
 from dataclasses import dataclass
 from email import message_from_bytes, message_from_string
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.policy import default as default_policy
 
 from activities.smtp_errors import means_mailbox_gone
@@ -165,7 +165,6 @@ def _feedback_type(message: Message) -> str:
     for part in _parts(message):
         if part.get_content_type() == "message/feedback-report":
             payload = part.get_payload()
-            fields = payload[0] if isinstance(payload, list) and payload else part
-            if isinstance(fields, EmailMessage | Message):
-                return str(fields.get("feedback-type", "")).strip().lower()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return str(payload[0].get("feedback-type", "")).strip().lower()
     return ""

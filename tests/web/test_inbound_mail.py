@@ -18,6 +18,7 @@ import pytest
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status
 from mailer.unsubscribe import Target, TargetKind, links
+from tests import factories
 from tests.harness import PROJECT_ROOT, sql_rows
 from tests.inbound import samples
 from tests.servers import free_port
@@ -177,3 +178,19 @@ def test_a_taken_inbound_port_is_one_line_naming_the_setting(database_url: str) 
         f"error: MAILER_INBOUND_PORT: cannot receive mail on 127.0.0.1:{port}: "
         "Address already in use"
     )
+
+
+async def test_a_bounce_for_an_idn_mailbox_names_it_as_it_was_sent(
+    web: WebService, database_url: str
+) -> None:
+    """The report names the address as Postfix sent it, the domain in A-labels."""
+    user = factories.add_user(database_url)
+    campaign_id = factories.add_campaign(database_url, user, ["Olga@Пример.рф"])
+    [(row_id,)] = sql_rows(
+        database_url,
+        "SELECT id FROM mailer_campaignrecipient WHERE campaign_id = :c",
+        c=campaign_id,
+    )
+    raw = samples.bounce("olga@xn--e1afmkfd.xn--p1ai", header(web, campaign_id, int(str(row_id))))
+    assert (await deliver(web, raw)).endswith("hard_bounce")
+    assert [row[:2] for row in suppression(web)] == [("olga@пример.рф", "hard_bounce")]
