@@ -59,10 +59,18 @@ def look_up(session: Session, target: Target) -> Subscriber:
     return Subscriber(address, reason or "")
 
 
-def suppress(session: Session, target: Target, reason: SuppressionReason, note: str) -> Subscriber:
+def suppress(
+    session: Session,
+    target: Target,
+    reason: SuppressionReason,
+    note: str,
+    *,
+    found: Subscriber | None = None,
+) -> Subscriber:
     """Suppress the token's address for ``reason`` (idempotent: an address already on the
-    list keeps its first reason, and a second time changes nothing)."""
-    found = look_up(session, target)
+    list keeps its first reason, and a second time changes nothing). ``found``: the
+    target's :func:`look_up`, when the caller already made it."""
+    found = found or look_up(session, target)
     if found.address and not found.suppressed_as:
         suppression.add(session, [found.address], reason, campaign_id=target.campaign_id, note=note)
         log.info("suppressed a recipient of campaign %s: %s", target.campaign_id, reason.value)

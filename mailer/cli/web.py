@@ -23,8 +23,10 @@ def web(
     inbound_port: Annotated[
         int | None,
         typer.Option(
+            min=0,
+            max=65535,
             help="SMTP port for unsubscribes, bounces, complaints (0 = off). "
-            "Default: MAILER_INBOUND_PORT."
+            "Default: MAILER_INBOUND_PORT.",
         ),
     ] = None,
 ) -> None:

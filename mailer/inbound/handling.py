@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from activities.addresses import UnsendableAddress, for_transport
-from mailer.inbound.reports import InboundKind, InboundMessage
+from mailer.inbound.reports import FailedRecipient, InboundKind, InboundMessage
 from mailer.unsubscribe import BadToken, Target, verify
-from mailer.unsubscribing import look_up, suppress
+from mailer.unsubscribing import Subscriber, look_up, suppress
 from workflows.states import SuppressionReason
 
 # Long enough to recognise the reply, short enough for one line of `mailer suppress list`.
@@ -53,28 +53,42 @@ def handle(session: Session, secret: str, message: InboundMessage) -> Handled:
     target = _target(secret, message.tokens)
     if target is None:
         return Handled("ignored", f"a {message.kind.value} with no valid unsubscribe token")
+
+    def ignored(why: str) -> Handled:
+        return Handled("ignored", why, target.campaign_id)
+
+    found = look_up(session, target)
+    if not found.address:
+        return ignored("the token's recipient no longer exists")
+    if found.suppressed_as:
+        return ignored(f"already suppressed ({found.suppressed_as})")
     if message.kind == InboundKind.UNSUBSCRIBE:
-        return _suppressed(session, target, SuppressionReason.UNSUBSCRIBED, "mailto unsubscribe")
-    if message.kind == InboundKind.COMPLAINT:
-        note = f"feedback report: {message.feedback_type or 'unspecified'}"
-        return _suppressed(session, target, SuppressionReason.COMPLAINT, note)
-    return _bounce(session, target, message)
+        reason, detail, note = SuppressionReason.UNSUBSCRIBED, "mailto unsubscribe", ""
+    elif message.kind == InboundKind.COMPLAINT:
+        reason, detail = SuppressionReason.COMPLAINT, "feedback report"
+        note = message.feedback_type or "unspecified"
+    else:
+        failure = _hard_failure_of(found, message)
+        if isinstance(failure, str):
+            return ignored(failure)
+        reason, detail = SuppressionReason.HARD_BOUNCE, "delivery report"
+        note = f"{failure.status} {failure.diagnostic}"
+    full_note = f"{detail}: {note}"[:_NOTE_CHARS] if note else detail
+    suppress(session, target, reason, full_note, found=found)
+    return Handled(reason.value, detail, target.campaign_id)
 
 
-def _bounce(session: Session, target: Target, message: InboundMessage) -> Handled:
+def _hard_failure_of(found: Subscriber, message: InboundMessage) -> FailedRecipient | str:
+    """The report's hard failure of the token's own address, or why the report is ignored."""
     hard = [failure for failure in message.failed if failure.mailbox_gone]
     if not hard:
         statuses = ", ".join(f.status for f in message.failed) or "no failed recipient"
-        return Handled("ignored", f"not a hard bounce ({statuses})", target.campaign_id)
-    address = _comparable(look_up(session, target).address)
-    matching = [failure for failure in hard if _comparable(failure.address) == address]
-    if not matching:
-        return Handled(
-            "ignored", "a hard bounce for an address other than the token's", target.campaign_id
-        )
-    failure = matching[0]
-    note = f"delivery report: {failure.status} {failure.diagnostic}"[:_NOTE_CHARS]
-    return _suppressed(session, target, SuppressionReason.HARD_BOUNCE, note)
+        return f"not a hard bounce ({statuses})"
+    address = _comparable(found.address)
+    for failure in hard:
+        if _comparable(failure.address) == address:
+            return failure
+    return "a hard bounce for an address other than the token's"
 
 
 def _comparable(address: str) -> str:
@@ -84,14 +98,3 @@ def _comparable(address: str) -> str:
         return for_transport(address, server_smtputf8=True).address.lower()
     except UnsendableAddress:
         return address.lower()
-
-
-def _suppressed(session: Session, target: Target, reason: SuppressionReason, note: str) -> Handled:
-    before = look_up(session, target)
-    if not before.address:
-        return Handled("ignored", "the token's recipient no longer exists", target.campaign_id)
-    if before.suppressed_as:
-        detail = f"already suppressed ({before.suppressed_as})"
-        return Handled("ignored", detail, target.campaign_id)
-    suppress(session, target, reason, note)
-    return Handled(reason.value, note.split(":")[0], target.campaign_id)

@@ -30,7 +30,7 @@ _TOKEN = r"([A-Za-z0-9_-]{40,})"
 _SUBJECT_TOKEN = re.compile(rf"unsubscribe-{_TOKEN}")
 _LINK_TOKENS = re.compile(rf"/u/{_TOKEN}|unsubscribe-{_TOKEN}")
 _REPLY_CODE = re.compile(r"^\s*(?:smtp|x-[\w-]+)\s*;\s*([245]\d\d)\b", re.IGNORECASE)
-# A header block copied into a report may use bare LFs or be folded; the parser takes both.
+# How a report carries the message it is about: whole, or its headers only.
 _ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers")
 
 
