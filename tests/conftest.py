@@ -3,8 +3,12 @@ and Temporal (the time-skipping test server and the dev server)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime
+from typing import Any
 
 import pytest
 import redis as redis_lib
@@ -16,7 +20,15 @@ from mailer import settings as settings_module
 from mailer.stack.binaries import temporal_binary, temporal_test_server_binary
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
-from tests.harness import Harness, make_settings, new_task_queue
+from tests.harness import (
+    ALWAYS_OPEN,
+    ZONE_VARIABLE,
+    Harness,
+    make_settings,
+    new_task_queue,
+    zone,
+    zone_name,
+)
 from tests.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
 from tests.webservice import web  # noqa: F401 (`mailer web` on a free port: the fixture)
 from worker import ensure_search_attributes
@@ -24,6 +36,69 @@ from workflows.search_attributes import ALL_KEYS
 
 # Tests never read a developer's .data/mailer.env or .env.
 os.environ[settings_module.ENV_FILES_VARIABLE] = ""
+
+#: Seconds an async test's own bound stops short of pytest-timeout's, so that a wait that
+#: never ends is cancelled inside the event loop (its ``async with`` blocks unwind, workers
+#: shut down) and the next test runs; pytest-timeout's signal stays the backstop for code
+#: that blocks the loop itself.
+ASYNC_MARGIN_SECONDS = 15.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--harness-timezone",
+        default=None,
+        help=f"the zone every test's mailer runs in (default: ${ZONE_VARIABLE} or Europe/Moscow)"
+        "; shifting it moves the hour of day as mailer sees it",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--harness-timezone")
+    if chosen:
+        os.environ[ZONE_VARIABLE] = chosen
+    zone()  # an unknown zone fails here, before any server starts
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    local = datetime.now(zone())
+    return f"harness zone: {zone_name()} (now {local:%Y-%m-%d %H:%M %Z} there)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every async test a bound inside the event loop, just under its pytest-timeout."""
+    for item in items:
+        function = getattr(item, "obj", None)
+        if isinstance(item, pytest.Function) and asyncio.iscoroutinefunction(function):
+            limit = _timeout_of(item) - ASYNC_MARGIN_SECONDS
+            if limit > 0:
+                item.obj = _bounded(function, limit, item.nodeid)
+
+
+def _timeout_of(item: pytest.Function) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    if marker is not None and "timeout" in marker.kwargs:
+        return float(marker.kwargs["timeout"])
+    return float(item.config.getini("timeout") or 0)
+
+
+def _bounded(
+    test: Callable[..., Awaitable[Any]], limit: float, name: str
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def within_limit(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(limit):
+                return await test(*args, **kwargs)
+        except TimeoutError as exc:
+            raise pytest.fail.Exception(
+                f"{name} did not finish within {limit:.0f}s (see the traceback for the await "
+                "it was stuck in)"
+            ) from exc
+
+    return within_limit
 
 
 @pytest.fixture(scope="session")
@@ -136,10 +211,11 @@ def dev(
     sink: SmtpSink,
     stub: SmtpBzStubServer,
 ) -> Harness:
-    """Like ``harness``, on the dev server."""
+    """Like ``harness``, on the dev server, whose clock is the wall clock: sending is open
+    round the clock unless a test states the window it needs."""
     return Harness(
         client=dev_env.client,
-        settings=make_settings(database_url, redis_url, stub.base_url),
+        settings=make_settings(database_url, redis_url, stub.base_url, **ALWAYS_OPEN),
         sink=sink,
         stub=stub,
         database_url=database_url,

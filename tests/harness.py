@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -29,21 +30,40 @@ from worker import build_worker
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, CampaignResult, Progress
 
-MSK = ZoneInfo("Europe/Moscow")
+T = TypeVar("T")
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: The variable (or ``pytest --harness-timezone``) naming the zone every test's mailer runs in.
+#: Shifting it moves the wall clock's hour as mailer sees it, which is how the suite proves it
+#: passes at any hour: run it once in a zone where it is now inside 09-18 and once outside.
+ZONE_VARIABLE = "MAILER_TEST_TIMEZONE"
+DEFAULT_ZONE = "Europe/Moscow"
+
+#: The sending window of tests where the clock of day is not what they test.
+ALWAYS_OPEN = {"working_hours_start": 0, "working_hours_end": 24}
+
+
+def zone_name() -> str:
+    """The zone the harness runs mailer in (MAILER_TIMEZONE of every settings and process)."""
+    return os.environ.get(ZONE_VARIABLE) or DEFAULT_ZONE
+
+
+def zone() -> ZoneInfo:
+    return ZoneInfo(zone_name())
 
 
 def next_monday_9(after: datetime) -> datetime:
-    """The first Monday 09:00 Moscow time strictly after ``after``."""
-    local = after.astimezone(MSK)
+    """The first Monday 09:00 in the harness's zone strictly after ``after``."""
+    local = after.astimezone(zone())
     day = local.date() + timedelta(days=1)
     while day.weekday() != 0:
         day += timedelta(days=1)
-    return datetime(day.year, day.month, day.day, 9, 0, tzinfo=MSK)
+    return datetime(day.year, day.month, day.day, 9, 0, tzinfo=zone())
 
 
 async def skip_to_monday_9(env: WorkflowEnvironment) -> None:
-    """Advance the time-skipping server to the next Monday 09:00 Moscow time."""
+    """Advance the time-skipping server to the next Monday 09:00 in the harness's zone."""
     await skip_to(env, next_monday_9(await env.get_current_time()))
 
 
@@ -107,7 +127,7 @@ class Harness:
             f"SELECT created_at FROM mailer_sendlog WHERE status = 'sent' {where} ORDER BY id",
             c=campaign_id,
         )
-        return [row[0].astimezone(MSK) for row in rows]  # type: ignore[attr-defined]
+        return [row[0].astimezone(zone()) for row in rows]  # type: ignore[attr-defined]
 
     def queue_row(self, campaign_id: str) -> dict[str, object]:
         rows = self.sql(
@@ -152,8 +172,10 @@ def sql_execute(url: str, statement: str, **params: object) -> None:
 
 
 def make_settings(database_url: str, redis_url: str, api_url: str, **overrides: object) -> Settings:
+    """Settings on these servers, in the harness's zone; the seed's 09-18 unless overridden."""
+    values: dict[str, object] = {"timezone": zone_name(), **overrides}
     return load_settings(
-        database_url=database_url, redis_url=redis_url, smtp_bz_api_url=api_url, **overrides
+        database_url=database_url, redis_url=redis_url, smtp_bz_api_url=api_url, **values
     )
 
 
@@ -179,9 +201,47 @@ async def wait_for(
 
 
 async def closed_at(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> datetime:
-    """When the (last run of the) workflow closed, in Moscow time, from its history."""
+    """When the (last run of the) workflow closed, in the harness's zone, from its history."""
     history = await handle.fetch_history()
-    return history.events[-1].event_time.ToDatetime(tzinfo=MSK)
+    return history.events[-1].event_time.ToDatetime(tzinfo=zone())
+
+
+#: How long a test waits for a workflow's result by default (real seconds; the time-skipping
+#: server skips its timers while the result is awaited).
+RESULT_TIMEOUT = 120.0
+
+
+async def finished(handle: WorkflowHandle[Any, T], *, timeout: float = RESULT_TIMEOUT) -> T:
+    """The workflow's result, or an assertion naming its state if it does not close within
+    ``timeout`` seconds (a campaign deferred until tomorrow fails here, not at the suite's
+    end)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await handle.result()
+    except TimeoutError:
+        raise AssertionError(
+            f"{handle.id} did not finish within {timeout:.0f}s: {await _describe(handle)}"
+        ) from None
+
+
+async def _describe(handle: WorkflowHandle[Any, Any]) -> str:
+    """What the workflow is doing, as well as can be told (the progress query of a campaign,
+    else its status)."""
+    try:
+        async with asyncio.timeout(5):
+            state = await handle.query(CampaignWorkflow.progress)
+        return (
+            f"state={state.state} pause_reason={state.pause_reason!r} "
+            f"defer_reason={state.defer_reason} "
+            f"deferred_until={state.deferred_until} sent={state.sent} pending={state.pending}"
+        )
+    except Exception:  # not a campaign, or no worker to answer: say what the server knows
+        try:
+            async with asyncio.timeout(5):
+                description = await handle.describe()
+            return f"status={description.status}"
+        except Exception as exc:
+            return f"(not described: {exc!r})"
 
 
 async def progress(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> Progress:
@@ -208,6 +268,10 @@ def process_env(harness: Harness, **overrides: str) -> dict[str, str]:
         "MAILER_TEMPORAL_ADDRESS": address(harness.client),
         "MAILER_TASK_QUEUE": harness.task_queue,
         "MAILER_SMTP_BZ_API_URL": harness.stub.base_url,
+        "MAILER_TIMEZONE": zone_name(),
+        # A process's clock of day is not what these tests test: they state the window.
+        "MAILER_WORKING_HOURS_START": "0",
+        "MAILER_WORKING_HOURS_END": "24",
         **overrides,
     }
 
@@ -230,7 +294,7 @@ def address(client: Client) -> str:
 
 
 def hours_excluding_now() -> tuple[int, int]:
-    """A one-hour sending window that contains neither the current Moscow hour nor the
-    next (so a test running across the hour's end still sees it closed)."""
-    hour = datetime.now(MSK).hour
+    """A one-hour sending window that contains neither the current hour of the harness's zone
+    nor the next (so a test running across the hour's end still sees it closed)."""
+    hour = datetime.now(zone()).hour
     return (hour + 2, hour + 3) if hour < 21 else (hour - 3, hour - 2)

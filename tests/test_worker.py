@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,9 +17,12 @@ from tests.harness import (
     PROJECT_ROOT,
     Harness,
     address,
+    finished,
     hours_excluding_now,
+    process_env,
     progress,
     wait_for,
+    zone,
 )
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import ALL_KEYS
@@ -59,7 +60,7 @@ async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> N
         assert attributes.get(ALL_KEYS[0]) == "deferred"
         assert attributes.get(ALL_KEYS[1]) == "outside_hours"
         until = attributes.get(ALL_KEYS[2])
-        assert until is not None and until.astimezone(ZoneInfo("Europe/Moscow")).hour == start
+        assert until is not None and until.astimezone(zone()).hour == start
         metadata = await handle.query("__temporal_workflow_metadata")
         details = (
             json.dumps(metadata, default=str)
@@ -70,7 +71,7 @@ async def test_deferred_campaign_is_found_by_search_attribute(dev: Harness) -> N
         row = dev.queue_row(campaign)
         assert (row["status"], row["defer_reason"]) == ("pending", "outside_hours")
         await handle.signal("cancel")
-        assert (await handle.result()).status == "cancelled"
+        assert (await finished(handle)).status == "cancelled"
 
 
 async def _deferred(handle) -> bool:  # type: ignore[no-untyped-def]
@@ -87,7 +88,7 @@ async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> N
         continue_as_new_events=300,
     ):
         handle = await dev.start(campaign)
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent, result.pending) == ("sent", 10_000, 0)
     runs = [
         run async for run in dev.client.list_workflows(f'WorkflowId="{workflow_id_for(campaign)}"')
@@ -101,20 +102,8 @@ async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> N
 
 
 def _worker_process(harness: Harness, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "MAILER_ENV_FILES": "",
-            "MAILER_DATABASE_URL": harness.database_url,
-            "MAILER_REDIS_URL": harness.settings.redis_connection_url,
-            "MAILER_SMTP_BZ_API_URL": harness.settings.smtp_bz_api_url,
-            "MAILER_TEMPORAL_ADDRESS": address(harness.client),
-            "MAILER_TASK_QUEUE": harness.task_queue,
-            "MAILER_WORKING_HOURS_START": "0",
-            "MAILER_WORKING_HOURS_END": "24",
-            "MAILER_RATE_PER_HOUR": "1000000",
-            "MAILER_SEND_HEARTBEAT_TIMEOUT_SECONDS": "3",
-        }
+    env = process_env(
+        harness, MAILER_RATE_PER_HOUR="1000000", MAILER_SEND_HEARTBEAT_TIMEOUT_SECONDS="3"
     )
     return subprocess.Popen(
         [sys.executable, "-m", "worker"],
@@ -146,7 +135,7 @@ async def test_worker_killed_mid_campaign_loses_nothing(dev: Harness, worker_log
         assert at_kill < 300
         second = _worker_process(dev, worker_log)
         try:
-            result = await handle.result()
+            result = await finished(handle)
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(60) == 0
@@ -169,7 +158,7 @@ async def test_worker_stops_gracefully_on_sigterm(dev: Harness, worker_log: Path
     assert first.wait(60) == 0
     second = _worker_process(dev, worker_log)
     try:
-        result = await handle.result()
+        result = await finished(handle)
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
@@ -186,7 +175,7 @@ async def test_a_slow_smtp_server_gets_each_recipient_exactly_once(dev: Harness)
     dev.sink.handler.step_delay_seconds = 1.6  # MAIL, RCPT, DATA: 4.8 s a message
     async with dev.worker(send_heartbeat_timeout_seconds=3):
         handle = await dev.start(campaign)
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 3)
     delivered = Counter(dev.sink.handler.recipients())
     assert len(delivered) == 3 and set(delivered.values()) == {1}, delivered

@@ -33,7 +33,7 @@ from mailer.stack import embedded, postgres
 from mailer.stack.smtp_sink import SinkHandler, SmtpSink
 from mailer.stack.throwaway import stack_on_free_ports
 from tests import factories
-from tests.harness import PROJECT_ROOT, sql_execute, sql_rows, start_campaign
+from tests.harness import PROJECT_ROOT, sql_execute, sql_rows, start_campaign, zone_name
 from workflows.campaign import CampaignWorkflow
 from workflows.contracts import CampaignResult
 
@@ -181,6 +181,7 @@ class Scenario:
             "MAILER_TEMPORAL_ADDRESS": stack.temporal_address,
             "MAILER_SMTP_BZ_API_URL": f"http://127.0.0.1:{stack.settings.smtpbz_port}/v1",
             "MAILER_TASK_QUEUE": self.task_queue,
+            "MAILER_TIMEZONE": zone_name(),
             "MAILER_WORKING_HOURS_START": "0",
             "MAILER_WORKING_HOURS_END": "24",
             "MAILER_RATE_PER_HOUR": "1000000",
@@ -311,14 +312,14 @@ class Scenario:
         )
 
     def window_used(self) -> int:
-        """The hourly window's count in Redis for the current Moscow clock hour."""
+        """The hourly window's count in Redis for the current clock hour of the harness's zone."""
         from datetime import UTC, datetime
 
         from workflows.working_hours import rate_window_key
 
         client = redis_lib.Redis.from_url(self.stack.redis_url)
         try:
-            key = rate_window_key(datetime.now(UTC), "Europe/Moscow")
+            key = rate_window_key(datetime.now(UTC), zone_name())
             return int(client.get(key) or 0)
         finally:
             client.close()
@@ -326,15 +327,17 @@ class Scenario:
     def sent_this_hour(self) -> int:
         rows = self.sql(
             "SELECT count(*) FROM mailer_sendlog WHERE status = 'sent' AND "
-            "date_trunc('hour', created_at AT TIME ZONE 'Europe/Moscow') = "
-            "date_trunc('hour', now() AT TIME ZONE 'Europe/Moscow')"
+            "date_trunc('hour', created_at AT TIME ZONE :zone) = "
+            "date_trunc('hour', now() AT TIME ZONE :zone)",
+            zone=zone_name(),
         )
         return int(rows[0][0])  # type: ignore[call-overload]
 
     def sent_per_hour(self) -> list[int]:
         rows = self.sql(
             "SELECT count(*) FROM mailer_sendlog WHERE status = 'sent' "
-            "GROUP BY date_trunc('hour', created_at AT TIME ZONE 'Europe/Moscow')"
+            "GROUP BY date_trunc('hour', created_at AT TIME ZONE :zone)",
+            zone=zone_name(),
         )
         return [int(n) for (n,) in rows]  # type: ignore[call-overload]
 

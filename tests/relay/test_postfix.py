@@ -19,7 +19,7 @@ from db.engine import session_scope
 from db.queries import campaign_status
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests import factories
-from tests.harness import Harness, progress, skip_to_monday_9, state_is, wait_for
+from tests.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
 from tests.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
 from tests.webservice import SECRET, WebService
 
@@ -68,7 +68,7 @@ async def test_a_campaign_goes_through_postfix_over_starttls_and_sasl_with_utf8_
     campaign = factories.add_campaign(harness.database_url, user, recipients)
     await skip_to_monday_9(time_env)
     async with harness.worker():
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 10, 0)
 
     await wait_for(lambda: len(internet.handler.messages) == 10, what="Postfix to relay all")
@@ -131,7 +131,7 @@ async def test_a_bounce_postfix_reports_after_accepting_suppresses_the_address(
     )
     await skip_to_monday_9(time_env)
     async with harness.worker(unsubscribe_secret=SECRET, unsubscribe_base_url=web.base_url):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.sent, result.failed) == (2, 0)  # the relay took both
 
     def suppressed() -> list[tuple[object, ...]]:
@@ -163,7 +163,7 @@ async def test_a_postfix_that_greylists_every_new_recipient_gets_each_message_on
             campaign = factories.add_campaign(harness.database_url, user, 12)
             await skip_to_monday_9(time_env)
             async with harness.worker(send_batch_size=5):
-                result = await (await harness.start(campaign)).result()
+                result = await finished(await harness.start(campaign))
             assert (result.status, result.sent, result.failed) == ("sent", 12, 0)
             await wait_for(lambda: len(internet.handler.messages) == 12, what="all relayed")
             log = server.log_text()
@@ -195,7 +195,7 @@ async def test_a_postfix_without_smtputf8_fails_only_the_utf8_mailbox(
         campaign = factories.add_campaign(harness.database_url, user, addresses)
         await skip_to_monday_9(time_env)
         async with harness.worker():
-            result = await (await harness.start(campaign)).result()
+            result = await finished(await harness.start(campaign))
         await wait_for(lambda: len(internet.handler.messages) == 2, what="Postfix to relay")
     assert (result.status, result.sent, result.failed) == ("sent", 2, 1)
     assert relayed_to(internet) == ["olga@xn--e1afmkfd.xn--p1ai", "plain@example.org"]
@@ -223,7 +223,7 @@ async def test_with_a_return_path_reports_go_to_it_and_the_from_mailbox_gets_non
             unsubscribe_base_url=web.base_url,
             return_path="bounces@returns.test",
         ):
-            result = await (await harness.start(campaign)).result()
+            result = await finished(await harness.start(campaign))
         assert result.sent == 1
 
         def suppressed() -> list[tuple[object, ...]]:

@@ -23,7 +23,14 @@ from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from mailer.stack.throwaway import postgres_cluster, redis_server
 from tests import factories
-from tests.harness import Harness, make_settings, new_task_queue, skip_to_monday_9, state_is
+from tests.harness import (
+    Harness,
+    finished,
+    make_settings,
+    new_task_queue,
+    skip_to_monday_9,
+    state_is,
+)
 from worker import ensure_search_attributes
 from workflows.campaign import CampaignWorkflow
 
@@ -40,7 +47,7 @@ async def deferrals_pause_resume(harness: Harness, env: WorkflowEnvironment) -> 
         await handle.signal(CampaignWorkflow.pause)
         await _until(lambda: state_is(handle, "paused"))
         await handle.signal(CampaignWorkflow.resume)
-        await handle.result()
+        await finished(handle)
     return handle
 
 
@@ -52,7 +59,7 @@ async def breaker_then_cancel(harness: Harness, env: WorkflowEnvironment) -> Han
         await env.sleep(timedelta(minutes=10))
         await _until(lambda: state_is(handle, "paused"))
         await handle.signal(CampaignWorkflow.cancel)
-        await handle.result()
+        await finished(handle)
     harness.sink.handler.rules = []
     return handle
 
@@ -72,7 +79,7 @@ async def continue_as_new(harness: Harness, env: WorkflowEnvironment) -> Handle:
     campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 60)
     async with harness.worker(send_batch_size=1, continue_as_new_events=200):
         handle = await harness.start(campaign)
-        await handle.result()
+        await finished(handle)
     # The first run, which ended by continuing as new.
     first = (await handle.fetch_history()).events[0]
     run_id = first.workflow_execution_started_event_attributes.first_execution_run_id
@@ -85,7 +92,7 @@ async def domain_paced(harness: Harness, env: WorkflowEnvironment) -> Handle:
     campaign = factories.add_campaign(harness.database_url, harness.add_sender(), emails)
     async with harness.worker(domain_rate_per_minute="mail.ru=2", send_batch_size=10):
         handle = await harness.start(campaign)
-        await handle.result()
+        await finished(handle)
     return handle
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from temporalio.testing import WorkflowEnvironment
 
 from tests import factories
-from tests.harness import Harness, closed_at, next_monday_9, skip_to
+from tests.harness import Harness, closed_at, finished, next_monday_9, skip_to
 
 
 async def test_1000_recipients_at_seed_limits(
@@ -24,7 +24,7 @@ async def test_1000_recipients_at_seed_limits(
 
     async with harness.worker():
         handle = await harness.start(campaign)
-        result = await handle.result()
+        result = await finished(handle)
         closed = await closed_at(handle)
 
     assert (result.status, result.sent, result.pending) == ("sent", 1000, 0)

@@ -16,6 +16,7 @@ from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests import factories
 from tests.harness import (
     Harness,
+    finished,
     progress,
     skip_to_monday_9,
     state_is,
@@ -39,7 +40,7 @@ async def test_daily_limit_counts_all_campaigns_of_the_creator(
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(first), await harness.start(second)]
-        results = [await handle.result() for handle in handles]
+        results = [await finished(handle) for handle in handles]
     assert [r.sent for r in results] == [300, 300]
     per_day = Counter(t.date() for t in harness.sent_times())
     assert sorted(per_day.values()) == [100, 250, 250]
@@ -72,7 +73,7 @@ async def test_quota_stops_sending_and_refill_with_wake_resumes(
 
         harness.stub.account.quota = 1000
         await handle.signal("wake")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 300)
     assert harness.sql("SELECT emails_available FROM mailer_smtpbzquota")[0] == (850,)
 
@@ -109,7 +110,7 @@ async def test_transient_errors_defer_then_trip_the_breaker(
 
         harness.sink.handler.rules = []
         await handle.signal("resume")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 20)
     assert harness.queue_row(campaign)["consecutive_transient_errors"] == 0
 
@@ -123,7 +124,7 @@ async def test_permanent_refusals_fail_those_recipients_only(
     campaign = factories.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker():
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 8, 3)
     failed = harness.sql(
         "SELECT email, status FROM mailer_campaignrecipient WHERE status = 'failed' ORDER BY email"
@@ -157,7 +158,7 @@ async def test_authentication_failure_pauses_at_once(
             assert "authentication" in str(harness.queue_row(campaign)["last_error"])
             assert state.consecutive_transient_errors == 0
             await handle.signal("cancel")
-            result = await handle.result()
+            result = await finished(handle)
     assert (result.status, result.pending) == ("cancelled", 5)
     assert secured.handler.recipients() == []
 
@@ -185,13 +186,13 @@ async def test_pause_mid_batch_then_resume_and_cancel(
         assert (await progress(handle)).state == "paused"
         await handle.signal("pause")  # wrong state: ignored, the run goes on
         await handle.signal("resume")
-        result = await handle.result()
+        result = await finished(handle)
         assert (result.status, result.sent) == ("sent", 100)
 
         second = await harness.start(other)
         await wait_for(lambda: sent_count(harness, other) >= 5, what="first sends")
         await second.signal("cancel")
-        cancelled = await second.result()
+        cancelled = await finished(second)
     assert cancelled.status == "cancelled" and cancelled.pending > 0
     assert cancelled.sent + cancelled.pending == 100
     pending = harness.sql(
@@ -213,7 +214,7 @@ async def test_redis_down_fails_open_and_logs(
     await skip_to_monday_9(time_env)
     caplog.set_level(logging.ERROR, logger="mailer.ratelimit")
     async with harness.worker(redis_url=f"redis://127.0.0.1:{free_port()}/0"):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent) == ("sent", 30)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any("Error reserving rate limit token" in r.getMessage() for r in errors)
@@ -227,7 +228,7 @@ async def test_three_campaigns_share_the_hourly_window_fairly(
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(c) for c in campaigns]
-        results = [await h.result() for h in handles]
+        results = [await finished(h) for h in handles]
     assert all(r.sent == 400 for r in results)
     first_day = min(harness.sent_times()).date()
     shares = [sum(1 for t in harness.sent_times(c) if t.date() == first_day) for c in campaigns]
@@ -246,7 +247,7 @@ async def test_start_is_validated_inside_the_workflow(
     async with harness.worker(throttle_campaign_start_per_hour=2, max_campaign_recipients=50):
         big = factories.add_campaign(url, user, 51)
         with pytest.raises(WorkflowFailureError) as too_big:
-            await (await harness.start(big)).result()
+            await finished(await harness.start(big))
         assert "more than MAILER_MAX_CAMPAIGN_RECIPIENTS=50" in str(too_big.value.cause)
 
         small = [factories.add_campaign(url, user, 1) for _ in range(3)]
@@ -256,7 +257,7 @@ async def test_start_is_validated_inside_the_workflow(
         outcomes: dict[str, str] = {}
         for campaign, handle in zip(small, handles, strict=True):
             try:
-                outcomes[campaign] = (await handle.result()).status
+                outcomes[campaign] = (await finished(handle)).status
             except WorkflowFailureError as refused:
                 outcomes[campaign] = str(refused.cause)
         assert list(outcomes.values()).count("sent") == 2, outcomes
@@ -269,6 +270,6 @@ async def test_start_is_validated_inside_the_workflow(
     async with harness.worker():
         done = factories.add_campaign(url, user, 1)
         harness.sql_exec("UPDATE mailer_campaign SET status = 'cancelled' WHERE id = :c", c=done)
-        with pytest.raises(WorkflowFailureError) as finished:
-            await (await harness.start(done)).result()
-        assert f"campaign {done} is cancelled, not ready to start" in str(finished.value.cause)
+        with pytest.raises(WorkflowFailureError) as refused_start:
+            await finished(await harness.start(done))
+        assert f"campaign {done} is cancelled, not ready to start" in str(refused_start.value.cause)

@@ -21,6 +21,7 @@ from mailer.stack.smtp_sink import FailureRule
 from tests import factories
 from tests.harness import (
     Harness,
+    finished,
     hours_excluding_now,
     progress,
     skip_to_monday_9,
@@ -57,7 +58,7 @@ async def test_a_cancel_from_temporal_is_recorded_and_never_undone(dev: Harness)
         await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
         await handle.cancel()  # what the Web UI's "Request Cancellation" does
         with pytest.raises(WorkflowFailureError):
-            await handle.result()
+            await finished(handle)
         description = await handle.describe()
         assert description.status == WorkflowExecutionStatus.CANCELED
         assert description.typed_search_attributes.get(MAILER_STATUS) == "cancelled"
@@ -86,7 +87,7 @@ async def test_the_playbooks_pause_sql_is_honoured_between_messages(dev: Harness
         description = await handle.describe()
         assert description.typed_search_attributes.get(MAILER_STATUS) == "paused"
         await handle.signal(CampaignWorkflow.resume)
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 300)
 
 
@@ -107,7 +108,7 @@ async def test_the_playbooks_resume_sql_wakes_a_breaker_paused_campaign(
         run_sql(dev, runbook_sql("SET deferred_until = NULL", campaign))
         result = await reconcile(dev)
         assert result.resumed == [campaign]
-        final = await handle.result()
+        final = await finished(handle)
     assert (final.status, final.sent) == ("sent", 10)
 
 
@@ -177,4 +178,4 @@ async def test_a_resume_during_an_activity_does_not_undo_the_next_breaker_pause(
         ]
         assert len(batches) == 2
         await handle.signal(CampaignWorkflow.cancel)
-        await handle.result()
+        await finished(handle)

@@ -15,7 +15,7 @@ from db.queries import campaign_status
 from mailer.stack.smtp_sink import FailureRule
 from mailer.unsubscribe import Target, TargetKind, verify
 from tests import factories
-from tests.harness import Harness, skip_to_monday_9
+from tests.harness import Harness, finished, skip_to_monday_9
 from tests.workflows.test_send_path import recipient_rows
 
 
@@ -37,7 +37,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
     first = factories.add_campaign(harness.database_url, user, [*bouncing, "ok@example.com"])
     await skip_to_monday_9(time_env)
     async with harness.worker():
-        result = await (await harness.start(first)).result()
+        result = await finished(await harness.start(first))
         assert (result.sent, result.failed) == (1, 4)
         assert harness.sql(
             "SELECT address, reason, campaign_id::text FROM mailer_suppression ORDER BY address"
@@ -55,7 +55,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
         second = factories.add_campaign(
             harness.database_url, user, ["Gone@Example.com", "spam@example.com", "new@example.com"]
         )
-        result = await (await harness.start(second)).result()
+        result = await finished(await harness.start(second))
     assert (result.sent, result.failed) == (2, 1)
     assert sorted(delivered_to(harness)) == ["new@example.com", "spam@example.com"]
     status, _attempts, error = recipient_rows(harness, second)["Gone@Example.com"]
@@ -80,7 +80,7 @@ async def test_an_address_suppressed_after_create_is_not_sent(
     )
     await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_size=2):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed, result.pending) == ("sent", 5, 1, 0)
     assert "r3@example.com" not in delivered_to(harness)
     assert recipient_rows(harness, campaign)["r3@example.com"][::2] == (
@@ -116,7 +116,7 @@ async def test_every_message_carries_one_click_unsubscribe(
         unsubscribe_base_url="https://mail.example.ru",
         unsubscribe_mailto="unsubscribe@example.ru",
     ):
-        await (await harness.start(campaign)).result()
+        await finished(await harness.start(campaign))
     assert len(harness.sink.handler.messages) == 2
     for stored in harness.sink.handler.messages:
         message = message_from_bytes(stored.data, policy=policy.default)
@@ -143,7 +143,7 @@ async def test_per_domain_pacing_sends_other_domains_and_defers_only_when_all_ar
     campaign = factories.add_campaign(harness.database_url, user, paced + others)
     await skip_to_monday_9(time_env)
     async with harness.worker(domain_rate_per_minute="mail.ru,bk.ru=3", send_batch_size=10):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.sent, result.failed, result.pending) == (12, 0, 0)
     rows = harness.sql(
         "SELECT email, created_at FROM mailer_sendlog WHERE campaign_id = :c ORDER BY id",

@@ -9,7 +9,7 @@ from functools import partial
 from temporalio.service import RPCError
 
 from tests import factories
-from tests.harness import Harness, hours_excluding_now, wait_for
+from tests.harness import Harness, finished, hours_excluding_now, wait_for
 from worker import ensure_schedules
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignResult
@@ -65,9 +65,9 @@ async def test_sync_wakes_campaigns_waiting_for_quota_and_the_schedule_exists_on
         dev.stub.account.quota = 1000
         result = await run_sync(dev)
         assert (result.emails_available, result.error, result.woken) == (1000, "", 1)
-        outcome = await dev.client.get_workflow_handle(
-            workflow_id_for(campaign), result_type=CampaignResult
-        ).result()
+        outcome = await finished(
+            dev.client.get_workflow_handle(workflow_id_for(campaign), result_type=CampaignResult)
+        )
     assert outcome.sent == 20
     synced = dev.sql(
         "SELECT emails_available, sync_error, last_synced_at IS NOT NULL FROM mailer_smtpbzquota"

@@ -20,6 +20,7 @@ from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests import factories
 from tests.harness import (
     Harness,
+    finished,
     next_monday_9,
     progress,
     skip_to,
@@ -49,7 +50,7 @@ async def test_a_greylisted_recipient_waits_alone_and_is_sent_later(
     await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_size=10):
         handle = await harness.start(campaign)
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent, result.failed) == ("sent", 30, 0)
     rows = harness.sql(
         "SELECT email, sent_at FROM mailer_campaignrecipient WHERE campaign_id = :c", c=campaign
@@ -71,7 +72,7 @@ async def test_a_full_mailbox_fails_after_its_attempts_and_the_campaign_ends(
     campaign = factories.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker(recipient_max_attempts=3):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 5, 1)
     status, attempts, error = recipient_rows(harness, campaign)["full@example.com"]
     assert (status, attempts) == ("failed", 3) and "452" in str(error)
@@ -98,7 +99,7 @@ async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
         attempts = harness.sql("SELECT max(attempts) FROM mailer_campaignrecipient")
         assert attempts == [(0,)]
         harness.sink.handler.rules = []
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 10)
 
 
@@ -119,7 +120,7 @@ async def test_a_run_of_5xx_at_data_pauses_instead_of_failing_the_list(
         assert state.failed == 0 and state.pending == 30
         harness.sink.handler.rules = []
         await handle.signal("resume")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent, result.failed) == ("sent", 30, 0)
 
 
@@ -132,7 +133,7 @@ async def test_some_5xx_at_data_fail_only_those_recipients(
     campaign = factories.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker(circuit_breaker_threshold=3):
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 15, 5)
 
 
@@ -154,7 +155,7 @@ async def test_idn_domains_go_as_a_labels_and_utf8_local_parts_need_smtputf8(
     campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
     await skip_to_monday_9(time_env)
     async with harness.worker():
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 2, 1)
     assert sorted(harness.sink.handler.recipients()) == [
         "ivan@xn--e1afmkfd.xn--p1ai",
@@ -171,7 +172,7 @@ async def test_utf8_addresses_are_sent_over_smtputf8(
     campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
     await skip_to_monday_9(time_env)
     async with harness.worker():
-        result = await (await harness.start(campaign)).result()
+        result = await finished(await harness.start(campaign))
     assert (result.status, result.sent, result.failed) == ("sent", 3, 0)
     stored = {m.recipients[0]: m for m in utf8_sink.handler.messages}
     assert set(stored) == {"ivan@xn--e1afmkfd.xn--p1ai", "josé@example.com", "plain@example.com"}
@@ -200,7 +201,7 @@ async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
         assert row["campaign_status"] == "paused" and row["defer_reason"] == "transient_error"
         harness.sql_exec("ALTER TABLE mailer_sendlog DROP CONSTRAINT test_no_sends")
         await handle.signal("resume")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 5)
     # The database's error (its DETAIL quotes the failing row) reached neither Temporal's
     # history nor the logs with an address in it.
@@ -232,7 +233,7 @@ async def test_a_batch_retried_after_hours_sends_nothing_and_the_workflow_decide
         assert state.deferred_until == monday_9 + timedelta(days=1)
         accepted_before_six = len(harness.sink.handler.messages)
         harness.sql_exec("ALTER TABLE mailer_sendlog DROP CONSTRAINT test_no_sends")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 50)
     times = harness.sent_times(campaign)
     assert all(
@@ -267,7 +268,7 @@ async def test_the_hourly_window_survives_a_redis_restart(
         client.flushall()  # what a restart of a Redis that keeps nothing does
         client.close()
         await handle.signal("resume")  # try again within the same hour
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 150)
     per_hour = Counter(t.replace(minute=0, second=0, microsecond=0) for t in harness.sent_times())
     assert max(per_hour.values()) == 100, per_hour
@@ -304,7 +305,7 @@ async def test_a_private_ca_is_trusted_once_the_account_names_it(
         pem = private_ca.cert_pem.bytes().decode()
         harness.sql_exec("UPDATE mailer_globalmailaccount SET smtp_ca_pem = :pem", pem=pem)
         await handle.signal("resume")
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 3)
     assert len(starttls_sink.handler.messages) == 3
 
@@ -320,7 +321,7 @@ async def test_not_verifying_is_explicit_and_loud(
     await skip_to_monday_9(time_env)
     with caplog.at_level(logging.WARNING, logger="mailer.tls"):
         async with harness.worker():
-            result = await (await harness.start(campaign)).result()
+            result = await finished(await harness.start(campaign))
     assert (result.status, result.sent) == ("sent", 2)
     assert "is NOT verified" in caplog.text
 
@@ -350,5 +351,5 @@ async def test_the_queue_row_tells_the_truth_while_batches_run(
             ),
             what="the count written back while still sending",
         )
-        result = await handle.result()
+        result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 300)
