@@ -40,10 +40,12 @@ doctor: install
 test: install
 	$(PY) -m pytest
 
+## lint: formatting, lint rules, types and the floors' import contract (CI runs it first)
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -22,10 +22,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select, tex
 from sqlalchemy.orm import Session
 
 from activities.ledger import (
-    AccountView,
     CampaignRefused,
-    CampaignView,
-    RecipientView,
     _queue,
     active_campaign_count,
     live_claim,
@@ -40,7 +37,8 @@ from db.models import (
     SmtpBzQuota,
 )
 from db.queries import get_account, recipient_domain
-from mailer.settings import Settings
+from mailer.core.settings import Settings
+from mailer.mail.views import AccountView, CampaignView, RecipientView
 from workflows.gates import fair_share
 from workflows.states import (
     SUPPRESSED_ERROR_PREFIX,
@@ -60,8 +58,6 @@ class BatchPlan:
     recipients: list[RecipientView]
     # Why fewer than asked were picked.
     limited_by: BatchLimit
-    # Quota taken for this batch up front (one per claim); released claims give it back.
-    quota_reserved: int = 0
     # With RETRY_WAIT: when a waiting recipient may be tried again (a 4xx retry, or another
     # attempt's claims running out).
     retry_at: datetime | None = None
@@ -331,7 +327,6 @@ def plan_batch(
         account=account_view(account),
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
         limited_by=limited_by,
-        quota_reserved=len(rows) if quota is not None else 0,
         retry_at=retry_at,
         suppressed=len(suppressed),
     )

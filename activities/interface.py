@@ -12,6 +12,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from workflows.contracts import (
+    ProofEmailInput,
+    ProofEmailResult,
     ReconcileInput,
     ReconcileResult,
     RecordStateInput,
@@ -24,8 +26,6 @@ from workflows.contracts import (
     StartCampaignResult,
     SyncQuotaInput,
     SyncQuotaResult,
-    TestEmailInput,
-    TestEmailResult,
 )
 
 
@@ -62,7 +62,7 @@ class MailerActivityInterface:
         """Restart campaigns the database says are active but Temporal does not run."""
         raise NotImplementedError
 
-    @activity.defn
-    async def send_test_email(self, request: TestEmailInput) -> TestEmailResult:
+    @activity.defn(name="send_test_email")  # the registered name, kept for runs in flight
+    async def send_proof_email(self, request: ProofEmailInput) -> ProofEmailResult:
         """Send one ``mailer test-email`` request (its throttle, then SMTP)."""
         raise NotImplementedError

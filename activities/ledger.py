@@ -30,7 +30,7 @@ from db.models import (
     SmtpBzQuota,
 )
 from db.queries import get_account, recipient_counts
-from mailer.settings import Settings
+from mailer.core.settings import Settings
 from workflows.contracts import Limits, Snapshot
 from workflows.states import SELF_HELD_REASONS
 from workflows.working_hours import clock_hour_bounds, local_day_bounds
@@ -38,39 +38,6 @@ from workflows.working_hours import clock_hour_bounds, local_day_bounds
 
 class CampaignRefused(Exception):
     """The campaign cannot be started; the message says why (shown to the operator)."""
-
-
-@dataclass(frozen=True)
-class AccountView:
-    smtp_host: str
-    smtp_port: int
-    smtp_username: str
-    smtp_password: str
-    smtp_tls: str
-    from_email: str
-    from_name: str
-    per_user_daily_limit: int
-    smtp_ca_pem: str = ""
-    smtp_verify_tls: bool = True
-
-
-@dataclass(frozen=True)
-class RecipientView:
-    id: int
-    email: str
-    name: str
-    variables: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CampaignView:
-    id: uuid.UUID
-    created_by_id: int | None
-    subject: str
-    html_body: str
-    text_body: str
-    from_email: str
-    from_name: str
 
 
 def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from activities.campaign_runs import live
 from activities.interface import MailerActivityInterface
 from activities.ledger import (
     ActiveCampaign,
@@ -33,20 +34,21 @@ from activities.ledger import (
     store_quota,
     take_snapshot,
 )
+from activities.proofs import ProofEmailUnavailable, send_proof_email
 from activities.quota import QuotaSyncError, fetch_quota, log_sync
 from activities.ratelimit import RateLimiter, take_throttle, throttle_key
 from activities.sending import BatchHooks, BatchSender
-from activities.smtp_errors import redact_addresses
-from activities.test_email import TestEmailUnavailable, send_test_email
 from db.engine import get_engine, session_scope
-from mailer.control import live
-from mailer.reachability import DATABASE_UNREACHABLE, REACHABILITY
-from mailer.settings import Settings
+from mailer.core.reachability import DATABASE_UNREACHABLE, REACHABILITY
+from mailer.core.settings import Settings
+from mailer.mail.smtp_replies import redact_addresses
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
     CampaignInput,
     CarriedState,
     Progress,
+    ProofEmailInput,
+    ProofEmailResult,
     ReconcileInput,
     ReconcileResult,
     RecordStateInput,
@@ -59,8 +61,6 @@ from workflows.contracts import (
     StartCampaignResult,
     SyncQuotaInput,
     SyncQuotaResult,
-    TestEmailInput,
-    TestEmailResult,
 )
 from workflows.states import (
     CAMPAIGN_REFUSED,
@@ -70,7 +70,7 @@ from workflows.states import (
     WorkflowState,
 )
 
-log = logging.getLogger("mailer.reconcile")
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -154,7 +154,7 @@ class MailerActivities(MailerActivityInterface):
             self.record_state,
             self.sync_quota,
             self.reconcile,
-            self.send_test_email,
+            self.send_proof_email,
         ]
 
     @activity.defn
@@ -204,7 +204,6 @@ class MailerActivities(MailerActivityInterface):
     async def sync_quota(self, request: SyncQuotaInput) -> SyncQuotaResult:
         """The scheduled sync: the provider's quota into mailer_smtpbzquota, and which
         campaigns wait for it."""
-        error = await self._sync_quota(SnapshotInput(campaign_id="", now=request.now))
 
         def read() -> tuple[int, list[str]]:
             with session_scope(self.settings.sqlalchemy_url) as session:
@@ -212,7 +211,9 @@ class MailerActivities(MailerActivityInterface):
                     session, DeferReason.QUOTA_EXHAUSTED
                 )
 
-        available, deferred = await asyncio.to_thread(read)
+        with activity_errors():
+            error = await self._sync_quota(SnapshotInput(campaign_id="", now=request.now))
+            available, deferred = await asyncio.to_thread(read)
         return SyncQuotaResult(available, error, deferred)
 
     @activity.defn
@@ -228,7 +229,9 @@ class MailerActivities(MailerActivityInterface):
                 return active_campaigns(session)
 
         result = ReconcileResult(restarted=[], unstuck=[], resumed=[])
-        for campaign in await asyncio.to_thread(active):
+        with activity_errors():
+            campaigns = await asyncio.to_thread(active)
+        for campaign in campaigns:
             handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
             current = await live(client, uuid.UUID(campaign.campaign_id))
             progress = current.progress if current is not None else None
@@ -256,7 +259,8 @@ class MailerActivities(MailerActivityInterface):
                 with session_scope(self.settings.sqlalchemy_url) as session:
                     release_processing(session, uuid.UUID(campaign.campaign_id))
 
-            await asyncio.to_thread(unstick)
+            with activity_errors():
+                await asyncio.to_thread(unstick)
             result.unstuck.append(campaign.campaign_id)
         carried = None
         if campaign.status == CampaignStatus.PAUSED:
@@ -320,14 +324,14 @@ class MailerActivities(MailerActivityInterface):
         with activity_errors():
             return await self.sender.send_batch(request, hooks)
 
-    @activity.defn
-    async def send_test_email(self, request: TestEmailInput) -> TestEmailResult:
-        """Send one ``mailer test-email`` request (see :mod:`activities.test_email`)."""
+    @activity.defn(name="send_test_email")  # the registered name, kept for runs in flight
+    async def send_proof_email(self, request: ProofEmailInput) -> ProofEmailResult:
+        """Send one ``mailer test-email`` request (see :mod:`activities.proofs`)."""
         now = activity.info().started_time
         with activity_errors():
             try:
-                return await send_test_email(self.settings, request, now)
-            except TestEmailUnavailable as exc:
+                return await send_proof_email(self.settings, request, now)
+            except ProofEmailUnavailable as exc:
                 raise CampaignRefused(str(exc)) from None
 
     @activity.defn

@@ -20,7 +20,7 @@ import redis
 import redis.asyncio as aioredis
 
 from activities import metrics
-from mailer.pacing import DomainGroup, DomainPacing, minute_label
+from mailer.mail.pacing import DomainGroup, DomainPacing, minute_label
 from workflows.working_hours import hour_label, rate_window_key
 
 log = logging.getLogger("mailer.ratelimit")
@@ -165,7 +165,7 @@ class RateLimiter:
             metrics.redis_error()
             await self._reset()
 
-    # --- per-domain pacing (mailer.pacing) ------------------------------------------
+    # --- per-domain pacing (mailer.mail.pacing) ------------------------------------------
 
     async def take_domain_token(self, now: datetime, group: DomainGroup) -> bool:
         """One message to ``group`` in the minute of ``now``: False when its window is full.

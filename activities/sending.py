@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine
 from activities import metrics
 from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
-    RecipientView,
     Refusal,
     campaign_status,
     record_deferred,
@@ -35,20 +34,21 @@ from activities.ledger import (
     sends_this_hour,
     take_snapshot,
 )
-from activities.messages import UnsendableMessage, build_message, message_id_for
 from activities.ratelimit import RateLimiter
-from activities.smtp_errors import (
+from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
+from db.engine import session_scope
+from mailer.core.settings import Settings
+from mailer.mail.messages import UnsendableMessage, build_message, message_id_for
+from mailer.mail.pacing import minute_bounds
+from mailer.mail.smtp_replies import (
     ErrorClass,
     SmtpFailure,
     Stage,
     classify_exception,
     is_hard_bounce,
 )
-from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
-from db.engine import session_scope
-from mailer.pacing import minute_bounds
-from mailer.settings import Settings
-from mailer.unsubscribe import Links, Target, TargetKind, links
+from mailer.mail.unsubscribe_tokens import Links, Target, TargetKind, links
+from mailer.mail.views import RecipientView
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
 from workflows.gates import batch_is_stale
 from workflows.states import BatchLimit, CampaignStatus, SendOutcome

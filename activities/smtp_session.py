@@ -10,9 +10,9 @@ import ssl
 
 import aiosmtplib
 
-from activities.ledger import AccountView
-from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, classify_exception
-from activities.tls import BadCertificate, tls_context, warn_unverified
+from mailer.mail.smtp_replies import ErrorClass, SmtpFailure, Stage, classify_exception
+from mailer.mail.tls import BadCertificate, tls_context, warn_unverified
+from mailer.mail.views import AccountView
 
 
 class SmtpSessionFailed(Exception):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Stopwatch
-from tests.chaos.rig import Outcome, running_stack
-from tests.chaos.scenarios import SCENARIOS
+from bench.faults.rig import Outcome, running_stack
+from bench.faults.scenarios import SCENARIOS
 
 HEADER = (
     "| fault | injected | recipients | delivered | lost | duplicated (first Message-ID kept) "

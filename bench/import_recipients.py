@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("MAILER_ENV_FILES", "")
 
 from db.engine import session_scope
-from mailer.accounts import add_user
-from mailer.authoring.create import CampaignDraft, create_campaign
-from mailer.authoring.recipients import parse_recipients
-from tests.servers import postgres_cluster
+from mailer.operations.accounts import add_user
+from mailer.operations.authoring.create import CampaignDraft, create_campaign
+from mailer.operations.authoring.recipients import parse_recipients
+from mailer.stack.servers import postgres_cluster
 
 RECIPIENTS = 10_000
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -91,11 +92,10 @@ def worker_env(url: str, redis_url: str, temporal: str, queue: str, delay: int) 
 async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResult:
     from temporalio.testing import WorkflowEnvironment
 
+    from mailer.stack import seed_data
     from mailer.stack.binaries import temporal_binary
+    from mailer.stack.servers import postgres_cluster, redis_server
     from mailer.stack.smtp_sink import FailureRule, SinkHandler, SmtpSink
-    from tests import factories
-    from tests.harness import new_task_queue
-    from tests.servers import postgres_cluster, redis_server
     from workflows.campaign import CampaignWorkflow, workflow_id_for
     from workflows.contracts import CampaignInput
     from workflows.search_attributes import ALL_KEYS
@@ -108,15 +108,15 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
         SmtpSink(handler) as sink,
     ):
         url = cluster.new_database()
-        user = factories.add_user(url)
-        factories.set_account(url, smtp_port=sink.port)
-        factories.set_quota(url, 10_000_000)
+        user = seed_data.add_user(url)
+        seed_data.set_account(url, smtp_port=sink.port)
+        seed_data.set_quota(url, 10_000_000)
         # Three recipients: three 451s in a row are a server-wide throttle, one deferral.
-        ids = [factories.add_campaign(url, user, 3) for _ in range(campaigns)]
+        ids = [seed_data.add_campaign(url, user, 3) for _ in range(campaigns)]
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
         )
-        queue = new_task_queue()
+        queue = f"bench-{uuid.uuid4().hex[:10]}"
         settings = worker_env(
             url, redis.url, env.client.service_client.config.target_host, queue, delay_minutes
         )

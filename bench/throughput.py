@@ -8,7 +8,8 @@ recorded: the transport alone). The sides alternate, RUNS times each, and the me
 their ratio are printed (these machines are noisy: compare within one run of this script).
 ``--latency-ms N`` delays each SMTP reply N ms, like a provider across the internet: there
 the engine's concurrency, not its per-message CPU, decides throughput. Also prints history
-events per 1,000 emails. Budgets (DESIGN.md §8): ratio >= 0.7, <= 150 events per 1,000.
+events per 1,000 emails. Budgets (README, docs/architecture.md): ratio >= 0.7, <= 150
+events per 1,000.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import statistics
 import sys
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -89,7 +91,7 @@ class Engine:
         from temporalio.testing import WorkflowEnvironment
 
         from mailer.stack.binaries import temporal_binary
-        from tests.servers import postgres_cluster, redis_server
+        from mailer.stack.servers import postgres_cluster, redis_server
         from workflows.search_attributes import ALL_KEYS
 
         self._stack = ExitStack()
@@ -107,30 +109,30 @@ class Engine:
     async def run(self, port: int, shape: Shape) -> Run:
         """Emails/s end to end, CPU per email, history events per 1,000 emails, and
         PostgreSQL commits per email (one per message, plus each batch's planning)."""
-        from tests import factories
-        from tests.harness import make_settings, new_task_queue
-        from worker import build_worker
+        from mailer.core.settings import load_settings
+        from mailer.runtime.worker import build_worker
+        from mailer.stack import seed_data
         from workflows.campaign import CampaignWorkflow, workflow_id_for
         from workflows.contracts import CampaignInput
 
         url = self.cluster.new_database()
-        user = factories.add_user(url)
-        factories.set_account(url, smtp_port=port)
-        factories.set_quota(url, 10_000_000)
+        user = seed_data.add_user(url)
+        seed_data.set_account(url, smtp_port=port)
+        seed_data.set_quota(url, 10_000_000)
         campaigns = [
-            factories.add_campaign(url, user, shape.recipients) for _ in range(shape.campaigns)
+            seed_data.add_campaign(url, user, shape.recipients) for _ in range(shape.campaigns)
         ]
-        settings = make_settings(
-            url,
-            self.redis.url,
-            "http://127.0.0.1:9/v1",
+        settings = load_settings(
+            database_url=url,
+            redis_url=self.redis.url,
+            smtp_bz_api_url="http://127.0.0.1:9/v1",
             rate_per_hour=10_000_000,
             throttle_campaign_start_per_hour=1_000,  # runs share Redis and user ids
             working_hours_start=0,
             working_hours_end=24,
         )
         client = self.env.client
-        queue = new_task_queue()
+        queue = f"bench-{uuid.uuid4().hex[:10]}"
         async with build_worker(client, settings, task_queue=queue):
             with Stopwatch() as watch:
                 handles = [

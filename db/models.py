@@ -31,11 +31,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from workflows.states import (
     CampaignStatus,
+    ProofEmailStatus,
     QueueStatus,
     RecipientStatus,
     SendLogStatus,
     SuppressionReason,
-    TestEmailStatus,
 )
 
 __all__ = [
@@ -48,6 +48,8 @@ __all__ = [
     "CampaignRecipient",
     "CampaignStatus",
     "GlobalMailAccount",
+    "ProofEmail",
+    "ProofEmailStatus",
     "QueueStatus",
     "RecipientStatus",
     "SendLog",
@@ -56,8 +58,6 @@ __all__ = [
     "SmtpTls",
     "Suppression",
     "SuppressionReason",
-    "TestEmail",
-    "TestEmailStatus",
     "User",
 ]
 
@@ -244,13 +244,15 @@ class SendLog(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class TestEmail(Base):
+class ProofEmail(Base):
     """A ``mailer test-email`` request: the address lives here, so the workflow that sends it
     carries only this row's id."""
 
     __tablename__ = "mailer_testemail"
     __table_args__ = (
-        CheckConstraint(_check_in("status", TestEmailStatus), name="mailer_testemail_status_check"),
+        CheckConstraint(
+            _check_in("status", ProofEmailStatus), name="mailer_testemail_status_check"
+        ),
         Index("mailer_testemail_campaign_idx", "campaign_id", "created_at"),
     )
 
@@ -263,8 +265,8 @@ class TestEmail(Base):
     requested_by_id: Mapped[int] = mapped_column(ForeignKey("accounts_user.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(
         String(20),
-        default=TestEmailStatus.REQUESTED.value,
-        server_default=TestEmailStatus.REQUESTED.value,
+        default=ProofEmailStatus.REQUESTED.value,
+        server_default=ProofEmailStatus.REQUESTED.value,
     )
     message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
     error: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 import redis as redis_lib
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import get_engine
-from mailer import settings as settings_module
+from mailer.core import settings as settings_module
+from mailer.runtime.worker import ensure_search_attributes
 from mailer.stack.binaries import temporal_binary, temporal_test_server_binary
+from mailer.stack.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
-from tests.harness import (
+from tests.support.harness import (
     ALWAYS_OPEN,
     ZONE_VARIABLE,
     Harness,
@@ -29,9 +32,7 @@ from tests.harness import (
     zone,
     zone_name,
 )
-from tests.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
-from tests.webservice import web  # noqa: F401 (`mailer web` on a free port: the fixture)
-from worker import ensure_search_attributes
+from tests.support.webservice import web  # noqa: F401 (`mailer web` on a free port: the fixture)
 from workflows.search_attributes import ALL_KEYS
 
 # Tests never read a developer's .data/mailer.env or .env.
@@ -221,3 +222,58 @@ def dev(
         database_url=database_url,
         task_queue=new_task_queue(),
     )
+
+
+# --- The playbook's SQL ------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(engine: Engine) -> dict[str, object]:
+    """A user with a sending, a deferred and a stuck campaign, recipients and send logs."""
+    ids = {"sending": uuid.uuid4(), "deferred": uuid.uuid4(), "stuck": uuid.uuid4()}
+    with engine.begin() as conn:
+        user_id = conn.scalar(
+            text("INSERT INTO accounts_user (username) VALUES ('olga') RETURNING id")
+        )
+        for label, campaign_id in ids.items():
+            conn.execute(
+                text(
+                    "INSERT INTO mailer_campaign (id, name, status, subject, created_by_id) "
+                    "VALUES (:id, :name, 'sending', 'S', :user)"
+                ),
+                {"id": campaign_id, "name": label, "user": user_id},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, deferred_until, "
+                "consecutive_transient_errors, started_at) VALUES "
+                "(:sending, 'processing', '', NULL, 0, now()), "
+                "(:deferred, 'pending', 'rate_per_hour', now() + interval '20 minutes', 0, NULL), "
+                "(:stuck, 'processing', '', NULL, 3, now() - interval '45 minutes')"
+            ),
+            {k: v for k, v in ids.items()},
+        )
+        for i in range(5):
+            status = "sent" if i < 3 else "pending"
+            recipient_id = conn.scalar(
+                text(
+                    "INSERT INTO mailer_campaignrecipient (campaign_id, email, status) "
+                    "VALUES (:c, :e, :s) RETURNING id"
+                ),
+                {"c": ids["sending"], "e": f"r{i}@example.com", "s": status},
+            )
+            if status == "sent":
+                conn.execute(
+                    text(
+                        "INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, created_at) "
+                        "VALUES (:c, :r, :e, 'smtp_global', 'sent', now())"
+                    ),
+                    {"c": ids["sending"], "r": recipient_id, "e": f"r{i}@example.com"},
+                )
+        queue_id = conn.scalar(
+            text("SELECT id FROM mailer_campaignqueue WHERE campaign_id = :c"), {"c": ids["stuck"]}
+        )
+        conn.execute(
+            text("UPDATE mailer_smtpbzquota SET emails_available = 0, sync_error = 'HTTP 401'")
+        )
+    return {"user_id": user_id, "campaign": ids["deferred"], "queue_id": queue_id, **ids}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import PROJECT_ROOT
+from tests.support.harness import PROJECT_ROOT
 
 RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus"
 PLAYBOOK = PROJECT_ROOT / "docs" / "playbook.ru.md"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mailer.settings import Settings
-from tests.harness import PROJECT_ROOT
+from mailer.core.settings import Settings
+from tests.support.harness import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 PROMETHEUS_DIR = PROJECT_ROOT / "deploy" / "prometheus"
@@ -91,7 +91,7 @@ def test_the_worker_scales_runs_as_non_root_and_has_a_healthcheck() -> None:
     assert "container_name" not in worker and "ports" not in worker
     assert worker["user"].split(":")[0] != "0"
     assert "USER mailer" in (PROJECT_ROOT / "Dockerfile").read_text()
-    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "mailer.healthcheck"]
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "mailer.runtime.probe"]
     assert worker["stop_grace_period"]
 
 

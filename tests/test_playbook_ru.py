@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.stack.binaries import temporal_binary
-from tests.db.test_playbook_sql import fill, seeded  # noqa: F401 (the fixture)
-from tests.harness import PROJECT_ROOT
+from tests.support.harness import PROJECT_ROOT
+from tests.support.playbook import fill
 
 PLAYBOOK = PROJECT_ROOT / "docs" / "playbook.ru.md"
 PLACEHOLDERS = {
@@ -58,7 +58,7 @@ def commands(program: str) -> list[list[str]]:
 
 def test_every_sql_block_runs_on_a_migrated_database(
     engine: Engine,
-    seeded: dict[str, object],  # noqa: F811
+    seeded: dict[str, object],
 ) -> None:
     blocks = sql_blocks()
     assert len(blocks) >= 15

@@ -1,4 +1,4 @@
-"""CampaignWorkflow: one long-running workflow per campaign (DESIGN.md §3).
+"""CampaignWorkflow: one long-running workflow per campaign (docs/architecture.md).
 
 The loop: wait while paused; evaluate the gates (working hours, quota, daily limit, the
 transient-error delay) and sleep durably until the first blocking one opens, waking early on

@@ -11,9 +11,9 @@ from datetime import datetime
 
 from workflows.states import (
     CampaignStatus,
+    ProofEmailStatus,
     QueueStatus,
     SendOutcome,
-    TestEmailStatus,
     WorkflowState,
 )
 
@@ -198,15 +198,15 @@ class ReconcileResult:
 
 
 @dataclass
-class TestEmailInput:
+class ProofEmailInput:
     """A ``mailer_testemail`` row to send (the address stays in the table)."""
 
     request_id: int
 
 
 @dataclass
-class TestEmailResult:
-    status: TestEmailStatus
+class ProofEmailResult:
+    status: ProofEmailStatus
     message_id: str = ""
     # With FAILED: the error's class and the server's reply, addresses redacted.
     error_class: str = ""

@@ -50,7 +50,7 @@ class SendLogStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class TestEmailStatus(enum.StrEnum):
+class ProofEmailStatus(enum.StrEnum):
     """``mailer_testemail.status``: a test email request and how it ended."""
 
     REQUESTED = "requested"

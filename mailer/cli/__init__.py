@@ -15,15 +15,15 @@ from mailer.cli import (
     campaigns,
     database,
     doctor,
+    proof_email,
     quota,
     simulate,
     suppress,
-    test_email,
     users,
     web,
 )
-from mailer.errors import ConfigError
-from mailer.process_exit import exit_process
+from mailer.core.errors import ConfigError
+from mailer.core.process_exit import exit_process
 
 app = typer.Typer(
     help="mailer: email campaigns as durable Temporal workflows.",
@@ -38,7 +38,7 @@ app.add_typer(quota.app, name="quota")
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(campaigns.app)
 app.add_typer(simulate.app)
-app.add_typer(test_email.app)
+app.add_typer(proof_email.app)
 app.add_typer(doctor.app)
 app.add_typer(web.app)
 

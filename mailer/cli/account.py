@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from db.queries import get_account
-from mailer.accounts import AccountChanges, describe_account, set_account
 from mailer.cli.support import db_session, fail, print_fields, reports_errors, warn
-from mailer.errors import InputError
+from mailer.core.errors import InputError
+from mailer.operations.accounts import AccountChanges, describe_account, set_account
 
 app = typer.Typer(help="The global SMTP account and its limits.", no_args_is_help=True)
 

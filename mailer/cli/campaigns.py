@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
+from activities.campaign_runs import Live, live
 from activities.ratelimit import domain_usage_now
 from db.queries import CampaignRow, campaign_list, campaign_status, pending_by_domain
-from mailer import control
-from mailer.authoring.create import CampaignDraft, CreatedCampaign, create_campaign
 from mailer.cli.support import (
     CampaignArg,
     JsonOption,
@@ -30,9 +29,11 @@ from mailer.cli.support import (
     settings,
     warn,
 )
-from mailer.jsonable import jsonable
-from mailer.pacing import DomainPacing
-from mailer.watch import watch_campaign
+from mailer.core.jsonable import jsonable
+from mailer.mail.pacing import DomainPacing
+from mailer.operations import control
+from mailer.operations.authoring.create import CampaignDraft, CreatedCampaign, create_campaign
+from mailer.operations.watch import watch_campaign
 from workflows.campaign import workflow_id_for
 from workflows.contracts import Progress
 from workflows.states import ACTIVE_CAMPAIGN_STATUSES, Signal
@@ -146,9 +147,9 @@ def _pacing(pacing: DomainPacing, pending: dict[str, int]) -> dict[str, str]:
     return shown
 
 
-async def _live(campaign_id: uuid.UUID) -> control.Live | None:
+async def _live(campaign_id: uuid.UUID) -> Live | None:
     client = await control.connect(settings())
-    return await control.live(client, campaign_id)
+    return await live(client, campaign_id)
 
 
 @app.command()

@@ -7,8 +7,8 @@ import asyncio
 import typer
 
 from db.queries import quota_row
-from mailer import control
 from mailer.cli.support import console, db_session, fail, print_fields, reports_errors, settings
+from mailer.operations import control
 
 app = typer.Typer(help="The smtp.bz quota (mailer_smtpbzquota).", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from mailer.cli.support import JsonOption, console, print_json, reports_errors, settings, warn
-from mailer.settings import Settings
+from mailer.core.settings import Settings
 from mailer.simulate import report
 from mailer.simulate.defaults import RealDefaults, read_defaults
 from mailer.simulate.options import SettingsDefaults, SimulationOptions, build_options

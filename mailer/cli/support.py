@@ -18,15 +18,14 @@ from sqlalchemy.orm import Session
 
 from db.engine import session_scope
 from db.queries import parse_campaign_id
-from mailer.errors import MailerError
-from mailer.settings import Settings, get_settings
+from mailer.core.errors import MailerError
+from mailer.core.settings import Settings, get_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # Wide when piped, so ids and timestamps are not cut in logs and scripts.
 console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
 
 
 def fail(lines: list[str] | str, code: int = 2) -> typer.Exit:

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from mailer import suppression
 from mailer.cli.support import (
     JsonOption,
     console,
@@ -17,7 +16,8 @@ from mailer.cli.support import (
     reports_errors,
     settings,
 )
-from mailer.jsonable import jsonable
+from mailer.core.jsonable import jsonable
+from mailer.operations import suppression
 from workflows.states import SuppressionReason
 
 app = typer.Typer(

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mailer.accounts import add_user
 from mailer.cli.support import db_session, reports_errors
+from mailer.operations.accounts import add_user
 
 app = typer.Typer(help="CRM users (campaign creators).", no_args_is_help=True)
 

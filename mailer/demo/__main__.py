@@ -19,15 +19,15 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import User
-from mailer import control
-from mailer.accounts import AccountChanges, add_user, set_account
-from mailer.authoring.create import CampaignDraft, create_campaign
-from mailer.errors import MailerError
-from mailer.process_exit import exit_process
-from mailer.settings import load_settings
+from mailer.core.errors import MailerError
+from mailer.core.process_exit import exit_process
+from mailer.core.settings import load_settings
+from mailer.operations import control
+from mailer.operations.accounts import AccountChanges, add_user, set_account
+from mailer.operations.authoring.create import CampaignDraft, create_campaign
+from mailer.operations.watch import watch_campaign
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
-from mailer.watch import watch_campaign
 from workflows.campaign import workflow_id_for
 
 DEMO_DIR = Path(__file__).parent

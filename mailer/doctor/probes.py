@@ -22,7 +22,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, ScheduleIntervalSpec
 from temporalio.service import RPCError, RPCStatusCode
 
-from mailer import temporal_client
+from mailer.core import temporal_client
+from mailer.core.settings import Settings, without_password
 from mailer.doctor.facts import (
     CampaignFacts,
     DatabaseFacts,
@@ -37,7 +38,6 @@ from mailer.doctor.facts import (
     TemporalFacts,
     UnsubscribeFacts,
 )
-from mailer.settings import Settings, without_password
 from workflows.campaign import workflow_id_for
 from workflows.maintenance import QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID
 from workflows.working_hours import clock_hour_bounds, rate_window_key

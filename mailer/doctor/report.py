@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from mailer.core.jsonable import jsonable
 from mailer.doctor.checks import Check, Level, exit_code, live_pollers
 from mailer.doctor.facts import Facts, Poller
-from mailer.jsonable import jsonable
 
 
 def as_json(facts: Facts, checks: list[Check]) -> dict[str, object]:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from activities.addresses import UnsendableAddress, for_transport
 from mailer.inbound.reports import FailedRecipient, InboundKind, InboundMessage
-from mailer.unsubscribe import BadToken, Target, verify
-from mailer.unsubscribing import Subscriber, look_up, suppress
+from mailer.mail.addresses import UnsendableAddress, for_transport
+from mailer.mail.unsubscribe_tokens import BadToken, Target, verify
+from mailer.operations.unsubscribes import Subscriber, look_up, suppress
 from workflows.states import SuppressionReason
 
 # Long enough to recognise the reply, short enough for one line of `mailer suppress list`.

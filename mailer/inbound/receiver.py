@@ -19,10 +19,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.engine import session_scope
-from mailer.errors import ConfigError
+from mailer.core.errors import ConfigError
+from mailer.core.settings import Settings
 from mailer.inbound.handling import Handled, handle
 from mailer.inbound.reports import read
-from mailer.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from email import message_from_bytes, message_from_string
 from email.message import Message
 from email.policy import default as default_policy
 
-from activities.smtp_errors import means_mailbox_gone
+from mailer.mail.smtp_replies import means_mailbox_gone
 
 # The URL-safe base64 of a token (55 characters); shorter runs are not tokens.
 _TOKEN = r"([A-Za-z0-9_-]{40,})"

@@ -11,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import SINGLETON_ID, Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
 from db.queries import recipient_domain
-from mailer.errors import InputError
-from mailer.settings import Settings
+from mailer.core.errors import InputError
+from mailer.core.settings import Settings
 
 
 @dataclass(frozen=True)

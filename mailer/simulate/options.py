@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailer.errors import InputError
-from mailer.pacing import parse_domain_rates
+from mailer.core.errors import InputError
+from mailer.mail.pacing import parse_domain_rates
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
 FAIL_SPEC = re.compile(r"(?P<pattern>.+):(?P<code>\d{3})(?:@(?P<window>.+))?")

@@ -31,12 +31,12 @@ from db.models import (
     SmtpBzQuota,
     User,
 )
-from mailer.settings import Settings
+from mailer.core.settings import Settings
+from mailer.runtime.worker import build_worker, ensure_search_attributes
 from mailer.simulate.fakes import SimulatedProvider, SimulatedSmtp
 from mailer.simulate.options import FailRule, Refill, SimulationOptions
 from mailer.stack.binaries import temporal_test_server_binary
 from mailer.stack.throwaway import postgres_cluster, redis_server
-from worker import build_worker, ensure_search_attributes
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, RecordStateInput
 from workflows.states import FINAL_WORKFLOW_STATES, SendLogStatus, WorkflowState

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from mailer.errors import MailerError
+from mailer.core.errors import MailerError
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
 

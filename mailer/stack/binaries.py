@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mailer.errors import StackError
+from mailer.core.errors import StackError
 
 
 def _installed(name: str, package: str) -> str:

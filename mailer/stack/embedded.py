@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db.migrate import upgrade
-from mailer.errors import StackError
+from mailer.core.errors import StackError
 from mailer.stack import postgres
 from mailer.stack.binaries import redis_binary, temporal_binary
 from mailer.stack.config import StackSettings

@@ -14,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from mailer.errors import StackError
+from mailer.core.errors import StackError
 
 SERVICE_USER = "pgserver"
 SUPERUSER = "postgres"

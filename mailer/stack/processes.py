@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from mailer.errors import StackError
+from mailer.core.errors import StackError
 
 
 @dataclass(frozen=True)

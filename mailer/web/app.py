@@ -28,10 +28,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from db.engine import session_scope
+from mailer.core.settings import Settings
 from mailer.inbound.receiver import receiving
-from mailer.settings import Settings
-from mailer.unsubscribe import BadToken, Target, verify
-from mailer.unsubscribing import Subscriber, look_up, unsubscribe
+from mailer.mail.unsubscribe_tokens import BadToken, Target, verify
+from mailer.operations.unsubscribes import Subscriber, look_up, unsubscribe
 from mailer.web import pages
 
 T = TypeVar("T")

@@ -12,8 +12,8 @@ from activities.claims import Claim, plan_batch, release_claims
 from activities.ledger import record_sent, store_quota
 from activities.quota import ProviderQuota
 from db.engine import get_engine, session_scope
-from mailer.settings import Settings, load_settings
-from tests import factories
+from mailer.core.settings import Settings, load_settings
+from mailer.stack import seed_data
 
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)  # Monday, 13:00 in Moscow
 LEASE = timedelta(seconds=30)
@@ -46,28 +46,28 @@ def send(url: str, recipient_ids: list[int]) -> None:
 
 
 def test_two_attempts_never_hold_one_recipient(database_url: str) -> None:
-    user = factories.add_user(database_url)
-    factories.set_account(database_url, smtp_port=25)
-    factories.set_quota(database_url, 1000)
-    campaign = factories.add_campaign(database_url, user, 10)
+    user = seed_data.add_user(database_url)
+    seed_data.set_account(database_url, smtp_port=25)
+    seed_data.set_quota(database_url, 1000)
+    campaign = seed_data.add_campaign(database_url, user, 10)
     first = plan(database_url, campaign, "attempt-1", wanted=6)
     second = plan(database_url, campaign, "attempt-2", wanted=6)
     first_ids = {r.id for r in first.recipients}
     second_ids = {r.id for r in second.recipients}
     assert len(first_ids) == 6 and len(second_ids) == 4 and not first_ids & second_ids
     # A dead attempt's lease runs out: its recipients can be taken again.
-    expired = factories.add_campaign(database_url, user, 3)
+    expired = seed_data.add_campaign(database_url, user, 3)
     plan(database_url, expired, "dead", lease=timedelta(0))
     assert len(plan(database_url, expired, "alive").recipients) == 3
 
 
 def test_a_sync_during_batches_never_counts_quota_twice(database_url: str) -> None:
     """Two campaigns race for the last 50 with a sync in between: at most 50 go out."""
-    user = factories.add_user(database_url)
-    factories.set_account(database_url, smtp_port=25)
-    factories.set_quota(database_url, 50)
-    one = factories.add_campaign(database_url, user, 40)
-    two = factories.add_campaign(database_url, user, 40)
+    user = seed_data.add_user(database_url)
+    seed_data.set_account(database_url, smtp_port=25)
+    seed_data.set_quota(database_url, 50)
+    one = seed_data.add_campaign(database_url, user, 40)
+    two = seed_data.add_campaign(database_url, user, 40)
     a = plan(database_url, one, "a")
     b = plan(database_url, two, "b")
     assert len(a.recipients) + len(b.recipients) == 50 and available(database_url) == 0
@@ -87,10 +87,10 @@ def test_a_sync_during_batches_never_counts_quota_twice(database_url: str) -> No
 
 
 def test_released_claims_give_their_quota_back_except_unrecorded_sends(database_url: str) -> None:
-    user = factories.add_user(database_url)
-    factories.set_account(database_url, smtp_port=25)
-    factories.set_quota(database_url, 100)
-    campaign = factories.add_campaign(database_url, user, 10)
+    user = seed_data.add_user(database_url)
+    seed_data.set_account(database_url, smtp_port=25)
+    seed_data.set_quota(database_url, 100)
+    campaign = seed_data.add_campaign(database_url, user, 10)
     batch = plan(database_url, campaign, "t")
     assert available(database_url) == 90
     ids = [r.id for r in batch.recipients]
@@ -117,20 +117,20 @@ def claims_held(url: str) -> list[tuple[int, str]]:
 
 
 def test_the_daily_allowance_counts_claims_in_flight(database_url: str) -> None:
-    user = factories.add_user(database_url)
-    factories.set_account(database_url, smtp_port=25, daily_limit=10)
-    factories.set_quota(database_url, 1000)
-    one = factories.add_campaign(database_url, user, 8)
-    two = factories.add_campaign(database_url, user, 8)
+    user = seed_data.add_user(database_url)
+    seed_data.set_account(database_url, smtp_port=25, daily_limit=10)
+    seed_data.set_quota(database_url, 1000)
+    one = seed_data.add_campaign(database_url, user, 8)
+    two = seed_data.add_campaign(database_url, user, 8)
     assert len(plan(database_url, one, "x").recipients) == 8
     assert len(plan(database_url, two, "y").recipients) == 2  # 8 in flight for the creator
 
 
 def test_a_campaign_paused_in_the_database_is_not_planned(database_url: str) -> None:
-    user = factories.add_user(database_url)
-    factories.set_account(database_url, smtp_port=25)
-    factories.set_quota(database_url, 100)
-    campaign = factories.add_campaign(database_url, user, 5)
+    user = seed_data.add_user(database_url)
+    seed_data.set_account(database_url, smtp_port=25)
+    seed_data.set_quota(database_url, 100)
+    campaign = seed_data.add_campaign(database_url, user, 5)
     with get_engine(database_url).begin() as conn:
         conn.execute(
             text("UPDATE mailer_campaign SET status = 'paused' WHERE id = :c"), {"c": campaign}

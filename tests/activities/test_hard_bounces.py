@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.smtp_errors import ErrorClass, SmtpFailure, Stage, is_hard_bounce
+from mailer.mail.smtp_replies import ErrorClass, SmtpFailure, Stage, is_hard_bounce
 
 
 def failure(code: int, message: str, stage: Stage = Stage.RCPT) -> SmtpFailure:

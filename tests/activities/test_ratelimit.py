@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import redis as redis_lib
 
 from activities.ratelimit import RateLimiter
-from tests.servers import free_port, redis_server
+from mailer.stack.servers import free_port, redis_server
 from workflows.working_hours import rate_window_key
 
 TZ = "Europe/Moscow"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos import scenarios
-from tests.chaos.rig import Outcome, Stack, running_stack
+from bench.faults import scenarios
+from bench.faults.rig import Outcome, Stack, running_stack
 
 # A crash repeats at most the two messages in flight: the one whose "sent" mark was
 # committing and the one on the wire.

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import trustme
 from sqlalchemy import Engine, text
-from typer.testing import CliRunner
 
-from mailer import settings as settings_module
+from mailer.core import settings as settings_module
+from mailer.stack.servers import free_port
 from starter import app
-from tests.servers import free_port
+from tests.support.authoring import create_args, run, runner
 
 TABLES = (
     "accounts_user",
@@ -25,51 +25,10 @@ TABLES = (
     "mailer_globalmailaccount",
 )
 
-runner = CliRunner()
-
 
 def snapshot(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) or 0 for t in TABLES}
-
-
-def run(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args))
-
-
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    csv = tmp_path / "recipients.csv"
-    csv.write_text("email,name\nanna@example.com,Анна\nivan@example.com,Иван\n")
-    html = tmp_path / "body.html"
-    html.write_text("<p>Привет, {{ name }}!</p>\n")
-    body = tmp_path / "body.txt"
-    body.write_text("Привет, {{ name }}!\n")
-    return {"csv": csv, "html": html, "text": body, "dir": tmp_path}
-
-
-@pytest.fixture
-def user(mailer_env: dict[str, str]) -> str:
-    result = run("user", "add", "olga")
-    assert result.exit_code == 0, result.output
-    return "olga"
-
-
-def create_args(files: dict[str, Path], **overrides: str | None) -> list[str]:
-    options: dict[str, str | None] = {
-        "--name": "Tariffs",
-        "--subject": "{{ name }}, new tariffs",
-        "--html": str(files["html"]),
-        "--text": str(files["text"]),
-        "--recipients": str(files["csv"]),
-        "--created-by": "olga",
-    }
-    options.update(overrides)
-    args = ["create"]
-    for key, value in options.items():
-        if value is not None:
-            args += [key, value]
-    return args
 
 
 def test_user_add_prints_the_id(mailer_env: dict[str, str], engine: Engine) -> None:

@@ -2,44 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import redis as redis_lib
 
 from activities.ratelimit import domain_window_key
-from mailer.pacing import parse_domain_rates
+from mailer.mail.pacing import parse_domain_rates
+from mailer.stack import seed_data
 from mailer.stack.smtp_sink import SmtpSink
-from tests import factories
-from tests.harness import (
-    PROJECT_ROOT,
+from tests.support.harness import (
     Harness,
+    cli,
     hours_excluding_now,
-    process_env,
     progress,
     wait_for,
 )
 from workflows.campaign import workflow_id_for
-
-
-async def cli(
-    harness: Harness, *args: str, env_overrides: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """``python starter.py ARGS`` in a subprocess (the worker keeps running meanwhile)."""
-    env = process_env(harness, **(env_overrides or {}))
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "starter.py", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 async def test_start_pause_resume_cancel_and_wrong_states(dev: Harness) -> None:
@@ -137,7 +117,7 @@ async def test_start_reports_a_campaign_that_pauses_itself_at_once(dev: Harness)
     with SmtpSink(credentials=("mailer", "right")) as sink:
         dev.sink = sink
         user = dev.add_sender(smtp_username="mailer", smtp_password="wrong")
-        campaign = factories.add_campaign(dev.database_url, user, 3)
+        campaign = seed_data.add_campaign(dev.database_url, user, 3)
         async with dev.worker(working_hours_start=0, working_hours_end=24):
             started = await cli(dev, "start", campaign)
             assert started.returncode == 0, started.stderr
@@ -149,7 +129,7 @@ async def test_start_reports_a_campaign_that_pauses_itself_at_once(dev: Harness)
 async def test_status_shows_each_domain_groups_pending_and_this_minutes_use(dev: Harness) -> None:
     user = dev.add_sender()
     emails = ["a@mail.ru", "b@BK.ru", "c@mail.ru", "d@gmail.com"]
-    campaign = factories.add_campaign(dev.database_url, user, emails)
+    campaign = seed_data.add_campaign(dev.database_url, user, emails)
     pacing = parse_domain_rates("mail.ru,bk.ru=20,gmail.com=60")
     client = redis_lib.Redis.from_url(dev.settings.redis_connection_url)
     now = datetime.now(UTC)

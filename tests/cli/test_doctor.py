@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mailer.runtime.worker import ensure_schedules
+from mailer.stack.servers import free_port
 from mailer.stack.throwaway import redis_server
-from tests.cli.test_control import cli
-from tests.harness import Harness, hours_excluding_now, wait_for
-from tests.servers import free_port
-from tests.webservice import SECRET, WebService
-from worker import ensure_schedules
+from tests.support.harness import Harness, cli, hours_excluding_now, wait_for
+from tests.support.webservice import SECRET, WebService
 
 
 def report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

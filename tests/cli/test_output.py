@@ -9,7 +9,7 @@ from rich.console import Console
 
 from db.queries import CampaignRow
 from mailer.cli.campaigns import _campaign_table
-from mailer.jsonable import jsonable
+from mailer.core.jsonable import jsonable
 
 ROW = CampaignRow(
     campaign_id="c",

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from db.engine import get_engine
+from mailer.stack import seed_data
 from starter import app
-from tests import factories
 
 runner = CliRunner()
 MONDAY = "2026-12-07T09:00+03:00"  # a Monday, Moscow time
@@ -187,10 +187,10 @@ def test_forecast_for_an_existing_campaign_reads_the_real_database(
     mailer_env: dict[str, str],
 ) -> None:
     url = mailer_env["MAILER_DATABASE_URL"]
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=25, daily_limit=30)
-    factories.set_quota(url, 45)
-    campaign = factories.add_campaign(url, user, 50)
+    user = seed_data.add_user(url)
+    seed_data.set_account(url, smtp_port=25, daily_limit=30)
+    seed_data.set_quota(url, 45)
+    campaign = seed_data.add_campaign(url, user, 50)
     before = factories_snapshot(url)
     forecast = simulate("--campaign", campaign, "--start", MONDAY)
     check_invariants(forecast, daily=30)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.cli.test_authoring import create_args, files, run, user  # noqa: F401 (fixtures)
+from tests.support.authoring import create_args, run
 
 
 def suppressed(engine: Engine) -> list[tuple[object, ...]]:
@@ -75,8 +75,8 @@ def test_bad_input_is_one_line_and_writes_nothing(
 
 def test_create_leaves_suppressed_addresses_out_and_says_why(
     engine: Engine,
-    user: str,  # noqa: F811
-    files: dict[str, Path],  # noqa: F811
+    user: str,
+    files: dict[str, Path],
 ) -> None:
     assert run("suppress", "add", "IVAN@example.com", "--reason", "unsubscribed").exit_code == 0
     result = run(*create_args(files), "--json")

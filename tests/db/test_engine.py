@@ -9,7 +9,7 @@ from sqlalchemy.pool import QueuePool
 
 from db import engine as engine_module
 from db.engine import get_engine, size_pools
-from worker import CONNECTIONS_PER_ACTIVITY
+from mailer.runtime.worker import CONNECTIONS_PER_ACTIVITY
 
 URL = "postgresql+psycopg://postgres@127.0.0.1:9/never_connected"
 

@@ -20,7 +20,7 @@ from mailer.doctor.facts import (
     TemporalFacts,
     UnsubscribeFacts,
 )
-from tests.harness import PROJECT_ROOT
+from tests.support.harness import PROJECT_ROOT
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.header import Header
 
 from mailer.inbound.reports import InboundKind, read
-from tests.inbound import samples
+from tests.support import inbound_samples as samples
 
 TOKEN = "AbC-_" * 11  # shaped like a token (55 URL-safe characters); read() does not verify
 LIST_UNSUBSCRIBE = (

@@ -1,4 +1,4 @@
-"""Campaigns through a real Postfix relay (Debian's package, tests/postfix.py) instead of our
+"""Campaigns through a real Postfix relay (Debian's package, tests/support/postfix.py) instead of our
 own sink: STARTTLS with a private CA and SASL AUTH, SMTPUTF8 and IDN addresses relayed on,
 Postfix's own 535 for a wrong password, and a bounce that happens after Postfix accepted the
 message — returned by Postfix as a real delivery report to mailer's receiver, which puts the
@@ -17,11 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.engine import session_scope
 from db.queries import campaign_status
+from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
-from tests import factories
-from tests.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
-from tests.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
-from tests.webservice import SECRET, WebService
+from tests.support.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
+from tests.support.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
+from tests.support.webservice import SECRET, WebService
 
 SENDER_DOMAIN = "news.test"  # the From domain: Postfix's reports to it go to the receiver
 
@@ -65,7 +65,7 @@ async def test_a_campaign_goes_through_postfix_over_starttls_and_sasl_with_utf8_
 ) -> None:
     user = sender_through(harness, postfix)
     recipients = [f"r{i}@example.org" for i in range(8)] + ["иван@пример.рф", "olga@пример.рф"]
-    campaign = factories.add_campaign(harness.database_url, user, recipients)
+    campaign = seed_data.add_campaign(harness.database_url, user, recipients)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await finished(await harness.start(campaign))
@@ -100,7 +100,7 @@ async def test_postfix_refusing_the_password_pauses_the_campaign_and_sends_nothi
     time_env: WorkflowEnvironment, harness: Harness, postfix: Postfix, internet: SmtpSink
 ) -> None:
     user = sender_through(harness, postfix, password="not-the-password")
-    campaign = factories.add_campaign(harness.database_url, user, 5)
+    campaign = seed_data.add_campaign(harness.database_url, user, 5)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -126,7 +126,7 @@ async def test_a_bounce_postfix_reports_after_accepting_suppresses_the_address(
     Postfix's delivery report comes back to the From domain, which is mailer's receiver."""
     internet.handler.rules = [FailureRule("gone@example.org", 550)]
     user = sender_through(harness, postfix)
-    campaign = factories.add_campaign(
+    campaign = seed_data.add_campaign(
         harness.database_url, user, ["gone@example.org", "ok@example.org"]
     )
     await skip_to_monday_9(time_env)
@@ -160,7 +160,7 @@ async def test_a_postfix_that_greylists_every_new_recipient_gets_each_message_on
     try:
         with running_postfix(relay_port=internet.port, policy_port=greylister.port) as server:
             user = sender_through(harness, server)
-            campaign = factories.add_campaign(harness.database_url, user, 12)
+            campaign = seed_data.add_campaign(harness.database_url, user, 12)
             await skip_to_monday_9(time_env)
             async with harness.worker(send_batch_size=5):
                 result = await finished(await harness.start(campaign))
@@ -192,7 +192,7 @@ async def test_a_postfix_without_smtputf8_fails_only_the_utf8_mailbox(
     with running_postfix(relay_port=internet.port, smtputf8=False) as server:
         user = sender_through(harness, server)
         addresses = ["иван@пример.рф", "olga@пример.рф", "plain@example.org"]
-        campaign = factories.add_campaign(harness.database_url, user, addresses)
+        campaign = seed_data.add_campaign(harness.database_url, user, addresses)
         await skip_to_monday_9(time_env)
         async with harness.worker():
             result = await finished(await harness.start(campaign))
@@ -216,7 +216,7 @@ async def test_with_a_return_path_reports_go_to_it_and_the_from_mailbox_gets_non
         relay_port=internet.port, sender_domain="returns.test", inbound_port=web.inbound_port
     ) as server:
         user = sender_through(harness, server)  # From: news@news.test, not routed here
-        campaign = factories.add_campaign(harness.database_url, user, ["gone@example.org"])
+        campaign = seed_data.add_campaign(harness.database_url, user, ["gone@example.org"])
         await skip_to_monday_9(time_env)
         async with harness.worker(
             unsubscribe_secret=SECRET,

@@ -16,8 +16,8 @@ import redis as redis_lib
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from mailer.errors import StackError
-from mailer.settings import load_settings
+from mailer.core.errors import StackError
+from mailer.core.settings import load_settings
 from mailer.stack import embedded
 from mailer.stack.config import StackSettings
 from mailer.stack.throwaway import stack_on_free_ports

@@ -1,18 +1,18 @@
-"""The unsubscribe service's tests: ``mailer web`` (tests/webservice.py) and a campaign."""
+"""The unsubscribe service's tests: ``mailer web`` (tests/support/webservice.py) and a campaign."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests import factories
-from tests.harness import sql_rows
+from mailer.stack import seed_data
+from tests.support.harness import sql_rows
 
 
 @pytest.fixture
 def campaign(database_url: str) -> tuple[str, list[int]]:
     """A campaign of three recipients: its id and the recipients' row ids."""
-    user = factories.add_user(database_url)
-    campaign_id = factories.add_campaign(
+    user = seed_data.add_user(database_url)
+    campaign_id = seed_data.add_campaign(
         database_url, user, ["Anna.K@Example.com", "ivan@example.com", "olga@example.com"]
     )
     ids = [

@@ -17,12 +17,12 @@ import pytest
 
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status
-from mailer.unsubscribe import Target, TargetKind, links
-from tests import factories
-from tests.harness import PROJECT_ROOT, sql_rows
-from tests.inbound import samples
-from tests.servers import free_port
-from tests.webservice import SECRET, WebService, running_web
+from mailer.mail.unsubscribe_tokens import Target, TargetKind, links
+from mailer.stack import seed_data
+from mailer.stack.servers import free_port
+from tests.support import inbound_samples as samples
+from tests.support.harness import PROJECT_ROOT, sql_rows
+from tests.support.webservice import SECRET, WebService, running_web
 
 MAILBOX = "unsubscribe@news.example.com"
 
@@ -184,8 +184,8 @@ async def test_a_bounce_for_an_idn_mailbox_names_it_as_it_was_sent(
     web: WebService, database_url: str
 ) -> None:
     """The report names the address as Postfix sent it, the domain in A-labels."""
-    user = factories.add_user(database_url)
-    campaign_id = factories.add_campaign(database_url, user, ["Olga@Пример.рф"])
+    user = seed_data.add_user(database_url)
+    campaign_id = seed_data.add_campaign(database_url, user, ["Olga@Пример.рф"])
     [(row_id,)] = sql_rows(
         database_url,
         "SELECT id FROM mailer_campaignrecipient WHERE campaign_id = :c",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from mailer.unsubscribe import Target, TargetKind, sign
-from tests.harness import sql_rows
-from tests.webservice import SECRET, WebService
+from mailer.mail.unsubscribe_tokens import Target, TargetKind, sign
+from tests.support.harness import sql_rows
+from tests.support.webservice import SECRET, WebService
 
 # Without these, Chromium reaches for Google's services, which this network refuses.
 CHROMIUM_ARGS = [

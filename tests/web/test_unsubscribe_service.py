@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 
-from mailer.unsubscribe import Target, TargetKind, sign
-from tests.harness import sql_execute, sql_rows
-from tests.webservice import SECRET, WebService
+from mailer.mail.unsubscribe_tokens import Target, TargetKind, sign
+from tests.support.harness import sql_execute, sql_rows
+from tests.support.webservice import SECRET, WebService
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 

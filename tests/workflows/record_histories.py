@@ -18,12 +18,13 @@ from pathlib import Path
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from mailer.runtime.worker import ensure_search_attributes
+from mailer.stack import seed_data
 from mailer.stack.binaries import temporal_test_server_binary
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from mailer.stack.throwaway import postgres_cluster, redis_server
-from tests import factories
-from tests.harness import (
+from tests.support.harness import (
     Harness,
     finished,
     make_settings,
@@ -31,7 +32,6 @@ from tests.harness import (
     skip_to_monday_9,
     state_is,
 )
-from worker import ensure_search_attributes
 from workflows.campaign import CampaignWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -40,7 +40,7 @@ Handle = WorkflowHandle[CampaignWorkflow, object]
 
 async def deferrals_pause_resume(harness: Harness, env: WorkflowEnvironment) -> Handle:
     """Outside hours, then sending, paused and resumed, rate-deferred, finished."""
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 30)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 30)
     async with harness.worker(rate_per_hour=20, send_batch_size=10):
         handle = await harness.start(campaign)
         await _until(lambda: state_is(handle, "deferred"))
@@ -52,7 +52,7 @@ async def deferrals_pause_resume(harness: Harness, env: WorkflowEnvironment) -> 
 
 
 async def breaker_then_cancel(harness: Harness, env: WorkflowEnvironment) -> Handle:
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 10)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 10)
     harness.sink.handler.rules = [FailureRule("all", 451)]
     async with harness.worker(circuit_breaker_threshold=2):
         handle = await harness.start(campaign)
@@ -65,7 +65,7 @@ async def breaker_then_cancel(harness: Harness, env: WorkflowEnvironment) -> Han
 
 
 async def cancelled_through_temporal(harness: Harness, env: WorkflowEnvironment) -> Handle:
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 5)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 5)
     async with harness.worker(working_hours_start=9, working_hours_end=10):
         await env.sleep(timedelta(hours=2))  # after hours: deferred
         handle = await harness.start(campaign)
@@ -76,7 +76,7 @@ async def cancelled_through_temporal(harness: Harness, env: WorkflowEnvironment)
 
 
 async def continue_as_new(harness: Harness, env: WorkflowEnvironment) -> Handle:
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 60)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 60)
     async with harness.worker(send_batch_size=1, continue_as_new_events=200):
         handle = await harness.start(campaign)
         await finished(handle)
@@ -89,7 +89,7 @@ async def continue_as_new(harness: Harness, env: WorkflowEnvironment) -> Handle:
 async def domain_paced(harness: Harness, env: WorkflowEnvironment) -> Handle:
     """Per-domain pacing: other domains go, then minute-long deferrals for the paced one."""
     emails = [f"m{i}@mail.ru" for i in range(5)] + ["g0@gmail.com", "g1@gmail.com"]
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), emails)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), emails)
     async with harness.worker(domain_rate_per_minute="mail.ru=2", send_batch_size=10):
         handle = await harness.start(campaign)
         await finished(handle)

@@ -7,18 +7,18 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests import factories
-from tests.harness import Harness, closed_at, finished, next_monday_9, skip_to
+from mailer.stack import seed_data
+from tests.support.harness import Harness, closed_at, finished, next_monday_9, skip_to
 
 
 async def test_1000_recipients_at_seed_limits(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     url = harness.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=harness.sink.port)
-    factories.set_quota(url, 100_000)
-    campaign = factories.add_campaign(url, user, 1000)
+    user = seed_data.add_user(url)
+    seed_data.set_account(url, smtp_port=harness.sink.port)
+    seed_data.set_quota(url, 100_000)
+    campaign = seed_data.add_campaign(url, user, 1000)
     monday = next_monday_9(await time_env.get_current_time())
     await skip_to(time_env, monday)
 

@@ -12,9 +12,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
+from mailer.stack import seed_data
+from mailer.stack.servers import free_port
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
-from tests import factories
-from tests.harness import (
+from tests.support.harness import (
     Harness,
     finished,
     progress,
@@ -22,7 +23,6 @@ from tests.harness import (
     state_is,
     wait_for,
 )
-from tests.servers import free_port
 
 LIFTED = {"rate_per_hour": 100_000}
 
@@ -35,8 +35,8 @@ async def test_daily_limit_counts_all_campaigns_of_the_creator(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     user = harness.add_sender(daily_limit=250)
-    first = factories.add_campaign(harness.database_url, user, 300)
-    second = factories.add_campaign(harness.database_url, user, 300)
+    first = seed_data.add_campaign(harness.database_url, user, 300)
+    second = seed_data.add_campaign(harness.database_url, user, 300)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(first), await harness.start(second)]
@@ -54,7 +54,7 @@ async def test_quota_stops_sending_and_refill_with_wake_resumes(
 ) -> None:
     user = harness.add_sender(quota=150)
     harness.stub.account.quota = 0  # the provider agrees: nothing left
-    campaign = factories.add_campaign(harness.database_url, user, 300)
+    campaign = seed_data.add_campaign(harness.database_url, user, 300)
     await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
         handle = await harness.start(campaign)
@@ -83,7 +83,7 @@ async def test_transient_errors_defer_then_trip_the_breaker(
 ) -> None:
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 451)]
-    campaign = factories.add_campaign(harness.database_url, user, 20)
+    campaign = seed_data.add_campaign(harness.database_url, user, 20)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -121,7 +121,7 @@ async def test_permanent_refusals_fail_those_recipients_only(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("bad*@example.com", 550)]
     emails = [f"ok{i}@example.com" for i in range(8)] + [f"bad{i}@example.com" for i in range(3)]
-    campaign = factories.add_campaign(harness.database_url, user, emails)
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await finished(await harness.start(campaign))
@@ -142,13 +142,13 @@ async def test_authentication_failure_pauses_at_once(
 ) -> None:
     with SmtpSink(credentials=("mailer", "right")) as secured:
         user = harness.add_sender(smtp_username="mailer", smtp_password="wrong")
-        factories.set_account(
+        seed_data.set_account(
             harness.database_url,
             smtp_port=secured.port,
             smtp_username="mailer",
             smtp_password="wrong",
         )
-        campaign = factories.add_campaign(harness.database_url, user, 5)
+        campaign = seed_data.add_campaign(harness.database_url, user, 5)
         await skip_to_monday_9(time_env)
         async with harness.worker():
             handle = await harness.start(campaign)
@@ -168,8 +168,8 @@ async def test_pause_mid_batch_then_resume_and_cancel(
 ) -> None:
     user = harness.add_sender()
     harness.sink.handler.delay_seconds = 0.02
-    campaign = factories.add_campaign(harness.database_url, user, 100)
-    other = factories.add_campaign(harness.database_url, user, 100)
+    campaign = seed_data.add_campaign(harness.database_url, user, 100)
+    other = seed_data.add_campaign(harness.database_url, user, 100)
     await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
         handle = await harness.start(campaign)
@@ -210,7 +210,7 @@ async def test_redis_down_fails_open_and_logs(
     time_env: WorkflowEnvironment, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = harness.add_sender()
-    campaign = factories.add_campaign(harness.database_url, user, 30)
+    campaign = seed_data.add_campaign(harness.database_url, user, 30)
     await skip_to_monday_9(time_env)
     caplog.set_level(logging.ERROR, logger="mailer.ratelimit")
     async with harness.worker(redis_url=f"redis://127.0.0.1:{free_port()}/0"):
@@ -224,7 +224,7 @@ async def test_three_campaigns_share_the_hourly_window_fairly(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     users = [harness.add_sender() for _ in range(3)]
-    campaigns = [factories.add_campaign(harness.database_url, u, 400) for u in users]
+    campaigns = [seed_data.add_campaign(harness.database_url, u, 400) for u in users]
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handles = [await harness.start(c) for c in campaigns]
@@ -245,12 +245,12 @@ async def test_start_is_validated_inside_the_workflow(
     url = harness.database_url
     await skip_to_monday_9(time_env)
     async with harness.worker(throttle_campaign_start_per_hour=2, max_campaign_recipients=50):
-        big = factories.add_campaign(url, user, 51)
+        big = seed_data.add_campaign(url, user, 51)
         with pytest.raises(WorkflowFailureError) as too_big:
             await finished(await harness.start(big))
         assert "more than MAILER_MAX_CAMPAIGN_RECIPIENTS=50" in str(too_big.value.cause)
 
-        small = [factories.add_campaign(url, user, 1) for _ in range(3)]
+        small = [seed_data.add_campaign(url, user, 1) for _ in range(3)]
         # Started together, within one clock hour of the workflow's time; which one the
         # throttle refuses depends on the order their first activities run.
         handles = [await harness.start(c) for c in small]
@@ -268,7 +268,7 @@ async def test_start_is_validated_inside_the_workflow(
         ]
 
     async with harness.worker():
-        done = factories.add_campaign(url, user, 1)
+        done = seed_data.add_campaign(url, user, 1)
         harness.sql_exec("UPDATE mailer_campaign SET status = 'cancelled' WHERE id = :c", c=done)
         with pytest.raises(WorkflowFailureError) as refused_start:
             await finished(await harness.start(done))

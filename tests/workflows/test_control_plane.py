@@ -16,10 +16,10 @@ from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
 from db.engine import get_engine
-from mailer.settings import Settings
+from mailer.core.settings import Settings
+from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule
-from tests import factories
-from tests.harness import (
+from tests.support.harness import (
     Harness,
     finished,
     hours_excluding_now,
@@ -28,7 +28,7 @@ from tests.harness import (
     state_is,
     wait_for,
 )
-from tests.playbook import runbook_sql
+from tests.support.playbook import runbook_sql
 from workflows.campaign import PAUSED_IN_DATABASE, CampaignWorkflow, Waiting, signal_acts
 from workflows.contracts import ReconcileResult, SnapshotInput, SnapshotResult
 from workflows.maintenance import ReconcileWorkflow
@@ -145,7 +145,7 @@ class ResumeDuringSnapshot(MailerActivities):
 async def test_a_resume_during_an_activity_does_not_undo_the_next_breaker_pause(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
-    campaign = factories.add_campaign(harness.database_url, harness.add_sender(), 10)
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 10)
     harness.sink.handler.rules = [FailureRule("all", 421)]
     settings = harness.settings.model_copy(update={"circuit_breaker_threshold": 2})
     activities = ResumeDuringSnapshot(settings, time_env.client)

@@ -12,11 +12,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.engine import session_scope
 from db.queries import campaign_status
+from mailer.mail.unsubscribe_tokens import Target, TargetKind, verify
+from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule
-from mailer.unsubscribe import Target, TargetKind, verify
-from tests import factories
-from tests.harness import Harness, finished, skip_to_monday_9
-from tests.workflows.test_send_path import recipient_rows
+from tests.support.harness import Harness, finished, recipient_rows, skip_to_monday_9
 
 
 def delivered_to(harness: Harness) -> list[str]:
@@ -34,7 +33,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
         FailureRule("full@example.com", 552),  # "5.3.4 Message too big"
     ]
     bouncing = ["gone@example.com", "unknown@example.com", "spam@example.com", "full@example.com"]
-    first = factories.add_campaign(harness.database_url, user, [*bouncing, "ok@example.com"])
+    first = seed_data.add_campaign(harness.database_url, user, [*bouncing, "ok@example.com"])
     await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await finished(await harness.start(first))
@@ -52,7 +51,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
         # The next campaign to the same people: the bounced ones are not even tried.
         harness.sink.handler.rules = []
         harness.sink.handler.messages.clear()
-        second = factories.add_campaign(
+        second = seed_data.add_campaign(
             harness.database_url, user, ["Gone@Example.com", "spam@example.com", "new@example.com"]
         )
         result = await finished(await harness.start(second))
@@ -74,7 +73,7 @@ async def test_an_address_suppressed_after_create_is_not_sent(
 ) -> None:
     user = harness.add_sender()
     emails = [f"r{i}@example.com" for i in range(6)]
-    campaign = factories.add_campaign(harness.database_url, user, emails)
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
     harness.sql_exec(
         "INSERT INTO mailer_suppression (address, reason) VALUES ('r3@example.com', 'unsubscribed')"
     )
@@ -95,7 +94,7 @@ async def test_every_message_carries_one_click_unsubscribe(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     user = harness.add_sender()
-    campaign = factories.add_campaign(
+    campaign = seed_data.add_campaign(
         harness.database_url, user, ["a@example.com", "b@example.com"]
     )
     harness.sql_exec(
@@ -140,7 +139,7 @@ async def test_per_domain_pacing_sends_other_domains_and_defers_only_when_all_ar
     user = harness.add_sender()
     paced = [f"m{i}@mail.ru" for i in range(5)] + [f"b{i}@BK.ru" for i in range(3)]
     others = [f"g{i}@gmail.com" for i in range(4)]
-    campaign = factories.add_campaign(harness.database_url, user, paced + others)
+    campaign = seed_data.add_campaign(harness.database_url, user, paced + others)
     await skip_to_monday_9(time_env)
     async with harness.worker(domain_rate_per_minute="mail.ru,bk.ru=3", send_batch_size=10):
         result = await finished(await harness.start(campaign))

@@ -8,9 +8,9 @@ from functools import partial
 
 from temporalio.service import RPCError
 
-from tests import factories
-from tests.harness import Harness, finished, hours_excluding_now, wait_for
-from worker import ensure_schedules
+from mailer.runtime.worker import ensure_schedules
+from mailer.stack import seed_data
+from tests.support.harness import Harness, finished, hours_excluding_now, wait_for
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignResult
 from workflows.maintenance import (
@@ -35,11 +35,11 @@ async def test_sync_wakes_campaigns_waiting_for_quota_and_the_schedule_exists_on
     dev: Harness,
 ) -> None:
     url = dev.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=dev.sink.port)
-    factories.set_quota(url, 0)
+    user = seed_data.add_user(url)
+    seed_data.set_account(url, smtp_port=dev.sink.port)
+    seed_data.set_quota(url, 0)
     dev.stub.account.quota = 0
-    campaign = factories.add_campaign(url, user, 20)
+    campaign = seed_data.add_campaign(url, user, 20)
     async with dev.worker(**OPEN):
         await dev.start(campaign)
         await wait_for(
@@ -76,8 +76,8 @@ async def test_sync_wakes_campaigns_waiting_for_quota_and_the_schedule_exists_on
 
 
 async def test_a_failed_sync_keeps_the_numbers_and_says_why(dev: Harness) -> None:
-    factories.set_account(dev.database_url, smtp_port=dev.sink.port)
-    factories.set_quota(dev.database_url, 77)
+    seed_data.set_account(dev.database_url, smtp_port=dev.sink.port)
+    seed_data.set_quota(dev.database_url, 77)
     dev.stub.account.fail_status = 503
     async with dev.worker():
         result = await run_sync(dev)
@@ -89,11 +89,11 @@ async def test_a_failed_sync_keeps_the_numbers_and_says_why(dev: Harness) -> Non
 
 async def test_reconcile_restarts_campaigns_whose_workflow_is_gone(dev: Harness) -> None:
     url = dev.database_url
-    user = factories.add_user(url)
-    factories.set_account(url, smtp_port=dev.sink.port)
-    factories.set_quota(url, 1_000_000)
-    sending = factories.add_campaign(url, user, 30)
-    paused = factories.add_campaign(url, user, 10)
+    user = seed_data.add_user(url)
+    seed_data.set_account(url, smtp_port=dev.sink.port)
+    seed_data.set_quota(url, 1_000_000)
+    sending = seed_data.add_campaign(url, user, 30)
+    paused = seed_data.add_campaign(url, user, 10)
     start, end = hours_excluding_now()
     async with dev.worker(working_hours_start=start, working_hours_end=end):
         # Both start deferred (outside the one-hour window), then lose their workflows.

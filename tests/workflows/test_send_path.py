@@ -16,27 +16,19 @@ import redis as redis_lib
 import trustme
 from temporalio.testing import WorkflowEnvironment
 
+from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
-from tests import factories
-from tests.harness import (
+from tests.support.harness import (
     Harness,
     finished,
     next_monday_9,
     progress,
+    recipient_rows,
     skip_to,
     skip_to_monday_9,
     state_is,
     wait_for,
 )
-
-
-def recipient_rows(harness: Harness, campaign: str) -> dict[str, tuple[object, ...]]:
-    rows = harness.sql(
-        "SELECT email, status, attempts, error FROM mailer_campaignrecipient "
-        "WHERE campaign_id = :c ORDER BY id",
-        c=campaign,
-    )
-    return {str(row[0]): row[1:] for row in rows}
 
 
 async def test_a_greylisted_recipient_waits_alone_and_is_sent_later(
@@ -46,7 +38,7 @@ async def test_a_greylisted_recipient_waits_alone_and_is_sent_later(
     emails = [f"r{i}@example.com" for i in range(30)]
     emails[0] = "grey@example.com"  # first by id: once it blocked every batch
     harness.sink.handler.rules = [FailureRule("grey@example.com", 451, times=1)]
-    campaign = factories.add_campaign(harness.database_url, user, emails)
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_size=10):
         handle = await harness.start(campaign)
@@ -69,7 +61,7 @@ async def test_a_full_mailbox_fails_after_its_attempts_and_the_campaign_ends(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("full@example.com", 452)]
     emails = ["full@example.com"] + [f"ok{i}@example.com" for i in range(5)]
-    campaign = factories.add_campaign(harness.database_url, user, emails)
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker(recipient_max_attempts=3):
         result = await finished(await harness.start(campaign))
@@ -84,7 +76,7 @@ async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
 ) -> None:
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 450)]
-    campaign = factories.add_campaign(harness.database_url, user, 10)
+    campaign = seed_data.add_campaign(harness.database_url, user, 10)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -108,7 +100,7 @@ async def test_a_run_of_5xx_at_data_pauses_instead_of_failing_the_list(
 ) -> None:
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 554, stage="data")]
-    campaign = factories.add_campaign(harness.database_url, user, 30)
+    campaign = seed_data.add_campaign(harness.database_url, user, 30)
     await skip_to_monday_9(time_env)
     async with harness.worker(circuit_breaker_threshold=5):
         handle = await harness.start(campaign)
@@ -130,7 +122,7 @@ async def test_some_5xx_at_data_fail_only_those_recipients(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("spam*@example.com", 554, stage="data")]
     emails = [f"spam{i}@example.com" if i % 4 == 0 else f"ok{i}@example.com" for i in range(20)]
-    campaign = factories.add_campaign(harness.database_url, user, emails)
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
     await skip_to_monday_9(time_env)
     async with harness.worker(circuit_breaker_threshold=3):
         result = await finished(await harness.start(campaign))
@@ -152,7 +144,7 @@ async def test_idn_domains_go_as_a_labels_and_utf8_local_parts_need_smtputf8(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     user = harness.add_sender()  # the default sink does not offer SMTPUTF8
-    campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
+    campaign = seed_data.add_campaign(harness.database_url, user, INTERNATIONAL)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await finished(await harness.start(campaign))
@@ -169,7 +161,7 @@ async def test_utf8_addresses_are_sent_over_smtputf8(
     time_env: WorkflowEnvironment, harness: Harness, utf8_sink: SmtpSink
 ) -> None:
     user = harness.add_sender()
-    campaign = factories.add_campaign(harness.database_url, user, INTERNATIONAL)
+    campaign = seed_data.add_campaign(harness.database_url, user, INTERNATIONAL)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         result = await finished(await harness.start(campaign))
@@ -184,7 +176,7 @@ async def test_an_error_nothing_classifies_ends_visible_not_in_an_endless_retry(
     time_env: WorkflowEnvironment, harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = harness.add_sender()
-    campaign = factories.add_campaign(harness.database_url, user, 5)
+    campaign = seed_data.add_campaign(harness.database_url, user, 5)
     # Every commit of a "sent" row fails: an error the send path does not classify.
     harness.sql_exec(
         "ALTER TABLE mailer_sendlog ADD CONSTRAINT test_no_sends CHECK (status <> 'sent')"
@@ -219,7 +211,7 @@ async def test_a_batch_retried_after_hours_sends_nothing_and_the_workflow_decide
     on the plan of 17:59 (another day's window, after hours): it hands back to the workflow,
     which defers until the next morning."""
     user = harness.add_sender()
-    campaign = factories.add_campaign(harness.database_url, user, 50)
+    campaign = seed_data.add_campaign(harness.database_url, user, 50)
     harness.sql_exec(
         "ALTER TABLE mailer_sendlog ADD CONSTRAINT test_no_sends CHECK (status <> 'sent')"
     )
@@ -255,7 +247,7 @@ async def test_the_hourly_window_survives_a_redis_restart(
     """Redis loses the hour's counter mid-hour (a restart): the window is seeded again from
     the send log, so the hour never hands out a fresh set of tokens."""
     user = harness.add_sender()
-    campaign = factories.add_campaign(harness.database_url, user, 150)
+    campaign = seed_data.add_campaign(harness.database_url, user, 150)
     await skip_to_monday_9(time_env)
     async with harness.worker(rate_per_hour=100):
         handle = await harness.start(campaign)
@@ -296,7 +288,7 @@ async def test_a_private_ca_is_trusted_once_the_account_names_it(
     private_ca: trustme.CA,
 ) -> None:
     user = harness.add_sender(smtp_tls="starttls")
-    campaign = factories.add_campaign(harness.database_url, user, 3)
+    campaign = seed_data.add_campaign(harness.database_url, user, 3)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -317,7 +309,7 @@ async def test_not_verifying_is_explicit_and_loud(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     user = harness.add_sender(smtp_tls="starttls", smtp_verify_tls=False)
-    campaign = factories.add_campaign(harness.database_url, user, 2)
+    campaign = seed_data.add_campaign(harness.database_url, user, 2)
     await skip_to_monday_9(time_env)
     with caplog.at_level(logging.WARNING, logger="mailer.tls"):
         async with harness.worker():
@@ -334,7 +326,7 @@ async def test_the_queue_row_tells_the_truth_while_batches_run(
     user = harness.add_sender()
     harness.sink.handler.rules = [FailureRule("all", 450)]
     harness.sink.handler.delay_seconds = 0.01
-    campaign = factories.add_campaign(harness.database_url, user, 300)
+    campaign = seed_data.add_campaign(harness.database_url, user, 300)
     await skip_to_monday_9(time_env)
     async with harness.worker(send_batch_size=10):
         handle = await harness.start(campaign)

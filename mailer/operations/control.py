@@ -1,0 +1,205 @@
+"""Operator actions on running campaigns, through Temporal: start, signals, live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import TimeoutError as TimeoutError_
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.campaign_runs import RUNNING, live
+from db.engine import session_scope
+from db.queries import CampaignStatusView, campaign_status
+from mailer.core import temporal_client
+from mailer.core.errors import MailerError
+from mailer.core.settings import Settings
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.contracts import (
+    CampaignInput,
+    Progress,
+    ProofEmailInput,
+    ProofEmailResult,
+    QuotaSyncResult,
+)
+from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
+from workflows.proof import ProofEmailWorkflow, proof_workflow_id
+from workflows.states import CampaignStatus, Signal, WorkflowState
+
+SETTLE_SECONDS = 15.0
+FIRST_BATCH_SECONDS = 5.0
+
+
+class ControlError(MailerError):
+    """The action cannot be done; the message says why (unknown, not running, finished)."""
+
+    exit_code = 1
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await temporal_client.connect(settings)
+    except RuntimeError as exc:
+        raise ControlError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); "
+            "check MAILER_TEMPORAL_ADDRESS or run `make up`"
+        ) from None
+
+
+def db_view(settings: Settings, campaign_id: uuid.UUID) -> CampaignStatusView:
+    with session_scope(settings.sqlalchemy_url) as session:
+        view = campaign_status(session, campaign_id)
+    if view is None:
+        raise ControlError(f"no campaign {campaign_id}")
+    return view
+
+
+async def _settle(
+    handle: WorkflowHandle[Any, Any],
+    done: Callable[[Progress], bool],
+    timeout: float = SETTLE_SECONDS,
+) -> Progress | None:
+    """Poll the progress query until ``done`` or the run closes; ``None`` if it closed."""
+    deadline = time.monotonic() + timeout
+    last: Progress | None = None
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        if description.raw_description.workflow_execution_info.status != RUNNING:
+            return None
+        last = await handle.query(CampaignWorkflow.progress)
+        if done(last):
+            return last
+        await asyncio.sleep(0.2)
+    return last
+
+
+async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
+    view = db_view(settings, campaign_id)
+    if view.status != CampaignStatus.READY:
+        raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
+    client = await connect(settings)
+    try:
+        handle = await client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignInput(str(campaign_id)),
+            id=workflow_id_for(str(campaign_id)),
+            task_queue=settings.task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        raise ControlError(f"campaign {campaign_id} is already running") from None
+    settled = await _settle(handle, lambda p: p.state != WorkflowState.STARTING)
+    if settled is None:
+        try:
+            await handle.result()
+        except Exception as exc:  # the workflow failed: the refusal's message
+            cause = getattr(exc, "cause", None) or exc
+            raise ControlError(str(getattr(cause, "message", cause))) from None
+        raise ControlError(f"campaign {campaign_id} finished at once")
+    if settled.state == WorkflowState.STARTING:
+        raise ControlError(
+            f"campaign {campaign_id} was submitted but no worker picked it up within "
+            f"{SETTLE_SECONDS:.0f}s: is the worker running on task queue {settings.task_queue!r}?"
+        )
+    # Wait briefly for the first batch's outcome, so that a campaign that pauses itself a
+    # moment later (a wrong password, a refusing server) is not reported as sending.
+    first_batch = await _settle(handle, _first_batch_done, timeout=FIRST_BATCH_SECONDS)
+    return first_batch or settled
+
+
+def _first_batch_done(progress: Progress) -> bool:
+    return progress.state != WorkflowState.SENDING or progress.sent + progress.failed > 0
+
+
+# Each signal: the states it applies to, and when it has taken effect.
+SIGNALS: dict[Signal, tuple[set[WorkflowState], Callable[[Progress], bool]]] = {
+    Signal.PAUSE: (
+        {WorkflowState.STARTING, WorkflowState.SENDING, WorkflowState.DEFERRED},
+        lambda p: p.state == WorkflowState.PAUSED,
+    ),
+    Signal.RESUME: (
+        {WorkflowState.PAUSED, WorkflowState.DEFERRED},
+        lambda p: p.state != WorkflowState.PAUSED,
+    ),
+    Signal.CANCEL: (
+        {
+            WorkflowState.STARTING,
+            WorkflowState.SENDING,
+            WorkflowState.DEFERRED,
+            WorkflowState.PAUSED,
+        },
+        lambda p: False,  # the run closes
+    ),
+}
+
+
+async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:
+    """Send ``name`` and wait until it shows; returns the campaign's new state."""
+    view = db_view(settings, campaign_id)
+    client = await connect(settings)
+    current = await live(client, campaign_id)
+    if current is None:
+        raise ControlError(f"campaign {campaign_id} is not running (it was never started)")
+    if not current.running or current.progress is None:
+        raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
+    applies, done = SIGNALS[name]
+    if current.progress.state not in applies:
+        raise ControlError(f"cannot {name} campaign {campaign_id}: it is {current.progress.state}")
+    handle = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
+    await handle.signal(name)
+    settled = await _settle(handle, done)
+    if settled is None:  # the run closed: only cancel (or a race with completion) does that
+        final = db_view(settings, campaign_id)
+        return final.status
+    return settled.state
+
+
+async def sync_quota(settings: Settings) -> QuotaSyncResult:
+    """Run the quota sync now (what the hourly schedule does) and wait for it."""
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        QuotaSyncWorkflow.run,
+        id=f"{QUOTA_SYNC_WORKFLOW_ID}-manual-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=120)
+    except TimeoutError:
+        raise ControlError(
+            f"the quota sync did not finish within 2 minutes: is a worker running on task "
+            f"queue {settings.task_queue!r}?"
+        ) from None
+
+
+# A test email no worker has taken by then is dropped (never sent late, by surprise).
+TEST_EMAIL_DEADLINE = timedelta(seconds=60)
+
+
+async def start_proof_email(
+    settings: Settings, campaign_id: uuid.UUID, request_id: int
+) -> ProofEmailResult:
+    """Run the test email's workflow and wait for its outcome."""
+    client = await connect(settings)
+    handle = await client.start_workflow(
+        ProofEmailWorkflow.run,
+        ProofEmailInput(request_id),
+        id=proof_workflow_id(str(campaign_id), request_id),
+        task_queue=settings.task_queue,
+        execution_timeout=TEST_EMAIL_DEADLINE,
+    )
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        if isinstance(exc.cause, TimeoutError_):
+            raise ControlError(
+                f"no worker sent the test email within {TEST_EMAIL_DEADLINE.seconds}s: is a "
+                f"worker polling task queue {settings.task_queue!r}? (`mailer doctor`)"
+            ) from None
+        cause: BaseException = exc.cause
+        while isinstance(getattr(cause, "cause", None), BaseException):
+            cause = getattr(cause, "cause")  # noqa: B009 (mypy: not every cause has one)
+        raise ControlError(f"test email not sent: {getattr(cause, 'message', cause)}") from None

@@ -1,0 +1,269 @@
+"""The worker: runs CampaignWorkflow and mailer's activities on ``MAILER_TASK_QUEUE``.
+
+Started by ``python -m worker`` (the thin entry point at the top level). Registers the
+search attributes if they are missing, and shuts down gracefully on SIGINT/SIGTERM:
+in-flight batches stop after the message they are sending, which is recorded, and the rest
+is handed back to Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.mailer_activities import MailerActivities
+from db.engine import size_pools
+from mailer.core import temporal_client
+from mailer.core.errors import ConfigError
+from mailer.core.reachability import REACHABILITY, QuietWhileUnreachable
+from mailer.core.settings import Settings, get_settings
+from mailer.runtime.gauges import GaugeCollector
+from mailer.runtime.health_endpoint import WorkerHealth
+from workflows.campaign import CampaignWorkflow
+from workflows.maintenance import (
+    QUOTA_SYNC_EVERY,
+    QUOTA_SYNC_SCHEDULE_ID,
+    QUOTA_SYNC_WORKFLOW_ID,
+    RECONCILE_EVERY,
+    RECONCILE_SCHEDULE_ID,
+    RECONCILE_WORKFLOW_ID,
+    QuotaSyncWorkflow,
+    ReconcileWorkflow,
+)
+from workflows.proof import ProofEmailWorkflow
+from workflows.search_attributes import ALL_KEYS
+
+log = logging.getLogger("mailer.worker")
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+# A send batch holds up to three database connections at once (planning, its ledger
+# writes, its lease renewal), each used from a thread.
+CONNECTIONS_PER_ACTIVITY = 3
+TEMPORAL_RETRY_SECONDS = 2.0
+# Heartbeats reach the server at least this often, so a pause or cancel reaches a running
+# batch within about one message.
+HEARTBEAT_THROTTLE = timedelta(milliseconds=300)
+
+_INDEXED_TYPES = {
+    "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+}
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register mailer's search attributes that the namespace lacks; returns those added."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        present = set(listed.custom_attributes)
+    except RPCError as error:
+        # The time-skipping test server cannot list, but accepts additions.
+        if error.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        present = set()
+    missing = {
+        key.name: _INDEXED_TYPES[key.indexed_value_type.name]
+        for key in ALL_KEYS
+        if key.name not in present
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
+    """Create the scheduled jobs unless they exist (visible in the Web UI's Schedules);
+    returns the ids created. Each also runs once at creation (the quota is then known from
+    the start)."""
+    jobs = [
+        (QUOTA_SYNC_SCHEDULE_ID, "QuotaSyncWorkflow", QUOTA_SYNC_WORKFLOW_ID, QUOTA_SYNC_EVERY),
+        (RECONCILE_SCHEDULE_ID, "ReconcileWorkflow", RECONCILE_WORKFLOW_ID, RECONCILE_EVERY),
+    ]
+    created = []
+    for schedule_id, workflow_name, workflow_id, every in jobs:
+        try:
+            await client.create_schedule(
+                schedule_id,
+                Schedule(
+                    action=ScheduleActionStartWorkflow(
+                        workflow_name, id=workflow_id, task_queue=task_queue
+                    ),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+                    policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+                ),
+                trigger_immediately=True,
+            )
+        except ScheduleAlreadyRunningError:
+            continue
+        created.append(schedule_id)
+    return created
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    executor: concurrent.futures.Executor | None = None,
+) -> Worker:
+    activities = MailerActivities(settings, client)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow, ProofEmailWorkflow],
+        activities=activities.all,
+        activity_executor=executor
+        or concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    )
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving Prometheus metrics on MAILER_METRICS_PORT (``None`` when 0).
+
+    Raises :class:`ConfigError` naming the variable when the port cannot be listened on."""
+    if not settings.metrics_port:
+        return None
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+                )
+            )
+        )
+    except Exception as exc:  # the SDK reports a bind failure as a bare exception
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(
+            f"MAILER_METRICS_PORT: cannot serve metrics on {address} ({reason})"
+        ) from None
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """Connect to Temporal, waiting for it if it is not up yet: one ERROR line naming it,
+    then quiet retries."""
+    while True:
+        try:
+            client = await temporal_client.connect(settings, runtime)
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            REACHABILITY.down("Temporal", settings.temporal_address, reason)
+            log.debug("Temporal still unreachable; retrying in %ss", TEMPORAL_RETRY_SECONDS)
+            await asyncio.sleep(TEMPORAL_RETRY_SECONDS)
+            continue
+        REACHABILITY.up("Temporal")
+        return client
+
+
+async def run(settings: Settings) -> None:
+    # Every blocking database call runs in a thread (asyncio.to_thread): enough threads and
+    # connections for all activities at once, or batches wait on each other's checkouts.
+    connections = CONNECTIONS_PER_ACTIVITY * settings.max_concurrent_activities
+    size_pools(connections)
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
+    )
+    if not settings.unsubscribe_key:
+        log.warning(
+            "MAILER_UNSUBSCRIBE_SECRET is not set: messages carry no List-Unsubscribe "
+            "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
+        )
+    runtime = metrics_runtime(settings)
+    client = await connect(settings, runtime)
+    added = await ensure_search_attributes(client, settings.temporal_namespace)
+    if added:
+        log.info("registered search attributes: %s", ", ".join(added))
+    for schedule in await ensure_schedules(client, settings.task_queue):
+        log.info("created schedule %s", schedule)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker polling task queue %r on %s (namespace %s) as %s",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+        client.identity,
+    )
+    health = WorkerHealth(client, settings.temporal_namespace, settings.task_queue, client.identity)
+    if settings.health_port:
+        await health.start(settings.metrics_host, settings.health_port)
+        log.info("health on http://%s:%d/readyz", settings.metrics_host, settings.health_port)
+    gauges = None
+    if runtime is not None:
+        collector = GaugeCollector(settings, client, runtime.metric_meter)
+        gauges = asyncio.create_task(collector.run())
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    try:
+        async with worker:
+            health.running = True
+            await stop.wait()
+            health.running = False
+            log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
+    finally:
+        if gauges is not None:
+            gauges.cancel()
+        await health.stop()
+    log.info("worker stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The SDK's own chatter stays at WARNING; workflow state-change lines keep our level.
+    logging.getLogger("temporalio").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    )
+    logging.getLogger("temporalio.workflow").setLevel(settings.log_level)
+    # The database being down is said once (mailer.core.reachability), not once per retry.
+    logging.getLogger("temporalio.activity").addFilter(QuietWhileUnreachable())
+    try:
+        asyncio.run(run(settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
