@@ -279,23 +279,13 @@ def plan_batch(
 
     Recipients in ``skip_domains`` (groups whose per-minute window is full) are left
     pending; if they are all that is ready, the plan says DOMAIN_PACED until ``paced_until``.
-
     The quota row is locked while it is read and decremented, so concurrent batches never
     take more than there is; with a daily limit the creator is locked for this transaction.
     """
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise CampaignRefused(f"no campaign {campaign_id}")
-    account = get_account(session)
-    if account is None:
-        raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    campaign, account = _campaign_and_account(session, campaign_id)
+    shown, sender = campaign_view(campaign, account), account_view(account)
     if campaign.status != CampaignStatus.SENDING:  # paused or cancelled by an operator's SQL
-        return BatchPlan(
-            campaign=campaign_view(campaign, account),
-            account=account_view(account),
-            recipients=[],
-            limited_by=BatchLimit.NOT_SENDING,
-        )
+        return BatchPlan(shown, sender, recipients=[], limited_by=BatchLimit.NOT_SENDING)
     if account.per_user_daily_limit > 0:
         _lock_creator(session, campaign)
     quota = session.scalar(
@@ -312,24 +302,47 @@ def plan_batch(
         if quota is not None:
             quota.emails_available -= len(rows)
         _mark_processing(session, campaign_id, now)
-    elif (
-        allowance.count > 0
-        and not suppressed
-        and skip
-        and _any_ready_in(session, campaign_id, now, skip)
-    ):
-        limited_by, retry_at = BatchLimit.DOMAIN_PACED, paced_until
     elif allowance.count > 0 and not suppressed:
-        retry_at = _next_ready(session, campaign_id, now, claim)
-        limited_by = BatchLimit.RETRY_WAIT if retry_at is not None else limited_by
+        limited_by, retry_at = _why_nothing_is_ready(
+            session, campaign_id, now, claim, skip, paced_until, limited_by
+        )
     return BatchPlan(
-        campaign=campaign_view(campaign, account),
-        account=account_view(account),
+        shown,
+        sender,
         recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
         limited_by=limited_by,
         retry_at=retry_at,
         suppressed=len(suppressed),
     )
+
+
+def _campaign_and_account(
+    session: Session, campaign_id: uuid.UUID
+) -> tuple[Campaign, GlobalMailAccount]:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignRefused(f"no campaign {campaign_id}")
+    account = get_account(session)
+    if account is None:
+        raise CampaignRefused("no mail account: configure it with `mailer account set`")
+    return campaign, account
+
+
+def _why_nothing_is_ready(
+    session: Session,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    claim: Claim,
+    skip: list[str],
+    paced_until: datetime | None,
+    limited_by: BatchLimit,
+) -> tuple[BatchLimit, datetime | None]:
+    """The batch could send but found no recipient: the ones left are in paced domains
+    (until ``paced_until``), or wait for their 4xx retry time (until the first)."""
+    if skip and _any_ready_in(session, campaign_id, now, skip):
+        return BatchLimit.DOMAIN_PACED, paced_until
+    retry_at = _next_ready(session, campaign_id, now, claim)
+    return (BatchLimit.RETRY_WAIT if retry_at is not None else limited_by), retry_at
 
 
 _RELEASE = text(

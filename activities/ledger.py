@@ -232,7 +232,7 @@ def record_state(
     return True
 
 
-def campaign_status(conn: Connection, campaign_id: uuid.UUID) -> str:
+def campaign_status_now(conn: Connection, campaign_id: uuid.UUID) -> str:
     """``mailer_campaign.status`` now ('' if the campaign is gone)."""
     status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
     conn.commit()

@@ -69,6 +69,7 @@ from workflows.states import (
     QueueStatus,
     WorkflowState,
 )
+from workflows.transitions import RESTORED_BY_RECONCILE, PauseCause
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,10 @@ class MailerActivities(MailerActivityInterface):
         if campaign.status == CampaignStatus.PAUSED:
             carried = CarriedState(
                 paused=True,
-                pause_reason=campaign.last_error or "paused (restored by reconcile)",
+                # With a last error the pause was probably the campaign's own (breaker,
+                # configuration): left unnamed, the reason tells (paused_by_operator).
+                paused_by="" if campaign.last_error else PauseCause.RESTORED,
+                pause_reason=campaign.last_error or RESTORED_BY_RECONCILE,
                 paused_defer_reason=campaign.defer_reason,
                 consecutive_transient_errors=campaign.consecutive_transient_errors,
                 last_error=campaign.last_error,

@@ -27,7 +27,7 @@ from activities import metrics
 from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
     Refusal,
-    campaign_status,
+    campaign_status_now,
     record_deferred,
     record_failed,
     record_sent,
@@ -38,7 +38,12 @@ from activities.ratelimit import RateLimiter
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from mailer.core.settings import Settings
-from mailer.mail.messages import UnsendableMessage, build_message, message_id_for
+from mailer.mail.messages import (
+    BuiltMessage,
+    UnsendableMessage,
+    build_message,
+    message_id_for,
+)
 from mailer.mail.pacing import minute_bounds
 from mailer.mail.smtp_replies import (
     ErrorClass,
@@ -48,7 +53,7 @@ from mailer.mail.smtp_replies import (
     is_hard_bounce,
 )
 from mailer.mail.unsubscribe_tokens import Links, Target, TargetKind, links
-from mailer.mail.views import RecipientView
+from mailer.mail.views import CampaignView, RecipientView
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
 from workflows.gates import batch_is_stale
 from workflows.states import BatchLimit, CampaignStatus, SendOutcome
@@ -117,29 +122,43 @@ class _Recording:
 
 
 @dataclass
-class _Tally:
+class _Counts:
+    """What the batch did, for its result and the metrics."""
+
     accepted: int = 0  # the server's 250, recorded or not
-    unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
-    lease_lost: bool = False
-    campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
     sent: int = 0
     failed: int = 0
     suppressed: int = 0  # failed at planning: the address is on the suppression list
     paced: int = 0  # skipped: their domain group's window for this minute is full
     paced_groups: set[str] = field(default_factory=set)
     deferred: int = 0
-    failure: SmtpFailure | None = None
-    stopped: bool = False
-    retry_at: datetime | None = None
-    rcpt_4xx: _Held = field(default_factory=_Held)
-    data_5xx: _Held = field(default_factory=_Held)
-    recording: _Recording = field(default_factory=_Recording)
-    counters: metrics.BatchCounters = field(default_factory=metrics.BatchCounters.for_this_activity)
+    meters: metrics.BatchCounters = field(default_factory=metrics.BatchCounters.for_this_activity)
 
     def count_failed(self, error_class: ErrorClass) -> None:
         """One recipient failed for good (in the ledger already)."""
         self.failed += 1
-        self.counters.emails_failed(error_class)
+        self.meters.emails_failed(error_class)
+
+
+@dataclass
+class _Control:
+    """What steers the batch while it runs: why to stop, what is held, what is in flight."""
+
+    unrecorded: list[int] = field(default_factory=list)  # accepted, "sent" not yet committed
+    lease_lost: bool = False  # written by the keep-alive task
+    campaign_halted: bool = False  # the row left 'sending' (the playbook's SQL pause)
+    stopped: bool = False
+    failure: SmtpFailure | None = None
+    retry_at: datetime | None = None
+    rcpt_4xx: _Held = field(default_factory=_Held)
+    data_5xx: _Held = field(default_factory=_Held)
+    recording: _Recording = field(default_factory=_Recording)
+
+
+@dataclass
+class _Tally:
+    counts: _Counts = field(default_factory=_Counts)
+    control: _Control = field(default_factory=_Control)
 
 
 def unsubscribe_links(settings: Settings, target: Target) -> Links | None:
@@ -152,6 +171,35 @@ def unsubscribe_links(settings: Settings, target: Target) -> Links | None:
         settings.unsubscribe_mailto,
         target,
     )
+
+
+# How a batch whose plan holds no recipient ends: the limit the plan met names it.
+EMPTY_PLAN_OUTCOMES: dict[BatchLimit, SendOutcome] = {
+    BatchLimit.NONE: SendOutcome.COMPLETED,
+    BatchLimit.QUOTA_OR_DAY: SendOutcome.BLOCKED,
+    BatchLimit.RATE_SHARE: SendOutcome.RATE_LIMITED,
+    BatchLimit.RETRY_WAIT: SendOutcome.RECIPIENTS_WAITING,
+    BatchLimit.NOT_SENDING: SendOutcome.STOPPED,
+    BatchLimit.DOMAIN_PACED: SendOutcome.DOMAIN_PACED,
+}
+
+
+def _delivered_outcome(
+    tally: _Tally, now: datetime, granted: int, planned: int, window_used_up: bool
+) -> SendOutcome:
+    """How a batch that tried ``granted`` of its ``planned`` recipients ended."""
+    if tally.control.failure is not None:
+        return _OUTCOME_OF_FAILURE.get(tally.control.failure.error_class, SendOutcome.TRANSIENT)
+    if tally.control.stopped:
+        return SendOutcome.STOPPED
+    if tally.counts.paced and tally.counts.paced == granted:
+        # Every recipient it took is in a group paced this minute: try after it.
+        tally.control.retry_at = minute_bounds(now)[1]
+        return SendOutcome.DOMAIN_PACED
+    # Saying so now spares the workflow a batch that would only find the window full.
+    if granted < planned or window_used_up:
+        return SendOutcome.RATE_LIMITED
+    return SendOutcome.COMPLETED
 
 
 class BatchSender:
@@ -182,20 +230,20 @@ class BatchSender:
 
         result = SendBatchResult(
             outcome=outcome,
-            sent=tally.sent,
-            failed=tally.failed + tally.suppressed,
+            sent=tally.counts.sent,
+            failed=tally.counts.failed + tally.counts.suppressed,
             snapshot=await self._db(snapshot),
-            error=tally.failure.describe() if tally.failure else "",
-            deferred=tally.deferred,
-            retry_at=tally.retry_at,
+            error=tally.control.failure.describe() if tally.control.failure else "",
+            deferred=tally.counts.deferred,
+            retry_at=tally.control.retry_at,
         )
         log.info(
             "campaign %s batch: %s, sent %d, failed %d, deferred %d%s",
             request.campaign_id,
             outcome,
-            tally.sent,
-            tally.failed,
-            tally.deferred,
+            tally.counts.sent,
+            tally.counts.failed,
+            tally.counts.deferred,
             f" ({result.error})" if result.error else "",
         )
         return result
@@ -215,15 +263,15 @@ class BatchSender:
         )
         pacing = self.settings.domain_pacing
         full = await self.limiter.full_groups(hooks.now, pacing) if pacing else set()
-        tally.paced_groups |= full
+        tally.counts.paced_groups |= full
         plan = partial(
             self._plan, campaign_id, hooks.now, request.max_messages, claim, pacing.domains_of(full)
         )
         batch = await _finish_even_if_cancelled(
             self._db(plan), undo=lambda _: self._release(claim, campaign_id, 0)
         )
-        tally.suppressed = batch.suppressed
-        tally.counters.emails_failed("suppressed", batch.suppressed)
+        tally.counts.suppressed = batch.suppressed
+        tally.counts.meters.emails_failed("suppressed", batch.suppressed)
         keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
             return await self._send_planned(batch, hooks, tally)
@@ -231,7 +279,7 @@ class BatchSender:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
-            await self._release(claim, campaign_id, len(tally.unrecorded))
+            await self._release(claim, campaign_id, len(tally.control.unrecorded))
 
     def _plan(
         self,
@@ -277,15 +325,15 @@ class BatchSender:
         try:
             while True:
                 await asyncio.sleep(interval)
-                hooks.heartbeat(tally.sent, tally.failed)
-                status = await self._db(partial(campaign_status, conn, campaign_id))
-                tally.campaign_halted = status != CampaignStatus.SENDING
+                hooks.heartbeat(tally.counts.sent, tally.counts.failed)
+                status = await self._db(partial(campaign_status_now, conn, campaign_id))
+                tally.control.campaign_halted = status != CampaignStatus.SENDING
                 if time.monotonic() - last_renewal >= renew_every:
                     await self._db(partial(renew_claims, conn, claim.token, claim.lease))
                     last_renewal = time.monotonic()
         except Exception:
             # Without a lease another attempt may take these recipients: stop sending.
-            tally.lease_lost = True
+            tally.control.lease_lost = True
             log.exception("could not renew the batch's claims; stopping the batch")
         finally:
             await self._db(conn.close)
@@ -294,17 +342,10 @@ class BatchSender:
         self, batch: BatchPlan, hooks: BatchHooks, tally: _Tally
     ) -> SendOutcome:
         if not batch.recipients:
-            if batch.limited_by == BatchLimit.NOT_SENDING:
-                return SendOutcome.STOPPED
-            if batch.limited_by == BatchLimit.RETRY_WAIT:
-                tally.retry_at = batch.retry_at
-                return SendOutcome.RECIPIENTS_WAITING
-            if batch.limited_by == BatchLimit.DOMAIN_PACED:
-                tally.retry_at = batch.retry_at
-                return SendOutcome.DOMAIN_PACED
-            if batch.limited_by == BatchLimit.RATE_SHARE:
-                return SendOutcome.RATE_LIMITED
-            return SendOutcome.BLOCKED if batch.limited_by else SendOutcome.COMPLETED
+            outcome = EMPTY_PLAN_OUTCOMES[batch.limited_by]
+            if outcome in (SendOutcome.RECIPIENTS_WAITING, SendOutcome.DOMAIN_PACED):
+                tally.control.retry_at = batch.retry_at
+            return outcome
         tz, now = self.settings.timezone, hooks.now
         reservation = await _finish_even_if_cancelled(
             self.limiter.reserve(
@@ -323,21 +364,10 @@ class BatchSender:
             await self._deliver_all(batch, batch.recipients[:granted], now, hooks, tally)
         finally:
             # A message the server accepted used its token, recorded or not.
-            unused = granted - tally.accepted - tally.failed
+            unused = granted - tally.counts.accepted - tally.counts.failed
             await self.limiter.release(now, tz, reservation.returnable(unused))
-        if tally.failure is not None:
-            return _OUTCOME_OF_FAILURE.get(tally.failure.error_class, SendOutcome.TRANSIENT)
-        if tally.stopped:
-            return SendOutcome.STOPPED
-        if tally.paced and tally.paced == len(batch.recipients[:granted]):
-            # Every recipient it took is in a group paced this minute: try after it.
-            tally.retry_at = minute_bounds(now)[1]
-            return SendOutcome.DOMAIN_PACED
-        # Saying so now spares the workflow a batch that would only find the window full.
         window_used_up = reservation.window_full or batch.limited_by == BatchLimit.RATE_SHARE
-        if granted < len(batch.recipients) or window_used_up:
-            return SendOutcome.RATE_LIMITED
-        return SendOutcome.COMPLETED
+        return _delivered_outcome(tally, now, granted, len(batch.recipients), window_used_up)
 
     async def _deliver_all(
         self,
@@ -351,7 +381,7 @@ class BatchSender:
         try:
             smtp = await open_smtp(batch.account, self.settings.smtp_timeout_seconds)
         except SmtpSessionFailed as failed:
-            tally.failure = failed.failure
+            tally.control.failure = failed.failure
             return
         # The batch's one connection for its ledger writes, in autocommit: each write is a
         # single statement, its own transaction (one round trip instead of three).
@@ -359,11 +389,11 @@ class BatchSender:
         heartbeat = _Throttled(hooks.heartbeat)
         try:
             for recipient in recipients:
-                if tally.lease_lost:
-                    tally.failure = LEASE_LOST
+                if tally.control.lease_lost:
+                    tally.control.failure = LEASE_LOST
                     return
-                if hooks.should_stop() or tally.campaign_halted:
-                    tally.stopped = True
+                if hooks.should_stop() or tally.control.campaign_halted:
+                    tally.control.stopped = True
                     return
                 if not await self._paced_ok(recipient, now, tally):
                     continue  # stays pending: its claim ends with the batch
@@ -375,15 +405,15 @@ class BatchSender:
                     await asyncio.shield(delivery)
                 except asyncio.CancelledError:
                     await delivery
-                    tally.stopped = True
+                    tally.control.stopped = True
                     return
-                heartbeat(tally.sent, tally.failed)
-                if tally.failure is not None:
+                heartbeat(tally.counts.sent, tally.counts.failed)
+                if tally.control.failure is not None:
                     return
         finally:
             try:
-                await tally.recording.settle()
-                if tally.failure is None:  # no run reached its threshold: each stands alone
+                await tally.control.recording.settle()
+                if tally.control.failure is None:  # no run reached its threshold: each stands alone
                     await self._settle_held(conn, tally, now)
             finally:
                 await self._db(conn.close)
@@ -395,12 +425,12 @@ class BatchSender:
         group = self.settings.domain_pacing.group_of(recipient.email)
         if group is None:
             return True
-        if group.name not in tally.paced_groups and await self.limiter.take_domain_token(
+        if group.name not in tally.counts.paced_groups and await self.limiter.take_domain_token(
             now, group
         ):
             return True
-        tally.paced_groups.add(group.name)
-        tally.paced += 1
+        tally.counts.paced_groups.add(group.name)
+        tally.counts.paced += 1
         return False
 
     def _autocommit_connection(self) -> Connection:
@@ -410,9 +440,9 @@ class BatchSender:
         self, conn: Connection, recipient_id: int, message_id: str, now: datetime, tally: _Tally
     ) -> None:
         await self._db(partial(record_sent, conn, recipient_id, message_id, now))
-        tally.unrecorded.remove(recipient_id)
-        tally.sent += 1
-        tally.counters.email_sent()
+        tally.control.unrecorded.remove(recipient_id)
+        tally.counts.sent += 1
+        tally.counts.meters.email_sent()
 
     async def _deliver_one(
         self,
@@ -426,16 +456,7 @@ class BatchSender:
         campaign = batch.campaign
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         try:
-            message = build_message(
-                campaign,
-                recipient,
-                now,
-                server_smtputf8=smtp.supports_extension("smtputf8"),
-                unsubscribe=unsubscribe_links(
-                    self.settings, Target(TargetKind.RECIPIENT, campaign.id, recipient.id)
-                ),
-                return_path=self.settings.return_path,
-            )
+            message = self._message_for(smtp, campaign, recipient, now)
             await smtp.sendmail(
                 message.sender,
                 [message.recipient],
@@ -449,13 +470,15 @@ class BatchSender:
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             failure = classify_exception(exc, Stage.MAIL)
         else:
-            tally.accepted += 1
-            tally.unrecorded.append(recipient.id)
-            await tally.recording.settle()
+            tally.counts.accepted += 1
+            tally.control.unrecorded.append(recipient.id)
+            await tally.control.recording.settle()
             await self._settle_held(conn, tally, now)
-            tally.recording.start(self._record_sent(conn, recipient.id, message_id, now, tally))
+            tally.control.recording.start(
+                self._record_sent(conn, recipient.id, message_id, now, tally)
+            )
             return
-        await tally.recording.settle()
+        await tally.control.recording.settle()
         refusal = Refusal(
             campaign_id=campaign.id,
             recipient_id=recipient.id,
@@ -468,6 +491,21 @@ class BatchSender:
         )
         await self._refused(conn, tally, refusal, failure, now)
 
+    def _message_for(
+        self, smtp: aiosmtplib.SMTP, campaign: CampaignView, recipient: RecipientView, now: datetime
+    ) -> BuiltMessage:
+        """The recipient's message, addressed for what this server offers."""
+        return build_message(
+            campaign,
+            recipient,
+            now,
+            server_smtputf8=smtp.supports_extension("smtputf8"),
+            unsubscribe=unsubscribe_links(
+                self.settings, Target(TargetKind.RECIPIENT, campaign.id, recipient.id)
+            ),
+            return_path=self.settings.return_path,
+        )
+
     async def _refused(
         self, conn: Connection, tally: _Tally, refusal: Refusal, failure: SmtpFailure, now: datetime
     ) -> None:
@@ -475,9 +513,11 @@ class BatchSender:
         threshold = self.settings.circuit_breaker_threshold
         if failure.error_class == ErrorClass.RECIPIENT_DEFERRED:
             await self._settle_held(conn, tally, now, rcpt_4xx=False)
-            tally.rcpt_4xx.refusals.append(refusal)
-            if len(tally.rcpt_4xx.refusals) >= RCPT_4XX_THROTTLE_RUN:
-                tally.failure = _run_failure(ErrorClass.TRANSIENT, failure, RCPT_4XX_THROTTLE_RUN)
+            tally.control.rcpt_4xx.refusals.append(refusal)
+            if len(tally.control.rcpt_4xx.refusals) >= RCPT_4XX_THROTTLE_RUN:
+                tally.control.failure = _run_failure(
+                    ErrorClass.TRANSIENT, failure, RCPT_4XX_THROTTLE_RUN
+                )
             return
         # A server's 5xx to the message itself (not our own unsendable message).
         if (
@@ -486,16 +526,16 @@ class BatchSender:
             and failure.code
         ):
             await self._settle_held(conn, tally, now, data_5xx=False)
-            tally.data_5xx.refusals.append(refusal)
-            if len(tally.data_5xx.refusals) >= threshold:
-                tally.failure = _run_failure(ErrorClass.CAMPAIGN, failure, threshold)
+            tally.control.data_5xx.refusals.append(refusal)
+            if len(tally.control.data_5xx.refusals) >= threshold:
+                tally.control.failure = _run_failure(ErrorClass.CAMPAIGN, failure, threshold)
             return
         if failure.error_class == ErrorClass.RECIPIENT:
             await self._settle_held(conn, tally, now)
             await self._db(lambda: record_failed(conn, refusal))
-            tally.count_failed(ErrorClass.RECIPIENT)
+            tally.counts.count_failed(ErrorClass.RECIPIENT)
             return
-        tally.failure = failure
+        tally.control.failure = failure
 
     async def _settle_held(
         self,
@@ -508,7 +548,7 @@ class BatchSender:
     ) -> None:
         """Record held refusals one by one: 4xx ones wait for a retry, 5xx ones fail."""
         retry_after = now + timedelta(minutes=self.settings.transient_retry_delay_minutes)
-        for refusal in tally.rcpt_4xx.take() if rcpt_4xx else []:
+        for refusal in tally.control.rcpt_4xx.take() if rcpt_4xx else []:
             failed_for_good = await self._db(
                 partial(
                     record_deferred,
@@ -519,12 +559,12 @@ class BatchSender:
                 )
             )
             if failed_for_good:
-                tally.count_failed(ErrorClass.RECIPIENT_DEFERRED)
+                tally.counts.count_failed(ErrorClass.RECIPIENT_DEFERRED)
             else:
-                tally.deferred += 1
-        for refusal in tally.data_5xx.take() if data_5xx else []:
+                tally.counts.deferred += 1
+        for refusal in tally.control.data_5xx.take() if data_5xx else []:
             await self._db(partial(record_failed, conn, refusal))
-            tally.count_failed(ErrorClass.RECIPIENT)
+            tally.counts.count_failed(ErrorClass.RECIPIENT)
 
 
 async def _finish_even_if_cancelled(

@@ -207,7 +207,7 @@ async def main() -> None:
                 )
 
     def median(runs: list[Run], field: str) -> float:
-        return statistics.median(getattr(run, field) for run in runs)
+        return float(statistics.median(float(getattr(run, field)) for run in runs))
 
     engine_median, plain_median = median(engine_runs, "rate"), median(plain_runs, "rate")
     connections = f"{shape.campaigns} connections each, {shape.total} emails"

@@ -84,7 +84,7 @@ def recipient_counts(session: Session, campaign_id: uuid.UUID) -> RecipientCount
     )
 
 
-def campaign_status(session: Session, campaign_id: uuid.UUID) -> CampaignStatusView | None:
+def campaign_status_view(session: Session, campaign_id: uuid.UUID) -> CampaignStatusView | None:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         return None

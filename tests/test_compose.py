@@ -26,7 +26,8 @@ def compose() -> dict[str, Any]:
 
 
 def services() -> dict[str, dict[str, Any]]:
-    return compose()["services"]
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return services
 
 
 def env_file_keys(path: str) -> set[str]:

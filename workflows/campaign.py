@@ -35,14 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotResult,
         StartCampaignInput,
     )
-    from workflows.gates import (
-        Deferral,
-        batch_allowance,
-        breaker_tripped,
-        evaluate_gates,
-        rate_deferral,
-        transient_retry_at,
-    )
+    from workflows.gates import Deferral, batch_allowance, evaluate_gates
     from workflows.search_attributes import (
         MAILER_DEFER_REASON,
         MAILER_DEFERRED_UNTIL,
@@ -55,14 +48,24 @@ with workflow.unsafe.imports_passed_through():
         CampaignStatus,
         DeferReason,
         QueueStatus,
-        SendOutcome,
         Signal,
         WorkflowState,
     )
+    from workflows.transitions import (
+        PAUSED_BY_OPERATOR,
+        PAUSED_IN_DATABASE,
+        PauseCause,
+        Request,
+        Transition,
+        after_batch,
+        after_transient,
+        cleared,
+        paused,
+        paused_by_operator,
+        stronger,
+    )
 
 WORKFLOW_ID_PREFIX = "campaign-"
-PAUSED_IN_DATABASE = "paused in the database"
-PAUSED_BY_OPERATOR = "paused by an operator"
 # Counters through the SDK's workflow meter (not emitted while a history replays).
 DEFERRALS_METRIC = "mailer_deferrals"
 BREAKER_TRIPS_METRIC = "mailer_breaker_trips"
@@ -84,10 +87,6 @@ def signal_acts(signal: Signal, waiting: Waiting) -> bool:
 
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-# If a batch reported "blocked" but the gates see nothing blocking (a race with another
-# writer), look again after this long rather than spin.
-BLOCKED_RECHECK = timedelta(minutes=1)
-PACING_RECHECK = timedelta(minutes=1)
 
 
 def workflow_id_for(campaign_id: str) -> str:
@@ -102,10 +101,8 @@ class CampaignWorkflow:
         self._deferral: Deferral | None = None
         self._carried = CarriedState()
         self._snapshot: Snapshot | None = None
-        self._pause_requested = False
-        self._resume_requested = False
-        self._cancel_requested = False
-        self._wake_requested = False
+        # The operator's request the loop has not acted on yet (one: the strongest).
+        self._request = Request.NONE
         # Whether the quota was synced since the last batch that sent something: an empty
         # quota is checked with the provider once before the campaign defers on it.
         self._quota_synced = False
@@ -121,7 +118,7 @@ class CampaignWorkflow:
         if self._state in FINAL_WORKFLOW_STATES or self._carried.paused:
             workflow.logger.info("campaign %s: pause ignored (%s)", self._campaign_id, self._state)
             return
-        self._pause_requested = True
+        self._request = stronger(self._request, Request.PAUSE)
 
     @workflow.signal
     def resume(self) -> None:
@@ -132,7 +129,7 @@ class CampaignWorkflow:
         if not signal_acts(Signal.RESUME, self._waiting):
             workflow.logger.info("campaign %s: resume ignored (%s)", self._campaign_id, self._state)
             return
-        self._resume_requested = True
+        self._request = stronger(self._request, Request.RESUME)
 
     @workflow.signal
     def cancel(self) -> None:
@@ -140,14 +137,14 @@ class CampaignWorkflow:
         if self._state in FINAL_WORKFLOW_STATES:
             workflow.logger.info("campaign %s: cancel ignored (%s)", self._campaign_id, self._state)
             return
-        self._cancel_requested = True
+        self._request = stronger(self._request, Request.CANCEL)
 
     @workflow.signal
     def wake(self) -> None:
         """Re-evaluate a deferral now (sent by the quota sync when quota comes back)."""
         if not signal_acts(Signal.WAKE, self._waiting):
             return
-        self._wake_requested = True
+        self._request = stronger(self._request, Request.WAKE)
 
     @workflow.query
     def progress(self) -> Progress:
@@ -196,46 +193,49 @@ class CampaignWorkflow:
         await self._publish(WorkflowState.PAUSED if self._carried.paused else WorkflowState.SENDING)
 
         while True:
-            if self._cancel_requested:
-                return await self._finish(WorkflowState.CANCELLED)
-            finished_in_table = self._honour_the_table()
-            if finished_in_table is not None:
-                return await self._finish(finished_in_table)
-            if self._pause_requested:
-                self._pause_requested = False
-                self._carried = replace(
-                    self._carried,
-                    paused=True,
-                    pause_reason=PAUSED_BY_OPERATOR,
-                    consecutive_transient_errors=0,
+            finished = await self._turn()
+            if finished is not None:
+                return finished
+
+    async def _turn(self) -> CampaignResult | None:
+        """One turn of the loop: honour requests and the table, then sleep or send a batch.
+        Returns the result once the campaign is finished."""
+        if self._request == Request.CANCEL:
+            return await self._finish(WorkflowState.CANCELLED)
+        finished_in_table = self._honour_the_table()
+        if finished_in_table is not None:
+            return await self._finish(finished_in_table)
+        if self._request == Request.PAUSE:
+            self._request = Request.NONE
+            self._carried = paused(self._carried, PauseCause.OPERATOR, PAUSED_BY_OPERATOR)
+        if self._carried.paused:
+            await self._wait_while_paused()
+            return None
+        if self._should_continue_as_new():
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                CampaignInput(
+                    self._campaign_id, replace(self._carried, runs=self._carried.runs + 1)
                 )
-            if self._carried.paused:
-                await self._wait_while_paused()
-                continue
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    CampaignInput(
-                        self._campaign_id, replace(self._carried, runs=self._carried.runs + 1)
-                    )
-                )
-            snapshot = self._current_snapshot()
-            if snapshot.pending == 0:
-                return await self._finish(WorkflowState.SENT)
-            now = workflow.now()
-            deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
-            if (
-                deferral is not None
-                and deferral.reason == DeferReason.QUOTA_EXHAUSTED
-                and not self._quota_synced
-            ):
-                self._quota_synced = True
-                self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
-                continue
-            if deferral is None:
-                deferral = await self._send_batch(now, batch_allowance(snapshot))
-            if deferral is not None:
-                await self._sleep(deferral)
+            )
+        snapshot = self._current_snapshot()
+        if snapshot.pending == 0:
+            return await self._finish(WorkflowState.SENT)
+        now = workflow.now()
+        deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
+        if (
+            deferral is not None
+            and deferral.reason == DeferReason.QUOTA_EXHAUSTED
+            and not self._quota_synced
+        ):
+            self._quota_synced = True
+            self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
+            return None
+        if deferral is None:
+            deferral = await self._send_batch(now, batch_allowance(snapshot))
+        if deferral is not None:
+            await self._sleep(deferral)
+        return None
 
     def _honour_the_table(self) -> WorkflowState | None:
         """An operator's SQL wins: ``paused`` in mailer_campaign pauses the campaign (the
@@ -247,19 +247,8 @@ class CampaignWorkflow:
             return WorkflowState.SENT
         if status == CampaignStatus.PAUSED and not self._carried.paused:
             workflow.logger.warning("campaign %s: paused in the database", self._campaign_id)
-            self._carried = replace(
-                self._carried,
-                paused=True,
-                pause_reason=PAUSED_IN_DATABASE,
-                paused_defer_reason="",
-                consecutive_transient_errors=0,
-            )
+            self._carried = paused(self._carried, PauseCause.DATABASE, PAUSED_IN_DATABASE)
         return None
-
-    def _paused_by_operator(self) -> bool:
-        # PAUSED_BY_OPERATOR, PAUSED_IN_DATABASE and reconcile's "paused (restored …)";
-        # a pause the campaign took itself names its cause (breaker, configuration, server).
-        return self._carried.pause_reason.startswith("paused")
 
     def _current_snapshot(self) -> Snapshot:
         assert self._snapshot is not None
@@ -315,9 +304,7 @@ class CampaignWorkflow:
             ),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        await workflow.wait_condition(
-            lambda: handle.done() or self._pause_requested or self._cancel_requested
-        )
+        await workflow.wait_condition(lambda: handle.done() or self._request >= Request.PAUSE)
         if not handle.done():
             handle.cancel()
         try:
@@ -328,12 +315,13 @@ class CampaignWorkflow:
                 raise
             self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
             if not isinstance(cause, CancelledError):
-                attempts = self._current_snapshot().limits.send_batch_max_attempts
-                self._count_transient(f"send batch failed {attempts} times: {cause}")
+                limits = self._current_snapshot().limits
+                failed = f"send batch failed {limits.send_batch_max_attempts} times: {cause}"
+                self._apply(after_transient(self._carried, failed, workflow.now(), limits))
             return None
         self._snapshot = result.snapshot
         errors_before = self._carried.consecutive_transient_errors
-        deferral = self._after_batch(result)
+        deferral = self._apply(after_batch(self._carried, result, workflow.now()))
         if errors_before and not self._carried.consecutive_transient_errors:
             # Back to 0 after a success: the playbook's §1 SQL reads the count from the row.
             await self._record(
@@ -341,67 +329,16 @@ class CampaignWorkflow:
             )
         return deferral
 
-    def _after_batch(self, result: SendBatchResult) -> Deferral | None:
-        carried = self._carried
-        now = workflow.now()
-        if result.snapshot.pending == 0 and result.outcome != SendOutcome.TRANSIENT:
-            return None  # nothing left: the loop finishes the campaign
-        if result.sent > 0:
-            carried.consecutive_transient_errors = 0
+    def _apply(self, transition: Transition) -> Deferral | None:
+        """Take the transition's state; its deferral is the caller's to sleep on."""
+        self._carried = transition.carried
+        if transition.sent_something:
             self._quota_synced = False
-        if result.outcome == SendOutcome.RATE_LIMITED:
-            return rate_deferral(now, self._current_snapshot().limits)
-        if result.outcome == SendOutcome.DOMAIN_PACED:
-            # Only recipients of domains paced this minute are left: a rate deferral, to
-            # the minute's end (MAILER_DOMAIN_RATE_PER_MINUTE).
-            return Deferral(DeferReason.RATE_PER_HOUR, result.retry_at or now + PACING_RECHECK)
-        if result.outcome == SendOutcome.TRANSIENT:
-            self._count_transient(result.error)
-            return None
-        if result.outcome == SendOutcome.STALE:
-            return None  # the attempt ran in another hour than planned: decide again now
-        if result.outcome == SendOutcome.RECIPIENTS_WAITING:
-            # Only recipients waiting for their 4xx retry are left: sleep until the first.
-            carried.transient_until = result.retry_at or transient_retry_at(
-                now, self._current_snapshot().limits
-            )
-            return None
-        if result.outcome in (SendOutcome.CONFIGURATION, SendOutcome.SERVER_REFUSED):
-            carried.paused = True
-            carried.last_error = result.error
-            cause = (
-                "configuration error"
-                if result.outcome == SendOutcome.CONFIGURATION
-                else "refused by the server"
-            )
-            carried.pause_reason = f"{cause}: {result.error}"
-            return None
-        if (
-            result.outcome == SendOutcome.BLOCKED
-            and evaluate_gates(now, self._current_snapshot(), carried.transient_until) is None
-        ):
-            return Deferral(DeferReason.QUOTA_EXHAUSTED, now + BLOCKED_RECHECK)
-        return None
-
-    def _count_transient(self, error: str) -> None:
-        """One more transient error: retry after the delay, or pause at the threshold."""
-        carried = self._carried
-        carried.consecutive_transient_errors += 1
-        carried.last_error = error
-        limits = self._current_snapshot().limits
-        if breaker_tripped(carried.consecutive_transient_errors, limits):
-            carried.paused = True
-            carried.transient_until = None
-            carried.pause_reason = (
-                f"circuit breaker: {carried.consecutive_transient_errors} consecutive "
-                f"transient errors (last: {error})"
-            )
-            carried.paused_defer_reason = DeferReason.TRANSIENT_ERROR
+        if transition.breaker_tripped:
             workflow.metric_meter().create_counter(
                 BREAKER_TRIPS_METRIC, "Campaigns paused by the circuit breaker"
             ).add(1)
-            return
-        carried.transient_until = transient_retry_at(workflow.now(), limits)
+        return transition.deferral
 
     async def _sleep(self, deferral: Deferral) -> None:
         """Defer until ``deferral.until``, waking early on any signal."""
@@ -432,16 +369,15 @@ class CampaignWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(self._interrupted, timeout=delay)
         self._waiting = Waiting.NOTHING
-        self._wake_requested = False
-        if self._resume_requested:
-            self._resume_requested = False
-            self._clear_errors()
+        if self._request == Request.WAKE:
+            self._request = Request.NONE
+        if self._request == Request.RESUME:
+            self._request = Request.NONE
+            self._carried = cleared(self._carried)
             workflow.logger.info("campaign %s: deferral cleared by resume", self._campaign_id)
-        if (
-            self._carried.transient_until is not None
-            and workflow.now() >= self._carried.transient_until
-        ):
-            self._carried.transient_until = None
+        until = self._carried.transient_until
+        if until is not None and workflow.now() >= until:
+            self._carried = replace(self._carried, transient_until=None)
         self._deferral = None
         sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED
         self._quota_synced = self._quota_synced or sync
@@ -449,19 +385,7 @@ class CampaignWorkflow:
         self._snapshot = loaded.snapshot
 
     def _interrupted(self) -> bool:
-        return (
-            self._pause_requested
-            or self._resume_requested
-            or self._cancel_requested
-            or self._wake_requested
-        )
-
-    def _clear_errors(self) -> None:
-        self._carried.consecutive_transient_errors = 0
-        self._carried.transient_until = None
-        self._carried.last_error = ""
-        self._carried.pause_reason = ""
-        self._carried.paused_defer_reason = ""
+        return self._request != Request.NONE
 
     async def _wait_while_paused(self) -> None:
         self._deferral = None
@@ -476,18 +400,17 @@ class CampaignWorkflow:
         await self._publish(WorkflowState.PAUSED)
         # An operator's pause is routine; one the campaign took itself (breaker, 535, TLS,
         # the server refusing it) needs someone: a WARNING with the reason.
-        log = workflow.logger.info if self._paused_by_operator() else workflow.logger.warning
+        routine = paused_by_operator(self._carried)
+        log = workflow.logger.info if routine else workflow.logger.warning
         log("campaign %s: paused (%s)", self._campaign_id, self._carried.pause_reason)
         self._waiting = Waiting.PAUSED
-        await workflow.wait_condition(lambda: self._resume_requested or self._cancel_requested)
+        await workflow.wait_condition(lambda: self._request in (Request.RESUME, Request.CANCEL))
         self._waiting = Waiting.NOTHING
-        if self._cancel_requested:
+        if self._request == Request.CANCEL:
             return
-        self._resume_requested = False
-        self._pause_requested = False
-        self._carried.paused = False
+        self._request = Request.NONE
         self._deferral = None
-        self._clear_errors()
+        self._carried = cleared(self._carried)
         # Written only over the pause: a campaign cancelled meanwhile stays cancelled.
         await self._record(
             CampaignStatus.SENDING, QueueStatus.PENDING, expected=(CampaignStatus.PAUSED,)

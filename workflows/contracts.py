@@ -122,6 +122,8 @@ class CarriedState:
     consecutive_transient_errors: int = 0
     transient_until: datetime | None = None
     paused: bool = False
+    # Who paused it (workflows.transitions.PauseCause; empty in state carried by older runs).
+    paused_by: str = ""
     pause_reason: str = ""
     # The defer_reason a pause keeps (the circuit breaker keeps "transient_error").
     paused_defer_reason: str = ""

@@ -342,7 +342,7 @@ class Scenario:
             "date_trunc('hour', now() AT TIME ZONE :zone)",
             zone=zone_name(),
         )
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return int(str(rows[0][0]))
 
     def sent_per_hour(self) -> list[int]:
         rows = self.sql(

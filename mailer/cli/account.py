@@ -16,44 +16,47 @@ from mailer.operations.accounts import AccountChanges, describe_account, set_acc
 app = typer.Typer(help="The global SMTP account and its limits.", no_args_is_help=True)
 
 
+Text = Annotated[str | None, typer.Option()]
+SECRET_HELP = "Visible in the process list and shell history: prefer the next."
+Secret = Annotated[str | None, typer.Option(help=SECRET_HELP)]
+PasswordStdin = Annotated[
+    bool, typer.Option("--smtp-password-stdin", help="Read the SMTP password from stdin.")
+]
+ApiKeyStdin = Annotated[
+    bool, typer.Option("--smtp-bz-api-key-stdin", help="Read the smtp.bz API key from stdin.")
+]
+Port = Annotated[int | None, typer.Option()]
+Tls = Annotated[str | None, typer.Option(help="none, starttls or tls")]
+DailyLimit = Annotated[int | None, typer.Option(help="Emails per user per day; 0 = no limit.")]
+CaFile = Annotated[
+    Path | None,
+    typer.Option(help="PEM file of a private CA the server's certificate is checked against."),
+]
+VerifyTls = Annotated[
+    bool | None,
+    typer.Option(
+        "--smtp-verify-tls/--smtp-no-verify-tls",
+        help="Check the server's certificate (default). Turn off for test relays only.",
+    ),
+]
+
+
 @app.command("set")
 @reports_errors
 def account_set(
-    smtp_host: Annotated[str | None, typer.Option()] = None,
-    smtp_port: Annotated[int | None, typer.Option()] = None,
-    smtp_username: Annotated[str | None, typer.Option()] = None,
-    smtp_password: Annotated[
-        str | None,
-        typer.Option(help="Visible in the process list and shell history: prefer the next."),
-    ] = None,
-    smtp_password_stdin: Annotated[
-        bool, typer.Option("--smtp-password-stdin", help="Read the SMTP password from stdin.")
-    ] = False,
-    smtp_tls: Annotated[str | None, typer.Option(help="none, starttls or tls")] = None,
-    from_email: Annotated[str | None, typer.Option()] = None,
-    from_name: Annotated[str | None, typer.Option()] = None,
-    daily_limit: Annotated[
-        int | None, typer.Option(help="Emails per user per day; 0 = no limit.")
-    ] = None,
-    smtp_bz_api_key: Annotated[
-        str | None,
-        typer.Option(help="Visible in the process list and shell history: prefer the next."),
-    ] = None,
-    smtp_bz_api_key_stdin: Annotated[
-        bool,
-        typer.Option("--smtp-bz-api-key-stdin", help="Read the smtp.bz API key from stdin."),
-    ] = False,
-    smtp_ca_file: Annotated[
-        Path | None,
-        typer.Option(help="PEM file of a private CA the server's certificate is checked against."),
-    ] = None,
-    smtp_verify_tls: Annotated[
-        bool | None,
-        typer.Option(
-            "--smtp-verify-tls/--smtp-no-verify-tls",
-            help="Check the server's certificate (default). Turn off for test relays only.",
-        ),
-    ] = None,
+    smtp_host: Text = None,
+    smtp_port: Port = None,
+    smtp_username: Text = None,
+    smtp_password: Secret = None,
+    smtp_password_stdin: PasswordStdin = False,
+    smtp_tls: Tls = None,
+    from_email: Text = None,
+    from_name: Text = None,
+    daily_limit: DailyLimit = None,
+    smtp_bz_api_key: Secret = None,
+    smtp_bz_api_key_stdin: ApiKeyStdin = False,
+    smtp_ca_file: CaFile = None,
+    smtp_verify_tls: VerifyTls = None,
 ) -> None:
     """Create or change the global mail account (only the options given change).
 

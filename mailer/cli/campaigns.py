@@ -15,7 +15,7 @@ from rich.table import Table
 
 from activities.campaign_runs import Live, live
 from activities.ratelimit import domain_usage_now
-from db.queries import CampaignRow, campaign_list, campaign_status, pending_by_domain
+from db.queries import CampaignRow, campaign_list, campaign_status_view, pending_by_domain
 from mailer.cli.support import (
     CampaignArg,
     JsonOption,
@@ -114,7 +114,7 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
     """Show a campaign's status, deferral and counts (live from its workflow when running)."""
     parsed = campaign_id_arg(campaign_id)
     with db_session() as session:
-        view = campaign_status(session, parsed)
+        view = campaign_status_view(session, parsed)
     if view is None:
         raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
     data: dict[str, object] = jsonable(view, settings().timezone)
@@ -148,7 +148,7 @@ def _pacing(pacing: DomainPacing, pending: dict[str, int]) -> dict[str, str]:
 
 
 async def _live(campaign_id: uuid.UUID) -> Live | None:
-    client = await control.connect(settings())
+    client = await control.connect_or_explain(settings())
     return await live(client, campaign_id)
 
 

@@ -20,40 +20,54 @@ from mailer.simulate.runner import run
 app = typer.Typer()
 
 
+Recipients = Annotated[int | None, typer.Option(help="Recipients per campaign.")]
+CampaignOption = Annotated[
+    str | None, typer.Option(help="Use this campaign's pending count and the current quota.")
+]
+Campaigns = Annotated[int, typer.Option(help="Campaigns of one creator started together.")]
+Start = Annotated[str | None, typer.Option(help="ISO-8601 with offset; default now.")]
+RatePerHour = Annotated[int | None, typer.Option(help="Default: MAILER_RATE_PER_HOUR.")]
+DailyLimit = Annotated[int | None, typer.Option(help="Default: the account's.")]
+Quota = Annotated[int | None, typer.Option(help="emails_available at the start.")]
+QuotaRefill = Annotated[
+    list[str] | None, typer.Option(help="N@ISO: the quota sync sees N from then (repeatable).")
+]
+WorkingHoursOption = Annotated[str | None, typer.Option(help="START-END, e.g. 9-18.")]
+Timezone = Annotated[str | None, typer.Option(help="Default: MAILER_TIMEZONE.")]
+Fail = Annotated[
+    list[str] | None,
+    typer.Option(help="PATTERN:CODE or PATTERN:CODE@ISO/DURATION (repeatable)."),
+]
+Until = Annotated[str | None, typer.Option(help="Stop the simulation at this ISO time.")]
+Domains = Annotated[
+    str | None,
+    typer.Option(
+        help="Recipients' domains and shares, e.g. mail.ru=70,gmail.com=30 "
+        "(default: the --campaign's own mix)."
+    ),
+]
+DomainRatePerMinute = Annotated[
+    str | None, typer.Option(help="Default: MAILER_DOMAIN_RATE_PER_MINUTE.")
+]
+
+
 @app.command()
 @reports_errors
 def simulate(
-    recipients: Annotated[int | None, typer.Option(help="Recipients per campaign.")] = None,
-    campaign: Annotated[
-        str | None, typer.Option(help="Use this campaign's pending count and the current quota.")
-    ] = None,
-    campaigns: Annotated[int, typer.Option(help="Campaigns of one creator started together.")] = 1,
-    start: Annotated[str | None, typer.Option(help="ISO-8601 with offset; default now.")] = None,
-    rate_per_hour: Annotated[
-        int | None, typer.Option(help="Default: MAILER_RATE_PER_HOUR.")
-    ] = None,
-    daily_limit: Annotated[int | None, typer.Option(help="Default: the account's.")] = None,
-    quota: Annotated[int | None, typer.Option(help="emails_available at the start.")] = None,
-    quota_refill: Annotated[
-        list[str] | None, typer.Option(help="N@ISO: the quota sync sees N from then (repeatable).")
-    ] = None,
-    working_hours: Annotated[str | None, typer.Option(help="START-END, e.g. 9-18.")] = None,
-    timezone: Annotated[str | None, typer.Option(help="Default: MAILER_TIMEZONE.")] = None,
-    fail: Annotated[
-        list[str] | None,
-        typer.Option(help="PATTERN:CODE or PATTERN:CODE@ISO/DURATION (repeatable)."),
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="Stop the simulation at this ISO time.")] = None,
-    domains: Annotated[
-        str | None,
-        typer.Option(
-            help="Recipients' domains and shares, e.g. mail.ru=70,gmail.com=30 "
-            "(default: the --campaign's own mix)."
-        ),
-    ] = None,
-    domain_rate_per_minute: Annotated[
-        str | None, typer.Option(help="Default: MAILER_DOMAIN_RATE_PER_MINUTE.")
-    ] = None,
+    recipients: Recipients = None,
+    campaign: CampaignOption = None,
+    campaigns: Campaigns = 1,
+    start: Start = None,
+    rate_per_hour: RatePerHour = None,
+    daily_limit: DailyLimit = None,
+    quota: Quota = None,
+    quota_refill: QuotaRefill = None,
+    working_hours: WorkingHoursOption = None,
+    timezone: Timezone = None,
+    fail: Fail = None,
+    until: Until = None,
+    domains: Domains = None,
+    domain_rate_per_minute: DomainRatePerMinute = None,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast campaigns: the real workflow and activities through skipped time."""
@@ -79,6 +93,11 @@ def simulate(
         domains=domains,
         domain_rate_per_minute=domain_rate_per_minute,
     )
+    _forecast(options, current, as_json=as_json)
+
+
+def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -> None:
+    """Run the simulation and print its forecast (a table and a line, or JSON)."""
     if not as_json:
         console.print(_intro(options))
     raw = asyncio.run(run(options, current))

@@ -72,7 +72,7 @@ def suppress_list(
     """The suppressed addresses, oldest first."""
     chosen = _reason(reason) if reason is not None else None
     with db_session() as session:
-        rows = suppression.listed(session, chosen)
+        rows = suppression.suppressed_addresses(session, chosen)
     if as_json:
         print_json([jsonable(row, settings().timezone) for row in rows])
         return
@@ -104,7 +104,7 @@ def suppress_export(
 ) -> None:
     """The whole list as CSV (email, reason, campaign_id, note, created_at)."""
     with db_session() as session:
-        text = suppression.to_csv(suppression.listed(session))
+        text = suppression.to_csv(suppression.suppressed_addresses(session))
     if output is None:
         print(text, end="")
     else:

@@ -222,12 +222,8 @@ async def look_at_temporal(settings: Settings) -> TemporalFacts:
     return facts
 
 
-async def connect(settings: Settings) -> Client:
-    return await temporal_client.connect(settings)
-
-
 async def _fill_temporal(settings: Settings, facts: TemporalFacts) -> None:
-    client = await connect(settings)
+    client = await temporal_client.connect(settings)
     facts.workflow_pollers = await _pollers(
         client, settings, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
     )
@@ -293,7 +289,7 @@ async def _failing_workflow_tasks(
     """Campaign workflows whose workflow task has failed and is being retried."""
 
     async def describe_all() -> list[FailingWorkflowTask]:
-        client = await connect(settings)
+        client = await temporal_client.connect(settings)
         failing = []
         for campaign in database.campaigns[:MAX_DESCRIBED_CAMPAIGNS]:
             handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))

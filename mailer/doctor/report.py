@@ -50,28 +50,42 @@ def _pollers(now: datetime, pollers: list[Poller]) -> str:
 
 
 def as_text(facts: Facts, checks: list[Check]) -> str:
+    """The report an operator reads: each part, the active campaigns, then the checks."""
     zone = ZoneInfo(facts.timezone)
-    now = facts.now
-    t, db, r = facts.temporal, facts.database, facts.redis
-    lines = [f"mailer doctor — {_when(now, zone)} ({facts.timezone})", ""]
+    lines = [f"mailer doctor — {_when(facts.now, zone)} ({facts.timezone})", ""]
+    lines += _temporal_lines(facts, zone)
+    lines += _server_lines(facts)
+    if facts.database.reachable:
+        lines += _ledger_lines(facts, zone)
+    lines += _check_lines(checks)
+    return "\n".join(lines)
 
-    lines.append(f"Temporal    {t.address} (namespace {t.namespace}): {t.error or 'reachable'}")
-    if t.reachable:
-        live = live_pollers(t.workflow_pollers, now) + live_pollers(t.activity_pollers, now)
+
+def _temporal_lines(facts: Facts, zone: ZoneInfo) -> list[str]:
+    t, now = facts.temporal, facts.now
+    lines = [f"Temporal    {t.address} (namespace {t.namespace}): {t.error or 'reachable'}"]
+    if not t.reachable:
+        return lines
+    live = live_pollers(t.workflow_pollers, now) + live_pollers(t.activity_pollers, now)
+    lines.append(
+        f"Workers     task queue {t.task_queue!r}: {len({p.identity for p in live})} live; "
+        f"workflow pollers: {_pollers(now, t.workflow_pollers)}; "
+        f"activity pollers: {_pollers(now, t.activity_pollers)}"
+    )
+    for s in t.schedules:
+        if not s.found:
+            lines.append(f"Schedule    {s.schedule_id}: missing")
+            continue
         lines.append(
-            f"Workers     task queue {t.task_queue!r}: {len({p.identity for p in live})} live; "
-            f"workflow pollers: {_pollers(now, t.workflow_pollers)}; "
-            f"activity pollers: {_pollers(now, t.activity_pollers)}"
+            f"Schedule    {s.schedule_id}: {'PAUSED, ' if s.paused else ''}every {s.every}, "
+            f"last run {_ago(now, s.last_run)}, next {_when(s.next_run, zone)}"
         )
-        for s in t.schedules:
-            if not s.found:
-                lines.append(f"Schedule    {s.schedule_id}: missing")
-                continue
-            lines.append(
-                f"Schedule    {s.schedule_id}: {'PAUSED, ' if s.paused else ''}every {s.every}, "
-                f"last run {_ago(now, s.last_run)}, next {_when(s.next_run, zone)}"
-            )
-    lines.append(f"PostgreSQL  {db.address}: {db.error or 'reachable'}")
+    return lines
+
+
+def _server_lines(facts: Facts) -> list[str]:
+    db, r, u = facts.database, facts.redis, facts.unsubscribe
+    lines = [f"PostgreSQL  {db.address}: {db.error or 'reachable'}"]
     if r.reachable:
         count = "no key yet" if r.rate_count is None else str(r.rate_count)
         lines.append(
@@ -80,45 +94,50 @@ def as_text(facts: Facts, checks: list[Check]) -> str:
         )
     else:
         lines.append(f"Redis       {r.address}: {r.error} — the rate limiter FAILS OPEN")
-    u = facts.unsubscribe
     if u is not None:
-        state = (
-            "off (no MAILER_UNSUBSCRIBE_SECRET)"
-            if not u.configured
-            else ("answers" if u.reachable else u.error)
-        )
-        lines.append(f"Unsubscribe {u.url}: {state}")
-    if db.reachable:
-        lines.append(
-            f"Rate        {db.sent_this_hour} sent this clock hour (send log) of "
-            f"{facts.rate_per_hour}"
-        )
-        if db.quota is None:
-            lines.append("Quota       no quota row (never synced)")
+        if not u.configured:
+            state = "off (no MAILER_UNSUBSCRIBE_SECRET)"
         else:
-            q = db.quota
+            state = "answers" if u.reachable else u.error
+        lines.append(f"Unsubscribe {u.url}: {state}")
+    return lines
+
+
+def _ledger_lines(facts: Facts, zone: ZoneInfo) -> list[str]:
+    db, now = facts.database, facts.now
+    lines = [
+        f"Rate        {db.sent_this_hour} sent this clock hour (send log) of {facts.rate_per_hour}"
+    ]
+    if db.quota is None:
+        lines.append("Quota       no quota row (never synced)")
+    else:
+        q = db.quota
+        lines.append(
+            f"Quota       {q.emails_available} available of {q.emails_limit}; last good "
+            f"sync {_ago(now, q.last_synced_at)}; sync error: {q.sync_error or 'none'}"
+        )
+    lines += ["", f"Active campaigns ({len(db.campaigns)})"]
+    for c in db.campaigns:
+        deferral = (
+            f" {c.defer_reason} until {_when(c.deferred_until, zone)}" if c.defer_reason else ""
+        )
+        lines.append(
+            f"  {c.campaign_id}  {c.status}/{c.queue_status or '-'}{deferral}  "
+            f"errors {c.consecutive_transient_errors}  pending {c.pending} sent {c.sent} "
+            f"failed {c.failed}  {c.name}"
+        )
+    if db.defer_reasons:
+        lines += ["", "Top defer reasons"]
+        for reason in db.defer_reasons:
             lines.append(
-                f"Quota       {q.emails_available} available of {q.emails_limit}; last good "
-                f"sync {_ago(now, q.last_synced_at)}; sync error: {q.sync_error or 'none'}"
+                f"  {reason.reason:<16} {reason.campaigns} campaign(s), earliest resume "
+                f"{_when(reason.earliest_resume, zone)}"
             )
-        lines += ["", f"Active campaigns ({len(db.campaigns)})"]
-        for c in db.campaigns:
-            deferral = (
-                f" {c.defer_reason} until {_when(c.deferred_until, zone)}" if c.defer_reason else ""
-            )
-            lines.append(
-                f"  {c.campaign_id}  {c.status}/{c.queue_status or '-'}{deferral}  "
-                f"errors {c.consecutive_transient_errors}  pending {c.pending} sent {c.sent} "
-                f"failed {c.failed}  {c.name}"
-            )
-        if db.defer_reasons:
-            lines += ["", "Top defer reasons"]
-            for reason in db.defer_reasons:
-                lines.append(
-                    f"  {reason.reason:<16} {reason.campaigns} campaign(s), earliest resume "
-                    f"{_when(reason.earliest_resume, zone)}"
-                )
-    lines += ["", "Checks"]
+    return lines
+
+
+def _check_lines(checks: list[Check]) -> list[str]:
+    lines = ["", "Checks"]
     for check in checks:
         lines.append(f"  {check.level.label:<4}  {check.name:<17} {check.summary}")
         if check.level != Level.OK:
@@ -126,5 +145,4 @@ def as_text(facts: Facts, checks: list[Check]) -> str:
             if check.link:
                 lines.append(f"        playbook: {check.link}")
     code = exit_code(checks)
-    lines += ["", f"Result: {Level(code).label} (exit {code})"]
-    return "\n".join(lines)
+    return [*lines, "", f"Result: {Level(code).label} (exit {code})"]

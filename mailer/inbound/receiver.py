@@ -43,7 +43,7 @@ class InboundHandler:
         with session_scope(self.database_url) as session:
             return handle(session, self.secret, message)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd calls handle_<VERB>)
         raw = envelope.original_content or b""
         try:
             handled = await asyncio.to_thread(self.process, raw)

@@ -113,29 +113,18 @@ def build_message(
     """The recipient's message as bytes: text and/or HTML alternatives, rendered for them,
     addressed for a server that does (or does not) offer SMTPUTF8.
 
-    A test email goes to ``recipient`` but is ``rendered_for`` another (the campaign's
-    first recipient), under a ``message_id`` of its own. ``return_path``, when given, is the
-    envelope sender instead of the From address (where delivery reports go).
-
-    Raises :class:`UnsendableMessage` when this recipient's message cannot be built or sent
-    over such a server; the reason names what is wrong, never the address.
+    A proof email goes to ``recipient`` but is ``rendered_for`` another (the campaign's first
+    recipient), under a ``message_id`` of its own. ``return_path``, if given, is the envelope
+    sender instead of the From address (where delivery reports go). Raises
+    :class:`UnsendableMessage` when this recipient's message cannot be built or sent over
+    such a server; the reason names what is wrong, never the address.
     """
     try:
         sender = for_transport(campaign.from_email, server_smtputf8=server_smtputf8)
         to = for_transport(recipient.email, server_smtputf8=server_smtputf8)
     except UnsendableAddress as exc:
         raise UnsendableMessage(str(exc)) from None
-    shown = rendered_for or recipient
-    context: dict[str, object] = dict(shown.variables)
-    context.setdefault("name", shown.name)
-    context["email"] = shown.email
-    context["unsubscribe_url"] = unsubscribe.url if unsubscribe else ""
-    try:
-        subject = render(campaign.subject, context, html=False)
-        text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
-        html_body = render(campaign.html_body, context, html=True) if campaign.html_body else ""
-    except Exception as exc:  # a template error with this recipient's variables
-        raise UnsendableMessage(f"cannot render the templates: {exc}") from exc
+    subject, text_body, html_body = _rendered(campaign, rendered_for or recipient, unsubscribe)
     message_id = message_id or message_id_for(campaign.id, recipient.id, campaign.from_email)
     headers = [
         f"Subject: {_words('Subject', subject)}",
@@ -147,19 +136,11 @@ def build_message(
     ]
     if unsubscribe is not None:
         # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to the URL.
-        headers.append(f"List-Unsubscribe: {unsubscribe.header.replace(', ', ',' + CRLF + ' ')}")
-        headers.append(f"List-Unsubscribe-Post: {ONE_CLICK}")
-    parts = [_part("plain", text_body)] if text_body else []
-    if html_body or not parts:
-        parts.append(_part("html", html_body))
-    if len(parts) == 1:
-        body = CRLF.join(headers) + CRLF + parts[0]
-    else:
-        # Unique per message, and no base64 line can start with "--".
-        boundary = f"==mailer={campaign.id.hex}.{recipient.id}=="
-        headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-        sections = "".join(f"--{boundary}{CRLF}{part}" for part in parts)
-        body = CRLF.join(headers) + CRLF + CRLF + sections + f"--{boundary}--{CRLF}"
+        folded = unsubscribe.header.replace(", ", "," + CRLF + " ")
+        headers += [f"List-Unsubscribe: {folded}", f"List-Unsubscribe-Post: {ONE_CLICK}"]
+    # Unique per message, and no base64 line can start with "--".
+    boundary = f"==mailer={campaign.id.hex}.{recipient.id}=="
+    body = _assembled(headers, text_body, html_body, boundary)
     utf8 = sender.needs_smtputf8 or to.needs_smtputf8
     return BuiltMessage(
         message_id=message_id,
@@ -168,3 +149,32 @@ def build_message(
         recipient=to.address,
         needs_smtputf8=utf8,
     )
+
+
+def _rendered(
+    campaign: CampaignView, shown: RecipientView, unsubscribe: Links | None
+) -> tuple[str, str, str]:
+    """Subject, text and HTML rendered with ``shown``'s variables."""
+    context: dict[str, object] = dict(shown.variables)
+    context.setdefault("name", shown.name)
+    context["email"] = shown.email
+    context["unsubscribe_url"] = unsubscribe.url if unsubscribe else ""
+    try:
+        subject = render(campaign.subject, context, html=False)
+        text_body = render(campaign.text_body, context, html=False) if campaign.text_body else ""
+        html_body = render(campaign.html_body, context, html=True) if campaign.html_body else ""
+    except Exception as exc:  # a template error with this recipient's variables
+        raise UnsendableMessage(f"cannot render the templates: {exc}") from exc
+    return subject, text_body, html_body
+
+
+def _assembled(headers: list[str], text_body: str, html_body: str, boundary: str) -> str:
+    """Headers and body: one part, or text and HTML as multipart/alternative."""
+    parts = [_part("plain", text_body)] if text_body else []
+    if html_body or not parts:
+        parts.append(_part("html", html_body))
+    if len(parts) == 1:
+        return CRLF.join(headers) + CRLF + parts[0]
+    headers = [*headers, f'Content-Type: multipart/alternative; boundary="{boundary}"']
+    sections = "".join(f"--{boundary}{CRLF}{part}" for part in parts)
+    return CRLF.join(headers) + CRLF + CRLF + sections + f"--{boundary}--{CRLF}"

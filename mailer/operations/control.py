@@ -15,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.campaign_runs import RUNNING, live
 from db.engine import session_scope
-from db.queries import CampaignStatusView, campaign_status
+from db.queries import CampaignStatusView, campaign_status_view
 from mailer.core import temporal_client
 from mailer.core.errors import MailerError
 from mailer.core.settings import Settings
@@ -41,7 +41,7 @@ class ControlError(MailerError):
     exit_code = 1
 
 
-async def connect(settings: Settings) -> Client:
+async def connect_or_explain(settings: Settings) -> Client:
     try:
         return await temporal_client.connect(settings)
     except RuntimeError as exc:
@@ -53,7 +53,7 @@ async def connect(settings: Settings) -> Client:
 
 def db_view(settings: Settings, campaign_id: uuid.UUID) -> CampaignStatusView:
     with session_scope(settings.sqlalchemy_url) as session:
-        view = campaign_status(session, campaign_id)
+        view = campaign_status_view(session, campaign_id)
     if view is None:
         raise ControlError(f"no campaign {campaign_id}")
     return view
@@ -82,7 +82,7 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     view = db_view(settings, campaign_id)
     if view.status != CampaignStatus.READY:
         raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
-    client = await connect(settings)
+    client = await connect_or_explain(settings)
     try:
         handle = await client.start_workflow(
             CampaignWorkflow.run,
@@ -140,7 +140,7 @@ SIGNALS: dict[Signal, tuple[set[WorkflowState], Callable[[Progress], bool]]] = {
 async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:
     """Send ``name`` and wait until it shows; returns the campaign's new state."""
     view = db_view(settings, campaign_id)
-    client = await connect(settings)
+    client = await connect_or_explain(settings)
     current = await live(client, campaign_id)
     if current is None:
         raise ControlError(f"campaign {campaign_id} is not running (it was never started)")
@@ -160,7 +160,7 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> st
 
 async def sync_quota(settings: Settings) -> QuotaSyncResult:
     """Run the quota sync now (what the hourly schedule does) and wait for it."""
-    client = await connect(settings)
+    client = await connect_or_explain(settings)
     handle = await client.start_workflow(
         QuotaSyncWorkflow.run,
         id=f"{QUOTA_SYNC_WORKFLOW_ID}-manual-{uuid.uuid4().hex[:8]}",
@@ -183,7 +183,7 @@ async def start_proof_email(
     settings: Settings, campaign_id: uuid.UUID, request_id: int
 ) -> ProofEmailResult:
     """Run the test email's workflow and wait for its outcome."""
-    client = await connect(settings)
+    client = await connect_or_explain(settings)
     handle = await client.start_workflow(
         ProofEmailWorkflow.run,
         ProofEmailInput(request_id),

@@ -80,7 +80,9 @@ def remove(session: Session, addresses: Iterable[str]) -> int:
     return len(result.all())
 
 
-def listed(session: Session, reason: SuppressionReason | None = None) -> list[SuppressedAddress]:
+def suppressed_addresses(
+    session: Session, reason: SuppressionReason | None = None
+) -> list[SuppressedAddress]:
     query = select(Suppression).order_by(Suppression.created_at, Suppression.id)
     if reason is not None:
         query = query.where(Suppression.reason == reason.value)

@@ -26,7 +26,7 @@ def _label(progress: CampaignProgress) -> str:
 async def watch_campaign(settings: Settings, campaign_id: uuid.UUID, interval: float = 1.0) -> str:
     """Show progress until the workflow closes; returns the campaign's final DB status."""
     view = control.db_view(settings, campaign_id)
-    client = await control.connect(settings)
+    client = await control.connect_or_explain(settings)
     total = view.total
     with Progress(
         TextColumn("[bold]{task.fields[state]}"),

@@ -171,7 +171,7 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         ) from None
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+async def connect_when_up(settings: Settings, runtime: Runtime | None = None) -> Client:
     """Connect to Temporal, waiting for it if it is not up yet: one ERROR line naming it,
     then quiet retries."""
     while True:
@@ -187,26 +187,35 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         return client
 
 
-async def run(settings: Settings) -> None:
-    # Every blocking database call runs in a thread (asyncio.to_thread): enough threads and
-    # connections for all activities at once, or batches wait on each other's checkouts.
+def _prepare_threads(settings: Settings) -> None:
+    """Every blocking database call runs in a thread (asyncio.to_thread): enough threads and
+    connections for all activities at once, or batches wait on each other's checkouts."""
     connections = CONNECTIONS_PER_ACTIVITY * settings.max_concurrent_activities
     size_pools(connections)
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
     )
+
+
+async def _register(client: Client, settings: Settings) -> None:
+    """The search attributes and schedules the worker needs, created if missing."""
+    added = await ensure_search_attributes(client, settings.temporal_namespace)
+    if added:
+        log.info("registered search attributes: %s", ", ".join(added))
+    for schedule in await ensure_schedules(client, settings.task_queue):
+        log.info("created schedule %s", schedule)
+
+
+async def run(settings: Settings) -> None:
+    _prepare_threads(settings)
     if not settings.unsubscribe_key:
         log.warning(
             "MAILER_UNSUBSCRIBE_SECRET is not set: messages carry no List-Unsubscribe "
             "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
         )
     runtime = metrics_runtime(settings)
-    client = await connect(settings, runtime)
-    added = await ensure_search_attributes(client, settings.temporal_namespace)
-    if added:
-        log.info("registered search attributes: %s", ", ".join(added))
-    for schedule in await ensure_schedules(client, settings.task_queue):
-        log.info("created schedule %s", schedule)
+    client = await connect_when_up(settings, runtime)
+    await _register(client, settings)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.models import SINGLETON_ID, Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
@@ -43,33 +43,7 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
             ).scalar()
             if parsed is None:
                 return RealDefaults(daily_limit=account or 0)
-            if conn.execute(select(Campaign.id).where(Campaign.id == parsed)).first() is None:
-                raise InputError([f"--campaign: no campaign {campaign_id}"])
-            pending = conn.execute(
-                select(func.count())
-                .select_from(CampaignRecipient)
-                .where(
-                    CampaignRecipient.campaign_id == parsed, CampaignRecipient.status == "pending"
-                )
-            ).scalar()
-            quota = conn.execute(
-                select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
-            ).scalar()
-            domain = recipient_domain()
-            mix = conn.execute(
-                select(domain, func.count())
-                .where(
-                    CampaignRecipient.campaign_id == parsed, CampaignRecipient.status == "pending"
-                )
-                .group_by(domain)
-                .order_by(func.count().desc())
-            ).all()
-            return RealDefaults(
-                daily_limit=account or 0,
-                quota=quota or 0,
-                pending=pending or 0,
-                domains=tuple((str(d), int(n)) for d, n in mix),
-            )
+            return _campaign_defaults(conn, parsed, daily_limit=account or 0)
     except SQLAlchemyError as exc:
         if parsed is not None:
             raise InputError(
@@ -78,3 +52,32 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
         return RealDefaults(problem=f"database not readable ({type(exc).__name__})")
     finally:
         engine.dispose()
+
+
+def _campaign_defaults(conn: Connection, campaign_id: uuid.UUID, daily_limit: int) -> RealDefaults:
+    """The campaign's pending count and domain mix, and the quota now."""
+    if conn.execute(select(Campaign.id).where(Campaign.id == campaign_id)).first() is None:
+        raise InputError([f"--campaign: no campaign {campaign_id}"])
+    pending_here = (
+        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.status == "pending",
+    )
+    pending = conn.execute(
+        select(func.count()).select_from(CampaignRecipient).where(*pending_here)
+    ).scalar()
+    quota = conn.execute(
+        select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
+    ).scalar()
+    domain = recipient_domain()
+    mix = conn.execute(
+        select(domain, func.count())
+        .where(*pending_here)
+        .group_by(domain)
+        .order_by(func.count().desc())
+    ).all()
+    return RealDefaults(
+        daily_limit=daily_limit,
+        quota=quota or 0,
+        pending=pending or 0,
+        domains=tuple((str(d), int(n)) for d, n in mix),
+    )

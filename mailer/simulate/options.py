@@ -189,10 +189,7 @@ def build_options(
     _check_counts(recipients, campaign, campaigns, rate_per_hour, daily_limit, quota)
     zone_name = parse_timezone(timezone) if timezone else defaults.timezone
     hours = parse_working_hours(working_hours) if working_hours else defaults.working_hours
-    start_at = parse_datetime("--start", start) if start else now
-    until_at = parse_datetime("--until", until) if until else None
-    if until_at is not None and until_at <= start_at:
-        raise InputError([f"--until: {until} is not after the start ({start_at.isoformat()})"])
+    start_at, until_at = _period(start, until, now)
     count = recipients if recipients is not None else defaults.pending
     if count is None or count < 1:
         raise InputError([f"--campaign: campaign {campaign} has no pending recipients"])
@@ -218,6 +215,17 @@ def build_options(
             else defaults.domain_rate_per_minute
         ),
     )
+
+
+def _period(
+    start: str | None, until: str | None, now: datetime
+) -> tuple[datetime, datetime | None]:
+    """When the simulation starts (default now) and, if given, when it stops."""
+    start_at = parse_datetime("--start", start) if start else now
+    until_at = parse_datetime("--until", until) if until else None
+    if until_at is not None and until_at <= start_at:
+        raise InputError([f"--until: {until} is not after the start ({start_at.isoformat()})"])
+    return start_at, until_at
 
 
 def _check_counts(

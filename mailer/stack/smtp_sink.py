@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 REPLY_TEXT = {
     421: "4.3.2 Service not available, closing channel",
@@ -88,8 +87,8 @@ class SinkHandler:
                 return rule
         return None
 
-    async def handle_MAIL(
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd calls handle_<VERB>)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if self.step_delay_seconds:
             await asyncio.sleep(self.step_delay_seconds)
@@ -97,8 +96,8 @@ class SinkHandler:
         envelope.mail_options.extend(options)
         return "250 OK"
 
-    async def handle_RCPT(
-        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, options: Any
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd calls handle_<VERB>)
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         if self.step_delay_seconds:
             await asyncio.sleep(self.step_delay_seconds)
@@ -108,7 +107,7 @@ class SinkHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd calls handle_<VERB>)
         if self.delay_seconds or self.step_delay_seconds:
             await asyncio.sleep(self.delay_seconds + self.step_delay_seconds)
         for address in envelope.rcpt_tos:
@@ -143,7 +142,7 @@ class Credentials:
         self.password = password.encode()
 
     def __call__(
-        self, server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
         ok = (
             isinstance(data, LoginPassword)

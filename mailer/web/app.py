@@ -41,47 +41,7 @@ HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 def create_app(settings: Settings, inbound: socket.socket | None = None) -> Starlette:
     """The app; ``inbound`` is the mail receiver's socket if already bound (``mailer web``)."""
-    url = settings.sqlalchemy_url
-
-    async def in_session(work: Callable[..., T], target: Target) -> T:
-        def run() -> T:
-            with session_scope(url) as session:
-                return work(session, target)
-
-        return await run_in_threadpool(run)
-
-    def target_of(request: Request) -> Target | Response:
-        try:
-            return verify(settings.unsubscribe_key, request.path_params["token"])
-        except BadToken as exc:
-            return HTMLResponse(pages.bad_link(str(exc)), status_code=400, headers=HEADERS)
-
-    async def show(request: Request) -> Response:
-        target = target_of(request)
-        if isinstance(target, Response):
-            return target
-        found: Subscriber = await in_session(look_up, target)
-        if found.suppressed_as:
-            return HTMLResponse(pages.already(found.masked), headers=HEADERS)
-        return HTMLResponse(pages.confirm(found.masked, request.url.path), headers=HEADERS)
-
-    async def one_click(request: Request) -> Response:
-        target = target_of(request)
-        if isinstance(target, Response):
-            return target
-        found: Subscriber = await in_session(unsubscribe, target)
-        return HTMLResponse(pages.done(found.masked), headers=HEADERS)
-
-    async def healthz(request: Request) -> Response:
-        def ping() -> None:
-            with session_scope(url) as session:
-                session.execute(text("SELECT 1"))
-
-        try:
-            await run_in_threadpool(ping)
-        except SQLAlchemyError as exc:
-            return PlainTextResponse(f"database unreachable: {type(exc).__name__}", 503)
-        return PlainTextResponse("ok")
+    service = UnsubscribeService(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,8 +51,55 @@ def create_app(settings: Settings, inbound: socket.socket | None = None) -> Star
     return Starlette(
         lifespan=lifespan,
         routes=[
-            Route("/u/{token}", show, methods=["GET"]),
-            Route("/u/{token}", one_click, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/u/{token}", service.show, methods=["GET"]),
+            Route("/u/{token}", service.one_click, methods=["POST"]),
+            Route("/healthz", service.healthz, methods=["GET"]),
         ],
     )
+
+
+class UnsubscribeService:
+    """The pages behind the links in every message: confirm, one-click (RFC 8058), health."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def show(self, request: Request) -> Response:
+        target = self._target_of(request)
+        if isinstance(target, Response):
+            return target
+        found: Subscriber = await self._in_session(look_up, target)
+        if found.suppressed_as:
+            return HTMLResponse(pages.already(found.masked), headers=HEADERS)
+        return HTMLResponse(pages.confirm(found.masked, request.url.path), headers=HEADERS)
+
+    async def one_click(self, request: Request) -> Response:
+        target = self._target_of(request)
+        if isinstance(target, Response):
+            return target
+        found: Subscriber = await self._in_session(unsubscribe, target)
+        return HTMLResponse(pages.done(found.masked), headers=HEADERS)
+
+    async def healthz(self, request: Request) -> Response:
+        def ping() -> None:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                session.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
+        except SQLAlchemyError as exc:
+            return PlainTextResponse(f"database unreachable: {type(exc).__name__}", 503)
+        return PlainTextResponse("ok")
+
+    def _target_of(self, request: Request) -> Target | Response:
+        try:
+            return verify(self.settings.unsubscribe_key, request.path_params["token"])
+        except BadToken as exc:
+            return HTMLResponse(pages.bad_link(str(exc)), status_code=400, headers=HEADERS)
+
+    async def _in_session(self, work: Callable[..., T], target: Target) -> T:
+        def run() -> T:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                return work(session, target)
+
+        return await run_in_threadpool(run)

@@ -31,7 +31,7 @@ def levels(data: dict[str, Any]) -> dict[str, str]:
 
 def check(data: dict[str, Any], name: str) -> dict[str, Any]:
     [found] = [c for c in data["checks"] if c["name"] == name]
-    return found
+    return dict(found)
 
 
 def unsubscribing(web: WebService) -> dict[str, str]:

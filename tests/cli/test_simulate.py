@@ -27,7 +27,8 @@ def _settings(mailer_env: dict[str, str]) -> None:
 def simulate(*args: str) -> dict[str, Any]:
     result = runner.invoke(app, ["simulate", "--json", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    forecast: dict[str, Any] = json.loads(result.stdout)
+    return forecast
 
 
 def at(value: str) -> datetime:

@@ -16,7 +16,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import session_scope
-from db.queries import campaign_status
+from db.queries import campaign_status_view
 from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from tests.support.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
@@ -144,7 +144,7 @@ async def test_a_bounce_postfix_reports_after_accepting_suppresses_the_address(
     assert (address, reason, from_campaign) == ("gone@example.org", "hard_bounce", campaign)
     assert str(note).startswith("delivery report: 5.1.1 smtp; 550 5.1.1")
     with session_scope(harness.database_url) as session:
-        view = campaign_status(session, uuid.UUID(campaign))
+        view = campaign_status_view(session, uuid.UUID(campaign))
     assert view is not None and view.hard_bounces == 1
     assert f"relay=127.0.0.1[127.0.0.1]:{web.inbound_port}" in postfix.log_text()
     assert "hard_bounce: delivery report" in web.log.read_text()

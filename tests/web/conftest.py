@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailer.stack import seed_data
-from tests.support.harness import sql_rows
+from mailer.stack.seed_data import sql_rows
 
 
 @pytest.fixture

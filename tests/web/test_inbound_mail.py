@@ -16,12 +16,13 @@ import aiosmtplib
 import pytest
 
 from db.engine import session_scope
-from db.queries import CampaignStatusView, campaign_status
+from db.queries import CampaignStatusView, campaign_status_view
 from mailer.mail.unsubscribe_tokens import Target, TargetKind, links
 from mailer.stack import seed_data
+from mailer.stack.seed_data import sql_rows
 from mailer.stack.servers import free_port
 from tests.support import inbound_samples as samples
-from tests.support.harness import PROJECT_ROOT, sql_rows
+from tests.support.harness import PROJECT_ROOT
 from tests.support.webservice import SECRET, WebService, running_web
 
 MAILBOX = "unsubscribe@news.example.com"
@@ -42,7 +43,7 @@ async def deliver(web: WebService, raw: bytes, sender: str = "") -> str:
 
 def status(web: WebService, campaign_id: str) -> CampaignStatusView:
     with session_scope(web.database_url) as session:
-        view = campaign_status(session, uuid.UUID(campaign_id))
+        view = campaign_status_view(session, uuid.UUID(campaign_id))
     assert view is not None
     return view
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from mailer.mail.unsubscribe_tokens import Target, TargetKind, sign
-from tests.support.harness import sql_rows
+from mailer.stack.seed_data import sql_rows
 from tests.support.webservice import SECRET, WebService
 
 # Without these, Chromium reaches for Google's services, which this network refuses.

@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from mailer.mail.unsubscribe_tokens import Target, TargetKind, sign
-from tests.support.harness import sql_execute, sql_rows
+from mailer.stack.seed_data import sql_execute, sql_rows
 from tests.support.webservice import SECRET, WebService
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}

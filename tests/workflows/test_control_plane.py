@@ -29,11 +29,12 @@ from tests.support.harness import (
     wait_for,
 )
 from tests.support.playbook import runbook_sql
-from workflows.campaign import PAUSED_IN_DATABASE, CampaignWorkflow, Waiting, signal_acts
+from workflows.campaign import CampaignWorkflow, Waiting, signal_acts
 from workflows.contracts import ReconcileResult, SnapshotInput, SnapshotResult
 from workflows.maintenance import ReconcileWorkflow
 from workflows.search_attributes import MAILER_STATUS
 from workflows.states import Signal
+from workflows.transitions import PAUSED_IN_DATABASE
 
 OPEN = {"working_hours_start": 0, "working_hours_end": 24, "rate_per_hour": 100_000}
 

@@ -11,7 +11,7 @@ from email import message_from_bytes, policy
 from temporalio.testing import WorkflowEnvironment
 
 from db.engine import session_scope
-from db.queries import campaign_status
+from db.queries import campaign_status_view
 from mailer.mail.unsubscribe_tokens import Target, TargetKind, verify
 from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule
@@ -45,7 +45,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
             ("unknown@example.com", "hard_bounce", first),
         ]
         with session_scope(harness.database_url) as session:
-            view = campaign_status(session, uuid.UUID(first))
+            view = campaign_status_view(session, uuid.UUID(first))
             assert view is not None and (view.hard_bounces, view.suppressed) == (2, 0)
 
         # The next campaign to the same people: the bounced ones are not even tried.
@@ -64,7 +64,7 @@ async def test_hard_bounces_are_suppressed_and_never_written_to_again(
         c=second,
     ) == [(0,)]  # never handed to SMTP
     with session_scope(harness.database_url) as session:
-        view = campaign_status(session, uuid.UUID(second))
+        view = campaign_status_view(session, uuid.UUID(second))
         assert view is not None and (view.suppressed, view.failed, view.hard_bounces) == (1, 1, 0)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import uuid
 from functools import partial
+from typing import Any
 
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from mailer.runtime.worker import ensure_schedules
 from mailer.stack import seed_data
 from tests.support.harness import Harness, finished, hours_excluding_now, wait_for
 from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignResult
+from workflows.contracts import CampaignResult, Progress
 from workflows.maintenance import (
     QUOTA_SYNC_SCHEDULE_ID,
     RECONCILE_SCHEDULE_ID,
@@ -133,8 +135,9 @@ async def test_reconcile_restarts_campaigns_whose_workflow_is_gone(dev: Harness)
             await dev.client.get_workflow_handle(workflow_id_for(campaign)).signal("cancel")
 
 
-async def _state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
-    return (await handle.query(CampaignWorkflow.progress)).state == state
+async def _state(handle: WorkflowHandle[Any, Any], state: str) -> bool:
+    progress: Progress = await handle.query(CampaignWorkflow.progress)
+    return progress.state == state
 
 
 def _deferred_outside_hours(harness: Harness, campaign: str) -> bool:

@@ -59,7 +59,7 @@ def test_local_day_bounds() -> None:
 
 
 def test_naive_now_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timezone-aware"):
         is_working_time(datetime(2026, 12, 7, 10), HOURS)
 
 

@@ -20,7 +20,7 @@ from mailer.operations import suppression
 from mailer.operations.authoring.recipients import (
     DEFAULT_MAX_FILE_MB,
     Recipient,
-    listed,
+    capped,
     parse_recipients,
     read_text,
 )
@@ -133,10 +133,7 @@ def create_campaign(
     skipped = recipients.skipped_invalid
     kept, skipped_suppressed = _without_suppressed(session, kept)
     if recipients.recipients and not kept:
-        problems.append(
-            f"{draft.recipients_path}: every address is on the suppression list "
-            f"({_by_reason(skipped_suppressed)}); see `mailer suppress list`"
-        )
+        problems.append(_all_suppressed(draft, skipped_suppressed))
     if recipients.columns is not None:
         problems += _template_problems(draft, bodies, recipients.columns)
         if not problems:  # every message is built only once everything else is right
@@ -145,9 +142,7 @@ def create_campaign(
             problems += unsendable
     user = find_user(session, draft.created_by)
     if user is None:
-        problems.append(
-            f"--created-by: no user {draft.created_by!r} (add one with: mailer user add NAME)"
-        )
+        problems.append(f"--created-by: no user {draft.created_by!r} ({ADD_USER})")
     if problems or user is None:
         raise InputError(problems)
     campaign_id = _write(session, draft, bodies, kept, user)
@@ -158,6 +153,16 @@ def create_campaign(
         skipped_invalid=skipped,
         merged_duplicates=recipients.merged_duplicates,
         skipped_suppressed=skipped_suppressed,
+    )
+
+
+ADD_USER = "add one with: mailer user add NAME"
+
+
+def _all_suppressed(draft: CampaignDraft, skipped: dict[str, int]) -> str:
+    return (
+        f"{draft.recipients_path}: every address is on the suppression list "
+        f"({_by_reason(skipped)}); see `mailer suppress list`"
     )
 
 
@@ -200,7 +205,7 @@ def _rehearsed(
         f"{draft.recipients_path}:{u.recipient.line}: cannot build the message: {u.reason}"
         for u in unsendable
     ]
-    return recipients, 0, listed(draft.recipients_path, lines, "unsendable recipients")
+    return recipients, 0, capped(draft.recipients_path, lines, "unsendable recipients")
 
 
 def _account_sender(session: Session) -> str:

@@ -111,7 +111,7 @@ def read_text(path: Path, encoding: str = "utf-8", *, max_mb: int = DEFAULT_MAX_
     return _decode(path, data, encoding)
 
 
-def listed(path: Path, problems: list[str], what: str) -> list[str]:
+def capped(path: Path, problems: list[str], what: str) -> list[str]:
     """The first ``MAX_LISTED_INVALID`` problems, then one line counting the rest."""
     shown = problems[:MAX_LISTED_INVALID]
     if len(problems) > MAX_LISTED_INVALID:
@@ -263,7 +263,7 @@ def _result(
     invalid = found.invalid
     skipped = len(invalid) if skip_invalid else 0
     if invalid and not skip_invalid:
-        problems += listed(path, invalid, "invalid addresses")
+        problems += capped(path, invalid, "invalid addresses")
     if found.rows == 0 and not problems:
         problems.append(f"{path}: no recipients: the file has a header row but no data rows")
     elif not found.recipients and not problems:
