@@ -4,7 +4,7 @@
 through the scenarios a running campaign can be in — deferrals, pause and resume, the
 circuit breaker, a cancel, continue-as-new — on the time-skipping server against real
 PostgreSQL, Redis and SMTP, and writes each history to ``histories/``. Re-record only after
-a change that is safe for campaigns already running (see the README: ``workflow.patched``).
+a change that is safe for campaigns already running (see docs/engine.md: ``workflow.patched``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A change to ``workflows/`` that would break campaigns already running (Temporal replays
 their histories on the new code) fails here. Change workflow code behind
 ``workflow.patched(...)`` (or with worker versioning), then re-record with
-``python -m tests.workflows.record_histories``; see the README.
+``python -m tests.workflows.record_histories``; see docs/engine.md.
 """
 
 from __future__ import annotations
