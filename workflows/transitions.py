@@ -8,6 +8,7 @@ Nothing here mutates its argument: every function returns a new :class:`CarriedS
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -25,6 +26,10 @@ from workflows.states import DeferReason, SendOutcome
 # writer), look again after this long rather than spin.
 BLOCKED_RECHECK = timedelta(minutes=1)
 PACING_RECHECK = timedelta(minutes=1)
+
+# Per-domain pacing is a rate window too (per minute, per group of domains): the tables keep
+# the seed's five defer reasons, so a paced campaign waits as ``rate_per_hour``.
+DOMAIN_PACING_REASON = DeferReason.RATE_PER_HOUR
 
 PAUSED_IN_DATABASE = "paused in the database"
 PAUSED_BY_OPERATOR = "paused by an operator"
@@ -119,6 +124,10 @@ class Transition:
     breaker_tripped: bool = False
 
 
+# What follows from one batch outcome.
+Rule = Callable[[CarriedState, SendBatchResult, datetime, Snapshot], Transition]
+
+
 def after_transient(carried: CarriedState, error: str, now: datetime, limits: Limits) -> Transition:
     """One more transient error: retry after the delay, or pause at the breaker's threshold."""
     errors = carried.consecutive_transient_errors + 1
@@ -159,7 +168,7 @@ def _domain_paced(
     # Only recipients of domains paced this minute are left: a rate deferral to the
     # minute's end (MAILER_DOMAIN_RATE_PER_MINUTE).
     until = result.retry_at or now + PACING_RECHECK
-    return Transition(carried, Deferral(DeferReason.RATE_PER_HOUR, until))
+    return Transition(carried, Deferral(DOMAIN_PACING_REASON, until))
 
 
 def _transient(
@@ -176,22 +185,17 @@ def _recipients_waiting(
     return Transition(replace(carried, transient_until=until))
 
 
-def _configuration(
-    carried: CarriedState, result: SendBatchResult, now: datetime, snapshot: Snapshot
-) -> Transition:
-    reason = f"configuration error: {result.error}"
-    return Transition(
-        replace(paused(carried, PauseCause.CONFIGURATION, reason), last_error=result.error)
-    )
+def _pause_for(cause: PauseCause, wording: str) -> Rule:
+    """The campaign itself is refused (535, a refused sender, a run of 5xx at DATA): pause
+    with the server's words, and keep them as the last error."""
 
+    def pause(
+        carried: CarriedState, result: SendBatchResult, now: datetime, snapshot: Snapshot
+    ) -> Transition:
+        reason = f"{wording}: {result.error}"
+        return Transition(replace(paused(carried, cause, reason), last_error=result.error))
 
-def _server_refused(
-    carried: CarriedState, result: SendBatchResult, now: datetime, snapshot: Snapshot
-) -> Transition:
-    reason = f"refused by the server: {result.error}"
-    return Transition(
-        replace(paused(carried, PauseCause.SERVER_REFUSED, reason), last_error=result.error)
-    )
+    return pause
 
 
 def _blocked(
@@ -213,7 +217,7 @@ def _decide_again(
 
 
 # Every batch outcome and what follows from it: one table.
-_OUTCOMES = {
+_OUTCOMES: dict[SendOutcome, Rule] = {
     SendOutcome.COMPLETED: _decide_again,
     SendOutcome.STOPPED: _decide_again,
     SendOutcome.STALE: _decide_again,
@@ -221,7 +225,7 @@ _OUTCOMES = {
     SendOutcome.DOMAIN_PACED: _domain_paced,
     SendOutcome.TRANSIENT: _transient,
     SendOutcome.RECIPIENTS_WAITING: _recipients_waiting,
-    SendOutcome.CONFIGURATION: _configuration,
-    SendOutcome.SERVER_REFUSED: _server_refused,
+    SendOutcome.CONFIGURATION: _pause_for(PauseCause.CONFIGURATION, "configuration error"),
+    SendOutcome.SERVER_REFUSED: _pause_for(PauseCause.SERVER_REFUSED, "refused by the server"),
     SendOutcome.BLOCKED: _blocked,
 }
