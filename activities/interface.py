@@ -12,6 +12,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from workflows.contracts import (
+    DispatchInput,
+    DispatchResult,
     ProofEmailInput,
     ProofEmailResult,
     ReconcileInput,
@@ -60,6 +62,11 @@ class MailerActivityInterface:
     @activity.defn
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
         """Restart campaigns the database says are active but Temporal does not run."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def dispatch(self, request: DispatchInput) -> DispatchResult:
+        """Start, pause, resume or cancel the campaigns whose rows the CRM changed."""
         raise NotImplementedError
 
     @activity.defn(name="send_test_email")  # the registered name, kept for runs in flight

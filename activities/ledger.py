@@ -25,6 +25,7 @@ from db.models import (
     CampaignStatus,
     GlobalMailAccount,
     QueueStatus,
+    RecipientStatus,
     SendLog,
     SendLogStatus,
     SmtpBzQuota,
@@ -32,6 +33,7 @@ from db.models import (
 from db.queries import get_account, recipient_counts
 from mailer.core.settings import Settings
 from workflows.contracts import Limits, Snapshot
+from workflows.requests import CampaignRow
 from workflows.states import SELF_HELD_REASONS
 from workflows.working_hours import clock_hour_bounds, local_day_bounds
 
@@ -412,28 +414,23 @@ def campaigns_deferred_on(session: Session, reason: str) -> list[str]:
     return [str(campaign_id) for campaign_id in rows]
 
 
-@dataclass(frozen=True)
-class ActiveCampaign:
-    """A campaign sending or paused, with its queue row as the playbook's SQL sees it."""
-
-    campaign_id: str
-    status: str
-    queue_status: str
-    defer_reason: str
-    deferred_until: datetime | None
-    consecutive_transient_errors: int
-    last_error: str
-
-
-def active_campaigns(session: Session) -> list[ActiveCampaign]:
-    """Campaigns sending or paused, with their queue rows."""
+def _rows(session: Session, where: ColumnElement[bool]) -> list[CampaignRow]:
+    pending = (
+        select(func.count())
+        .select_from(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == Campaign.id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+        )
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Campaign.id, Campaign.status, CampaignQueue)
+        select(Campaign.id, Campaign.status, CampaignQueue, pending)
         .outerjoin(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
-        .where(Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)))
+        .where(where)
     ).all()
     return [
-        ActiveCampaign(
+        CampaignRow(
             campaign_id=str(campaign_id),
             status=status,
             queue_status=queue.status if queue else "",
@@ -441,9 +438,37 @@ def active_campaigns(session: Session) -> list[ActiveCampaign]:
             deferred_until=queue.deferred_until if queue else None,
             consecutive_transient_errors=queue.consecutive_transient_errors if queue else 0,
             last_error=queue.last_error if queue else "",
+            pending=int(count or 0),
         )
-        for campaign_id, status, queue in rows
+        for campaign_id, status, queue, count in rows
     ]
+
+
+def active_campaigns(session: Session) -> list[CampaignRow]:
+    """Campaigns sending or paused, with their queue rows."""
+    return _rows(session, Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)))
+
+
+def campaign_rows(session: Session, campaign_ids: Sequence[str]) -> list[CampaignRow]:
+    """These campaigns' rows (ids of campaigns that no longer exist are left out)."""
+    ids = [uuid.UUID(campaign_id) for campaign_id in campaign_ids]
+    return _rows(session, Campaign.id.in_(ids)) if ids else []
+
+
+_TAKE_REQUESTS = text(
+    """
+    DELETE FROM mailer_request
+     WHERE id IN (SELECT id FROM mailer_request ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING campaign_id
+    """
+)
+
+
+def take_requests(session: Session, limit: int) -> list[str]:
+    """The campaigns the CRM's writes named since the last look (each once, oldest first);
+    taken, so two dispatchers never act on one request twice."""
+    ids = [str(row[0]) for row in session.execute(_TAKE_REQUESTS, {"limit": limit})]
+    return list(dict.fromkeys(ids))
 
 
 def release_processing(session: Session, campaign_id: uuid.UUID) -> None:

@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 
+from activities.campaign_requests import CampaignRequests
 from activities.campaign_runs import live
 from activities.interface import MailerActivityInterface
 from activities.ledger import (
-    ActiveCampaign,
     CampaignRefused,
     active_campaigns,
     api_key,
@@ -29,7 +29,6 @@ from activities.ledger import (
     mark_started,
     quota_available,
     record_state,
-    release_processing,
     start_campaign,
     store_quota,
     take_snapshot,
@@ -44,9 +43,8 @@ from mailer.core.settings import Settings
 from mailer.mail.smtp_replies import redact_addresses
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
-    CampaignInput,
-    CarriedState,
-    Progress,
+    DispatchInput,
+    DispatchResult,
     ProofEmailInput,
     ProofEmailResult,
     ReconcileInput,
@@ -62,14 +60,13 @@ from workflows.contracts import (
     SyncQuotaInput,
     SyncQuotaResult,
 )
+from workflows.requests import CampaignRow, cleared_by_resume_sql
 from workflows.states import (
     CAMPAIGN_REFUSED,
     CampaignStatus,
     DeferReason,
     QueueStatus,
-    WorkflowState,
 )
-from workflows.transitions import RESTORED_BY_RECONCILE, PauseCause
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +113,6 @@ def _database_address(error: SQLAlchemyError) -> str:
     return "MAILER_DATABASE_URL"
 
 
-def _cleared_by_resume_sql(progress: Progress, campaign: ActiveCampaign) -> bool:
-    """The playbook's section-3 "resume" SQL empties defer_reason, deferred_until and the
-    error count of a deferred (or breaker-paused) campaign's queue row; the workflow wrote
-    them when it deferred, so an empty row under a waiting workflow is an operator's resume."""
-    row_cleared = (
-        campaign.defer_reason == ""
-        and campaign.deferred_until is None
-        and campaign.consecutive_transient_errors == 0
-        and campaign.queue_status == QueueStatus.PENDING
-    )
-    breaker_paused = (
-        progress.state == WorkflowState.PAUSED
-        and progress.defer_reason == DeferReason.TRANSIENT_ERROR
-    )
-    return row_cleared and (progress.state == WorkflowState.DEFERRED or breaker_paused)
-
-
 def attempt_token(workflow_run_id: str, activity_id: str, attempt: int) -> str:
     """One send attempt's identity, as its claims carry it (36 characters)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{workflow_run_id}/{activity_id}/{attempt}"))
@@ -155,6 +135,7 @@ class MailerActivities(MailerActivityInterface):
             self.record_state,
             self.sync_quota,
             self.reconcile,
+            self.dispatch,
             self.send_proof_email,
         ]
 
@@ -220,12 +201,10 @@ class MailerActivities(MailerActivityInterface):
     @activity.defn
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
         """Repair drift between the tables and Temporal (see :mod:`workflows.maintenance`)."""
-        client = self.client
-        if client is None:
-            raise ApplicationError("reconcile needs a Temporal client", non_retryable=True)
+        requests = self._requests()
         url = self.settings.sqlalchemy_url
 
-        def active() -> list[ActiveCampaign]:
+        def active() -> list[CampaignRow]:
             with session_scope(url) as session:
                 return active_campaigns(session)
 
@@ -233,12 +212,24 @@ class MailerActivities(MailerActivityInterface):
         with activity_errors():
             campaigns = await asyncio.to_thread(active)
         for campaign in campaigns:
-            handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
-            current = await live(client, uuid.UUID(campaign.campaign_id))
+            current = await live(requests.client, uuid.UUID(campaign.campaign_id))
             progress = current.progress if current is not None else None
             if progress is None:
-                await self._restart(client, campaign, result)
-            elif _cleared_by_resume_sql(progress, campaign):
+                with activity_errors():
+                    started = await requests.start_run(
+                        campaign, request.now, activity.info().task_queue
+                    )
+                if campaign.queue_status == QueueStatus.PROCESSING:
+                    result.unstuck.append(campaign.campaign_id)
+                if started:
+                    result.restarted.append(campaign.campaign_id)
+                    log.warning(
+                        "reconcile: campaign %s was %s with no workflow; restarted",
+                        campaign.campaign_id,
+                        campaign.status,
+                    )
+            elif cleared_by_resume_sql(campaign, progress):
+                handle = requests.client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
                 await handle.signal(CampaignWorkflow.resume)
                 result.resumed.append(campaign.campaign_id)
                 log.warning(
@@ -248,48 +239,16 @@ class MailerActivities(MailerActivityInterface):
                 )
         return result
 
-    async def _restart(
-        self, client: Client, campaign: ActiveCampaign, result: ReconcileResult
-    ) -> None:
-        """A new run for a campaign whose workflow is gone (terminated), keeping its pause:
-        reason, defer reason and error count. The run's own writes are compare-and-set, so
-        a campaign cancelled meanwhile stays cancelled."""
-        if campaign.queue_status == QueueStatus.PROCESSING:
+    @activity.defn
+    async def dispatch(self, request: DispatchInput) -> DispatchResult:
+        """Carry out the CRM's requests written to the tables since the last turn."""
+        with activity_errors():
+            return await self._requests().dispatch(request.now, activity.info().task_queue)
 
-            def unstick() -> None:
-                with session_scope(self.settings.sqlalchemy_url) as session:
-                    release_processing(session, uuid.UUID(campaign.campaign_id))
-
-            with activity_errors():
-                await asyncio.to_thread(unstick)
-            result.unstuck.append(campaign.campaign_id)
-        carried = None
-        if campaign.status == CampaignStatus.PAUSED:
-            carried = CarriedState(
-                paused=True,
-                # With a last error the pause was probably the campaign's own (breaker,
-                # configuration): left unnamed, the reason tells (paused_by_operator).
-                paused_by="" if campaign.last_error else PauseCause.RESTORED,
-                pause_reason=campaign.last_error or RESTORED_BY_RECONCILE,
-                paused_defer_reason=campaign.defer_reason,
-                consecutive_transient_errors=campaign.consecutive_transient_errors,
-                last_error=campaign.last_error,
-            )
-        try:
-            await client.start_workflow(
-                CampaignWorkflow.run,
-                CampaignInput(campaign.campaign_id, carried),
-                id=workflow_id_for(campaign.campaign_id),
-                task_queue=activity.info().task_queue,
-            )
-        except WorkflowAlreadyStartedError:
-            return
-        result.restarted.append(campaign.campaign_id)
-        log.warning(
-            "reconcile: campaign %s was %s with no workflow; restarted",
-            campaign.campaign_id,
-            campaign.status,
-        )
+    def _requests(self) -> CampaignRequests:
+        if self.client is None:
+            raise ApplicationError("this activity needs a Temporal client", non_retryable=True)
+        return CampaignRequests(self.settings, self.client)
 
     async def _sync_quota(self, request: SnapshotInput) -> str:
         url = self.settings.sqlalchemy_url

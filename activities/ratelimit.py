@@ -25,6 +25,10 @@ from workflows.working_hours import hour_label, rate_window_key
 
 log = logging.getLogger("mailer.ratelimit")
 
+#: The Celery engine's global lock (the playbook: TTL 600 s). While it is held the old engine
+#: may be sending, so mailer sends nothing: never two engines on one campaign.
+OLD_ENGINE_LOCK = "crm:mailer:send_pending_emails:lock"
+
 RATE_WINDOW_TTL_SECONDS = 2 * 60 * 60
 THROTTLE_TTL_SECONDS = 2 * 60 * 60
 THROTTLE_PREFIX = "crm:mailer:throttle:"
@@ -103,7 +107,7 @@ class RateLimiter:
         # Set while failing open: the window misses our sends until it is raised again.
         self._window_behind = False
 
-    def _redis(self) -> aioredis.Redis:
+    def redis(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.Redis.from_url(
                 self.url,
@@ -130,7 +134,7 @@ class RateLimiter:
             return Reservation(0, window_full=False)
         key = rate_window_key(now, timezone)
         try:
-            client = self._redis()
+            client = self.redis()
             args = (limit, wanted, RATE_WINDOW_TTL_SECONDS)
             if self._window_behind:
                 await self._catch_up(client, key, await sent_in_hour())
@@ -159,7 +163,7 @@ class RateLimiter:
             return
         key = rate_window_key(now, timezone)
         try:
-            await self._redis().eval(_RELEASE, 1, key, unused)
+            await self.redis().eval(_RELEASE, 1, key, unused)
         except (redis.RedisError, OSError) as exc:
             log.error("Error returning rate limit tokens: %s (key %s)", exc, key)
             metrics.redis_error()
@@ -173,7 +177,7 @@ class RateLimiter:
         key = domain_window_key(group, now)
         try:
             return bool(
-                await self._redis().eval(_TAKE_ONE, 1, key, group.per_minute, DOMAIN_WINDOW_TTL)
+                await self.redis().eval(_TAKE_ONE, 1, key, group.per_minute, DOMAIN_WINDOW_TTL)
             )
         except (redis.RedisError, OSError) as exc:
             log.error("Error reserving rate limit token: %s (key %s); failing open", exc, key)
@@ -187,7 +191,7 @@ class RateLimiter:
             return {}
         keys = [domain_window_key(group, now) for group in pacing.groups]
         try:
-            values = await self._redis().mget(keys)
+            values = await self.redis().mget(keys)
         except (redis.RedisError, OSError) as exc:
             log.error("Error reading domain windows: %s", exc)
             metrics.redis_error()
@@ -252,3 +256,28 @@ def domain_usage_now(url: str, pacing: DomainPacing, now: datetime) -> dict[str,
     except (redis.RedisError, OSError):
         return None
     return {g.name: int(v or 0) for g, v in zip(pacing.groups, values, strict=True)}
+
+
+class OldEngineWatch:
+    """Whether the old engine holds its lock, said once per worker when it starts and once
+    when it ends (not once per batch). Redis unreachable: not held (the limiter fails open
+    the same way, and says so itself)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._held = False
+
+    async def holds_lock(self) -> bool:
+        try:
+            held = bool(await self._limiter.redis().exists(OLD_ENGINE_LOCK))
+        except (redis.RedisError, OSError):
+            return False
+        if held and not self._held:
+            log.warning(
+                "the old engine holds %s: sending nothing until it is released (docs/cutover.md)",
+                OLD_ENGINE_LOCK,
+            )
+        elif self._held and not held:
+            log.info("%s released: sending", OLD_ENGINE_LOCK)
+        self._held = held
+        return held

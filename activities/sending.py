@@ -34,7 +34,7 @@ from activities.ledger import (
     sends_this_hour,
     take_snapshot,
 )
-from activities.ratelimit import RateLimiter
+from activities.ratelimit import OldEngineWatch, RateLimiter
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from db.engine import session_scope
 from mailer.core.settings import Settings
@@ -209,6 +209,7 @@ class BatchSender:
         self.settings = settings
         self.engine = engine
         self.limiter = limiter
+        self.old_engine = OldEngineWatch(limiter)
 
     async def _db(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
@@ -221,6 +222,8 @@ class BatchSender:
         if batch_is_stale(request.now, now, self._working_hours()):
             # Retried after the hour or the working day it was planned for: decide again.
             outcome = SendOutcome.STALE
+        elif await self.old_engine.holds_lock():
+            outcome = SendOutcome.OLD_ENGINE
         else:
             outcome = await self._run(request, campaign_id, hooks, tally)
 

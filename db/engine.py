@@ -21,6 +21,11 @@ def size_pools(max_connections: int) -> None:
     get_engine.cache_clear()
 
 
+#: How mailer's connections name themselves to PostgreSQL (pg_stat_activity, and migration
+#: 0006's trigger, which takes only other writers' changes as the CRM's requests).
+APPLICATION_NAME = "mailer"
+
+
 @functools.cache
 def get_engine(url: str) -> Engine:
     """A pooled engine for ``url`` (a ``postgresql+psycopg://`` URL)."""
@@ -33,6 +38,9 @@ def get_engine(url: str) -> Engine:
         pool_size=pool_size,
         max_overflow=_max_connections - pool_size,
         hide_parameters=True,
+        # mailer's writes mirror its workflows; the CRM's are requests (migration 0006's
+        # trigger tells them apart by this name).
+        connect_args={"application_name": APPLICATION_NAME},
     )
 
 

@@ -221,20 +221,41 @@ class CampaignWorkflow:
         snapshot = self._current_snapshot()
         if snapshot.pending == 0:
             return await self._finish(WorkflowState.SENT)
-        now = workflow.now()
-        deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
-        if (
-            deferral is not None
-            and deferral.reason == DeferReason.QUOTA_EXHAUSTED
-            and not self._quota_synced
-        ):
-            self._quota_synced = True
-            self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
-            return None
+        await self._send_or_sleep(workflow.now(), snapshot)
+        return None
+
+    async def _send_or_sleep(self, now: datetime, snapshot: Snapshot) -> None:
+        """Sleep on a held deferral or the first gate that blocks; otherwise send a batch
+        (and sleep on what follows from it)."""
+        deferral = self._held_deferral(now)
         if deferral is None:
-            deferral = await self._send_batch(now, batch_allowance(snapshot))
+            deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
+            if await self._synced_an_empty_quota(deferral):
+                return
+            if deferral is None:
+                deferral = await self._send_batch(now, batch_allowance(snapshot))
         if deferral is not None:
             await self._sleep(deferral)
+
+    async def _synced_an_empty_quota(self, deferral: Deferral | None) -> bool:
+        """An empty quota is checked with the provider once before the campaign defers on
+        it; whether it was (then the gates decide again)."""
+        if deferral is None or deferral.reason != DeferReason.QUOTA_EXHAUSTED:
+            return False
+        if self._quota_synced:
+            return False
+        self._quota_synced = True
+        self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
+        return True
+
+    def _held_deferral(self, now: datetime) -> Deferral | None:
+        """A deferral the campaign was taken over with, while it lasts."""
+        until = self._carried.held_until
+        if until is None:
+            return None
+        if now < until:
+            return Deferral(DeferReason(self._carried.held_reason), until)
+        self._carried = replace(self._carried, held_reason="", held_until=None)
         return None
 
     def _honour_the_table(self) -> WorkflowState | None:

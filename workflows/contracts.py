@@ -129,6 +129,26 @@ class CarriedState:
     paused_defer_reason: str = ""
     last_error: str = ""
     runs: int = 1
+    # A deferral taken over with the campaign (from the old engine, or a terminated run's
+    # queue row): nothing is sent before ``held_until``; the row's reason is shown meanwhile.
+    held_reason: str = ""
+    held_until: datetime | None = None
+
+
+@dataclass
+class DispatchInput:
+    now: datetime
+
+
+@dataclass
+class DispatchResult:
+    """What the CRM's requests in the tables led to, by campaign id."""
+
+    started: list[str]
+    paused: list[str]
+    resumed: list[str]
+    cancelled: list[str]
+    more: bool = False  # requests were left for the next turn
 
 
 @dataclass

@@ -116,6 +116,8 @@ class SendOutcome(enum.StrEnum):
     STALE = "stale"  # the attempt started in another hour than planned: nothing sent, re-decide
     # Every recipient it could take is in a domain group whose per-minute window is full.
     DOMAIN_PACED = "domain_paced"
+    # The old (Celery) engine holds its global lock: it may be sending; mailer waits.
+    OLD_ENGINE = "old_engine"
 
 
 class BatchLimit(enum.StrEnum):

@@ -31,6 +31,10 @@ PACING_RECHECK = timedelta(minutes=1)
 # the seed's five defer reasons, so a paced campaign waits as ``rate_per_hour``.
 DOMAIN_PACING_REASON = DeferReason.RATE_PER_HOUR
 
+# While the Celery engine's lock is held, look again this soon (the lock lives 600 s).
+OLD_ENGINE_RECHECK = timedelta(seconds=15)
+OLD_ENGINE_RUNNING = "the old engine holds crm:mailer:send_pending_emails:lock"
+
 PAUSED_IN_DATABASE = "paused in the database"
 PAUSED_BY_OPERATOR = "paused by an operator"
 RESTORED_BY_RECONCILE = "paused (restored by reconcile)"
@@ -108,6 +112,8 @@ def cleared(carried: CarriedState) -> CarriedState:
         last_error="",
         pause_reason="",
         paused_defer_reason="",
+        held_reason="",
+        held_until=None,
     )
 
 
@@ -151,7 +157,10 @@ def after_batch(carried: CarriedState, result: SendBatchResult, now: datetime) -
         return Transition(carried)  # nothing left: the loop finishes the campaign
     sent_something = result.sent > 0
     if sent_something:
-        carried = replace(carried, consecutive_transient_errors=0)
+        waited = carried.last_error == OLD_ENGINE_RUNNING
+        carried = replace(
+            carried, consecutive_transient_errors=0, last_error="" if waited else carried.last_error
+        )
     transition = _OUTCOMES[result.outcome](carried, result, now, result.snapshot)
     return replace(transition, sent_something=sent_something)
 
@@ -208,6 +217,14 @@ def _blocked(
     return Transition(carried)
 
 
+def _old_engine(
+    carried: CarriedState, result: SendBatchResult, now: datetime, snapshot: Snapshot
+) -> Transition:
+    # Not an error of ours: the breaker does not count it; the row says why it waits.
+    deferral = Deferral(DeferReason.TRANSIENT_ERROR, now + OLD_ENGINE_RECHECK)
+    return Transition(replace(carried, last_error=OLD_ENGINE_RUNNING), deferral)
+
+
 def _decide_again(
     carried: CarriedState, result: SendBatchResult, now: datetime, snapshot: Snapshot
 ) -> Transition:
@@ -228,4 +245,5 @@ _OUTCOMES: dict[SendOutcome, Rule] = {
     SendOutcome.CONFIGURATION: _pause_for(PauseCause.CONFIGURATION, "configuration error"),
     SendOutcome.SERVER_REFUSED: _pause_for(PauseCause.SERVER_REFUSED, "refused by the server"),
     SendOutcome.BLOCKED: _blocked,
+    SendOutcome.OLD_ENGINE: _old_engine,
 }

@@ -53,6 +53,8 @@ def exit_code(checks: list[Check]) -> int:
 
 def evaluate(facts: Facts) -> list[Check]:
     checks = [_temporal(facts), _postgres(facts), _redis(facts)]
+    if facts.redis.reachable:
+        checks.append(_old_engine(facts))
     if facts.temporal.reachable:
         checks += [_workers(facts), _workflow_tasks(facts), _schedules(facts)]
     if facts.database.reachable:
@@ -147,6 +149,22 @@ def _redis(facts: Facts) -> Check:
         "restart Redis (`make up`, or `docker compose restart redis`); the first batch after "
         "it is back raises the window to the send log's count",
         "redis-down",
+    )
+
+
+def _old_engine(facts: Facts) -> Check:
+    ttl = facts.redis.old_engine_lock_ttl
+    if ttl is None:
+        return Check("old_engine", Level.OK, "the Celery engine's lock is not held")
+    lasts = "with no expiry" if ttl < 0 else f"for {ttl} s more"
+    return Check(
+        "old_engine",
+        Level.CRIT,
+        f"the old engine is running: crm:mailer:send_pending_emails:lock is held ({lasts}); "
+        "mailer sends nothing meanwhile",
+        "stop Celery beat and its workers (docs/cutover.md); sending starts within 30 s of the "
+        "lock going away",
+        "old-engine",
     )
 
 

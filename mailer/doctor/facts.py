@@ -104,6 +104,8 @@ class RedisFacts:
     error: str = ""
     rate_key: str = ""
     rate_count: int | None = None  # None: the window has no key yet this hour
+    # Seconds the Celery engine's lock still lives (None: not held): that engine may send.
+    old_engine_lock_ttl: int | None = None
 
     @property
     def reachable(self) -> bool:

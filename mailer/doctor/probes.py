@@ -22,6 +22,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, ScheduleIntervalSpec
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.ratelimit import OLD_ENGINE_LOCK
 from mailer.core import temporal_client
 from mailer.core.settings import Settings, without_password
 from mailer.doctor.facts import (
@@ -197,6 +198,8 @@ def look_at_redis(settings: Settings, now: datetime) -> RedisFacts:
         client.ping()
         value = client.get(key)
         facts.rate_count = int(value) if value is not None else None
+        ttl = int(client.ttl(OLD_ENGINE_LOCK))
+        facts.old_engine_lock_ttl = None if ttl == -2 else ttl
     except (redis.RedisError, OSError, ValueError) as exc:
         facts.error = first_line(exc)
     finally:

@@ -31,6 +31,8 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -51,8 +53,11 @@ from workflows.maintenance import (
     RECONCILE_EVERY,
     RECONCILE_SCHEDULE_ID,
     RECONCILE_WORKFLOW_ID,
+    DispatcherInput,
+    DispatcherWorkflow,
     QuotaSyncWorkflow,
     ReconcileWorkflow,
+    dispatcher_workflow_id,
 )
 from workflows.proof import ProofEmailWorkflow
 from workflows.search_attributes import ALL_KEYS
@@ -127,6 +132,21 @@ async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
     return created
 
 
+async def ensure_dispatcher(client: Client, task_queue: str) -> bool:
+    """Start the task queue's dispatcher unless it runs; whether this call started it."""
+    try:
+        await client.start_workflow(
+            DispatcherWorkflow.run,
+            DispatcherInput(),
+            id=dispatcher_workflow_id(task_queue),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -138,7 +158,13 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow, ProofEmailWorkflow],
+        workflows=[
+            CampaignWorkflow,
+            QuotaSyncWorkflow,
+            ReconcileWorkflow,
+            DispatcherWorkflow,
+            ProofEmailWorkflow,
+        ],
         activities=activities.all,
         activity_executor=executor
         or concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
@@ -204,6 +230,8 @@ async def _register(client: Client, settings: Settings) -> None:
         log.info("registered search attributes: %s", ", ".join(added))
     for schedule in await ensure_schedules(client, settings.task_queue):
         log.info("created schedule %s", schedule)
+    if await ensure_dispatcher(client, settings.task_queue):
+        log.info("started the dispatcher %s", dispatcher_workflow_id(settings.task_queue))
 
 
 async def run(settings: Settings) -> None:

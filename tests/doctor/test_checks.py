@@ -75,6 +75,7 @@ def test_healthy_is_all_ok() -> None:
         "queue_depth",
         "quota",
         "unsubscribe",
+        "old_engine",
     }
 
 
@@ -167,6 +168,7 @@ def test_a_part_down_hides_the_checks_it_would_feed() -> None:
         "temporal": Level.CRIT,
         "postgres": Level.CRIT,
         "redis": Level.OK,
+        "old_engine": Level.OK,
         "unsubscribe": Level.OK,
     }
     assert exit_code(evaluate(facts)) == 2
@@ -195,11 +197,24 @@ def test_every_warning_links_an_existing_playbook_section() -> None:
     facts.database.quota = QuotaFacts(0, 100, None, "")
     facts.unsubscribe = UnsubscribeFacts(False, "x")
     failing = [check for check in evaluate(facts) if check.level != Level.OK]
+    facts.redis.error, facts.redis.old_engine_lock_ttl = "", 540
+    failing += [c for c in evaluate(facts) if c.name == "old_engine"]
     down = healthy()
     down.temporal.error = down.database.error = "down"
     failing += [check for check in evaluate(down) if check.level != Level.OK]
-    assert len(failing) == 11  # every check of the doctor but none twice
+    assert len(failing) == 12  # every check of the doctor but none twice
     playbook = (PROJECT_ROOT / "docs" / "playbook.ru.md").read_text(encoding="utf-8")
     for check in failing:
         assert check.action, check.name
         assert f'<a id="{check.playbook}"></a>' in playbook, check.name
+
+
+def test_the_old_engines_lock_is_critical_and_says_how_long_it_lasts() -> None:
+    facts = healthy()
+    facts.redis.old_engine_lock_ttl = 540
+    [check] = [c for c in evaluate(facts) if c.name == "old_engine"]
+    assert check.level == Level.CRIT and "for 540 s more" in check.summary
+    assert "the old engine is running" in check.summary
+    facts.redis.old_engine_lock_ttl = None
+    [check] = [c for c in evaluate(facts) if c.name == "old_engine"]
+    assert check.level == Level.OK

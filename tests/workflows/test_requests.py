@@ -1,0 +1,107 @@
+"""What a campaign's row asks of its workflow, and the state a taken-over campaign starts
+from (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from workflows.contracts import CarriedState, Progress
+from workflows.requests import Action, CampaignRow, adopted_state, decide
+from workflows.states import WorkflowState
+from workflows.transitions import RESTORED_BY_RECONCILE, PauseCause
+
+NOW = datetime(2026, 12, 7, 21, 37, tzinfo=ZoneInfo("Europe/Moscow"))
+
+
+def row(status: str, queue: str = "pending", **changes: object) -> CampaignRow:
+    values: dict[str, object] = {"pending": 20}
+    values.update(changes)
+    return CampaignRow("c1", status, queue, **values)  # type: ignore[arg-type]
+
+
+def running(state: WorkflowState, defer_reason: str = "") -> Progress:
+    return Progress("c1", state, defer_reason=defer_reason)
+
+
+@pytest.mark.parametrize(
+    ("campaign", "progress", "action"),
+    [
+        # No run: a queued ready campaign starts, a sending or paused one is taken over.
+        (row("ready"), None, Action.START),
+        (row("ready", queue=""), None, Action.NOTHING),  # drafted, not queued
+        (row("sending", queue="processing"), None, Action.START),
+        (row("paused"), None, Action.START),
+        (row("sending", pending=0), None, Action.NOTHING),
+        (row("cancelled"), None, Action.NOTHING),
+        (row("sent"), None, Action.NOTHING),
+        # A run: the row asks only where it disagrees.
+        (row("cancelled"), running(WorkflowState.DEFERRED), Action.CANCEL),
+        (row("paused"), running(WorkflowState.SENDING), Action.PAUSE),
+        (row("paused"), running(WorkflowState.PAUSED), Action.NOTHING),
+        (row("sending"), running(WorkflowState.PAUSED), Action.RESUME),
+        (
+            row("sending", defer_reason="rate_per_hour", deferred_until=NOW),
+            running(WorkflowState.DEFERRED),
+            Action.NOTHING,
+        ),
+        # The playbook's resume SQL: the deferred row emptied.
+        (row("sending"), running(WorkflowState.DEFERRED), Action.RESUME),
+        (row("sending"), running(WorkflowState.SENDING), Action.NOTHING),
+        (row("cancelled"), running(WorkflowState.CANCELLED), Action.NOTHING),
+    ],
+)
+def test_what_the_row_asks(
+    campaign: CampaignRow, progress: Progress | None, action: Action
+) -> None:
+    assert decide(campaign, progress) == action
+
+
+def test_a_deferral_taken_over_holds_until_it_ends_with_the_breakers_count() -> None:
+    until = NOW + timedelta(minutes=23)
+    taken = row(
+        "sending",
+        defer_reason="rate_per_hour",
+        deferred_until=until,
+        consecutive_transient_errors=7,
+        last_error="421 4.7.0 try later",
+    )
+    assert adopted_state(taken, NOW) == CarriedState(
+        consecutive_transient_errors=7,
+        last_error="421 4.7.0 try later",
+        held_reason="rate_per_hour",
+        held_until=until,
+    )
+
+
+def test_a_deferral_that_ended_or_names_no_reason_of_ours_is_not_held() -> None:
+    ended = row("sending", defer_reason="rate_per_hour", deferred_until=NOW - timedelta(1))
+    assert adopted_state(ended, NOW) == CarriedState()
+    odd = row("sending", defer_reason="celery_magic", deferred_until=NOW + timedelta(1))
+    assert adopted_state(odd, NOW) == CarriedState()
+
+
+def test_a_paused_campaign_stays_paused_with_its_reason() -> None:
+    breaker = adopted_state(
+        row(
+            "paused",
+            defer_reason="transient_error",
+            consecutive_transient_errors=10,
+            last_error="circuit breaker",
+        ),
+        NOW,
+    )
+    assert breaker is not None and breaker.paused and breaker.pause_reason == "circuit breaker"
+    assert (breaker.paused_defer_reason, breaker.consecutive_transient_errors) == (
+        "transient_error",
+        10,
+    )
+    plain = adopted_state(row("paused"), NOW)
+    assert plain is not None and plain.paused_by == PauseCause.RESTORED
+    assert plain.pause_reason == RESTORED_BY_RECONCILE
+
+
+def test_a_ready_campaign_starts_from_scratch() -> None:
+    assert adopted_state(row("ready"), NOW) is None
