@@ -1,0 +1,159 @@
+"""The cut-over rehearsed with Django itself: the CRM's own migrations make the seed's
+tables, ``mailer db adopt`` takes them over (or refuses, changing nothing), and a campaign
+the CRM's ORM creates and queues is sent by a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from bench.faults.rig import WorkerProcess
+from mailer.stack import postgres
+from mailer.stack.seed_data import sql_rows
+from mailer.stack.servers import PostgresCluster
+from mailer.stack.smtp_sink import SmtpSink
+from mailer.stack.smtpbz_stub import SmtpBzStubServer
+from tests.support.harness import (
+    ALWAYS_OPEN,
+    PROJECT_ROOT,
+    Harness,
+    cli,
+    make_settings,
+    new_task_queue,
+    process_env,
+    wait_for,
+)
+
+
+def django(cluster: PostgresCluster, name: str, *args: str) -> str:
+    """The stand-in CRM's ORM at work (tests/crm/django_crm/actions.py); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.crm.django_crm.actions", *args],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "CRM_DATABASE_NAME": name,
+            "CRM_DATABASE_PORT": str(cluster.port),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def django_database(cluster: PostgresCluster) -> tuple[str, str]:
+    """An empty database whose seed tables Django's migrations made; its name and URL."""
+    name = f"crm_{uuid.uuid4().hex[:10]}"
+    with cluster.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    django(cluster, name, "migrate")
+    return name, postgres.url(cluster.port, name)
+
+
+@pytest.fixture
+def crm(
+    dev_env: WorkflowEnvironment,
+    pg_cluster: PostgresCluster,
+    redis_url: str,
+    sink: SmtpSink,
+    stub: SmtpBzStubServer,
+) -> tuple[Harness, str]:
+    """This test's servers around a database the stand-in CRM's migrations made."""
+    name, url = django_database(pg_cluster)
+    return (
+        Harness(
+            client=dev_env.client,
+            settings=make_settings(url, redis_url, stub.base_url, **ALWAYS_OPEN),
+            sink=sink,
+            stub=stub,
+            database_url=url,
+            task_queue=new_task_queue(),
+        ),
+        name,
+    )
+
+
+def tables(harness: Harness) -> set[str]:
+    rows = sql_rows(
+        harness.database_url,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    return {str(row[0]) for row in rows}
+
+
+async def test_upgrade_refuses_and_adopt_checks_then_takes_over(
+    crm: tuple[Harness, str], pg_cluster: PostgresCluster
+) -> None:
+    harness, _ = crm
+    refused = await cli(harness, "db", "upgrade")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: the CRM's tables are here but mailer has not adopted them: run `mailer db "
+        "adopt` (it checks them and changes nothing if they do not fit)"
+    ]
+    assert "alembic_version" not in tables(harness)
+
+    adopted = await cli(harness, "db", "adopt")
+    assert adopted.returncode == 0, adopted.stderr
+    assert {"alembic_version", "mailer_request", "mailer_suppression"} <= tables(harness)
+    columns = sql_rows(
+        harness.database_url,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'mailer_campaignrecipient'",
+    )
+    assert {"claim_token", "attempts"} <= {str(c[0]) for c in columns}
+    again = await cli(harness, "db", "upgrade")
+    assert again.returncode == 0, again.stderr
+
+
+async def test_adopt_names_every_mismatch_and_changes_nothing(
+    crm: tuple[Harness, str],
+) -> None:
+    harness, _ = crm
+    shrink = "ALTER TABLE mailer_campaignqueue ALTER COLUMN defer_reason TYPE varchar(8)"
+    drop = "ALTER TABLE mailer_sendlog DROP COLUMN smtp_code"
+    url = harness.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(shrink)
+        conn.execute(drop)
+    before = tables(harness)
+    refused = await cli(harness, "db", "adopt")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: mailer_campaignqueue.defer_reason: VARCHAR(8) is shorter than the 32 "
+        "characters mailer may write",
+        "error: mailer_sendlog.smtp_code: column missing (integer)",
+        "error: nothing was changed",
+    ]
+    assert tables(harness) == before
+
+
+async def test_a_campaign_the_orm_queues_is_sent_by_a_worker(
+    crm: tuple[Harness, str], pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    harness, name = crm
+    assert (await cli(harness, "db", "adopt")).returncode == 0
+    campaign = django(pg_cluster, name, "seed", str(harness.sink.port), "5")
+    worker = WorkerProcess(process_env(harness), tmp_path / "worker.log")
+    try:
+        await wait_for(worker.polling, timeout=60, what="the worker to poll")
+        django(pg_cluster, name, "queue", campaign)
+        await wait_for(
+            lambda: len(harness.sent_times(campaign)) == 5, timeout=30, what="all five sent"
+        )
+        await wait_for(
+            lambda: harness.queue_row(campaign)["campaign_status"] == "sent",
+            what="the campaign marked sent",
+        )
+    finally:
+        worker.stop()
+    assert sorted(harness.sink.handler.recipients()) == [f"client{i}@example.com" for i in range(5)]
