@@ -109,6 +109,7 @@ class CampaignWorkflow:
         self._published: dict[str, object] = {}
         # Where the loop waits for a signal now: resume and wake act only there.
         self._waiting = Waiting.NOTHING
+        self._batch_running = False
 
     # --- signals and query -------------------------------------------------------------
 
@@ -145,6 +146,57 @@ class CampaignWorkflow:
         if not signal_acts(Signal.WAKE, self._waiting):
             return
         self._request = stronger(self._request, Request.WAKE)
+
+    # --- acknowledged operations (Temporal Updates: mailer.client, the CLI) ----------------
+
+    @workflow.update
+    async def pause_campaign(self) -> Progress:
+        """Pause and answer once paused (within one message while a batch sends)."""
+        self._request = stronger(self._request, Request.PAUSE)
+        await workflow.wait_condition(
+            lambda: self._state == WorkflowState.PAUSED or self._state in FINAL_WORKFLOW_STATES
+        )
+        return self.progress()
+
+    @pause_campaign.validator
+    def _may_pause(self) -> None:
+        if self._state in FINAL_WORKFLOW_STATES or self._carried.paused:
+            raise ApplicationError(f"it is {self._state}")
+
+    @workflow.update
+    async def resume_campaign(self) -> Progress:
+        """Clear the pause or deferral and answer once the campaign goes on."""
+        self._request = stronger(self._request, Request.RESUME)
+        # Answered once the loop has decided what comes next: a batch, a new deferral (still
+        # outside working hours, say), or the end.
+        await workflow.wait_condition(
+            lambda: (
+                self._request != Request.RESUME
+                and (
+                    self._waiting != Waiting.NOTHING
+                    or self._batch_running
+                    or self._state in FINAL_WORKFLOW_STATES
+                )
+            )
+        )
+        return self.progress()
+
+    @resume_campaign.validator
+    def _may_resume(self) -> None:
+        if not signal_acts(Signal.RESUME, self._waiting):
+            raise ApplicationError(f"it is {self._state}: neither paused nor deferred")
+
+    @workflow.update
+    async def cancel_campaign(self) -> Progress:
+        """Stop for good and answer once cancelled; pending recipients stay pending."""
+        self._request = stronger(self._request, Request.CANCEL)
+        await workflow.wait_condition(lambda: self._state in FINAL_WORKFLOW_STATES)
+        return self.progress()
+
+    @cancel_campaign.validator
+    def _may_cancel(self) -> None:
+        if self._state in FINAL_WORKFLOW_STATES:
+            raise ApplicationError(f"it is {self._state}")
 
     @workflow.query
     def progress(self) -> Progress:
@@ -325,7 +377,9 @@ class CampaignWorkflow:
             ),
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        self._batch_running = True
         await workflow.wait_condition(lambda: handle.done() or self._request >= Request.PAUSE)
+        self._batch_running = False
         if not handle.done():
             handle.cancel()
         try:
@@ -440,6 +494,7 @@ class CampaignWorkflow:
         workflow.logger.info("campaign %s: resumed", self._campaign_id)
 
     async def _finish(self, state: WorkflowState) -> CampaignResult:
+        """Mirror the final state, answer any waiting update, and return the result."""
         self._deferral = None
         if state == WorkflowState.SENT:
             await self._record(
@@ -459,6 +514,8 @@ class CampaignWorkflow:
                 ),
             )
         await self._publish(state)
+        # An update waiting for this state answers before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
         snapshot = self._current_snapshot()
         workflow.logger.info(
             "campaign %s: %s (sent %d, failed %d, pending %d)",

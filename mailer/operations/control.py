@@ -9,9 +9,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import TimeoutError as TimeoutError_
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaign_runs import RUNNING, live
 from db.engine import session_scope
@@ -22,6 +28,7 @@ from mailer.core.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
     CampaignInput,
+    CampaignResult,
     Progress,
     ProofEmailInput,
     ProofEmailResult,
@@ -94,12 +101,7 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
         raise ControlError(f"campaign {campaign_id} is already running") from None
     settled = await _settle(handle, lambda p: p.state != WorkflowState.STARTING)
     if settled is None:
-        try:
-            await handle.result()
-        except Exception as exc:  # the workflow failed: the refusal's message
-            cause = getattr(exc, "cause", None) or exc
-            raise ControlError(str(getattr(cause, "message", cause))) from None
-        raise ControlError(f"campaign {campaign_id} finished at once")
+        return await closed_at_once(handle, campaign_id)
     if settled.state == WorkflowState.STARTING:
         raise ControlError(
             f"campaign {campaign_id} was submitted but no worker picked it up within "
@@ -111,34 +113,39 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     return first_batch or settled
 
 
+async def closed_at_once(handle: WorkflowHandle[Any, Any], campaign_id: uuid.UUID) -> Progress:
+    """A run that closed before the CLI looked: sent everything (a success), or refused."""
+    try:
+        result = await handle.result()
+        if not isinstance(result, CampaignResult):  # an untyped handle: the converter's dict
+            result = CampaignResult(**result)
+    except Exception as exc:  # the workflow failed: the refusal's message
+        cause = getattr(exc, "cause", None) or exc
+        raise ControlError(str(getattr(cause, "message", cause))) from None
+    return Progress(
+        campaign_id=str(campaign_id),
+        state=result.status,
+        pending=result.pending,
+        sent=result.sent,
+        failed=result.failed,
+    )
+
+
 def _first_batch_done(progress: Progress) -> bool:
     return progress.state != WorkflowState.SENDING or progress.sent + progress.failed > 0
 
 
-# Each signal: the states it applies to, and when it has taken effect.
-SIGNALS: dict[Signal, tuple[set[WorkflowState], Callable[[Progress], bool]]] = {
-    Signal.PAUSE: (
-        {WorkflowState.STARTING, WorkflowState.SENDING, WorkflowState.DEFERRED},
-        lambda p: p.state == WorkflowState.PAUSED,
-    ),
-    Signal.RESUME: (
-        {WorkflowState.PAUSED, WorkflowState.DEFERRED},
-        lambda p: p.state != WorkflowState.PAUSED,
-    ),
-    Signal.CANCEL: (
-        {
-            WorkflowState.STARTING,
-            WorkflowState.SENDING,
-            WorkflowState.DEFERRED,
-            WorkflowState.PAUSED,
-        },
-        lambda p: False,  # the run closes
-    ),
+# Each operator action, as the workflow's acknowledged update (signals stay for the Web UI).
+UPDATES = {
+    Signal.PAUSE: CampaignWorkflow.pause_campaign,
+    Signal.RESUME: CampaignWorkflow.resume_campaign,
+    Signal.CANCEL: CampaignWorkflow.cancel_campaign,
 }
 
 
 async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:
-    """Send ``name`` and wait until it shows; returns the campaign's new state."""
+    """Pause, resume or cancel, and answer once the workflow has applied it (a Temporal
+    Update); returns the campaign's new state, or raises :class:`ControlError` saying why not."""
     view = db_view(settings, campaign_id)
     client = await connect_or_explain(settings)
     current = await live(client, campaign_id)
@@ -146,16 +153,23 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> st
         raise ControlError(f"campaign {campaign_id} is not running (it was never started)")
     if not current.running or current.progress is None:
         raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
-    applies, done = SIGNALS[name]
-    if current.progress.state not in applies:
-        raise ControlError(f"cannot {name} campaign {campaign_id}: it is {current.progress.state}")
     handle = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
-    await handle.signal(name)
-    settled = await _settle(handle, done)
-    if settled is None:  # the run closed: only cancel (or a race with completion) does that
-        final = db_view(settings, campaign_id)
-        return final.status
-    return settled.state
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            applied: Progress = await handle.execute_update(UPDATES[name])
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", None) or str(exc.cause)
+        raise ControlError(f"cannot {name} campaign {campaign_id}: {reason}") from None
+    except TimeoutError:
+        raise ControlError(
+            f"campaign {campaign_id} took the {name} but has not applied it within "
+            f"{SETTLE_SECONDS:.0f}s: is a worker polling task queue {settings.task_queue!r}?"
+        ) from None
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return db_view(settings, campaign_id).status  # it closed meanwhile
+    return applied.state
 
 
 async def sync_quota(settings: Settings) -> QuotaSyncResult:
