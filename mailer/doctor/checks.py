@@ -15,6 +15,8 @@ from mailer.doctor.facts import Facts, Poller, ScheduleFacts
 PLAYBOOK = "docs/playbook.ru.md"
 STUCK_AFTER = timedelta(minutes=30)
 QUEUE_DEPTH_WARNING = 50
+# The dispatcher takes the CRM's requests every 10 s: one older than this is not carried out.
+CRM_REQUEST_LATE = timedelta(minutes=1)
 QUOTA_SYNC_STALE = timedelta(hours=2)
 # An idle worker long-polls for about a minute at a time; a poller not seen for longer
 # than this is a worker that went away.
@@ -59,6 +61,7 @@ def evaluate(facts: Facts) -> list[Check]:
         checks += [_workers(facts), _workflow_tasks(facts), _schedules(facts)]
     if facts.database.reachable:
         checks += [_stuck(facts), _transient(facts), _queue_depth(facts), _quota(facts)]
+        checks.append(_crm_requests(facts))
     if facts.unsubscribe is not None:
         checks.append(_unsubscribe(facts))
     return checks
@@ -165,6 +168,22 @@ def _old_engine(facts: Facts) -> Check:
         "stop Celery beat and its workers (docs/cutover.md); sending starts within 30 s of the "
         "lock going away",
         "old-engine",
+    )
+
+
+def _crm_requests(facts: Facts) -> Check:
+    db, oldest = facts.database, facts.database.oldest_crm_request_at
+    if oldest is None or facts.now - oldest <= CRM_REQUEST_LATE:
+        return Check("crm_requests", Level.OK, f"{db.crm_requests} CRM request(s) waiting")
+    late = int((facts.now - oldest).total_seconds())
+    return Check(
+        "crm_requests",
+        Level.CRIT,
+        f"{db.crm_requests} CRM request(s) not carried out, the oldest for {late} s: the tables "
+        "and the workflows disagree (a start, pause, resume or cancel the CRM asked for)",
+        "check the workers (`mailer doctor`: workers) and the dispatcher: `temporal workflow "
+        "describe --workflow-id mailer-dispatcher-<task queue>`",
+        "crm-requests",
     )
 
 

@@ -92,6 +92,9 @@ class DatabaseFacts:
     queue_depth: int = 0  # queue rows 'pending' (the seed's alert)
     quota: QuotaFacts | None = None
     sent_this_hour: int = 0  # the send log's count for the clock hour
+    # The CRM's writes not yet carried out by the dispatcher (mailer_request).
+    crm_requests: int = 0
+    oldest_crm_request_at: datetime | None = None
 
     @property
     def reachable(self) -> bool:

@@ -107,6 +107,7 @@ WHERE status = 'processing' ORDER BY started_at NULLS FIRST
 """
 
 _QUEUE_DEPTH = "SELECT count(*) FROM mailer_campaignqueue WHERE status = 'pending'"
+_CRM_REQUESTS = "SELECT count(*), min(created_at) FROM mailer_request"
 
 _QUOTA = """
 SELECT emails_available, emails_limit, last_synced_at, sync_error
@@ -146,6 +147,9 @@ def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
                 StuckProcessing(str(row[0]), row[1]) for row in conn.execute(text(_PROCESSING))
             ]
             facts.queue_depth = int(conn.execute(text(_QUEUE_DEPTH)).scalar_one())
+            facts.crm_requests, facts.oldest_crm_request_at = conn.execute(
+                text(_CRM_REQUESTS)
+            ).one()
             quota = conn.execute(text(_QUOTA)).first()
             if quota is not None:
                 facts.quota = QuotaFacts(*quota)

@@ -37,6 +37,13 @@ class GaugeCollector:
             "Seconds since the last good quota sync (since 1970 if never)",
         )
         self.queue_depth = gauge("mailer_queue_depth", "Campaign queue rows 'pending'")
+        self.crm_requests = gauge(
+            "mailer_crm_requests_waiting", "The CRM's writes the dispatcher has not carried out"
+        )
+        self.crm_request_age = gauge(
+            "mailer_crm_request_oldest_seconds",
+            "Age of the oldest CRM request not carried out (0 when none)",
+        )
         self.processing_age = gauge(
             "mailer_processing_oldest_seconds",
             "Age of the oldest queue row 'processing' (0 when none)",
@@ -80,6 +87,9 @@ class GaugeCollector:
         else:
             self.quota_sync_age.set(int((now - EPOCH).total_seconds()))
         self.queue_depth.set(facts.queue_depth)
+        self.crm_requests.set(facts.crm_requests)
+        oldest_request = facts.oldest_crm_request_at or now
+        self.crm_request_age.set(max(0, int((now - oldest_request).total_seconds())))
         oldest = min((s.started_at or now for s in facts.stuck), default=now)
         self.processing_age.set(int((now - oldest).total_seconds()))
         shown = {c.campaign_id for c in facts.campaigns}

@@ -76,6 +76,7 @@ def test_healthy_is_all_ok() -> None:
         "quota",
         "unsubscribe",
         "old_engine",
+        "crm_requests",
     }
 
 
@@ -197,12 +198,14 @@ def test_every_warning_links_an_existing_playbook_section() -> None:
     facts.database.quota = QuotaFacts(0, 100, None, "")
     facts.unsubscribe = UnsubscribeFacts(False, "x")
     failing = [check for check in evaluate(facts) if check.level != Level.OK]
+    facts.database.oldest_crm_request_at = facts.now - timedelta(minutes=5)
+    failing += [c for c in evaluate(facts) if c.name == "crm_requests"]
     facts.redis.error, facts.redis.old_engine_lock_ttl = "", 540
     failing += [c for c in evaluate(facts) if c.name == "old_engine"]
     down = healthy()
     down.temporal.error = down.database.error = "down"
     failing += [check for check in evaluate(down) if check.level != Level.OK]
-    assert len(failing) == 12  # every check of the doctor but none twice
+    assert len(failing) == 13  # every check of the doctor but none twice
     playbook = (PROJECT_ROOT / "docs" / "playbook.ru.md").read_text(encoding="utf-8")
     for check in failing:
         assert check.action, check.name
@@ -218,3 +221,15 @@ def test_the_old_engines_lock_is_critical_and_says_how_long_it_lasts() -> None:
     facts.redis.old_engine_lock_ttl = None
     [check] = [c for c in evaluate(facts) if c.name == "old_engine"]
     assert check.level == Level.OK
+
+
+def test_a_crm_request_waiting_over_a_minute_is_critical() -> None:
+    facts = healthy()
+    facts.database.crm_requests = 3
+    facts.database.oldest_crm_request_at = facts.now - timedelta(seconds=50)
+    [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
+    assert check.level == Level.OK
+    facts.database.oldest_crm_request_at = facts.now - timedelta(seconds=95)
+    [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
+    assert check.level == Level.CRIT
+    assert check.summary.startswith("3 CRM request(s) not carried out, the oldest for 95 s")
