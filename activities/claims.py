@@ -30,13 +30,12 @@ from activities.ledger import (
     sent_today,
 )
 from db.models import (
-    SINGLETON_ID,
     Campaign,
     CampaignRecipient,
     GlobalMailAccount,
     SmtpBzQuota,
 )
-from db.queries import get_account, recipient_domain
+from db.queries import get_account, latest_quota, recipient_domain
 from mailer.core.settings import Settings
 from mailer.mail.views import AccountView, CampaignView, RecipientView
 from workflows.gates import fair_share
@@ -288,9 +287,7 @@ def plan_batch(
         return BatchPlan(shown, sender, recipients=[], limited_by=BatchLimit.NOT_SENDING)
     if account.per_user_daily_limit > 0:
         _lock_creator(session, campaign)
-    quota = session.scalar(
-        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
-    )
+    quota = latest_quota(session, for_update=True)
     allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
     skip = skip_domains or []
     claimed = _claim_pending(session, campaign_id, now, allowance.count, claim, skip)
@@ -355,7 +352,7 @@ _RELEASE = text(
     )
     UPDATE mailer_smtpbzquota
        SET emails_available = emails_available + (SELECT count(*) FROM released) - :unrecorded
-     WHERE id = 1
+     WHERE id = (SELECT max(id) FROM mailer_smtpbzquota)
     """
 )
 

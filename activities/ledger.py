@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from activities.quota import ProviderQuota
 from db.models import (
     PROVIDER_SMTP_GLOBAL,
-    SINGLETON_ID,
     Campaign,
     CampaignQueue,
     CampaignRecipient,
@@ -30,7 +29,7 @@ from db.models import (
     SendLogStatus,
     SmtpBzQuota,
 )
-from db.queries import get_account, recipient_counts
+from db.queries import get_account, latest_quota, recipient_counts
 from mailer.core.settings import Settings
 from workflows.contracts import Limits, Snapshot
 from workflows.requests import CampaignRow
@@ -80,7 +79,7 @@ def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: st
 
 
 def quota_available(session: Session) -> int:
-    quota = session.get(SmtpBzQuota, SINGLETON_ID)
+    quota = latest_quota(session)
     return quota.emails_available if quota else 0
 
 
@@ -382,11 +381,9 @@ def store_quota(
 ) -> int:
     """Write a quota sync's result; without numbers (an error) the old ones stay.
     Returns emails_available."""
-    quota = session.scalar(
-        select(SmtpBzQuota).where(SmtpBzQuota.id == SINGLETON_ID).with_for_update()
-    )
+    quota = latest_quota(session, for_update=True)
     if quota is None:
-        quota = SmtpBzQuota(id=SINGLETON_ID, emails_available=0, emails_limit=0)
+        quota = SmtpBzQuota(emails_available=0, emails_limit=0)
         session.add(quota)
     if numbers is not None:
         # Claims in flight were taken from the quota already; the provider has not counted

@@ -41,7 +41,6 @@ from workflows.states import (
 __all__ = [
     "PROVIDER_SMTP_GLOBAL",
     "PROVIDER_SMTP_TEST",
-    "SINGLETON_ID",
     "Base",
     "Campaign",
     "CampaignQueue",
@@ -299,7 +298,8 @@ class Suppression(Base):
 
 
 class SmtpBzQuota(Base):
-    """Singleton (id=1): the provider quota as of the last sync, decremented per send."""
+    """The provider quota as of the last sync, decremented per send: one row in use, the
+    newest (mailer reads it as the playbook does, `ORDER BY id DESC LIMIT 1`)."""
 
     __tablename__ = "mailer_smtpbzquota"
 
@@ -316,7 +316,7 @@ class SmtpBzQuota(Base):
 
 
 class GlobalMailAccount(Base):
-    """Singleton (id=1): the SMTP account every campaign sends through, and its limits."""
+    """The SMTP account every campaign sends through, and its limits: the newest row."""
 
     __tablename__ = "mailer_globalmailaccount"
     __table_args__ = (
@@ -348,6 +348,3 @@ class GlobalMailAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
-
-
-SINGLETON_ID = 1

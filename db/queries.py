@@ -10,7 +10,6 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
-    SINGLETON_ID,
     Campaign,
     CampaignQueue,
     CampaignRecipient,
@@ -66,8 +65,15 @@ class CampaignStatusView(CampaignRow):
 
 
 def get_account(session: Session) -> GlobalMailAccount | None:
-    """The global mail account (a singleton row), if it was set up."""
-    return session.get(GlobalMailAccount, SINGLETON_ID)
+    """The global mail account, if it was set up: the newest row, as the playbook reads it
+    (``ORDER BY id DESC LIMIT 1``; a CRM's table may hold older rows or start at any id)."""
+    return session.scalar(select(GlobalMailAccount).order_by(GlobalMailAccount.id.desc()).limit(1))
+
+
+def latest_quota(session: Session, *, for_update: bool = False) -> SmtpBzQuota | None:
+    """The quota row as the playbook reads it: the newest (locked with ``for_update``)."""
+    query = select(SmtpBzQuota).order_by(SmtpBzQuota.id.desc()).limit(1)
+    return session.scalar(query.with_for_update() if for_update else query)
 
 
 def recipient_counts(session: Session, campaign_id: uuid.UUID) -> RecipientCounts:
@@ -184,7 +190,7 @@ def campaign_list(
 
 def quota_row(session: Session) -> dict[str, object]:
     """The playbook's quota check: available, limit, last sync, sync error."""
-    quota = session.get(SmtpBzQuota, SINGLETON_ID)
+    quota = latest_quota(session)
     if quota is None:
         return {"emails_available": None}
     return {

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import SINGLETON_ID, GlobalMailAccount, SmtpTls, User
+from db.models import GlobalMailAccount, SmtpTls, User
 from db.queries import get_account
 from mailer.core.errors import InputError
 from mailer.mail.tls import BadCertificate, tls_context
@@ -74,7 +74,7 @@ def set_account(session: Session, changes: AccountChanges) -> GlobalMailAccount:
         raise InputError(problems)
     account = get_account(session)
     if account is None:
-        account = GlobalMailAccount(id=SINGLETON_ID)
+        account = GlobalMailAccount()
         session.add(account)
     for item in fields(changes):
         value = getattr(changes, item.name)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.models import SINGLETON_ID, Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
+from db.models import Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
 from db.queries import recipient_domain
 from mailer.core.errors import InputError
 from mailer.core.settings import Settings
@@ -37,9 +37,9 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
     try:
         with engine.connect() as conn:
             account = conn.execute(
-                select(GlobalMailAccount.per_user_daily_limit).where(
-                    GlobalMailAccount.id == SINGLETON_ID
-                )
+                select(GlobalMailAccount.per_user_daily_limit)
+                .order_by(GlobalMailAccount.id.desc())
+                .limit(1)
             ).scalar()
             if parsed is None:
                 return RealDefaults(daily_limit=account or 0)
@@ -66,7 +66,7 @@ def _campaign_defaults(conn: Connection, campaign_id: uuid.UUID, daily_limit: in
         select(func.count()).select_from(CampaignRecipient).where(*pending_here)
     ).scalar()
     quota = conn.execute(
-        select(SmtpBzQuota.emails_available).where(SmtpBzQuota.id == SINGLETON_ID)
+        select(SmtpBzQuota.emails_available).order_by(SmtpBzQuota.id.desc()).limit(1)
     ).scalar()
     domain = recipient_domain()
     mix = conn.execute(
