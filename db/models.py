@@ -92,7 +92,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     date_joined: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), default=func.now(), server_default=func.now()
     )
 
 
@@ -119,9 +119,9 @@ class Campaign(Base):
         ForeignKey("accounts_user.id", ondelete="SET NULL")
     )
     total_recipients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), default=func.now(), server_default=func.now(), onupdate=func.now()
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -153,7 +153,7 @@ class CampaignQueue(Base):
     )
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     campaign: Mapped[Campaign] = relationship(back_populates="queue")
@@ -211,7 +211,7 @@ class CampaignRecipient(Base):
     # the attempt lives): another attempt never takes a recipient under a live lease.
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
 
 
 class SendLog(Base):
@@ -240,7 +240,7 @@ class SendLog(Base):
     message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
     smtp_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
 
 
 class ProofEmail(Base):
@@ -269,7 +269,7 @@ class ProofEmail(Base):
     )
     message_id: Mapped[str] = mapped_column(String(255), default="", server_default="")
     error: Mapped[str] = mapped_column(Text, default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -294,7 +294,7 @@ class Suppression(Base):
         ForeignKey("mailer_campaign.id", ondelete="SET NULL")
     )
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=func.now(), server_default=func.now())
 
 
 class SmtpBzQuota(Base):
@@ -311,7 +311,7 @@ class SmtpBzQuota(Base):
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sync_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), default=func.now(), server_default=func.now(), onupdate=func.now()
     )
 
 
@@ -346,5 +346,5 @@ class GlobalMailAccount(Base):
     smtp_bz_api_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), default=func.now(), server_default=func.now(), onupdate=func.now()
     )

@@ -154,6 +154,17 @@ async def test_a_campaign_the_orm_queues_is_sent_by_a_worker(
             lambda: harness.queue_row(campaign)["campaign_status"] == "sent",
             what="the campaign marked sent",
         )
+        # The quota sync on the CRM's table with its row gone: mailer writes a new row with
+        # every value set itself (Django's table has no database defaults).
+        url = harness.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, application_name="crm", autocommit=True) as conn:
+            conn.execute("DELETE FROM mailer_smtpbzquota")
+        synced = await cli(harness, "quota", "sync")
+        assert "quota sync failed" in synced.stderr, synced.stderr  # the account has no key
+        [(available, error)] = sql_rows(
+            harness.database_url, "SELECT emails_available, sync_error FROM mailer_smtpbzquota"
+        )
+        assert available == 0 and error
     finally:
         worker.stop()
     assert sorted(harness.sink.handler.recipients()) == [f"client{i}@example.com" for i in range(5)]
