@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -105,12 +106,7 @@ def campaign_status_view(session: Session, campaign_id: uuid.UUID) -> CampaignSt
         )
     }
     return CampaignStatusView(
-        campaign_id=str(campaign.id),
-        name=campaign.name,
-        status=campaign.status,
-        queue_status=queue.status if queue else None,
-        defer_reason=queue.defer_reason if queue else "",
-        deferred_until=queue.deferred_until if queue else None,
+        **_row_fields(campaign, queue),
         consecutive_transient_errors=queue.consecutive_transient_errors if queue else 0,
         last_error=queue.last_error if queue else "",
         pending=counts.pending,
@@ -174,12 +170,7 @@ def campaign_list(
         query = query.where(CampaignQueue.defer_reason == reason)
     return [
         CampaignRow(
-            campaign_id=str(campaign.id),
-            name=campaign.name,
-            status=campaign.status,
-            queue_status=queue.status if queue else None,
-            defer_reason=queue.defer_reason if queue else "",
-            deferred_until=queue.deferred_until if queue else None,
+            **_row_fields(campaign, queue),
             pending=pending or 0,
             sent=sent or 0,
             failed=failed or 0,
@@ -218,3 +209,15 @@ def pending_by_domain(session: Session, campaign_id: uuid.UUID) -> dict[str, int
         .group_by(domain)
     ).all()
     return {str(name): int(count) for name, count in rows}
+
+
+def _row_fields(campaign: Campaign, queue: CampaignQueue | None) -> dict[str, Any]:
+    """The fields of a campaign's line that come from its row and its queue row."""
+    return {
+        "campaign_id": str(campaign.id),
+        "name": campaign.name,
+        "status": campaign.status,
+        "queue_status": queue.status if queue else None,
+        "defer_reason": queue.defer_reason if queue else "",
+        "deferred_until": queue.deferred_until if queue else None,
+    }

@@ -83,21 +83,14 @@ def paused(
 ) -> CarriedState:
     """Paused for ``cause``. An operator's pause starts the error count afresh; the
     campaign's own pauses keep it (the breaker's count is its reason)."""
-    if cause in OPERATOR_CAUSES:
-        return replace(
-            carried,
-            paused=True,
-            paused_by=cause,
-            pause_reason=reason,
-            paused_defer_reason=defer_reason,
-            consecutive_transient_errors=0,
-        )
+    errors = 0 if cause in OPERATOR_CAUSES else carried.consecutive_transient_errors
     return replace(
         carried,
         paused=True,
         paused_by=cause,
         pause_reason=reason,
         paused_defer_reason=defer_reason,
+        consecutive_transient_errors=errors,
     )
 
 
