@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from db.models import GlobalMailAccount, SmtpTls, User
@@ -23,10 +23,33 @@ def add_user(session: Session, username: str, email: str = "") -> User:
         raise InputError(["USERNAME: empty"])
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise InputError([f"USERNAME: user {username!r} already exists"])
+    foreign = _columns_mailer_cannot_fill(session)
+    if foreign:
+        raise InputError(
+            [
+                "users belong to the CRM here: accounts_user requires "
+                f"{', '.join(foreign)}, which mailer does not set; add the user in the CRM"
+            ]
+        )
     user = User(username=username, email=email)
     session.add(user)
     session.flush()
     return user
+
+
+def _columns_mailer_cannot_fill(session: Session) -> list[str]:
+    """Required columns of ``accounts_user`` that mailer's user model does not know (a
+    Django user table: password, is_superuser, …), in table order."""
+    known = set(User.__table__.columns.keys())
+    columns = inspect(session.connection()).get_columns("accounts_user")
+    return [
+        str(column["name"])
+        for column in columns
+        if not column["nullable"]
+        and column.get("default") is None
+        and not column.get("autoincrement")
+        and column["name"] not in known
+    ]
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,13 @@ async def test_upgrade_refuses_and_adopt_checks_then_takes_over(
     assert {"claim_token", "attempts"} <= {str(c[0]) for c in columns}
     again = await cli(harness, "db", "upgrade")
     assert again.returncode == 0, again.stderr
+    # Django's user table needs what mailer's user model does not set: said in one line.
+    user = await cli(harness, "user", "add", "boris")
+    assert user.returncode == 2
+    [line] = user.stderr.strip().splitlines()
+    assert line.startswith("error: users belong to the CRM here: accounts_user requires password")
+    assert line.endswith("which mailer does not set; add the user in the CRM")
+    assert sql_rows(harness.database_url, "SELECT count(*) FROM accounts_user") == [(0,)]
 
 
 async def test_adopt_names_every_mismatch_and_changes_nothing(
