@@ -11,22 +11,29 @@ Each operation answers once the campaign's workflow has applied it, or raises
     state = await mailer.status(campaign_id)
 
 Pause, resume and cancel are Temporal Updates (acknowledged); the Web UI's signals of the
-same names keep working. Creating campaigns from the CRM's own rows is still to come: today
-the CRM writes them to the tables (docs/cutover.md) or uses ``mailer create``.
+same names keep working. :meth:`MailerClient.create` makes a ``ready`` campaign from the
+CRM's own rows with every check ``mailer create`` makes (addresses, templates rendered for
+every recipient, the suppression list, the size limit).
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import tempfile
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from activities.campaign_runs import live
-from mailer.core.errors import MailerError
+from db.engine import session_scope
+from mailer.core.errors import InputError, MailerError
 from mailer.core.settings import Settings, get_settings
 from mailer.operations import control
+from mailer.operations.authoring.create import CampaignDraft, create_campaign
 from workflows.contracts import Progress
 from workflows.states import Signal
 
@@ -59,6 +66,50 @@ class MailerClient:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+
+    async def create(
+        self,
+        *,
+        name: str,
+        subject: str,
+        recipients: Sequence[Mapping[str, str]],
+        created_by: str,
+        html: str = "",
+        text: str = "",
+        from_email: str = "",
+        from_name: str = "",
+    ) -> str:
+        """A ``ready`` campaign of ``recipients`` (mappings with an ``email`` key; the other
+        keys are template variables); its id. Raises :class:`NotApplied` with every problem
+        found, and then nothing is written."""
+        draft = _Draft(name, subject, list(recipients), created_by, html, text)
+        return await asyncio.to_thread(self._create, draft, from_email, from_name)
+
+    def _create(self, draft: _Draft, from_email: str, from_name: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="mailer-create-") as folder:
+            paths = draft.written(Path(folder))
+            request = CampaignDraft(
+                name=draft.name,
+                subject=draft.subject,
+                recipients_path=paths["recipients"],
+                created_by=draft.created_by,
+                html_path=paths.get("html"),
+                text_path=paths.get("text"),
+                from_email=from_email,
+                from_name=from_name,
+            )
+            try:
+                with session_scope(self.settings.sqlalchemy_url) as session:
+                    created = create_campaign(
+                        session,
+                        request,
+                        max_recipients=self.settings.max_campaign_recipients,
+                        max_file_mb=self.settings.max_recipients_file_mb,
+                    )
+            except InputError as exc:
+                problems = [p.replace(f"{folder}/", "") for p in exc.problems]
+                raise NotApplied("; ".join(problems)) from None
+        return str(created.campaign_id)
 
     async def start(self, campaign_id: str | uuid.UUID) -> CampaignState:
         """Start a ``ready`` campaign; answers with its state once its run has begun (a
@@ -95,6 +146,30 @@ async def _applied(operation: Awaitable[T]) -> T:
         return await operation
     except control.ControlError as exc:
         raise NotApplied(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _Draft:
+    name: str
+    subject: str
+    rows: list[Mapping[str, str]]
+    created_by: str
+    html: str
+    text: str
+
+    def written(self, folder: Path) -> dict[str, Path]:
+        """The draft as the files ``mailer create`` reads (a CSV of the rows, the bodies)."""
+        columns = list(dict.fromkeys(["email", *(key for row in self.rows for key in row)]))
+        paths = {"recipients": folder / "recipients.csv"}
+        with paths["recipients"].open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=columns, extrasaction="raise")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        for kind, body in (("html", self.html), ("text", self.text)):
+            if body:
+                paths[kind] = folder / f"body.{kind}"
+                paths[kind].write_text(body, encoding="utf-8")
+        return paths
 
 
 def _state(

@@ -9,7 +9,7 @@ import pytest
 
 from mailer.client import MailerClient, NotApplied
 from mailer.operations import control
-from tests.support.harness import Harness, address, finished, hours_excluding_now
+from tests.support.harness import Harness, address, finished, hours_excluding_now, wait_for
 
 
 def client_of(harness: Harness) -> MailerClient:
@@ -69,3 +69,31 @@ async def test_a_run_that_sent_everything_before_the_answer_is_a_success(dev: Ha
         closed = await control.closed_at_once(handle, uuid.UUID(campaign))
     assert (closed.state, closed.sent, closed.pending) == ("sent", 2, 0)
     assert (await client_of(dev).status(campaign)).status == "sent"
+
+
+async def test_create_from_the_crms_rows_checks_them_as_mailer_create_does(dev: Harness) -> None:
+    creator = str(dev.add_sender())
+    mailer = client_of(dev)
+    rows = [
+        {"email": "anna@example.com", "name": "Анна", "plan": "gold"},
+        {"email": "not an address", "name": "X", "plan": "silver"},
+    ]
+    with pytest.raises(NotApplied, match=r"recipients\.csv:3: email: 'not an address' is not"):
+        await mailer.create(
+            name="Tariffs", subject="{{ name }}", recipients=rows, created_by=creator, text="x"
+        )
+    assert dev.sql("SELECT count(*) FROM mailer_campaign") == [(0,)]  # nothing written
+
+    campaign = await mailer.create(
+        name="Tariffs",
+        subject="{{ name }}, your {{ plan }} plan",
+        recipients=rows[:1],
+        created_by=creator,
+        text="Hi {{ name }}",
+    )
+    assert dev.sql(
+        "SELECT status, total_recipients FROM mailer_campaign WHERE id = :c", c=campaign
+    ) == [("ready", 1)]
+    async with dev.worker():
+        await mailer.start(campaign)
+        await wait_for(lambda: dev.sink.handler.recipients() == ["anna@example.com"])
