@@ -62,6 +62,8 @@ def evaluate(facts: Facts) -> list[Check]:
     if facts.database.reachable:
         checks += [_stuck(facts), _transient(facts), _queue_depth(facts), _quota(facts)]
         checks.append(_crm_requests(facts))
+    if facts.database.reachable and facts.temporal.reachable:
+        checks.append(_drift(facts))
     if facts.unsubscribe is not None:
         checks.append(_unsubscribe(facts))
     return checks
@@ -183,6 +185,24 @@ def _crm_requests(facts: Facts) -> Check:
         "and the workflows disagree (a start, pause, resume or cancel the CRM asked for)",
         "check the workers (`mailer doctor`: workers) and the dispatcher: `temporal workflow "
         "describe --workflow-id mailer-dispatcher-<task queue>`",
+        "crm-requests",
+    )
+
+
+def _drift(facts: Facts) -> Check:
+    drift = facts.temporal.drift
+    if not drift:
+        return Check("drift", Level.OK, "the tables and the workflows agree")
+    named = "; ".join(
+        f"{d.campaign_id}: table {d.table_status}, workflow {d.workflow} (wants {d.wanted})"
+        for d in drift[:5]
+    )
+    return Check(
+        "drift",
+        Level.WARN,
+        f"{len(drift)} campaign(s) whose table and workflow disagree: {named}",
+        "a gone run: `temporal schedule trigger --schedule-id mailer-reconcile` restarts it "
+        "from its row; otherwise `mailer pause|resume|cancel ID` does what the row says",
         "crm-requests",
     )
 

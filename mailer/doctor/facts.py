@@ -32,6 +32,17 @@ class FailingWorkflowTask:
 
 
 @dataclass
+class Drift:
+    """A campaign the tables and Temporal see differently: ``workflow`` is the run's state
+    (``gone`` when no run is open) and ``wanted`` what its row asks of it."""
+
+    campaign_id: str
+    table_status: str
+    workflow: str
+    wanted: str
+
+
+@dataclass
 class TemporalFacts:
     address: str
     namespace: str
@@ -41,6 +52,8 @@ class TemporalFacts:
     activity_pollers: list[Poller] = field(default_factory=list)
     schedules: list[ScheduleFacts] = field(default_factory=list)
     failing_workflow_tasks: list[FailingWorkflowTask] = field(default_factory=list)
+    # Campaigns whose row and workflow disagree with no CRM request to explain it.
+    drift: list[Drift] = field(default_factory=list)
 
     @property
     def reachable(self) -> bool:

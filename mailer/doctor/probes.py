@@ -7,6 +7,7 @@ nothing here raises for a part being down, and the whole look takes under five s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -19,7 +20,12 @@ from sqlalchemy.pool import NullPool
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, ScheduleIntervalSpec
+from temporalio.client import (
+    Client,
+    ScheduleIntervalSpec,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ratelimit import OLD_ENGINE_LOCK
@@ -29,6 +35,7 @@ from mailer.doctor.facts import (
     CampaignFacts,
     DatabaseFacts,
     DeferReasonCount,
+    Drift,
     Facts,
     FailingWorkflowTask,
     Poller,
@@ -40,7 +47,11 @@ from mailer.doctor.facts import (
     UnsubscribeFacts,
 )
 from workflows.campaign import workflow_id_for
+from workflows.contracts import Progress
 from workflows.maintenance import QUOTA_SYNC_SCHEDULE_ID, RECONCILE_SCHEDULE_ID
+from workflows.requests import Action, CampaignRow, decide
+from workflows.search_attributes import MAILER_STATUS
+from workflows.states import WorkflowState
 from workflows.working_hours import clock_hour_bounds, rate_window_key
 
 PART_TIMEOUT = 3.0  # each part's own deadline, seconds
@@ -64,7 +75,9 @@ async def look(settings: Settings, now: datetime | None = None) -> Facts:
         look_at_unsubscribe(settings),
     )
     if temporal.reachable and database.reachable:
-        temporal.failing_workflow_tasks = await _failing_workflow_tasks(settings, database)
+        temporal.failing_workflow_tasks, temporal.drift = await _described_campaigns(
+            settings, database
+        )
     return Facts(
         now=now,
         timezone=settings.timezone,
@@ -290,29 +303,65 @@ async def describe_schedule(client: Client, schedule_id: str) -> ScheduleFacts:
     )
 
 
-async def _failing_workflow_tasks(
+async def _described_campaigns(
     settings: Settings, database: DatabaseFacts
-) -> list[FailingWorkflowTask]:
-    """Campaign workflows whose workflow task has failed and is being retried."""
+) -> tuple[list[FailingWorkflowTask], list[Drift]]:
+    """Campaign workflows whose workflow task is failing and retried, and campaigns whose
+    row and workflow disagree (the first MAX_DESCRIBED_CAMPAIGNS active ones)."""
+    failing: list[FailingWorkflowTask] = []
+    drift: list[Drift] = []
 
-    async def describe_all() -> list[FailingWorkflowTask]:
+    async def describe_all() -> None:
         client = await temporal_client.connect(settings)
-        failing = []
         for campaign in database.campaigns[:MAX_DESCRIBED_CAMPAIGNS]:
             handle = client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
             try:
                 description = await handle.describe(rpc_timeout=timedelta(seconds=PART_TIMEOUT))
             except RPCError:
-                continue  # not running: the reconcile's business, not a failing task
+                description = None
+            state = _workflow_state(description)
+            found = _drift(campaign, state, database.crm_requests)
+            if found is not None:
+                drift.append(found)
+            if description is None:
+                continue
             pending = description.raw_description.pending_workflow_task
             if (
                 description.raw_description.HasField("pending_workflow_task")
                 and pending.attempt > 1
             ):
                 failing.append(FailingWorkflowTask(campaign.campaign_id, pending.attempt))
-        return failing
 
-    try:
-        return await asyncio.wait_for(describe_all(), timeout=PART_TIMEOUT)
-    except (TimeoutError, RuntimeError, RPCError):
-        return []
+    with contextlib.suppress(TimeoutError, RuntimeError, RPCError):
+        await asyncio.wait_for(describe_all(), timeout=PART_TIMEOUT)
+    return failing, drift
+
+
+def _workflow_state(description: WorkflowExecutionDescription | None) -> str | None:
+    """The run's MailerStatus, or ``None`` when no run is open."""
+    if description is None or description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    return description.typed_search_attributes.get(MAILER_STATUS) or WorkflowState.STARTING
+
+
+def _drift(campaign: CampaignFacts, state: str | None, requests_waiting: int) -> Drift | None:
+    """What the row asks of the run that nothing is about to do: a CRM request waiting is
+    the dispatcher's within seconds, so only a disagreement no request explains counts."""
+    if requests_waiting:
+        return None
+    row = CampaignRow(
+        campaign.campaign_id,
+        campaign.status,
+        campaign.queue_status,
+        defer_reason=campaign.defer_reason,
+        deferred_until=campaign.deferred_until,
+        consecutive_transient_errors=campaign.consecutive_transient_errors,
+        pending=campaign.pending,
+    )
+    progress = None if state is None else Progress(campaign.campaign_id, WorkflowState(state))
+    wanted = decide(row, progress)
+    if wanted == Action.NOTHING or (wanted == Action.RESUME and state == WorkflowState.DEFERRED):
+        # A deferred run under an emptied row is the playbook's resume SQL, acted on by
+        # the dispatcher or reconcile; not drift in itself.
+        return None
+    return Drift(campaign.campaign_id, campaign.status, state or "gone", str(wanted))

@@ -198,3 +198,19 @@ async def test_parts_down_are_reported_with_their_address_within_the_deadline(
     assert temporal["level"] == postgres["level"] == "CRIT"
     assert f"Temporal at 127.0.0.1:{hung} unreachable (no answer within 3s)" in temporal["summary"]
     assert f"PostgreSQL at 127.0.0.1:{closed}/mailer unreachable" in postgres["summary"]
+
+
+async def test_a_campaign_whose_workflow_is_gone_is_named_as_drift(dev: Harness) -> None:
+    campaign = dev.ready_campaign(3)
+    start, end = hours_excluding_now()
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        started = await cli(dev, "start", campaign)  # deferred: outside working hours
+        assert started.returncode == 0, started.stderr
+        agreed = report(await cli(dev, "doctor", "--json"))
+        assert levels(agreed)["drift"] == "OK"
+        # Terminated from the Web UI: the table still says sending, no run is open.
+        await dev.client.get_workflow_handle(f"campaign-{campaign}").terminate("by hand")
+        data = report(await cli(dev, "doctor", "--json"))
+    [check] = [c for c in data["checks"] if c["name"] == "drift"]
+    assert check["level"] == "WARN"
+    assert f"{campaign}: table sending, workflow gone (wants start)" in check["summary"]

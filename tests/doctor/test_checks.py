@@ -10,6 +10,7 @@ from mailer.doctor.checks import Level, evaluate, exit_code
 from mailer.doctor.facts import (
     CampaignFacts,
     DatabaseFacts,
+    Drift,
     Facts,
     FailingWorkflowTask,
     Poller,
@@ -77,6 +78,7 @@ def test_healthy_is_all_ok() -> None:
         "unsubscribe",
         "old_engine",
         "crm_requests",
+        "drift",
     }
 
 
@@ -200,12 +202,14 @@ def test_every_warning_links_an_existing_playbook_section() -> None:
     failing = [check for check in evaluate(facts) if check.level != Level.OK]
     facts.database.oldest_crm_request_at = facts.now - timedelta(minutes=5)
     failing += [c for c in evaluate(facts) if c.name == "crm_requests"]
+    facts.temporal.drift = [Drift("c1", "sending", "gone", "start")]
+    failing += [c for c in evaluate(facts) if c.name == "drift"]
     facts.redis.error, facts.redis.old_engine_lock_ttl = "", 540
     failing += [c for c in evaluate(facts) if c.name == "old_engine"]
     down = healthy()
     down.temporal.error = down.database.error = "down"
     failing += [check for check in evaluate(down) if check.level != Level.OK]
-    assert len(failing) == 13  # every check of the doctor but none twice
+    assert len(failing) == 14  # every check of the doctor but none twice
     playbook = (PROJECT_ROOT / "docs" / "playbook.ru.md").read_text(encoding="utf-8")
     for check in failing:
         assert check.action, check.name
@@ -233,3 +237,11 @@ def test_a_crm_request_waiting_over_a_minute_is_critical() -> None:
     [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
     assert check.level == Level.CRIT
     assert check.summary.startswith("3 CRM request(s) not carried out, the oldest for 95 s")
+
+
+def test_a_campaign_whose_table_and_workflow_disagree_is_named() -> None:
+    facts = healthy()
+    facts.temporal.drift = [Drift("c7", "sending", "paused", "resume")]
+    [check] = [c for c in evaluate(facts) if c.name == "drift"]
+    assert check.level == Level.WARN
+    assert "c7: table sending, workflow paused (wants resume)" in check.summary
