@@ -202,7 +202,8 @@ def _drift(facts: Facts) -> Check:
         Level.WARN,
         f"{len(drift)} campaign(s) whose table and workflow disagree: {named}",
         "a gone run: `temporal schedule trigger --schedule-id mailer-reconcile` restarts it "
-        "from its row; otherwise `mailer pause|resume|cancel ID` does what the row says",
+        "from its row; otherwise `mailer pause ID`, `mailer resume ID` or `mailer cancel ID` "
+        "as the row says",
         "crm-requests",
     )
 
