@@ -8,10 +8,14 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.faults.rig import WorkerProcess
@@ -28,8 +32,11 @@ from tests.support.harness import (
     make_settings,
     new_task_queue,
     process_env,
+    progress,
     wait_for,
 )
+from workflows.campaign import workflow_id_for
+from workflows.maintenance import ReconcileWorkflow
 
 
 def django(cluster: PostgresCluster, name: str, *args: str) -> str:
@@ -175,3 +182,69 @@ async def test_a_campaign_the_orm_queues_is_sent_by_a_worker(
     finally:
         worker.stop()
     assert sorted(harness.sink.handler.recipients()) == [f"client{i}@example.com" for i in range(5)]
+
+
+async def test_the_celery_engines_campaigns_in_flight_are_taken_over(
+    crm: tuple[Harness, str], pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """Written by the ORM before the cut-over (so no request exists), taken over by the
+    reconcile run the runbook triggers: deferral, breaker count and pause kept, the stale
+    row reset, nobody sent twice; then the CRM's UI resumes the paused one."""
+    harness, name = crm
+    ids = dict(
+        line.split("=")
+        for line in django(pg_cluster, name, "midflight", str(harness.sink.port)).splitlines()
+    )
+    assert (await cli(harness, "db", "adopt")).returncode == 0
+    worker = WorkerProcess(process_env(harness), tmp_path / "worker.log")
+    try:
+        await wait_for(worker.polling, timeout=60, what="the worker to poll")
+        await harness.client.start_workflow(
+            ReconcileWorkflow.run,
+            id=f"reconcile-{uuid.uuid4().hex[:8]}",
+            task_queue=harness.task_queue,
+        )
+        deferred = harness.client.get_workflow_handle(workflow_id_for(ids["deferred"]))
+        await wait_for(lambda: _state(deferred, "deferred"), timeout=30, what="the takeover")
+        state = await progress(deferred)
+        assert (state.defer_reason, state.consecutive_transient_errors, state.last_error) == (
+            "rate_per_hour",
+            7,
+            "451 4.7.1 try later",
+        )
+        [(until,)] = sql_rows(
+            harness.database_url,
+            "SELECT deferred_until FROM mailer_campaignqueue WHERE campaign_id = :c",
+            c=ids["deferred"],
+        )
+        assert state.deferred_until == until
+        paused = harness.client.get_workflow_handle(workflow_id_for(ids["paused"]))
+        await wait_for(lambda: _state(paused, "paused"), timeout=30, what="the pause kept")
+        assert (await progress(paused)).consecutive_transient_errors == 10
+        await wait_for(lambda: len(harness.sent_times(ids["stuck"])) == 5, timeout=30, what="stuck")
+        await wait_for(
+            lambda: len(harness.sent_times(ids["deferred"])) == 10, timeout=60, what="deferred"
+        )
+        assert isinstance(until, datetime)
+        assert min(harness.sent_times(ids["deferred"])[3:]) >= until  # none before the deferral
+
+        django(pg_cluster, name, "set-status", ids["paused"], "sending")  # the CRM's UI
+        await wait_for(
+            lambda: len(harness.sent_times(ids["paused"])) == 5, timeout=30, what="resumed"
+        )
+    finally:
+        worker.stop()
+    delivered = harness.sink.handler.recipients()
+    assert len(delivered) == len(set(delivered)) == 7 + 3 + 5  # only the pending, once each
+    assert not {f"deferred{i}@example.com" for i in range(3)} & set(delivered)
+    assert sql_rows(
+        harness.database_url,
+        "SELECT count(*) FROM mailer_campaignrecipient WHERE status = 'failed'",
+    ) == [(1,)]
+
+
+async def _state(handle: WorkflowHandle[Any, Any], wanted: str) -> bool:
+    try:
+        return str((await progress(handle)).state) == wanted
+    except RPCError:  # not started yet
+        return False
