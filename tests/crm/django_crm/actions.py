@@ -45,23 +45,10 @@ def main(argv: list[str]) -> None:
 
 
 def _seed(smtp_port: int, recipients: int) -> str:
-    from tests.crm.django_crm.accounts.models import User
-    from tests.crm.django_crm.campaigns.models import (
-        Campaign,
-        CampaignRecipient,
-        GlobalMailAccount,
-        SmtpBzQuota,
-    )
+    from tests.crm.django_crm.campaigns.models import Campaign, CampaignRecipient
 
-    user = User.objects.create_user(username="olga", password="x")
-    GlobalMailAccount.objects.create(
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_port,
-        smtp_tls="none",
-        from_email="news@crm.example",
-        from_name="CRM",
-    )
-    SmtpBzQuota.objects.create(emails_available=1000, emails_limit=1000)
+    _seed_account(smtp_port)
+    user = _user()
     campaign = Campaign.objects.create(
         name="Декабрьская рассылка",
         status="ready",
