@@ -24,11 +24,11 @@ from mailer.stack.servers import PostgresCluster, RedisServer, postgres_cluster,
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from tests.support.harness import (
-    ALWAYS_OPEN,
     ZONE_VARIABLE,
     Harness,
     make_settings,
     new_task_queue,
+    on_the_dev_server,
     zone,
     zone_name,
 )
@@ -212,16 +212,8 @@ def dev(
     sink: SmtpSink,
     stub: SmtpBzStubServer,
 ) -> Harness:
-    """Like ``harness``, on the dev server, whose clock is the wall clock: sending is open
-    round the clock unless a test states the window it needs."""
-    return Harness(
-        client=dev_env.client,
-        settings=make_settings(database_url, redis_url, stub.base_url, **ALWAYS_OPEN),
-        sink=sink,
-        stub=stub,
-        database_url=database_url,
-        task_queue=new_task_queue(),
-    )
+    """Like ``harness``, on the dev server (open round the clock unless a test says)."""
+    return on_the_dev_server(dev_env.client, database_url, redis_url, sink, stub)
 
 
 # --- The playbook's SQL ------------------------------------------------------------------

@@ -25,12 +25,10 @@ from mailer.stack.servers import PostgresCluster
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
 from tests.support.harness import (
-    ALWAYS_OPEN,
     PROJECT_ROOT,
     Harness,
     cli,
-    make_settings,
-    new_task_queue,
+    on_the_dev_server,
     process_env,
     progress,
     wait_for,
@@ -76,17 +74,7 @@ def crm(
 ) -> tuple[Harness, str]:
     """This test's servers around a database the stand-in CRM's migrations made."""
     name, url = django_database(pg_cluster)
-    return (
-        Harness(
-            client=dev_env.client,
-            settings=make_settings(url, redis_url, stub.base_url, **ALWAYS_OPEN),
-            sink=sink,
-            stub=stub,
-            database_url=url,
-            task_queue=new_task_queue(),
-        ),
-        name,
-    )
+    return on_the_dev_server(dev_env.client, url, redis_url, sink, stub), name
 
 
 def tables(harness: Harness) -> set[str]:

@@ -148,6 +148,21 @@ class Harness:
         }
 
 
+def on_the_dev_server(
+    client: Client, database_url: str, redis_url: str, sink: SmtpSink, stub: SmtpBzStubServer
+) -> Harness:
+    """A harness on the dev server, whose clock is the wall clock: sending is open round the
+    clock unless a test states the window it needs."""
+    return Harness(
+        client=client,
+        settings=make_settings(database_url, redis_url, stub.base_url, **ALWAYS_OPEN),
+        sink=sink,
+        stub=stub,
+        database_url=database_url,
+        task_queue=new_task_queue(),
+    )
+
+
 async def start_campaign(
     client: Client, campaign_id: str, task_queue: str
 ) -> WorkflowHandle[CampaignWorkflow, CampaignResult]:
