@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, select, text
@@ -311,10 +311,16 @@ _RECORD_DEFERRED = text(
     WITH recipient AS (
         UPDATE mailer_campaignrecipient
            SET attempts = attempts + 1,
-               retry_after = :retry_after,
+               retry_after = :at + (CAST(:schedule AS double precision[]))[
+                   least(attempts + 1, cardinality(CAST(:schedule AS double precision[])))
+               ] * interval '1 minute',
+               deferred_since = coalesce(deferred_since, :at),
                error = :error,
                message_id = :message_id,
-               status = CASE WHEN attempts + 1 >= :max_attempts THEN 'failed' ELSE 'pending' END
+               status = CASE
+                   WHEN attempts + 1 >= :max_attempts
+                     OR coalesce(deferred_since, :at) <= :at - CAST(:max_age AS interval)
+                   THEN 'failed' ELSE 'pending' END
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email, status
     ), failure AS (
@@ -326,6 +332,45 @@ _RECORD_DEFERRED = text(
      RETURNING id
     )
     SELECT count(*) > 0 FROM failure
+    """
+)
+
+# The reply to the final dot never came: tried once more (the same Message-ID) after
+# ``retry_after``; a second time it fails, so the message is never sent a third time.
+_RECORD_UNKNOWN = text(
+    """
+    WITH recipient AS (
+        UPDATE mailer_campaignrecipient
+           SET retry_after = :retry_after,
+               outcome_unknown_at = coalesce(outcome_unknown_at, :at),
+               error = :error,
+               message_id = :message_id,
+               status = CASE WHEN outcome_unknown_at IS NULL THEN 'pending' ELSE 'failed' END
+         WHERE id = :recipient_id AND status = 'pending'
+     RETURNING id, campaign_id, email, status
+    ), failure AS (
+        INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status,
+                                    message_id, smtp_code, error, created_at)
+        SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
+          FROM recipient
+         WHERE status = 'failed'
+     RETURNING id
+    )
+    SELECT count(*) > 0 FROM failure
+    """
+)
+
+# One domain refuses for now: its other recipients in the campaign wait too (not tried, so
+# no attempt is spent); their wait counts towards the maximum age.
+_BACK_OFF_DOMAIN = text(
+    """
+    UPDATE mailer_campaignrecipient
+       SET retry_after = :until,
+           deferred_since = coalesce(deferred_since, :at)
+     WHERE campaign_id = :campaign_id
+       AND status = 'pending'
+       AND lower(substring(email from '@([^@]*)$')) = :domain
+       AND (retry_after IS NULL OR retry_after < :until)
     """
 )
 
@@ -348,19 +393,55 @@ def record_failed(conn: Connection, refusal: Refusal) -> None:
     conn.commit()
 
 
-def record_deferred(
-    conn: Connection,
-    refusal: Refusal,
-    *,
-    retry_after: datetime,
-    max_attempts: int,
-) -> bool:
-    """A 4xx at RCPT: the recipient waits until ``retry_after``, or fails after its last
-    attempt (with a send-log row, like any failure). Committed. True if it failed for good."""
-    params = _refusal_params(refusal) | {"retry_after": retry_after, "max_attempts": max_attempts}
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a temporarily refused recipient waits, and when it fails instead."""
+
+    schedule_minutes: Sequence[float]  # the wait after the 1st, 2nd... refusal; then the last
+    max_attempts: int
+    max_age: timedelta  # since its first refusal of this wait
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.recipient_retry_schedule,
+            settings.recipient_max_attempts,
+            timedelta(hours=settings.recipient_max_age_hours),
+        )
+
+
+def record_deferred(conn: Connection, refusal: Refusal, policy: RetryPolicy) -> bool:
+    """A 4xx about this recipient: it waits the schedule's next step, or fails after its last
+    attempt or past the maximum age (with a send-log row, like any failure). Committed.
+    True if it failed for good."""
+    params = _refusal_params(refusal) | {
+        "schedule": list(policy.schedule_minutes),
+        "max_attempts": policy.max_attempts,
+        "max_age": policy.max_age,
+    }
     failed = bool(conn.execute(_RECORD_DEFERRED, params).scalar())
     conn.commit()
     return failed
+
+
+def record_unknown(conn: Connection, refusal: Refusal, *, retry_after: datetime) -> bool:
+    """The reply to the message's final dot never came: the recipient is tried once more
+    after ``retry_after``; the second time it fails instead. Committed. True if it failed."""
+    params = _refusal_params(refusal) | {"retry_after": retry_after}
+    failed = bool(conn.execute(_RECORD_UNKNOWN, params).scalar())
+    conn.commit()
+    return failed
+
+
+def back_off_domain(
+    conn: Connection, campaign_id: uuid.UUID, domain: str, *, until: datetime, at: datetime
+) -> int:
+    """The campaign's pending recipients at ``domain`` wait until ``until``. Committed.
+    Returns how many were held back."""
+    params = {"campaign_id": campaign_id, "domain": domain.lower(), "until": until, "at": at}
+    held = conn.execute(_BACK_OFF_DOMAIN, params).rowcount
+    conn.commit()
+    return int(held)
 
 
 def live_claim() -> ColumnElement[bool]:

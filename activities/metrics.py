@@ -14,6 +14,9 @@ from temporalio.common import MetricCounter, MetricMeter
 
 EMAILS_SENT = "mailer_emails_sent"
 EMAILS_FAILED = "mailer_emails_failed"
+EMAILS_DEFERRED = "mailer_emails_deferred"
+EMAILS_OUTCOME_UNKNOWN = "mailer_emails_outcome_unknown"
+DOMAIN_BACKOFFS = "mailer_domain_backoffs"
 RATELIMIT_REDIS_ERRORS = "mailer_ratelimit_redis_errors"
 
 
@@ -31,6 +34,9 @@ class BatchCounters:
 
     sent: MetricCounter
     failed: MetricCounter
+    deferred: MetricCounter
+    unknown: MetricCounter
+    backoffs: MetricCounter
 
     @classmethod
     def for_this_activity(cls) -> BatchCounters:
@@ -40,11 +46,36 @@ class BatchCounters:
             failed=meter.create_counter(
                 EMAILS_FAILED, "Recipients failed for good, by error class"
             ),
+            deferred=meter.create_counter(
+                EMAILS_DEFERRED,
+                "Recipients refused with a 4xx that wait their own retry, by what the reply "
+                "was about (recipient, domain, unclear)",
+            ),
+            unknown=meter.create_counter(
+                EMAILS_OUTCOME_UNKNOWN,
+                "Messages whose connection failed after the final dot: the server may have "
+                "them, and the one retry may deliver a duplicate",
+            ),
+            backoffs=meter.create_counter(
+                DOMAIN_BACKOFFS, "Times a recipient domain's refusals held its recipients back"
+            ),
         )
 
     def email_sent(self) -> None:
         """One message the server accepted and the ledger recorded as sent."""
         self.sent.add(1)
+
+    def email_deferred(self, kind: str) -> None:
+        """One recipient waits its own retry after a 4xx about it (``kind``)."""
+        self.deferred.add(1, {"kind": kind})
+
+    def outcome_unknown(self) -> None:
+        """One message's outcome is unknown (no reply to its final dot)."""
+        self.unknown.add(1)
+
+    def domain_backed_off(self) -> None:
+        """A domain's recipients in one campaign wait after its refusals."""
+        self.backoffs.add(1)
 
     def emails_failed(self, error_class: str, count: int = 1) -> None:
         """Recipients failed for good (``error_class``: recipient, suppressed…)."""

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,15 +28,19 @@ from activities import metrics
 from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
 from activities.ledger import (
     Refusal,
+    RetryPolicy,
+    back_off_domain,
     campaign_status_now,
     record_deferred,
     record_failed,
     record_sent,
+    record_unknown,
     sends_this_hour,
     take_snapshot,
 )
 from activities.ratelimit import OldEngineWatch, RateLimiter
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
+from activities.smtp_transaction import OutcomeUnknown, send_message
 from db.engine import session_scope
 from mailer.core.settings import Settings
 from mailer.mail.messages import (
@@ -52,6 +57,7 @@ from mailer.mail.smtp_replies import (
     classify_exception,
     is_hard_bounce,
 )
+from mailer.mail.temporary_replies import TemporaryKind
 from mailer.mail.unsubscribe_tokens import Links, Target, TargetKind, links
 from mailer.mail.views import CampaignView, RecipientView
 from workflows.contracts import SendBatchInput, SendBatchResult, Snapshot
@@ -65,9 +71,16 @@ T = TypeVar("T")
 HEARTBEAT_EVERY = 0.1
 # The background heartbeat's period at most (a fifth of the lease when that is shorter).
 KEEPALIVE_SECONDS = 1.0
-# This many different recipients refused with a 4xx in a row is the server throttling us,
-# not each of them: the batch stops and the campaign defers (and counts towards the breaker).
-RCPT_4XX_THROTTLE_RUN = 3
+# A 4xx that says neither "this recipient" nor "you, slow down" (temporary_replies' unclear)
+# is held. This many different recipients refused so in a row start a probe: the batch slows
+# down and tries up to PROBES further recipients (of another domain when the run was all one
+# domain). A probe the server takes, or refuses for a reason of its own, shows the run was
+# per-recipient (or per-domain); only if every probe meets an unclear 4xx too is it a
+# throttle: the batch stops, the campaign defers and the breaker counts. A real throttle
+# that does not say so costs UNCLEAR_RUN + PROBES messages; one that says so costs one.
+UNCLEAR_RUN = 3
+PROBES = 2
+PROBE_PAUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -84,16 +97,44 @@ class BatchHooks:
 
 @dataclass
 class _Held:
-    """Refusals whose meaning waits on what comes next: a run of 4xx at RCPT across
-    different recipients is a server-wide throttle, and a run of 5xx at DATA is the server
-    refusing the campaign, not each recipient. Either run, broken by any other outcome or
-    the batch's end, is recorded recipient by recipient."""
+    """Refusals whose meaning waits on what comes next: a run of unclear 4xx across
+    different recipients may be a server-wide throttle (probed first), and a run of 5xx at
+    DATA is the server refusing the campaign, not each recipient. Either run, broken by any
+    other outcome or the batch's end, is recorded recipient by recipient."""
 
     refusals: list[Refusal] = field(default_factory=list)
 
     def take(self) -> list[Refusal]:
         taken, self.refusals = self.refusals, []
         return taken
+
+    def one_domain(self) -> str | None:
+        """The domain every held refusal shares, if they share one."""
+        domains = {domain_of(refusal.email) for refusal in self.refusals}
+        return domains.pop() if len(domains) == 1 else None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def next_recipient(
+    queue: deque[RecipientView], *, skip: set[str], prefer_not: str | None
+) -> RecipientView | None:
+    """The batch's next recipient: none of a domain in ``skip`` (backed off: they stay
+    pending), and one outside ``prefer_not`` while there is one (a probe tries another
+    domain than the run's)."""
+    while queue and domain_of(queue[0].email) in skip:
+        queue.popleft()
+    if not queue:
+        return None
+    if prefer_not is not None:
+        for index, recipient in enumerate(queue):
+            domain = domain_of(recipient.email)
+            if domain != prefer_not and domain not in skip:
+                del queue[index]
+                return recipient
+    return queue.popleft()
 
 
 class _Recording:
@@ -132,6 +173,7 @@ class _Counts:
     paced: int = 0  # skipped: their domain group's window for this minute is full
     paced_groups: set[str] = field(default_factory=set)
     deferred: int = 0
+    unknown: int = 0  # the reply to the final dot never came: the message may be delivered
     meters: metrics.BatchCounters = field(default_factory=metrics.BatchCounters.for_this_activity)
 
     def count_failed(self, error_class: ErrorClass) -> None:
@@ -150,7 +192,9 @@ class _Control:
     stopped: bool = False
     failure: SmtpFailure | None = None
     retry_at: datetime | None = None
-    rcpt_4xx: _Held = field(default_factory=_Held)
+    unclear: _Held = field(default_factory=_Held)
+    probes_left: int | None = None  # probing a run of unclear 4xx: how many tries remain
+    backed_off: set[str] = field(default_factory=set)  # domains that wait: skipped here
     data_5xx: _Held = field(default_factory=_Held)
     recording: _Recording = field(default_factory=_Recording)
 
@@ -363,14 +407,23 @@ class BatchSender:
         granted = reservation.granted
         if granted == 0:
             return SendOutcome.RATE_LIMITED
+        returned = 0
         try:
             await self._deliver_all(batch, batch.recipients[:granted], now, hooks, tally)
         finally:
-            # A message the server accepted used its token, recorded or not.
-            unused = granted - tally.counts.accepted - tally.counts.failed
-            await self.limiter.release(now, tz, reservation.returnable(unused))
-        window_used_up = reservation.window_full or batch.limited_by == BatchLimit.RATE_SHARE
-        return _delivered_outcome(tally, now, granted, len(batch.recipients), window_used_up)
+            # A message the server accepted used its token, recorded or not (and one whose
+            # outcome is unknown may have).
+            counts = tally.counts
+            unused = granted - counts.accepted - counts.failed - counts.unknown
+            returned = reservation.returnable(unused)
+            await self.limiter.release(now, tz, returned)
+        # Tokens of recipients that wait (a 4xx, a paced or backed-off domain) went back: the
+        # hour has room for the next recipients, so the workflow asks at once.
+        window_used_up = (
+            reservation.window_full or batch.limited_by == BatchLimit.RATE_SHARE
+        ) and returned == 0
+        planned = granted if returned else len(batch.recipients)
+        return _delivered_outcome(tally, now, granted, planned, window_used_up)
 
     async def _deliver_all(
         self,
@@ -390,14 +443,9 @@ class BatchSender:
         # single statement, its own transaction (one round trip instead of three).
         conn = await self._db(self._autocommit_connection)
         heartbeat = _Throttled(hooks.heartbeat)
+        queue = deque(recipients)
         try:
-            for recipient in recipients:
-                if tally.control.lease_lost:
-                    tally.control.failure = LEASE_LOST
-                    return
-                if hooks.should_stop() or tally.control.campaign_halted:
-                    tally.control.stopped = True
-                    return
+            while (recipient := await self._take_next(queue, hooks, tally)) is not None:
                 if not await self._paced_ok(recipient, now, tally):
                     continue  # stays pending: its claim ends with the batch
                 # The message in flight finishes and is recorded even if we are cancelled.
@@ -417,10 +465,34 @@ class BatchSender:
             try:
                 await tally.control.recording.settle()
                 if tally.control.failure is None:  # no run reached its threshold: each stands alone
-                    await self._settle_held(conn, tally, now)
+                    await self._settle_held(conn, tally, now, probed_by=None)
             finally:
                 await self._db(conn.close)
             await close_smtp(smtp)
+
+    async def _take_next(
+        self, queue: deque[RecipientView], hooks: BatchHooks, tally: _Tally
+    ) -> RecipientView | None:
+        """The next recipient to send to; None when the batch ends here (the list is done,
+        the lease is lost, the workflow or the campaign's row says stop)."""
+        control = tally.control
+        probing = control.probes_left is not None
+        recipient = next_recipient(
+            queue,
+            skip=control.backed_off,
+            prefer_not=control.unclear.one_domain() if probing else None,
+        )
+        if recipient is None:
+            return None
+        if probing:
+            await asyncio.sleep(PROBE_PAUSE_SECONDS)  # slower while probing
+        if control.lease_lost:
+            control.failure = LEASE_LOST
+            return None
+        if hooks.should_stop() or control.campaign_halted:
+            control.stopped = True
+            return None
+        return recipient
 
     async def _paced_ok(self, recipient: RecipientView, now: datetime, tally: _Tally) -> bool:
         """Whether the recipient's domain group has a token left this minute (always, for
@@ -460,12 +532,17 @@ class BatchSender:
         message_id = message_id_for(campaign.id, recipient.id, campaign.from_email)
         try:
             message = self._message_for(smtp, campaign, recipient, now)
-            await smtp.sendmail(
+            await send_message(
+                smtp,
                 message.sender,
-                [message.recipient],
+                message.recipient,
                 message.data,
-                mail_options=["SMTPUTF8"] if message.needs_smtputf8 else None,
+                smtputf8=message.needs_smtputf8,
             )
+        except OutcomeUnknown as exc:
+            await tally.control.recording.settle()
+            await self._outcome_unknown(conn, tally, campaign.id, recipient, message_id, exc, now)
+            return
         except UnsendableMessage as exc:  # this recipient's data: never retried
             failure = SmtpFailure(ErrorClass.RECIPIENT, Stage.DATA, None, str(exc))
         except (UnicodeError, ValueError) as exc:  # what the SMTP client cannot encode
@@ -476,7 +553,7 @@ class BatchSender:
             tally.counts.accepted += 1
             tally.control.unrecorded.append(recipient.id)
             await tally.control.recording.settle()
-            await self._settle_held(conn, tally, now)
+            await self._settle_held(conn, tally, now, probed_by=recipient.email)
             tally.control.recording.start(
                 self._record_sent(conn, recipient.id, message_id, now, tally)
             )
@@ -515,12 +592,7 @@ class BatchSender:
         """Record, hold or escalate one recipient's refusal."""
         threshold = self.settings.circuit_breaker_threshold
         if failure.error_class == ErrorClass.RECIPIENT_DEFERRED:
-            await self._settle_held(conn, tally, now, rcpt_4xx=False)
-            tally.control.rcpt_4xx.refusals.append(refusal)
-            if len(tally.control.rcpt_4xx.refusals) >= RCPT_4XX_THROTTLE_RUN:
-                tally.control.failure = _run_failure(
-                    ErrorClass.TRANSIENT, failure, RCPT_4XX_THROTTLE_RUN
-                )
+            await self._temporary(conn, tally, refusal, failure, now)
             return
         # A server's 5xx to the message itself (not our own unsendable message).
         if (
@@ -528,16 +600,106 @@ class BatchSender:
             and failure.stage == Stage.DATA
             and failure.code
         ):
-            await self._settle_held(conn, tally, now, data_5xx=False)
+            await self._settle_held(conn, tally, now, probed_by=refusal.email, data_5xx=False)
             tally.control.data_5xx.refusals.append(refusal)
             if len(tally.control.data_5xx.refusals) >= threshold:
                 tally.control.failure = _run_failure(ErrorClass.CAMPAIGN, failure, threshold)
             return
         if failure.error_class == ErrorClass.RECIPIENT:
-            await self._settle_held(conn, tally, now)
+            await self._settle_held(conn, tally, now, probed_by=refusal.email)
             await self._db(lambda: record_failed(conn, refusal))
             tally.counts.count_failed(ErrorClass.RECIPIENT)
             return
+        tally.control.failure = failure
+
+    async def _temporary(
+        self, conn: Connection, tally: _Tally, refusal: Refusal, failure: SmtpFailure, now: datetime
+    ) -> None:
+        """A 4xx about this recipient waits alone (its domain too, for a domain's trouble);
+        an unclear one is held, and a run of them probed (UNCLEAR_RUN)."""
+        control = tally.control
+        if failure.temporary in (TemporaryKind.RECIPIENT, TemporaryKind.DOMAIN):
+            # A reply that says what it is about: the server is not throttling the session.
+            await self._settle_held(conn, tally, now, probed_by=refusal.email)
+            await self._defer(conn, tally, refusal, failure.temporary)
+            if failure.temporary == TemporaryKind.DOMAIN:
+                await self._back_off(
+                    conn, tally, refusal.campaign_id, domain_of(refusal.email), now
+                )
+            return
+        await self._settle_held(conn, tally, now, probed_by=None, unclear=False)
+        control.unclear.refusals.append(refusal)
+        if control.probes_left is not None:  # a probe met the same: one try fewer
+            control.probes_left -= 1
+            if control.probes_left == 0:
+                control.failure = _run_failure(
+                    ErrorClass.TRANSIENT, failure, len(control.unclear.refusals), probed=True
+                )
+        elif len(control.unclear.refusals) >= UNCLEAR_RUN:
+            control.probes_left = PROBES
+
+    async def _defer(
+        self, conn: Connection, tally: _Tally, refusal: Refusal, kind: TemporaryKind
+    ) -> None:
+        """The recipient waits its next retry step (or fails after its last)."""
+        policy = RetryPolicy.of(self.settings)
+        failed_for_good = await self._db(partial(record_deferred, conn, refusal, policy))
+        if failed_for_good:
+            tally.counts.count_failed(ErrorClass.RECIPIENT_DEFERRED)
+        else:
+            tally.counts.deferred += 1
+            tally.counts.meters.email_deferred(kind)
+
+    async def _back_off(
+        self, conn: Connection, tally: _Tally, campaign_id: uuid.UUID, domain: str, now: datetime
+    ) -> None:
+        """The campaign's recipients at ``domain`` wait the first retry step; this batch
+        skips them (they stay pending, no attempt spent) while other domains go on."""
+        if domain in tally.control.backed_off:
+            return
+        tally.control.backed_off.add(domain)
+        until = now + timedelta(minutes=self.settings.recipient_retry_schedule[0])
+        held = await self._db(
+            partial(back_off_domain, conn, campaign_id, domain, until=until, at=now)
+        )
+        tally.counts.meters.domain_backed_off()
+        log.info(
+            "campaign %s: domain %s backed off until %s (%d recipients wait)",
+            campaign_id,
+            domain,
+            until.isoformat(),
+            held,
+        )
+
+    async def _outcome_unknown(
+        self,
+        conn: Connection,
+        tally: _Tally,
+        campaign_id: uuid.UUID,
+        recipient: RecipientView,
+        message_id: str,
+        exc: OutcomeUnknown,
+        now: datetime,
+    ) -> None:
+        """The connection failed after the final dot: the server may have the message. The
+        recipient is tried once more after the longest retry step (same Message-ID), never
+        a third time; the batch stops (the session is gone) as a transient error."""
+        failure = SmtpFailure(ErrorClass.TRANSIENT, Stage.DATA, None, str(exc))
+        refusal = Refusal(
+            campaign_id=campaign_id,
+            recipient_id=recipient.id,
+            email=recipient.email,
+            message_id=message_id,
+            code=None,
+            error=f"unknown: {exc}",
+            at=now,
+        )
+        retry_after = now + timedelta(minutes=max(self.settings.recipient_retry_schedule))
+        failed = await self._db(partial(record_unknown, conn, refusal, retry_after=retry_after))
+        tally.counts.unknown += 1
+        tally.counts.meters.outcome_unknown()
+        if failed:
+            tally.counts.count_failed(ErrorClass.TRANSIENT)
         tally.control.failure = failure
 
     async def _settle_held(
@@ -546,26 +708,29 @@ class BatchSender:
         tally: _Tally,
         now: datetime,
         *,
-        rcpt_4xx: bool = True,
+        probed_by: str | None,
+        unclear: bool = True,
         data_5xx: bool = True,
     ) -> None:
-        """Record held refusals one by one: 4xx ones wait for a retry, 5xx ones fail."""
-        retry_after = now + timedelta(minutes=self.settings.transient_retry_delay_minutes)
-        for refusal in tally.control.rcpt_4xx.take() if rcpt_4xx else []:
-            failed_for_good = await self._db(
-                partial(
-                    record_deferred,
-                    conn,
-                    refusal,
-                    retry_after=retry_after,
-                    max_attempts=self.settings.recipient_max_attempts,
-                )
-            )
-            if failed_for_good:
-                tally.counts.count_failed(ErrorClass.RECIPIENT_DEFERRED)
-            else:
-                tally.counts.deferred += 1
-        for refusal in tally.control.data_5xx.take() if data_5xx else []:
+        """Record held refusals one by one: unclear 4xx ones wait their retry, 5xx ones
+        fail. ``probed_by``: the recipient whose outcome broke the run; when the run was all
+        one domain and that recipient is of another, the domain backs off as well."""
+        control = tally.control
+        run_domain = control.unclear.one_domain() if unclear else None
+        held = control.unclear.take() if unclear else []
+        for refusal in held:
+            await self._defer(conn, tally, refusal, TemporaryKind.UNCLEAR)
+        if unclear:
+            probing, control.probes_left = control.probes_left is not None, None
+            if (
+                probing
+                and held
+                and run_domain is not None
+                and probed_by is not None
+                and domain_of(probed_by) != run_domain
+            ):
+                await self._back_off(conn, tally, held[0].campaign_id, run_domain, now)
+        for refusal in control.data_5xx.take() if data_5xx else []:
             await self._db(partial(record_failed, conn, refusal))
             tally.counts.count_failed(ErrorClass.RECIPIENT)
 
@@ -583,14 +748,17 @@ async def _finish_even_if_cancelled(
         raise
 
 
-def _run_failure(error_class: ErrorClass, last: SmtpFailure, count: int) -> SmtpFailure:
+def _run_failure(
+    error_class: ErrorClass, last: SmtpFailure, count: int, *, probed: bool = False
+) -> SmtpFailure:
     """A run of refusals across different recipients, read as one session-level failure."""
     what = (
         "server-wide throttle"
         if error_class == ErrorClass.TRANSIENT
         else "the server is refusing the campaign"
     )
-    message = f"{count} different recipients refused in a row: {what} (last: {last.message})"
+    how = " (probes included)" if probed else ""
+    message = f"{count} different recipients refused in a row{how}: {what} (last: {last.message})"
     return SmtpFailure(error_class, last.stage, last.code, message)
 
 

@@ -49,7 +49,13 @@ async def open_smtp(account: AccountView, timeout: float) -> aiosmtplib.SMTP:
     try:
         await smtp.connect()
         if account.smtp_username:
+            if smtp.is_ehlo_or_helo_needed:  # after STARTTLS: what does it offer now?
+                stage = Stage.HELO
+                await smtp.ehlo()
             stage = Stage.AUTH
+            if not smtp.supports_extension("auth"):
+                smtp.close()
+                raise SmtpSessionFailed(_auth_not_offered(account))
             await smtp.login(account.smtp_username, account.smtp_password)
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         smtp.close()
@@ -65,6 +71,18 @@ async def close_smtp(smtp: aiosmtplib.SMTP) -> None:
         await smtp.quit()
     except (TimeoutError, aiosmtplib.SMTPException, OSError):
         smtp.close()
+
+
+def _auth_not_offered(account: AccountView) -> SmtpFailure:
+    """A username is configured but the server offers no AUTH: no retry can fix that (many
+    servers, Postfix's submission among them, offer AUTH only after STARTTLS)."""
+    hint = (
+        " (it may offer AUTH only over TLS: set smtp_tls to starttls or tls)"
+        if account.smtp_tls == "none"
+        else ""
+    )
+    message = f"the account has a username but the server does not offer AUTH{hint}"
+    return SmtpFailure(ErrorClass.CONFIGURATION, Stage.AUTH, None, message)
 
 
 def _looks_like_tls(exc: BaseException) -> bool:

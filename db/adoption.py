@@ -36,6 +36,8 @@ ADDED_BY_MAILER = frozenset(
         ("mailer_campaignrecipient", "retry_after"),
         ("mailer_campaignrecipient", "claim_token"),
         ("mailer_campaignrecipient", "claimed_until"),
+        ("mailer_campaignrecipient", "deferred_since"),
+        ("mailer_campaignrecipient", "outcome_unknown_at"),
         ("mailer_globalmailaccount", "smtp_ca_pem"),
         ("mailer_globalmailaccount", "smtp_verify_tls"),
     }

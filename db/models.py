@@ -211,6 +211,10 @@ class CampaignRecipient(Base):
     # added so one greylisted recipient waits alone instead of stopping its campaign).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     retry_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The first temporary refusal of its current wait (it fails past the maximum age), and
+    # when a delivery's outcome became unknown (the reply to the final dot never came).
+    deferred_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome_unknown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The send attempt holding this recipient, and until when its lease runs (renewed while
     # the attempt lives): another attempt never takes a recipient under a live lease.
     claim_token: Mapped[str | None] = mapped_column(String(64))

@@ -211,6 +211,42 @@ def pending_by_domain(session: Session, campaign_id: uuid.UUID) -> dict[str, int
     return {str(name): int(count) for name, count in rows}
 
 
+@dataclass(frozen=True)
+class WaitingDomain:
+    """Recipients of one domain waiting for their own retry (a 4xx, a domain backoff)."""
+
+    domain: str
+    waiting: int
+    next_try: datetime
+    most_attempts: int
+
+
+def waiting_by_domain(
+    session: Session, campaign_id: uuid.UUID, now: datetime, *, limit: int = 10
+) -> list[WaitingDomain]:
+    """The campaign's domains with pending recipients not yet due, most waiting first."""
+    domain = recipient_domain()
+    rows = session.execute(
+        select(
+            domain,
+            func.count(),
+            func.min(CampaignRecipient.retry_after),
+            func.max(CampaignRecipient.attempts),
+        )
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING.value,
+            CampaignRecipient.retry_after > now,
+        )
+        .group_by(domain)
+        .order_by(func.count().desc(), domain)
+        .limit(limit)
+    ).all()
+    return [
+        WaitingDomain(str(d), int(n), when, int(a)) for d, n, when, a in rows if when is not None
+    ]
+
+
 def _row_fields(campaign: Campaign, queue: CampaignQueue | None) -> dict[str, Any]:
     """The fields of a campaign's line that come from its row and its queue row."""
     return {

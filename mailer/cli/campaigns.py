@@ -15,7 +15,14 @@ from rich.table import Table
 
 from activities.campaign_runs import Live, live
 from activities.ratelimit import domain_usage_now
-from db.queries import CampaignRow, campaign_list, campaign_status_view, pending_by_domain
+from db.queries import (
+    CampaignRow,
+    WaitingDomain,
+    campaign_list,
+    campaign_status_view,
+    pending_by_domain,
+    waiting_by_domain,
+)
 from mailer.cli.support import (
     CampaignArg,
     JsonOption,
@@ -127,9 +134,12 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
         if current is not None and current.progress is not None:
             data["live"] = jsonable(current.progress, settings().timezone)
     pacing = settings().domain_pacing
-    if pacing:
-        with db_session() as session:
+    with db_session() as session:
+        if pacing:
             data["pacing"] = _pacing(pacing, pending_by_domain(session, parsed))
+        waiting = waiting_by_domain(session, parsed, datetime.now(UTC))
+    if waiting:
+        data["waiting"] = _waiting(waiting)
     if as_json:
         print_json(data)
     else:
@@ -145,6 +155,20 @@ def _pacing(pacing: DomainPacing, pending: dict[str, int]) -> dict[str, str]:
         now = "?" if used is None else str(used.get(group.name, 0))
         shown[group.name] = f"{waiting} pending, {group.per_minute}/min ({now} used this minute)"
     return shown
+
+
+def _waiting(domains: list[WaitingDomain]) -> dict[str, str]:
+    """Per domain: recipients waiting for their own retry (a 4xx about them or their
+    domain) while the rest of the campaign goes on."""
+    zone = ZoneInfo(settings().timezone)
+    return {
+        d.domain: (
+            f"{d.waiting} wait their retry (4xx), next at "
+            f"{d.next_try.astimezone(zone).isoformat(timespec='minutes')}, "
+            f"up to {d.most_attempts} tries so far"
+        )
+        for d in domains
+    }
 
 
 async def _live(campaign_id: uuid.UUID) -> Live | None:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mailer.cli.support import JsonOption, console, print_json, reports_errors, settings, warn
 from mailer.core.settings import Settings
@@ -36,7 +37,10 @@ WorkingHoursOption = Annotated[str | None, typer.Option(help="START-END, e.g. 9-
 Timezone = Annotated[str | None, typer.Option(help="Default: MAILER_TIMEZONE.")]
 Fail = Annotated[
     list[str] | None,
-    typer.Option(help="PATTERN:CODE or PATTERN:CODE@ISO/DURATION (repeatable)."),
+    typer.Option(
+        help="PATTERN:CODE[ TEXT][@ISO/DURATION] (repeatable), e.g. "
+        "'*@corp.example:450 4.7.1 Greylisted@2026-12-07T09:00+03:00/2h'."
+    ),
 ]
 Until = Annotated[str | None, typer.Option(help="Stop the simulation at this ISO time.")]
 Domains = Annotated[
@@ -108,6 +112,8 @@ def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -
         print_json(forecast.to_json())
         return
     console.print(_daily_table(forecast))
+    if any(d["waited"] or d["pending"] for d in forecast.domains):
+        console.print(_domain_table(forecast))
     console.print(report.summary_line(forecast))
 
 
@@ -141,6 +147,23 @@ def _mix(options: SimulationOptions) -> str:
     more = f" and {len(options.domains) - 6} more" if len(options.domains) > 6 else ""
     pacing = options.domain_rate_per_minute or "none"
     return f"domains {shares}{more}; per-domain pacing: {pacing}"
+
+
+def _domain_table(forecast: report.Forecast) -> Table:
+    """Per domain, when some recipients waited on a 4xx or still wait: the rest finished
+    while they did."""
+    table = Table("domain", "sent", "failed", "pending", "waited (4xx)", "last sent")
+    for d in forecast.domains:
+        last = d["last_sent_at"]
+        table.add_row(
+            Text(d["domain"]),
+            str(d["sent"]),
+            str(d["failed"]),
+            str(d["pending"]),
+            str(d["waited"]),
+            datetime.fromisoformat(last).strftime("%a %H:%M") if last else "—",
+        )
+    return table
 
 
 def _daily_table(forecast: report.Forecast) -> Table:

@@ -59,9 +59,14 @@ class Settings(BaseSettings):
     # from a background task (at least every second, a fifth of this at most), whatever
     # SMTP is doing, so this need not exceed the SMTP timeout: 3 s at the least.
     send_heartbeat_timeout_seconds: int = Field(20, ge=3, le=3600)
-    # A recipient refused with a 4xx at RCPT (greylisting, mailbox full) is tried this many
-    # times in all, each after MAILER_TRANSIENT_RETRY_DELAY_MINUTES, then failed.
-    recipient_max_attempts: int = Field(3, ge=1, le=100)
+    # A recipient refused with a 4xx about itself (greylisting, mailbox full, its domain
+    # unreachable) waits alone: the Nth refusal waits the Nth step of this schedule (minutes;
+    # the last step repeats), so a greylist's usual 5 minutes pass at the first retry. It
+    # fails after MAILER_RECIPIENT_MAX_ATTEMPTS tries or MAILER_RECIPIENT_MAX_AGE_HOURS after
+    # its first refusal (an MTA's queue gives up after days too), whichever comes first.
+    recipient_retry_minutes: str = "5,15,30,60"
+    recipient_max_attempts: int = Field(10, ge=1, le=1000)
+    recipient_max_age_hours: float = Field(72, gt=0, le=24 * 30)
     # A send batch failing with an error nothing classifies is retried this many times in
     # all; then it counts as one transient error (the breaker sees it), never loops unseen.
     send_batch_max_attempts: int = Field(5, ge=1, le=100)
@@ -174,6 +179,12 @@ class Settings(BaseSettings):
         parse_domain_rates(value)  # a ValueError names what is wrong
         return value
 
+    @field_validator("recipient_retry_minutes")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        _parse_schedule(value)  # a ValueError names what is wrong
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr) -> SecretStr:
@@ -219,8 +230,28 @@ class Settings(BaseSettings):
         return parse_domain_rates(self.domain_rate_per_minute)
 
     @property
+    def recipient_retry_schedule(self) -> tuple[float, ...]:
+        return _parse_schedule(self.recipient_retry_minutes)
+
+    @property
     def unsubscribe_key(self) -> str:
         return _revealed(self.unsubscribe_secret)
+
+
+def _parse_schedule(value: str) -> tuple[float, ...]:
+    """``"5,15,30,60"`` as minutes, each positive."""
+    steps: list[float] = []
+    for part in value.split(","):
+        try:
+            minutes = float(part.strip())
+        except ValueError:
+            raise ValueError(
+                f"{part.strip()!r} is not a number of minutes, e.g. 5,15,30,60"
+            ) from None
+        if not 0 < minutes <= 24 * 60:
+            raise ValueError(f"{part.strip()!r}: each step must be over 0 and at most 1440 minutes")
+        steps.append(minutes)
+    return tuple(steps)
 
 
 def _revealed(value: SecretStr | str) -> str:

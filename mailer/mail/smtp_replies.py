@@ -1,14 +1,17 @@
 """What an SMTP failure means for the campaign (RFC 5321 reply codes, RFC 3463 classes).
 
-- recipient_deferred: a 4xx to RCPT (greylisting 450/451, mailbox full 452): that recipient
-  is tried again in a later batch; the others go on.
-- transient: any other 4xx (421, 454 included), timeouts, disconnects, refused connections,
-  TLS connections dropped during the handshake: stop the batch and retry after the delay;
-  counts towards the circuit breaker.
+- recipient_deferred: a 4xx to RCPT or to the message that is about that recipient
+  (greylisting, mailbox full, its domain unreachable) or says nothing either way
+  (mailer.mail.temporary_replies reads which): that recipient is tried again later; the
+  others go on.
+- transient: a 4xx about the session (421, rate limits, a full queue), any 4xx to MAIL FROM
+  or the greeting, timeouts, disconnects, refused connections, TLS connections dropped during
+  the handshake: stop the batch and retry after the delay; counts towards the circuit breaker.
 - recipient: 5xx to RCPT or DATA: that recipient is ``failed`` and never retried.
 - configuration: 535 and other permanent AUTH failures, 5xx to MAIL FROM or HELO, a
-  certificate that does not verify, a server without STARTTLS: no message can go out until
-  an operator fixes the account, so the campaign pauses at once.
+  certificate that does not verify, a server without STARTTLS, a username configured for a
+  server that offers no AUTH: no message can go out until an operator fixes the account, so
+  the campaign pauses at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+
+from mailer.mail.temporary_replies import TemporaryKind, read_temporary
 
 ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;]+")
 
@@ -52,6 +57,8 @@ class SmtpFailure:
     stage: Stage
     code: int | None
     message: str
+    # What a 4xx said about itself (temporary_replies), for the send path's runs and backoff.
+    temporary: TemporaryKind | None = None
 
     def describe(self, *, redact: bool = True) -> str:
         """One line for operators. Redacted (the default) for anything that reaches the
@@ -61,10 +68,13 @@ class SmtpFailure:
         return redact_addresses(text) if redact else text
 
 
-def classify_reply(stage: Stage, code: int) -> ErrorClass:
-    """The class of an SMTP error reply ``code`` received at ``stage``."""
+def classify_reply(stage: Stage, code: int, text: str = "") -> ErrorClass:
+    """The class of an SMTP error reply ``code`` (with its ``text``) received at ``stage``."""
     if 400 <= code < 500:
-        return ErrorClass.RECIPIENT_DEFERRED if stage == Stage.RCPT else ErrorClass.TRANSIENT
+        if stage in (Stage.RCPT, Stage.DATA):
+            throttle = read_temporary(code, text).kind == TemporaryKind.THROTTLE
+            return ErrorClass.TRANSIENT if throttle else ErrorClass.RECIPIENT_DEFERRED
+        return ErrorClass.TRANSIENT
     if stage in (Stage.RCPT, Stage.DATA):
         return ErrorClass.RECIPIENT
     if stage in (Stage.AUTH, Stage.MAIL, Stage.HELO, Stage.TLS, Stage.CONNECT):
@@ -107,12 +117,23 @@ def classify_exception(exc: BaseException, stage: Stage) -> SmtpFailure:
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return SmtpFailure(ErrorClass.CONFIGURATION, stage, None, _first_line(str(exc)))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return SmtpFailure(
-            classify_reply(stage, exc.code), stage, exc.code, _first_line(exc.message)
-        )
+        return reply_failure(stage, exc.code, exc.message)
     # Refused connections and other socket errors.
     reason = _first_line(str(exc)) or type(exc).__name__
     return SmtpFailure(ErrorClass.TRANSIENT, stage, None, f"{type(exc).__name__}: {reason}")
+
+
+def reply_failure(stage: Stage, code: int, text: str) -> SmtpFailure:
+    """The failure an error reply ``code`` with ``text`` at ``stage`` is."""
+    if 400 <= code < 500 and stage in (Stage.RCPT, Stage.DATA):
+        temporary = read_temporary(code, text).kind
+        error_class = (
+            ErrorClass.TRANSIENT
+            if temporary == TemporaryKind.THROTTLE
+            else ErrorClass.RECIPIENT_DEFERRED
+        )
+        return SmtpFailure(error_class, stage, code, _first_line(text), temporary)
+    return SmtpFailure(classify_reply(stage, code, text), stage, code, _first_line(text))
 
 
 def _stage_of(exc: BaseException, stage: Stage) -> Stage:

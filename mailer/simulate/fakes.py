@@ -18,7 +18,7 @@ from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 Clock = Callable[[], Awaitable[datetime]]
 
 _REPLIES = {
-    4: "4.3.0 Simulated temporary failure",
+    4: "4.3.2 Simulated: the system is not accepting messages now",
     5: "5.1.1 Simulated permanent failure",
 }
 
@@ -46,12 +46,13 @@ class SimulatedSmtp:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _refusal(self, address: str) -> int | None:
+    async def _refusal(self, address: str) -> str | None:
+        """The reply refusing ``address`` now, if a rule does."""
         windowed = any(rule.start is not None for rule in self.rules)
         now = await self.clock() if windowed else None
         for rule in self.rules:
             if _matches(rule, address) and (now is None or rule.active(now)):
-                return rule.code
+                return f"{rule.code} {rule.text or _REPLIES[rule.code // 100]}"
         return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -67,12 +68,12 @@ class SimulatedSmtp:
                 elif verb == b"RCPT":
                     address = line.decode(errors="replace").partition(":")[2]
                     address = address.strip().split()[0].strip("<>") if address.strip() else ""
-                    code = await self._refusal(address)
-                    if code is None:
+                    refusal = await self._refusal(address)
+                    if refusal is None:
                         reply("250 2.1.5 OK")
                     else:
                         self.refused += 1
-                        reply(f"{code} {_REPLIES[code // 100]}")
+                        reply(refusal)
                 elif verb == b"DATA":
                     reply("354 End data with <CR><LF>.<CR><LF>")
                     await writer.drain()

@@ -11,7 +11,9 @@ from mailer.core.errors import InputError
 from mailer.mail.pacing import parse_domain_rates
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
-FAIL_SPEC = re.compile(r"(?P<pattern>.+):(?P<code>\d{3})(?:@(?P<window>.+))?")
+FAIL_SPEC = re.compile(
+    r"(?P<pattern>[^:]+):(?P<code>\d{3})(?: (?P<text>[^@]{1,200}))?(?:@(?P<window>.+))?"
+)
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -24,6 +26,7 @@ class FailRule:
     code: int
     start: datetime | None = None
     end: datetime | None = None
+    text: str = ""  # the reply after the code (default: the simulator's for 4xx or 5xx)
 
     def active(self, now: datetime) -> bool:
         if self.start is None or self.end is None:
@@ -100,26 +103,30 @@ def parse_duration(option: str, value: str) -> timedelta:
 
 
 def parse_fail(value: str) -> FailRule:
-    """``PATTERN:CODE`` or ``PATTERN:CODE@START/DURATION`` (``all`` matches everyone).
+    """``PATTERN:CODE[ TEXT][@START/DURATION]`` (``all`` matches everyone), e.g.
+    ``*@corp.example:450 4.7.1 Greylisted`` (the text, without ``@``, is what the server
+    says: mailer reads a 4xx by it).
 
-    Patterns hold ``@`` themselves (``*@bad.example``), so the code is the last ``:NNN``
-    that ends the value or is followed by the window's ``@``.
+    Patterns hold ``@`` themselves (``*@bad.example``) but no ``:``, so the code is the
+    ``NNN`` after the first ``:``; a window starts at the next ``@``.
     """
     match = FAIL_SPEC.fullmatch(value.strip())
     if not match:
         raise InputError([f"--fail: {value!r} is not PATTERN:CODE, e.g. '*@bad.example:550'"])
     pattern, code, window = match["pattern"], match["code"], match["window"]
+    text = (match["text"] or "").strip()
     if not SMTP_CODE.fullmatch(code) or not 400 <= int(code) < 600:
         raise InputError([f"--fail: {code!r} in {value!r} is not an SMTP error code (4xx or 5xx)"])
     if not window:
-        return FailRule(pattern, int(code))
+        return FailRule(pattern, int(code), text=text)
     start_text, sep, duration = window.rpartition("/")
     if not sep:
         raise InputError(
             [f"--fail: window {window!r} is not START/DURATION, e.g. 2026-12-01T10:00+03:00/30m"]
         )
     start = parse_datetime("--fail", start_text)
-    return FailRule(pattern, int(code), start, start + parse_duration("--fail", duration))
+    end = start + parse_duration("--fail", duration)
+    return FailRule(pattern, int(code), start, end, text=text)
 
 
 def parse_refill(value: str) -> Refill:

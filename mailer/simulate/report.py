@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +23,9 @@ class Forecast:
     hours: list[dict[str, Any]]
     deferrals: list[dict[str, Any]]
     wall_seconds: float
+    # Per recipient domain: sent, failed, still pending, refused with a 4xx on the way
+    # ("waited"), and when its last message went.
+    domains: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class Forecast:
             "hours": self.hours,
             "deferrals": self.deferrals,
             "wall_seconds": round(self.wall_seconds, 2),
+            "domains": self.domains,
         }
 
 
@@ -95,6 +99,17 @@ def build_forecast(
         ],
         deferrals=deferrals,
         wall_seconds=raw.wall_seconds,
+        domains=[
+            {
+                "domain": d.domain,
+                "sent": d.sent,
+                "failed": d.failed,
+                "pending": d.pending,
+                "waited": d.waited,
+                "last_sent_at": local(d.last_sent_at).isoformat() if d.last_sent_at else None,
+            }
+            for d in raw.domains
+        ],
     )
 
 

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, insert, select, text
@@ -27,10 +27,12 @@ from db.models import (
     CampaignRecipient,
     CampaignStatus,
     GlobalMailAccount,
+    RecipientStatus,
     SendLog,
     SmtpBzQuota,
     User,
 )
+from db.queries import recipient_domain
 from mailer.core.settings import Settings
 from mailer.runtime.worker import build_worker, ensure_search_attributes
 from mailer.simulate.fakes import SimulatedProvider, SimulatedSmtp
@@ -72,6 +74,20 @@ class RawOutcome:
     shift: timedelta
     sends: list[tuple[datetime, str]]  # (created_at, status)
     wall_seconds: float
+    domains: list[DomainOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DomainOutcome:
+    """One recipient domain's end: what was sent, failed, still waits, how many recipients
+    were refused with a 4xx on the way, and when its last message went (shifted time)."""
+
+    domain: str
+    sent: int
+    failed: int
+    pending: int
+    waited: int
+    last_sent_at: datetime | None
 
 
 def quiet_runtime() -> Runtime:
@@ -183,7 +199,7 @@ def _shifted(options: SimulationOptions, shift: timedelta) -> SimulationOptions:
     def rule(r: FailRule) -> FailRule:
         if r.start is None or r.end is None:
             return r
-        return FailRule(r.pattern, r.code, r.start + shift, r.end + shift)
+        return replace(r, start=r.start + shift, end=r.end + shift)
 
     return replace(
         options,
@@ -283,6 +299,7 @@ async def _run_in(
         shift=shift,
         sends=_sends(engine),
         wall_seconds=time.perf_counter() - started,
+        domains=_domains(engine),
     )
 
 
@@ -341,6 +358,24 @@ async def _simulate(
         )
         records = await _recorded_states(env.client, campaign_ids)
     return states, records
+
+
+def _domains(engine: Engine) -> list[DomainOutcome]:
+    domain = recipient_domain()
+    query = (
+        select(
+            domain,
+            func.count().filter(CampaignRecipient.status == RecipientStatus.SENT.value),
+            func.count().filter(CampaignRecipient.status == RecipientStatus.FAILED.value),
+            func.count().filter(CampaignRecipient.status == RecipientStatus.PENDING.value),
+            func.count().filter(CampaignRecipient.deferred_since.is_not(None)),
+            func.max(CampaignRecipient.sent_at),
+        )
+        .group_by(domain)
+        .order_by(domain)
+    )
+    with engine.connect() as conn:
+        return [DomainOutcome(*row) for row in conn.execute(query).all()]
 
 
 def _sends(engine: Engine) -> list[tuple[datetime, str]]:

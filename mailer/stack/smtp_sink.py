@@ -26,7 +26,7 @@ REPLY_TEXT = {
     421: "4.3.2 Service not available, closing channel",
     450: "4.2.1 Mailbox busy, try again later",
     451: "4.3.0 Local error in processing, try again later",
-    452: "4.3.1 Insufficient system storage",
+    452: "4.2.2 Mailbox full",
     550: "5.1.1 Mailbox does not exist",
     552: "5.3.4 Message too big",
     553: "5.1.3 Bad destination mailbox address",
@@ -44,7 +44,9 @@ class FailureRule:
 
     pattern: str
     code: int
-    stage: str = "rcpt"  # "rcpt" or "data"
+    # "rcpt", "data", or "drop": the message is taken, then the connection closes before
+    # the reply to its final dot (the client cannot know whether it was delivered).
+    stage: str = "rcpt"
     # Refuse only each address's first ``times`` tries (greylisting); None: always.
     times: int | None = None
     text: str | None = None  # the reply's text (default: REPLY_TEXT's for the code)
@@ -75,6 +77,7 @@ class SinkHandler:
     outbox: Path | None = None
     rules: list[FailureRule] = field(default_factory=list)
     messages: list[StoredMessage] = field(default_factory=list)
+    refused: list[tuple[str, int]] = field(default_factory=list)  # (address, code) at RCPT
     sequence: int = 0
     delay_seconds: float = 0.0  # per message, to rehearse a slow server
     step_delay_seconds: float = 0.0  # before each MAIL, RCPT and DATA reply: a slow provider
@@ -103,6 +106,8 @@ class SinkHandler:
             await asyncio.sleep(self.step_delay_seconds)
         rule = self._rule_for(address, "rcpt")
         if rule is not None:
+            with self._lock:
+                self.refused.append((address, rule.code))
             return reply(rule.code, rule.text)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -118,6 +123,12 @@ class SinkHandler:
         stored = StoredMessage(
             mail_from=str(envelope.mail_from), recipients=list(envelope.rcpt_tos), data=data
         )
+        if any(self._rule_for(address, "drop") for address in envelope.rcpt_tos):
+            with self._lock:
+                self.messages.append(stored)  # delivered, but the client never hears so
+            if isinstance(server.transport, asyncio.Transport):
+                server.transport.abort()
+            return "250 2.0.0 OK: queued (never sent: the connection is gone)"
         with self._lock:
             self.sequence += 1
             number = self.sequence

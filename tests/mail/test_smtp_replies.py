@@ -11,23 +11,27 @@ from mailer.mail.smtp_replies import ErrorClass, Stage, classify_exception, clas
 
 
 @pytest.mark.parametrize(
-    ("stage", "code", "expected"),
+    ("stage", "code", "text", "expected"),
     [
-        (Stage.RCPT, 451, ErrorClass.RECIPIENT_DEFERRED),
-        (Stage.RCPT, 450, ErrorClass.RECIPIENT_DEFERRED),
-        (Stage.RCPT, 452, ErrorClass.RECIPIENT_DEFERRED),
-        (Stage.AUTH, 454, ErrorClass.TRANSIENT),
-        (Stage.DATA, 421, ErrorClass.TRANSIENT),
-        (Stage.MAIL, 452, ErrorClass.TRANSIENT),
-        (Stage.RCPT, 550, ErrorClass.RECIPIENT),
-        (Stage.DATA, 554, ErrorClass.RECIPIENT),
-        (Stage.AUTH, 535, ErrorClass.CONFIGURATION),
-        (Stage.MAIL, 550, ErrorClass.CONFIGURATION),
-        (Stage.HELO, 501, ErrorClass.CONFIGURATION),
+        (Stage.RCPT, 451, "4.7.1 Greylisted", ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.RCPT, 450, "", ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.RCPT, 452, "4.2.2 Mailbox full", ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.RCPT, 451, "try later", ErrorClass.RECIPIENT_DEFERRED),  # unclear: probed
+        (Stage.RCPT, 451, "4.7.1 Rate limit exceeded, slow down", ErrorClass.TRANSIENT),
+        (Stage.RCPT, 452, "4.3.1 Insufficient system storage", ErrorClass.TRANSIENT),
+        (Stage.DATA, 452, "4.2.2 Mailbox full", ErrorClass.RECIPIENT_DEFERRED),
+        (Stage.AUTH, 454, "", ErrorClass.TRANSIENT),
+        (Stage.DATA, 421, "", ErrorClass.TRANSIENT),
+        (Stage.MAIL, 452, "4.2.2 Mailbox full", ErrorClass.TRANSIENT),
+        (Stage.RCPT, 550, "", ErrorClass.RECIPIENT),
+        (Stage.DATA, 554, "", ErrorClass.RECIPIENT),
+        (Stage.AUTH, 535, "", ErrorClass.CONFIGURATION),
+        (Stage.MAIL, 550, "", ErrorClass.CONFIGURATION),
+        (Stage.HELO, 501, "", ErrorClass.CONFIGURATION),
     ],
 )
-def test_reply_codes(stage: Stage, code: int, expected: ErrorClass) -> None:
-    assert classify_reply(stage, code) is expected
+def test_reply_codes(stage: Stage, code: int, text: str, expected: ErrorClass) -> None:
+    assert classify_reply(stage, code, text) is expected
 
 
 def test_exceptions() -> None:

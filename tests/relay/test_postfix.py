@@ -6,10 +6,11 @@ address on the suppression list."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_string, policy
 
 import pytest
@@ -182,6 +183,90 @@ async def test_a_postfix_that_greylists_every_new_recipient_gets_each_message_on
         c=campaign,
     ) == [("sent", 12)]
     assert harness.queue_row(campaign)["consecutive_transient_errors"] == 0
+
+
+def time_skipping_clock(env: WorkflowEnvironment) -> Callable[[], float]:
+    """The time-skipping server's clock, for the greylister's thread: its delay passes when
+    the campaign's durable wait does."""
+    loop = asyncio.get_running_loop()
+
+    def now() -> float:
+        return asyncio.run_coroutine_threadsafe(env.get_current_time(), loop).result(10).timestamp()
+
+    return now
+
+
+async def test_three_greylisted_recipients_first_in_a_list_wait_alone_and_the_rest_go_at_once(
+    time_env: WorkflowEnvironment, harness: Harness, internet: SmtpSink
+) -> None:
+    """The first three recipients of 300 are greylisted for 60 s (postgrey's way, through
+    Postfix's policy delegation): the other 297 are relayed in the first batch, each once;
+    the three on their own retry; the campaign never defers."""
+    greylister = Greylister(only_first=3, delay_seconds=60, clock=time_skipping_clock(time_env))
+    try:
+        with running_postfix(relay_port=internet.port, policy_port=greylister.port) as server:
+            user = sender_through(harness, server)
+            campaign = seed_data.add_campaign(harness.database_url, user, 300)
+            await skip_to_monday_9(time_env)
+            async with harness.worker(send_batch_size=300, rate_per_hour=1000):
+                result = await finished(await harness.start(campaign))
+            assert (result.status, result.sent, result.failed) == ("sent", 300, 0)
+            await wait_for(lambda: len(internet.handler.messages) == 300, what="all relayed")
+    finally:
+        greylister.close()
+    assert greylister.deferred == 3
+    rows = harness.sql(
+        "SELECT email, sent_at, attempts FROM mailer_campaignrecipient WHERE campaign_id = :c",
+        c=campaign,
+    )
+    first_batch = min(row[1] for row in rows)  # type: ignore[type-var]
+    late = {str(row[0]) for row in rows if row[1] != first_batch}
+    assert late == set(greylister.greylisted)
+    assert {row[2] for row in rows if str(row[0]) in late} == {1}
+    assert Counter(relayed_to(internet)) == Counter(str(row[0]) for row in rows)
+    queue = harness.queue_row(campaign)
+    assert (queue["consecutive_transient_errors"], queue["last_error"]) == (0, "")
+
+
+async def test_a_provider_rate_limiting_every_recipient_defers_the_campaign_and_counts(
+    time_env: WorkflowEnvironment, harness: Harness, internet: SmtpSink
+) -> None:
+    """Postfix's policy answers every recipient ``451 4.7.1 Rate limit exceeded`` (Postfix
+    words it ``Recipient address rejected: Rate limit exceeded``): a throttle, whoever is
+    named in it. The batch stops at the first refusal, the campaign defers, the breaker
+    counts; no recipient spends an attempt."""
+    limiter = Greylister(action="451 4.7.1 Rate limit exceeded", refuse_all=True)
+    try:
+        with running_postfix(relay_port=internet.port, policy_port=limiter.port) as server:
+            user = sender_through(harness, server)
+            campaign = seed_data.add_campaign(harness.database_url, user, 20)
+            await skip_to_monday_9(time_env)
+            async with harness.worker():
+                handle = await harness.start(campaign)
+                await wait_for(
+                    lambda: harness.queue_row(campaign).get("defer_reason") == "transient_error",
+                    what="the transient deferral",
+                )
+                queue = harness.queue_row(campaign)
+                log = server.log_text()
+                waiting = harness.sql(
+                    "SELECT max(attempts), count(*) FROM mailer_campaignrecipient "
+                    "WHERE campaign_id = :c AND status = 'pending'",
+                    c=campaign,
+                )
+                relayed_meanwhile = len(internet.handler.messages)
+                refusals = limiter.deferred
+                limiter.action = "DUNNO"  # the provider's hour is over
+                result = await finished(handle)
+    finally:
+        limiter.close()
+    assert queue["consecutive_transient_errors"] == 1
+    assert "Rate limit exceeded" in str(queue["last_error"])
+    assert "Recipient address rejected: Rate limit exceeded" in log
+    assert waiting == [(0, 20)]  # no recipient spent an attempt on the throttle
+    assert relayed_meanwhile == 0
+    assert refusals == 1  # the batch stopped at the first refusal
+    assert (result.status, result.sent) == ("sent", 20)
 
 
 async def test_a_postfix_without_smtputf8_fails_only_the_utf8_mailbox(

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,13 +134,34 @@ def require_postfix() -> None:
         pytest.skip(problem)
 
 
+GREYLISTED = "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again later"
+
+
 class Greylister:
     """A Postfix policy service (the policy delegation protocol postgrey speaks): the first
-    try of each (client, sender, recipient) is deferred with a 450, any later one passes."""
+    try of each (client, sender, recipient) is deferred with ``action`` (a 450 by default, as
+    postgrey's), and so is every retry until ``delay_seconds`` have passed on ``clock``.
+    ``only_first``: greylist only that many recipients, pass the rest at once (a list whose
+    first few live at a greylisting domain). ``refuse_all``: answer every recipient with
+    ``action`` (a provider's rate limit)."""
 
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str, str]] = set()
+    def __init__(
+        self,
+        *,
+        action: str = GREYLISTED,
+        only_first: int | None = None,
+        delay_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        refuse_all: bool = False,
+    ) -> None:
+        self.action = action
+        self.only_first = only_first
+        self.delay_seconds = delay_seconds
+        self.clock = clock
+        self.refuse_all = refuse_all
+        self.first_seen: dict[tuple[str, str, str], float] = {}
         self.deferred = 0
+        self.greylisted: list[str] = []  # recipients, in the order first greylisted
         greylister = self
 
         class Policy(socketserver.StreamRequestHandler):
@@ -158,19 +179,26 @@ class Greylister:
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Policy)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
+        self._lock = threading.Lock()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def decide(self, request: dict[str, str]) -> str:
-        triplet = (
-            request.get("client_address", ""),
-            request.get("sender", ""),
-            request["recipient"],
-        )
-        if triplet in self.seen:
-            return "DUNNO"
-        self.seen.add(triplet)
-        self.deferred += 1
-        return "DEFER_IF_PERMIT 4.7.1 Greylisted, please try again later"
+        recipient = request["recipient"]
+        triplet = (request.get("client_address", ""), request.get("sender", ""), recipient)
+        with self._lock:
+            if self.refuse_all:
+                self.deferred += 1
+                return self.action
+            first = self.first_seen.get(triplet)
+            if first is None:
+                if self.only_first is not None and len(self.greylisted) >= self.only_first:
+                    return "DUNNO"
+                self.first_seen[triplet] = self.clock()
+                self.greylisted.append(recipient)
+            elif self.clock() - first >= self.delay_seconds:
+                return "DUNNO"
+            self.deferred += 1
+            return self.action
 
     def close(self) -> None:
         self.server.shutdown()

@@ -71,11 +71,15 @@ async def test_a_full_mailbox_fails_after_its_attempts_and_the_campaign_ends(
     assert harness.sql("SELECT smtp_code FROM mailer_sendlog WHERE status = 'failed'") == [(452,)]
 
 
-async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
-    time_env: WorkflowEnvironment, harness: Harness
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(451, "4.7.1 Rate limit exceeded, slow down"), (421, "4.7.0 Too many connections")],
+)
+async def test_a_throttle_that_says_so_defers_the_campaign_at_its_first_reply(
+    time_env: WorkflowEnvironment, harness: Harness, code: int, text: str
 ) -> None:
     user = harness.add_sender()
-    harness.sink.handler.rules = [FailureRule("all", 450)]
+    harness.sink.handler.rules = [FailureRule("all", code, text=text)]
     campaign = seed_data.add_campaign(harness.database_url, user, 10)
     await skip_to_monday_9(time_env)
     async with harness.worker():
@@ -86,10 +90,34 @@ async def test_4xx_to_several_different_recipients_in_a_row_is_a_throttle(
         )
         row = harness.queue_row(campaign)
         assert row["consecutive_transient_errors"] == 1
-        assert "server-wide throttle" in str(row["last_error"])
-        # Not the recipients' fault: none of them used up an attempt.
-        attempts = harness.sql("SELECT max(attempts) FROM mailer_campaignrecipient")
-        assert attempts == [(0,)]
+        assert text in str(row["last_error"])
+        # One message found the throttle; not the recipients' fault: none used an attempt.
+        assert len(harness.sink.handler.refused) == 1
+        assert harness.sql("SELECT max(attempts) FROM mailer_campaignrecipient") == [(0,)]
+        harness.sink.handler.rules = []
+        result = await finished(handle)
+    assert (result.status, result.sent) == ("sent", 10)
+
+
+async def test_a_run_of_replies_that_do_not_say_why_is_probed_then_read_as_a_throttle(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    user = harness.add_sender()
+    harness.sink.handler.rules = [FailureRule("all", 451, text="Try again later")]
+    campaign = seed_data.add_campaign(harness.database_url, user, 10)
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        await wait_for(
+            lambda: harness.queue_row(campaign).get("defer_reason") == "transient_error",
+            what="the transient deferral",
+        )
+        row = harness.queue_row(campaign)
+        assert row["consecutive_transient_errors"] == 1
+        assert "5 different recipients refused in a row (probes included)" in str(row["last_error"])
+        # Three in a row, then two probes: five messages is what such a throttle costs.
+        assert len({address for address, _ in harness.sink.handler.refused}) == 5
+        assert harness.sql("SELECT max(attempts) FROM mailer_campaignrecipient") == [(0,)]
         harness.sink.handler.rules = []
         result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 10)
@@ -324,7 +352,7 @@ async def test_the_queue_row_tells_the_truth_while_batches_run(
     """The error count is written back when a success resets it, and the row is
     ``processing`` only while a batch runs (the playbook's §1 SQL reads both)."""
     user = harness.add_sender()
-    harness.sink.handler.rules = [FailureRule("all", 450)]
+    harness.sink.handler.rules = [FailureRule("all", 451, text="4.7.1 Rate limit exceeded")]
     harness.sink.handler.delay_seconds = 0.01
     campaign = seed_data.add_campaign(harness.database_url, user, 300)
     await skip_to_monday_9(time_env)
