@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from mailer.cli.support import JsonOption, print_json, reports_errors, settings
+from mailer.core.terminal import printable
 from mailer.doctor import checks, probes, report
 
 app = typer.Typer()
@@ -22,5 +23,5 @@ def doctor(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(report.as_json(facts, found))
     else:
-        print(report.as_text(facts, found))
+        print(printable(report.as_text(facts, found)))
     raise typer.Exit(checks.exit_code(found))

@@ -8,11 +8,12 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -20,23 +21,39 @@ from db.engine import session_scope
 from db.queries import parse_campaign_id
 from mailer.core.errors import MailerError
 from mailer.core.settings import Settings, get_settings
+from mailer.core.terminal import printable
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
+class UntrustedTextConsole(Console):
+    """A console for text that is not ours — campaign names, notes a stranger's complaint
+    wrote, SMTP replies, addresses: no Rich markup is read (``[/x]`` is printed as is, never
+    a ``MarkupError``), and terminal control characters are shown escaped (``\\x1b``),
+    never sent to the operator's terminal. Every string printed or put in a table passes
+    through ``render_str``, so this is the one place that escapes."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        options.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(printable(text), **options)
+
+
 # Wide when piped, so ids and timestamps are not cut in logs and scripts.
-console = Console(width=None if sys.stdout.isatty() else 200)
+console = UntrustedTextConsole(
+    width=None if sys.stdout.isatty() else 200, markup=False, emoji=False, highlight=False
+)
 
 
 def fail(lines: list[str] | str, code: int = 2) -> typer.Exit:
     """Print each line as an ``error:`` line on stderr; return the Exit to raise."""
     for line in [lines] if isinstance(lines, str) else lines:
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {printable(line)}", file=sys.stderr)
     return typer.Exit(code)
 
 
 def warn(line: str) -> None:
-    print(f"warning: {line}", file=sys.stderr)
+    print(f"warning: {printable(line)}", file=sys.stderr)
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -11,6 +11,7 @@ import uvicorn
 from mailer.cli.support import fail, reports_errors, settings
 from mailer.inbound.receiver import bind
 from mailer.web.app import create_app
+from mailer.web.slow_clients import HeaderDeadlineProtocol
 
 app = typer.Typer()
 
@@ -50,4 +51,12 @@ def web(
         # Off: the access log would hold every token (each one unsubscribes someone).
         access_log=False,
         proxy_headers=True,
+        # Faces the internet: idle and slow connections are cut, connections capped (503
+        # past it), no server banner. TLS and rate limiting belong in front (docs/security.md).
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+        limit_concurrency=200,
+        h11_max_incomplete_event_size=16 * 1024,
+        server_header=False,
+        http=HeaderDeadlineProtocol,  # and a request's headers must arrive within 10 s
     )

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     # `mailer web` also receives mail on this port (0 = off): mailto: unsubscribes, delivery
     # reports (bounces) and feedback-loop complaints routed to it (docs/deploy.md).
     inbound_port: int = Field(0, ge=0, le=65535)
+    # The receiver's limits: the largest message (a report quotes the returned message's
+    # headers, far below this), and the domains it accepts mail for besides those of
+    # MAILER_RETURN_PATH and MAILER_UNSUBSCRIBE_MAILTO (comma-separated).
+    inbound_max_message_kb: int = Field(2048, ge=64, le=50 * 1024)
+    inbound_domains: str = ""
 
     # The worker's health endpoint (/livez, /readyz: ready once it polls the task queue);
     # 0 turns it off. Bound on MAILER_METRICS_HOST.

@@ -26,9 +26,55 @@ from mailer.inbound.reports import read
 
 log = logging.getLogger(__name__)
 
-# Reports carry the returned message; a campaign message is far below this.
-MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 TRY_AGAIN = "451 4.3.0 cannot record it now, try again later"
+# A report is addressed to one of our mailboxes; anything more is not a report.
+MAX_RECIPIENTS = 100
+# A delivery report has three or four MIME parts, a complaint about the same; a message of
+# thousands (or nested a thousand deep) costs seconds of parsing and is nothing we read.
+MAX_MIME_PARTS = 200
+# Messages parsed at once (each in a thread, off the event loop that serves HTTP).
+MAX_PARSING = 4
+CANNOT_READ = "554 5.6.0 cannot read this message: {why}"
+
+
+# A report quotes one message's headers: one or two List-Unsubscribe. Tens of thousands
+# (7 MB of them took 28 s of CPU to parse) are an attack, refused before parsing.
+MAX_LIST_UNSUBSCRIBE = 50
+
+
+def too_complex(raw: bytes) -> str | None:
+    """Why ``raw`` is refused before it is parsed (linear: a pass over the bytes)."""
+    lowered = raw.lower()
+    parts = lowered.count(b"content-type:")
+    if parts > MAX_MIME_PARTS:
+        return f"{parts} MIME parts, at most {MAX_MIME_PARTS}"
+    links = lowered.count(b"\nlist-unsubscribe:")
+    if links > MAX_LIST_UNSUBSCRIBE:
+        return f"{links} List-Unsubscribe headers, at most {MAX_LIST_UNSUBSCRIBE}"
+    return None
+
+
+def served_domains(settings: Settings) -> frozenset[str]:
+    """The domains of the mailboxes the receiver is for: the return path, the unsubscribe
+    mailbox and MAILER_INBOUND_DOMAINS. Empty: any (a test rig with none configured)."""
+    domains = {d.strip().lower() for d in settings.inbound_domains.split(",") if d.strip()}
+    for mailbox in (settings.return_path, settings.unsubscribe_mailto):
+        if "@" in mailbox:
+            domains.add(mailbox.rpartition("@")[2].lower())
+    return frozenset(domains)
+
+
+def rcpt_refusal(address: str, taken: int, domains: frozenset[str]) -> str | None:
+    """The reply refusing RCPT TO ``address`` (``taken`` recipients already), if refused:
+    the receiver never relays and looks like no open relay to a scanner."""
+    if taken >= MAX_RECIPIENTS:
+        return f"452 4.5.3 too many recipients (at most {MAX_RECIPIENTS})"
+    local, at, domain = address.rpartition("@")
+    if not at or not local or any(c in local for c in "%!@:") or ":" in domain:
+        return "550 5.7.1 relaying denied"
+    if domains and domain.lower().rstrip(".") not in domains:
+        return "550 5.7.1 relaying denied: not a mailbox served here"
+    return None
 
 
 class InboundHandler:
@@ -37,16 +83,41 @@ class InboundHandler:
     def __init__(self, settings: Settings) -> None:
         self.database_url = settings.sqlalchemy_url
         self.secret = settings.unsubscribe_key
+        self.domains = served_domains(settings)
+        self.parsing = asyncio.Semaphore(MAX_PARSING)
 
-    def process(self, raw: bytes) -> Handled:
-        message = read(raw)
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd calls handle_<VERB>)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        refusal = rcpt_refusal(address, len(envelope.rcpt_tos), self.domains)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    def process(self, raw: bytes) -> Handled | str:
+        try:
+            message = read(raw)
+        except (RecursionError, ValueError, LookupError, UnicodeError, IndexError) as exc:
+            # The same bytes fail the same way every time: refused for good, not retried.
+            return CANNOT_READ.format(why=type(exc).__name__)
         with session_scope(self.database_url) as session:
             return handle(session, self.secret, message)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd calls handle_<VERB>)
         raw = envelope.original_content or b""
+        why = too_complex(raw)
+        if why is not None:
+            log.warning("inbound message refused: %s", why)
+            return CANNOT_READ.format(why=why)
         try:
-            handled = await asyncio.to_thread(self.process, raw)
+            async with self.parsing:
+                handled = await asyncio.to_thread(self.process, raw)
         except SQLAlchemyError as exc:
             log.warning("inbound message deferred, the database failed: %s", type(exc).__name__)
             return TRY_AGAIN
@@ -55,6 +126,9 @@ class InboundHandler:
             # Only the type: the error's text may quote the message (addresses).
             log.error("inbound message deferred, reading it failed: %s", type(exc).__name__)
             return TRY_AGAIN
+        if isinstance(handled, str):
+            log.warning("inbound message refused: %s", handled)
+            return handled
         log.info("inbound message: %s", handled.summary)
         return f"250 2.0.0 {handled.action}"
 
@@ -93,7 +167,7 @@ async def receiving(
     server = await loop.create_server(
         lambda: SMTP(
             handler,
-            data_size_limit=MAX_MESSAGE_BYTES,
+            data_size_limit=settings.inbound_max_message_kb * 1024,
             enable_SMTPUTF8=True,
             hostname=hostname,
             ident="mailer inbound",

@@ -116,14 +116,19 @@ def _original_headers(message: Message) -> list[Message]:
     return found
 
 
+# A real report names one message (one or two links); a hostile one may repeat the header
+# 80,000 times: de-duplicated in a dict (linear) and cut at this many.
+MAX_TOKENS = 20
+
+
 def _original_tokens(message: Message) -> tuple[str, ...]:
-    tokens: list[str] = []
+    tokens: dict[str, None] = {}
     for headers in _original_headers(message):
         for value in headers.get_all("list-unsubscribe", []):
             for match in _LINK_TOKENS.finditer(str(value)):
-                token = match.group(1) or match.group(2)
-                if token not in tokens:
-                    tokens.append(token)
+                tokens[match.group(1) or match.group(2)] = None
+                if len(tokens) >= MAX_TOKENS:
+                    return tuple(tokens)
     return tuple(tokens)
 
 

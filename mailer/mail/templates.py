@@ -2,23 +2,109 @@
 
 Checking happens at create time (syntax, unknown variables) so that a campaign never
 fails half-way through because of a typo in a placeholder.
+
+Templates are untrusted (whoever authors a campaign writes them), so rendering has a
+budget besides Jinja's sandbox: repeating a string or list (``'x' * 10**8``), a power with
+a large exponent (``9 ** (9 ** 9)``) and large numbers passed to any call (``range``,
+``ljust``, ``center``...) are refused, and never folded at compile time (where
+``'x' * 2 * 10**9`` once ran out of memory); ``lipsum`` is not offered; and a message's
+rendered text stops at :data:`MAX_RENDERED_CHARS`. Loops that render nothing but spin
+are bounded by time at create (operations.authoring.rehearsal).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.meta import find_undeclared_variables
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-_TEXT_ENV = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
-_HTML_ENV = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
-)
+# What one rendering may produce and compute.
+MAX_RENDERED_CHARS = 1_000_000  # per subject or body of one message
+MAX_SEQUENCE = 100_000  # the length of a string or list a template builds by * or +
+MAX_NUMBER_ARGUMENT = 100_000  # ints passed to any call (range, ljust, center, truncate...)
+MAX_EXPONENT = 64
+
+
+class TemplateBudgetExceeded(SecurityError):
+    """A template asked for more than its budget; the message names the limit."""
+
+
+def _check_number(value: object, where: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER_ARGUMENT:
+        raise TemplateBudgetExceeded(
+            f"a number over {MAX_NUMBER_ARGUMENT:,} passed to {where} ({value:,})"
+        )
+
+
+def _sized(value: object) -> int | None:
+    return len(value) if isinstance(value, str | list | tuple) else None
+
+
+class BudgetedEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox with a budget for what one message may build (see the module's
+    docstring). Intercepted operators are never constant-folded at compile time."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise TemplateBudgetExceeded(f"an exponent over {MAX_EXPONENT} ({right})")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                size = _sized(sequence)
+                if size is not None and isinstance(times, int) and size * times > MAX_SEQUENCE:
+                    raise TemplateBudgetExceeded(
+                        f"repeating a value to {size * times:,} items, over {MAX_SEQUENCE:,}"
+                    )
+        if operator == "+":
+            sizes = (_sized(left), _sized(right))
+            if None not in sizes and sum(s or 0 for s in sizes) > MAX_SEQUENCE:
+                raise TemplateBudgetExceeded(f"joining values over {MAX_SEQUENCE:,} items")
+        return super().call_binop(context, operator, left, right)
+
+    def call(
+        __self,  # noqa: N805 (Jinja's signature: arguments may be named "self")
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        for value in (*args, *kwargs.values()):
+            _check_number(value, "a call")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _environment(*, html: bool) -> BudgetedEnvironment:
+    env = BudgetedEnvironment(
+        undefined=StrictUndefined, autoescape=html, keep_trailing_newline=True
+    )
+    env.globals.pop("lipsum", None)  # lipsum(10**6) renders a book per message
+    for name in ("center", "indent", "truncate", "wordwrap", "format"):
+        env.filters[name] = _bounded(env.filters[name])
+    return env
+
+
+def _bounded(jinja_filter: Any) -> Any:
+    """A filter whose number arguments (a width: ``center(10**9)``) stay within budget:
+    filters are called directly, not through the sandbox's ``call``."""
+
+    @functools.wraps(jinja_filter)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        for value in (*args[1:], *kwargs.values()):
+            _check_number(value, "a filter")
+        return jinja_filter(*args, **kwargs)
+
+    return bounded
+
+
+_TEXT_ENV = _environment(html=False)
+_HTML_ENV = _environment(html=True)
 
 
 def _env(html: bool) -> SandboxedEnvironment:
@@ -72,5 +158,14 @@ def _compiled(source: str, html: bool):  # type: ignore[no-untyped-def]
 
 
 def render(source: str, context: Mapping[str, object], *, html: bool) -> str:
-    """Render a checked template for one recipient."""
-    return str(_compiled(source, html).render(dict(context)))
+    """Render a checked template for one recipient, within :data:`MAX_RENDERED_CHARS`."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _compiled(source, html).generate(dict(context)):
+        size += len(piece)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateBudgetExceeded(
+                f"the rendered text is over {MAX_RENDERED_CHARS:,} characters"
+            )
+        pieces.append(piece)
+    return "".join(pieces)

@@ -13,6 +13,8 @@ import binascii
 import enum
 import hashlib
 import hmac
+import math
+import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from urllib.parse import quote
 
 _LAYOUT = struct.Struct(">c16sQ")
 _MAC_BYTES = 16
+# A token is the payload and its MAC in unpadded URL-safe base64: always this many characters.
+_TOKEN_CHARS = math.ceil((_LAYOUT.size + _MAC_BYTES) * 4 / 3)
 ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058: the POST body and the header's value
 
 
@@ -37,6 +41,9 @@ class Target:
     row_id: int
 
 
+_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
+
+
 class BadToken(ValueError):
     """Not a token this secret signed (malformed, truncated, forged or altered)."""
 
@@ -45,21 +52,28 @@ def _mac(secret: bytes, payload: bytes) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
+def _encoded(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def sign(secret: str, target: Target) -> str:
     payload = _LAYOUT.pack(target.kind.value, target.campaign_id.bytes, target.row_id)
-    raw = payload + _mac(secret.encode(), payload)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _encoded(payload + _mac(secret.encode(), payload))
 
 
 def verify(secret: str, token: str) -> Target:
     """The target of ``token``, or :class:`BadToken`."""
     if not secret:
         raise BadToken("unsubscribe links are not configured (MAILER_UNSUBSCRIBE_SECRET)")
+    # Canonical tokens only: the exact length and alphabet, and decoding then encoding gives
+    # the same text (so `TOKEN=`, `TOKEN.~` or a changed last bit are not the same token).
+    if len(token) != _TOKEN_CHARS or not _TOKEN_ALPHABET.fullmatch(token):
+        raise BadToken("not a token")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise BadToken("not a token") from None
-    if len(raw) != _LAYOUT.size + _MAC_BYTES:
+    if len(raw) != _LAYOUT.size + _MAC_BYTES or _encoded(raw) != token:
         raise BadToken("not a token")
     payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
     if not hmac.compare_digest(mac, _mac(secret.encode(), payload)):

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from db.models import Suppression
+from mailer.core.cells import formula_problem, spreadsheet_cell
 from mailer.core.errors import InputError
 from workflows.states import SuppressionReason
 
@@ -41,9 +42,13 @@ def normalized(address: str, where: str) -> str:
     """The address as the list keeps it (validated, lower-cased), or an InputError naming
     ``where`` it came from."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
+        found = validate_email(address.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise InputError([f"{where}: {address!r} is not a valid address: {exc}"]) from None
+        raise InputError([f"{where}: {address[:100]!r} is not a valid address: {exc}"]) from None
+    formula = formula_problem(found)
+    if formula is not None:
+        raise InputError([f"{where}: {address[:100]!r} {formula}"])
+    return found
 
 
 def add(
@@ -151,7 +156,6 @@ def to_csv(rows: list[SuppressedAddress]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for row in rows:
-        writer.writerow(
-            [row.email, row.reason, row.campaign_id or "", row.note, row.created_at.isoformat()]
-        )
+        cells = [row.email, row.reason, row.campaign_id or "", row.note]
+        writer.writerow([*map(spreadsheet_cell, cells), row.created_at.isoformat()])
     return out.getvalue()

@@ -169,14 +169,23 @@ def connection_settings(stack: StackSettings) -> dict[str, str]:
     }
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), from the first byte:
+    created with that mode, and an older file's mode corrected before it is rewritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
 def unsubscribe_secret(stack: StackSettings) -> str:
     """The stack's unsubscribe signing key: made once, kept in the data directory (links in
     messages already sent stay valid across restarts)."""
     path = stack.unsubscribe_secret_file
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -184,7 +193,7 @@ def write_env_file(stack: StackSettings) -> Path:
     lines = ["# Written by `make up`: the embedded stack's connection settings.", ""]
     lines += [f"{key}={value}" for key, value in connection_settings(stack).items()]
     stack.env_file.parent.mkdir(parents=True, exist_ok=True)
-    stack.env_file.write_text("\n".join(lines) + "\n")
+    write_private(stack.env_file, "\n".join(lines) + "\n")  # it holds the secret
     return stack.env_file
 
 
@@ -303,7 +312,7 @@ def _write_worker_env_file(stack: StackSettings, overrides: dict[str, str]) -> N
         return
     lines = ["# Written when the stack's worker started: its settings beyond mailer.env.", ""]
     lines += [f"{key}={value}" for key, value in overrides.items()]
-    stack.worker_env_file.write_text("\n".join(lines) + "\n")
+    write_private(stack.worker_env_file, "\n".join(lines) + "\n")
 
 
 def down(stack: StackSettings) -> list[str]:

@@ -18,11 +18,14 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -35,8 +38,21 @@ from mailer.operations.unsubscribes import Subscriber, look_up, unsubscribe
 from mailer.web import pages
 
 T = TypeVar("T")
-# Responses must not be cached or leak the token to other sites.
-HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# Responses must not be cached, leak the token to other sites, be framed (clickjacking the
+# button) or run anything but our own inline style and form.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+# RFC 8058: the one-click POST's body (the confirmation page's form sends the same).
+ONE_CLICK_FIELD = ("List-Unsubscribe", "One-Click")
+MAX_FORM_BYTES = 1024
 
 
 def create_app(settings: Settings, inbound: socket.socket | None = None) -> Starlette:
@@ -48,14 +64,40 @@ def create_app(settings: Settings, inbound: socket.socket | None = None) -> Star
         async with receiving(settings, inbound):
             yield
 
-    return Starlette(
+    app = Starlette(
         lifespan=lifespan,
         routes=[
             Route("/u/{token}", service.show, methods=["GET"]),
             Route("/u/{token}", service.one_click, methods=["POST"]),
             Route("/healthz", service.healthz, methods=["GET"]),
         ],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings))],
     )
+    # `/u/TOKEN/` would redirect to whatever Host the request named: a 404 instead.
+    app.router.redirect_slashes = False
+    return app
+
+
+def trusted_hosts(settings: Settings) -> list[str]:
+    """The public URL's host (links point there) and loopback (health checks, proxies)."""
+    public = urlsplit(settings.unsubscribe_base_url).hostname or ""
+    return sorted({public, "127.0.0.1", "localhost", "[::1]"} - {""})
+
+
+async def _is_one_click(request: Request) -> bool:
+    """Whether the POST's body carries ``List-Unsubscribe=One-Click`` (read at most
+    :data:`MAX_FORM_BYTES`; multipart, as some clients send it, included)."""
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return False
+        chunks.append(chunk)
+    body = b"".join(chunks).decode("utf-8", "replace")
+    if "multipart/form-data" in request.headers.get("content-type", ""):
+        return 'name="List-Unsubscribe"' in body and "One-Click" in body
+    return ONE_CLICK_FIELD in parse_qsl(body)
 
 
 class UnsubscribeService:
@@ -77,6 +119,12 @@ class UnsubscribeService:
         target = self._target_of(request)
         if isinstance(target, Response):
             return target
+        if not await _is_one_click(request):
+            return HTMLResponse(
+                pages.bad_link("not an RFC 8058 one-click request (List-Unsubscribe=One-Click)"),
+                status_code=400,
+                headers=HEADERS,
+            )
         found: Subscriber = await self._in_session(unsubscribe, target)
         return HTMLResponse(pages.done(found.masked), headers=HEADERS)
 

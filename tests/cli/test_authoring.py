@@ -303,25 +303,18 @@ def test_create_builds_every_message_as_sending_would(
     assert snapshot(engine)["mailer_campaignrecipient"] == 5
 
 
-@pytest.mark.parametrize(
-    ("template", "reason"),
-    [
-        ("{{ name.__class__.__mro__ }}", "access to attribute '__class__'"),
-        ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
-    ],
-)
 def test_templates_that_fail_at_render_are_refused_at_create(
-    user: str, files: dict[str, Path], engine: Engine, template: str, reason: str
+    user: str, files: dict[str, Path], engine: Engine
 ) -> None:
     body = files["dir"] / "evil.txt"
-    body.write_text(template + "\n")
+    body.write_text("{{ name.__class__.__mro__ }}\n")
     before = snapshot(engine)
     result = run(*create_args(files, **{"--html": None, "--text": str(body)}))
     assert result.exit_code == 2, result.output
     assert (
         f"{files['csv']}:2: cannot build the message: cannot render the templates" in result.stderr
     )
-    assert reason in result.stderr
+    assert "access to attribute '__class__'" in result.stderr
     assert snapshot(engine) == before
 
 

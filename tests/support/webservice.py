@@ -29,8 +29,11 @@ class WebService:
 
 
 @contextmanager
-def running_web(database_url: str, log: Path) -> Iterator[WebService]:
-    """``mailer web`` with its SMTP receiver, both on free ports, until the block ends."""
+def running_web(
+    database_url: str, log: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[WebService]:
+    """``mailer web`` with its SMTP receiver, both on free ports, until the block ends
+    (``extra_env``: more ``MAILER_*`` settings)."""
     port, inbound_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -40,6 +43,7 @@ def running_web(database_url: str, log: Path) -> Iterator[WebService]:
         "MAILER_UNSUBSCRIBE_SECRET": SECRET,
         "MAILER_UNSUBSCRIBE_BASE_URL": base_url,
         "MAILER_INBOUND_PORT": str(inbound_port),
+        **(extra_env or {}),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -21,6 +21,7 @@ from mailer.operations.authoring.recipients import (
     DEFAULT_MAX_FILE_MB,
     Recipient,
     capped,
+    control_character,
     parse_recipients,
     read_text,
 )
@@ -57,12 +58,27 @@ class CreatedCampaign:
     skipped_suppressed: dict[str, int] = field(default_factory=dict)
 
 
+# The columns' lengths (the seed's schema): longer values are one line, not a DataError.
+MAX_NAME = 255
+MAX_SUBJECT = 998  # RFC 5322's line limit
+MAX_FROM_NAME = 255
+
+
+def length_problems(option: str, value: str, limit: int) -> list[str]:
+    if len(value) > limit:
+        return [f"{option}: {len(value):,} characters, at most {limit:,}"]
+    return []
+
+
 def header_problems(option: str, value: str, *, required: bool) -> list[str]:
     """Problems with a value that ends up in a mail header (subject, sender name)."""
     if required and not value.strip():
         return [f"{option}: empty"]
     if "\r" in value or "\n" in value:
         return [f"{option}: contains a line break (CR/LF), which is not allowed in a header"]
+    control = control_character(value)
+    if control is not None:
+        return [f"{option}: contains the control character {control}, not allowed in a header"]
     return []
 
 
@@ -217,6 +233,9 @@ def _option_problems(draft: CampaignDraft) -> list[str]:
     problems: list[str] = []
     if not draft.name.strip():
         problems.append("--name: empty")
+    problems += length_problems("--name", draft.name.strip(), MAX_NAME)
+    problems += length_problems("--subject", draft.subject, MAX_SUBJECT)
+    problems += length_problems("--from-name", draft.from_name, MAX_FROM_NAME)
     problems += header_problems("--subject", draft.subject, required=True)
     problems += header_problems("--from-name", draft.from_name, required=False)
     if draft.from_email:

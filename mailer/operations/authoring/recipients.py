@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +17,25 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailer.core.cells import formula_problem
 from mailer.core.errors import InputError
 
 EMAIL_COLUMN = "email"
 NAME_COLUMN = "name"
 MAX_LISTED_INVALID = 20
+# Bounds on what a CSV may hold (the name column's length is the seed's).
+MAX_COLUMNS = 200
+MAX_NAME_CHARS = 255
+MAX_VALUE_CHARS = 10_000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_character(value: str) -> str | None:
+    """The first control character in ``value`` (but TAB, LF, CR), shown as ``\\xNN``."""
+    found = _CONTROL.search(value)
+    return f"\\x{ord(found.group()):02x}" if found else None
+
+
 # Russian CRM exports are often Windows-1251; we suggest it when UTF-8 fails and it fits.
 FALLBACK_ENCODING = "cp1251"
 
@@ -193,12 +209,15 @@ def _read_header(path: Path, reader: Iterator[list[str]]) -> _Header | list[str]
         return [f"{path}: empty file (expected a header row with an 'email' column)"]
     except csv.Error as exc:
         return [f"{path}:1: not a valid CSV header: {exc}"]
+    if len(header) > MAX_COLUMNS:
+        return [f"{path}:1: {len(header):,} columns in the header, at most {MAX_COLUMNS}"]
     columns = [column.strip() for column in header]
     lowered = [column.lower() for column in columns]
     if EMAIL_COLUMN not in lowered:
-        found = ", ".join(repr(c) for c in columns if c) or "nothing"
+        found = ", ".join(repr(c) for c in columns[:20] if c) or "nothing"
         return [f"{path}:1: no 'email' column in the header (found {found})"]
-    duplicated = sorted({c for c in lowered if c and lowered.count(c) > 1})
+    counts = Counter(c for c in lowered if c)
+    duplicated = sorted(c for c, n in counts.items() if n > 1)
     if duplicated:
         return [f"{path}:1: column {c!r} appears more than once" for c in duplicated]
     email_index = lowered.index(EMAIL_COLUMN)
@@ -239,7 +258,12 @@ def _read_row(path: Path, line: int, row: list[str], header: _Header, found: _Ro
     try:
         email = _normalized_email(raw_email)
     except EmailNotValidError as exc:
-        found.invalid.append(f"{path}:{line}: email: {raw_email!r} is not a valid address: {exc}")
+        shown = raw_email if len(raw_email) <= 100 else raw_email[:100] + "…"
+        found.invalid.append(f"{path}:{line}: email: {shown!r} is not a valid address: {exc}")
+        return
+    formula = formula_problem(email)
+    if formula is not None:
+        found.invalid.append(f"{path}:{line}: email: {raw_email[:100]!r} {formula}")
         return
     key = email.lower()
     if key in found.first_line_of:
@@ -249,10 +273,27 @@ def _read_row(path: Path, line: int, row: list[str], header: _Header, found: _Ro
             "merged"
         )
         return
-    found.first_line_of[key] = line
     name = row[header.name_index].strip() if header.name_index is not None else ""
     variables = {column: row[i].strip() for i, column in header.variable_columns}
+    problem = _value_problem(name, variables)
+    if problem is not None:
+        found.problems.append(f"{path}:{line}: {problem}")
+        return
+    found.first_line_of[key] = line
     found.recipients.append(Recipient(email=email, name=name, variables=variables, line=line))
+
+
+def _value_problem(name: str, variables: dict[str, str]) -> str | None:
+    """What is wrong with a row's values (length, control characters), naming the column."""
+    if len(name) > MAX_NAME_CHARS:
+        return f"{NAME_COLUMN}: {len(name):,} characters, at most {MAX_NAME_CHARS}"
+    control = control_character(name)
+    if control is not None:
+        return f"{NAME_COLUMN}: contains the control character {control} (it goes in a header)"
+    for column, value in variables.items():
+        if len(value) > MAX_VALUE_CHARS:
+            return f"{column}: {len(value):,} characters, at most {MAX_VALUE_CHARS:,}"
+    return None
 
 
 def _result(
