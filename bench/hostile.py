@@ -110,10 +110,17 @@ async def attack(base_url: str, smtp_port: int, http_port: int) -> tuple[list[fl
     replies = list(await asyncio.gather(*(one(raw) for raw in messages)))
     done.set()
     await prober
-    # How long the half-sent requests are kept (polled, at most 60 s).
-    deadline = time.monotonic() + 60
+    replies.append(await cut_off(slow))
+    for connection in slow:
+        connection.close()
+    return latencies, replies
+
+
+async def cut_off(slow: list[socket.socket]) -> str:
+    """How many of the half-sent requests the server closed, polled for at most 60 s."""
+    started = time.monotonic()
     still_open = list(slow)
-    while still_open and time.monotonic() < deadline:
+    while still_open and time.monotonic() - started < 60:
         for connection in list(still_open):
             connection.setblocking(False)
             try:
@@ -124,14 +131,11 @@ async def attack(base_url: str, smtp_port: int, http_port: int) -> tuple[list[fl
             except OSError:
                 still_open.remove(connection)
         await asyncio.sleep(0.2)
-    kept = time.monotonic() - (deadline - 60)
-    replies.append(
-        f"half-sent HTTP requests: {SLOW - len(still_open)} of {SLOW} cut off "
+    kept = time.monotonic() - started
+    return (
+        f"half-sent HTTP requests: {len(slow) - len(still_open)} of {len(slow)} cut off "
         f"({len(still_open)} still open after {kept:.0f} s)"
     )
-    for connection in slow:
-        connection.close()
-    return latencies, replies
 
 
 def main() -> None:
