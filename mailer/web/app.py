@@ -67,8 +67,8 @@ def create_app(settings: Settings, inbound: socket.socket | None = None) -> Star
     app = Starlette(
         lifespan=lifespan,
         routes=[
-            Route("/u/{token}", service.show, methods=["GET"]),
-            Route("/u/{token}", service.one_click, methods=["POST"]),
+            # One route for both, so a 405's Allow names GET and POST.
+            Route("/u/{token}", service.link, methods=["GET", "POST"]),
             Route("/healthz", service.healthz, methods=["GET"]),
         ],
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(settings))],
@@ -105,6 +105,11 @@ class UnsubscribeService:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    async def link(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.one_click(request)
+        return await self.show(request)
 
     async def show(self, request: Request) -> Response:
         target = self._target_of(request)

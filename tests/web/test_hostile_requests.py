@@ -86,6 +86,9 @@ def test_one_click_needs_its_body_and_pages_carry_security_headers(
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "server" not in page.headers
+    not_allowed = httpx.put(url)
+    assert not_allowed.status_code == 405
+    assert {"GET", "POST"} <= {m.strip() for m in not_allowed.headers["allow"].split(",")}
     assert httpx.post(url, data=ONE_CLICK).status_code == 200
     assert len(suppressed(web)) == 1
 
