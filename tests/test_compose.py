@@ -195,3 +195,32 @@ def test_the_web_service_receives_mail_on_a_port_a_non_root_user_can_bind() -> N
     inbound = int(env["MAILER_INBOUND_PORT"])
     assert inbound >= 1024 and web["user"].split(":")[0] != "0"
     assert f"25:{inbound}" in web["ports"]
+
+
+def test_only_the_mail_receiver_listens_beyond_loopback() -> None:
+    """Temporal's frontend, the Web UI, Prometheus, Mailpit and web's HTTP are loopback only:
+    none of them has auth, and anyone reaching the frontend could terminate workflows."""
+    published = {
+        name: service.get("ports", []) for name, service in compose()["services"].items()
+    }
+    for name, ports in published.items():
+        for port in ports:
+            if name == "web" and str(port).startswith("25:"):
+                continue  # mail servers must reach the receiver
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_each_service_reads_only_its_own_secrets() -> None:
+    postgres = compose()["services"]["postgres"]
+    assert postgres["env_file"] == "deploy/postgres.env"
+    example = (PROJECT_ROOT / "deploy/postgres.env.example").read_text()
+    assert "MAILER_UNSUBSCRIBE_SECRET" not in example and "POSTGRES_PASSWORD=" in example
+
+
+def test_the_dynamic_config_holds_no_dev_only_keys_and_shards_are_chosen() -> None:
+    config = (PROJECT_ROOT / "deploy/temporal/dynamicconfig/mailer.yaml").read_text()
+    assert "forceSearchAttributesCacheRefreshOnRead" not in config.split("stay out")[1]
+    warn = yaml.safe_load(config)["limit.historyCount.warn"][0]["value"]
+    assert 5000 < warn < 10240  # above the continue-as-new point, below the default
+    temporal = compose()["services"]["temporal"]["environment"]
+    assert int(temporal["NUM_HISTORY_SHARDS"]) >= 512
