@@ -200,9 +200,7 @@ def test_the_web_service_receives_mail_on_a_port_a_non_root_user_can_bind() -> N
 def test_only_the_mail_receiver_listens_beyond_loopback() -> None:
     """Temporal's frontend, the Web UI, Prometheus, Mailpit and web's HTTP are loopback only:
     none of them has auth, and anyone reaching the frontend could terminate workflows."""
-    published = {
-        name: service.get("ports", []) for name, service in compose()["services"].items()
-    }
+    published = {name: service.get("ports", []) for name, service in compose()["services"].items()}
     for name, ports in published.items():
         for port in ports:
             if name == "web" and str(port).startswith("25:"):
