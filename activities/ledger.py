@@ -306,6 +306,19 @@ _RECORD_FAILED = text(
     """
 )
 
+# Appended to an UPDATE … RETURNING named ``recipient``: a recipient it left ``failed`` gets
+# its send-log row (like any failure), and the statement answers whether one did.
+_FAILED_FOR_GOOD = """, failure AS (
+        INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status,
+                                    message_id, smtp_code, error, created_at)
+        SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
+          FROM recipient
+         WHERE status = 'failed'
+     RETURNING id
+    )
+    SELECT count(*) > 0 FROM failure
+"""
+
 _RECORD_DEFERRED = text(
     """
     WITH recipient AS (
@@ -323,16 +336,8 @@ _RECORD_DEFERRED = text(
                    THEN 'failed' ELSE 'pending' END
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email, status
-    ), failure AS (
-        INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status,
-                                    message_id, smtp_code, error, created_at)
-        SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
-          FROM recipient
-         WHERE status = 'failed'
-     RETURNING id
-    )
-    SELECT count(*) > 0 FROM failure
-    """
+    )"""
+    + _FAILED_FOR_GOOD
 )
 
 # The reply to the final dot never came: tried once more (the same Message-ID) after
@@ -348,16 +353,8 @@ _RECORD_UNKNOWN = text(
                status = CASE WHEN outcome_unknown_at IS NULL THEN 'pending' ELSE 'failed' END
          WHERE id = :recipient_id AND status = 'pending'
      RETURNING id, campaign_id, email, status
-    ), failure AS (
-        INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status,
-                                    message_id, smtp_code, error, created_at)
-        SELECT campaign_id, id, email, 'smtp_global', 'failed', :message_id, :code, :error, :at
-          FROM recipient
-         WHERE status = 'failed'
-     RETURNING id
-    )
-    SELECT count(*) > 0 FROM failure
-    """
+    )"""
+    + _FAILED_FOR_GOOD
 )
 
 # One domain refuses for now: its other recipients in the campaign wait too (not tried, so

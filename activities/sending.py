@@ -254,6 +254,7 @@ class BatchSender:
         self.engine = engine
         self.limiter = limiter
         self.old_engine = OldEngineWatch(limiter)
+        self.retry_policy = RetryPolicy.of(settings)  # parsed once, not per refusal
 
     async def _db(self, fn: Callable[[], T]) -> T:
         return await asyncio.to_thread(fn)
@@ -642,8 +643,7 @@ class BatchSender:
         self, conn: Connection, tally: _Tally, refusal: Refusal, kind: TemporaryKind
     ) -> None:
         """The recipient waits its next retry step (or fails after its last)."""
-        policy = RetryPolicy.of(self.settings)
-        failed_for_good = await self._db(partial(record_deferred, conn, refusal, policy))
+        failed_for_good = await self._db(partial(record_deferred, conn, refusal, self.retry_policy))
         if failed_for_good:
             tally.counts.count_failed(ErrorClass.RECIPIENT_DEFERRED)
         else:
@@ -658,7 +658,7 @@ class BatchSender:
         if domain in tally.control.backed_off:
             return
         tally.control.backed_off.add(domain)
-        until = now + timedelta(minutes=self.settings.recipient_retry_schedule[0])
+        until = now + timedelta(minutes=self.retry_policy.schedule_minutes[0])
         held = await self._db(
             partial(back_off_domain, conn, campaign_id, domain, until=until, at=now)
         )
@@ -694,7 +694,7 @@ class BatchSender:
             error=f"unknown: {exc}",
             at=now,
         )
-        retry_after = now + timedelta(minutes=max(self.settings.recipient_retry_schedule))
+        retry_after = now + timedelta(minutes=max(self.retry_policy.schedule_minutes))
         failed = await self._db(partial(record_unknown, conn, refusal, retry_after=retry_after))
         tally.counts.unknown += 1
         tally.counts.meters.outcome_unknown()

@@ -117,6 +117,11 @@ def _subject(reply: Reply, *subjects: int) -> bool:
     return reply.enhanced is not None and reply.enhanced[0] in subjects
 
 
+def _says(wording: re.Pattern[str]) -> Callable[[Reply], bool]:
+    """A rule's test: the reply's text has ``wording``."""
+    return lambda reply: wording.search(reply.text) is not None
+
+
 def _code(reply: Reply, subject: int, detail: int) -> bool:
     return reply.enhanced == (subject, detail)
 
@@ -127,12 +132,12 @@ RULES: Sequence[Rule] = (
     Rule("the server closes the session", lambda r: r.code == 421, TemporaryKind.THROTTLE),
     Rule(
         "greylisting",
-        lambda r: GREYLIST_WORDING.search(r.text) is not None,
+        _says(GREYLIST_WORDING),
         TemporaryKind.RECIPIENT,
     ),
     Rule(
         "the recipient receives too much",
-        lambda r: RECIPIENT_RATE_WORDING.search(r.text) is not None,
+        _says(RECIPIENT_RATE_WORDING),
         TemporaryKind.RECIPIENT,
     ),
     Rule(
@@ -145,17 +150,15 @@ RULES: Sequence[Rule] = (
     Rule("the mailbox's state", lambda r: _subject(r, 2), TemporaryKind.RECIPIENT),
     Rule(
         "the domain's quota",
-        lambda r: DOMAIN_QUOTA_WORDING.search(r.text) is not None,
+        _says(DOMAIN_QUOTA_WORDING),
         TemporaryKind.DOMAIN,
     ),
     Rule(
         "the mailbox's state",
-        lambda r: MAILBOX_WORDING.search(r.text) is not None,
+        _says(MAILBOX_WORDING),
         TemporaryKind.RECIPIENT,
     ),
-    Rule(
-        "rate limit", lambda r: THROTTLE_WORDING.search(r.text) is not None, TemporaryKind.THROTTLE
-    ),
+    Rule("rate limit", _says(THROTTLE_WORDING), TemporaryKind.THROTTLE),
     # X.1.x: the address. X.1.2 (and X.1.10) is the destination domain; X.1.7/X.1.8 are our
     # own sender address, refused for every recipient.
     Rule("our sender address", lambda r: _code(r, 1, 7) or _code(r, 1, 8), TemporaryKind.THROTTLE),
@@ -170,7 +173,7 @@ RULES: Sequence[Rule] = (
     Rule("the route to the domain", lambda r: _subject(r, 4), TemporaryKind.DOMAIN),
     Rule(
         "the recipient's domain",
-        lambda r: DOMAIN_WORDING.search(r.text) is not None,
+        _says(DOMAIN_WORDING),
         TemporaryKind.DOMAIN,
     ),
     # X.3.x: the receiving system itself (full, not accepting, misconfigured); X.3.0 ("other")
