@@ -59,10 +59,12 @@ class CampaignStatusView(CampaignRow):
     # Of ``failed``: recipients left unsent because their address is suppressed.
     suppressed: int = 0
     # Addresses this campaign's messages put on the suppression list, by reason: mailboxes
-    # that do not exist (refused at send or reported later), unsubscribes, spam complaints.
+    # that do not exist (refused at send or reported later), unsubscribes, spam complaints
+    # a feedback loop vouched for, and feedback reports nobody did (not counted as such).
     hard_bounces: int = 0
     unsubscribes: int = 0
     complaints: int = 0
+    unverified_complaints: int = 0
 
 
 def get_account(session: Session) -> GlobalMailAccount | None:
@@ -127,6 +129,7 @@ def campaign_status_view(session: Session, campaign_id: uuid.UUID) -> CampaignSt
         hard_bounces=added.get(SuppressionReason.HARD_BOUNCE.value, 0),
         unsubscribes=added.get(SuppressionReason.UNSUBSCRIBED.value, 0),
         complaints=added.get(SuppressionReason.COMPLAINT.value, 0),
+        unverified_complaints=added.get(SuppressionReason.UNVERIFIED_COMPLAINT.value, 0),
     )
 
 

@@ -64,7 +64,9 @@ class SuppressionReason(enum.StrEnum):
 
     UNSUBSCRIBED = "unsubscribed"  # the recipient's own one-click unsubscribe
     HARD_BOUNCE = "hard_bounce"  # the mailbox does not exist (5.1.1, 5.1.2, 5.1.10)
-    COMPLAINT = "complaint"  # a spam complaint (feedback loop)
+    COMPLAINT = "complaint"  # a spam complaint a feedback loop vouched for (DKIM or sender)
+    # A feedback report nobody vouched for: suppressed, not counted as a complaint.
+    UNVERIFIED_COMPLAINT = "unverified_complaint"
     MANUAL = "manual"  # an operator's `mailer suppress add`
 
 

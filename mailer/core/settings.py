@@ -10,6 +10,7 @@ all. A wrong value fails at start-up with one line naming the variable.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -121,6 +122,17 @@ class Settings(BaseSettings):
     # MAILER_RETURN_PATH and MAILER_UNSUBSCRIBE_MAILTO (comma-separated).
     inbound_max_message_kb: int = Field(2048, ge=64, le=50 * 1024)
     inbound_domains: str = ""
+    # STARTTLS on the receiver (PEM files; both or neither): reports carry tokens.
+    inbound_tls_cert: Path | None = None
+    inbound_tls_key: Path | None = None
+    # Feedback loops whose reports count as complaints (their domains, comma-separated,
+    # e.g. "mail.ru,yahoo.com"), what proves a report is theirs — a valid DKIM signature of
+    # the domain ("dkim") or only its From ("sender": behind an MTA enforcing DMARC) — and
+    # the nameservers DKIM keys are looked up on ("10.0.0.2,127.0.0.1:5353"; empty: the
+    # system's resolver). Other reports are kept as unverified complaints.
+    feedback_loops: str = ""
+    feedback_loop_check: Literal["dkim", "sender"] = "dkim"
+    dkim_nameservers: str = ""
 
     # The worker's health endpoint (/livez, /readyz: ready once it polls the task queue);
     # 0 turns it off. Bound on MAILER_METRICS_HOST.
@@ -165,7 +177,27 @@ class Settings(BaseSettings):
             raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
         return value.rstrip("/")
 
-    @field_validator("temporal_tls_cert", "temporal_tls_key", "temporal_tls_ca")
+    @field_validator("dkim_nameservers")
+    @classmethod
+    def _nameservers(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "53")
+            try:
+                ipaddress.ip_address(host)
+                valid_port = 0 < int(port) < 65536
+            except ValueError:
+                valid_port = False
+            if entry and not valid_port:
+                raise ValueError(f"expected IP[:PORT] entries, got {entry!r}")
+        return value
+
+    @field_validator(
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_ca",
+        "inbound_tls_cert",
+        "inbound_tls_key",
+    )
     @classmethod
     def _pem_file(cls, value: Path | None) -> Path | None:
         if value is None or str(value) in ("", "."):  # an empty variable: not set
@@ -198,14 +230,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _client_certificate_complete(self) -> Settings:
-        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
-            given, missing = (
-                ("MAILER_TEMPORAL_TLS_CERT", "MAILER_TEMPORAL_TLS_KEY")
-                if self.temporal_tls_key is None
-                else ("MAILER_TEMPORAL_TLS_KEY", "MAILER_TEMPORAL_TLS_CERT")
-            )
-            raise ValueError(f"{missing}: required with {given} (a client certificate and its key)")
+    def _certificates_complete(self) -> Settings:
+        for prefix, kind, cert, key in (
+            ("MAILER_TEMPORAL_TLS", "client", self.temporal_tls_cert, self.temporal_tls_key),
+            ("MAILER_INBOUND_TLS", "server", self.inbound_tls_cert, self.inbound_tls_key),
+        ):
+            if (cert is None) != (key is None):
+                given, missing = (
+                    (f"{prefix}_CERT", f"{prefix}_KEY")
+                    if key is None
+                    else (f"{prefix}_KEY", f"{prefix}_CERT")
+                )
+                raise ValueError(
+                    f"{missing}: required with {given} (a {kind} certificate and its key)"
+                )
         return self
 
     @model_validator(mode="after")

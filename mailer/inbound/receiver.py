@@ -3,7 +3,8 @@
 A message is acted on before it is accepted: ``250`` means it is on the suppression list (or
 was read and deliberately ignored), so a database outage answers ``451`` and the sending
 server keeps the message and tries again later — nothing is lost. It never relays: whatever
-the recipient, a message is only read.
+the recipient, a message is only read. With ``MAILER_INBOUND_TLS_CERT`` and ``_KEY`` it offers
+STARTTLS, so reports carrying tokens need not cross the internet in clear.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,12 +23,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from db.engine import session_scope
 from mailer.core.errors import ConfigError
 from mailer.core.settings import Settings
+from mailer.inbound.feedback_loops import CheckBy, Verdict, judge, parse_domains
 from mailer.inbound.handling import Handled, handle
-from mailer.inbound.reports import read
+from mailer.inbound.reports import InboundMessage, read
+from mailer.inbound.signatures import KeyLookupFailed, SignatureChecker, parse_nameservers
 
 log = logging.getLogger(__name__)
 
 TRY_AGAIN = "451 4.3.0 cannot record it now, try again later"
+
 # A report is addressed to one of our mailboxes; anything more is not a report.
 MAX_RECIPIENTS = 100
 # A delivery report has three or four MIME parts, a complaint about the same; a message of
@@ -85,6 +90,9 @@ class InboundHandler:
         self.secret = settings.unsubscribe_key
         self.domains = served_domains(settings)
         self.parsing = asyncio.Semaphore(MAX_PARSING)
+        self.loops = parse_domains(settings.feedback_loops)
+        self.check = CheckBy(settings.feedback_loop_check)
+        self.signatures = SignatureChecker(parse_nameservers(settings.dkim_nameservers))
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd calls handle_<VERB>)
         self,
@@ -100,14 +108,25 @@ class InboundHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    def vouch(self, raw: bytes, message: InboundMessage) -> Verdict:
+        """Whether a configured feedback loop vouches for the complaint ``raw`` (DNS)."""
+        signed_by: tuple[str, ...] = ()
+        if self.loops and self.check == CheckBy.DKIM:
+            signed_by = self.signatures.signed_by(raw, self.loops)
+        return judge(self.loops, self.check, message.sender_domain, signed_by)
+
     def process(self, raw: bytes) -> Handled | str:
         try:
             message = read(raw)
         except (RecursionError, ValueError, LookupError, UnicodeError, IndexError) as exc:
             # The same bytes fail the same way every time: refused for good, not retried.
             return CANNOT_READ.format(why=type(exc).__name__)
-        with session_scope(self.database_url) as session:
-            return handle(session, self.secret, message)
+        try:
+            with session_scope(self.database_url) as session:
+                return handle(session, self.secret, message, lambda: self.vouch(raw, message))
+        except KeyLookupFailed as exc:
+            log.warning("inbound message deferred: %s", exc)
+            return TRY_AGAIN
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd calls handle_<VERB>)
         raw = envelope.original_content or b""
@@ -135,9 +154,11 @@ class InboundHandler:
 
 def bind(settings: Settings) -> socket.socket | None:
     """The receiver's listening socket (``None`` when ``MAILER_INBOUND_PORT`` is 0), bound
-    before the web server starts so that a taken port is one line, not a traceback."""
+    before the web server starts so that a taken port (or an unusable certificate) is one
+    line, not a traceback."""
     if not settings.inbound_port:
         return None
+    tls_context(settings)
     address = (settings.web_host, settings.inbound_port)
     try:
         return socket.create_server(address)
@@ -146,6 +167,21 @@ def bind(settings: Settings) -> socket.socket | None:
             f"MAILER_INBOUND_PORT: cannot receive mail on {address[0]}:{address[1]}: "
             f"{os.strerror(exc.errno) if exc.errno else exc}"
         ) from None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The STARTTLS context from ``MAILER_INBOUND_TLS_CERT``/``_KEY``, ``None`` when unset."""
+    if settings.inbound_tls_cert is None or settings.inbound_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(settings.inbound_tls_cert, settings.inbound_tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"MAILER_INBOUND_TLS_CERT: cannot use {settings.inbound_tls_cert} with "
+            f"{settings.inbound_tls_key}: {getattr(exc, 'reason', None) or exc}"
+        ) from None
+    return context
 
 
 @asynccontextmanager
@@ -162,6 +198,7 @@ async def receiving(
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = InboundHandler(settings)
+    tls = tls_context(settings)
     hostname = socket.gethostname()  # not getfqdn(): that may wait on DNS
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
@@ -171,6 +208,8 @@ async def receiving(
             enable_SMTPUTF8=True,
             hostname=hostname,
             ident="mailer inbound",
+            tls_context=tls,
+            require_starttls=False,  # a sender without TLS still delivers its report
         ),
         sock=listening,
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, message_from_string
 from email.message import Message
 from email.policy import default as default_policy
+from email.utils import parseaddr
 
 from mailer.mail.smtp_replies import means_mailbox_gone
 
@@ -66,6 +67,7 @@ class InboundMessage:
     tokens: tuple[str, ...]  # candidate unsubscribe tokens, not yet verified
     failed: tuple[FailedRecipient, ...] = ()  # a delivery report's failed recipients
     feedback_type: str = ""  # a feedback report's Feedback-Type (abuse, fraud, …)
+    sender_domain: str = ""  # a feedback report's From domain, lower-cased ('' if none)
 
 
 def read(raw: bytes) -> InboundMessage:
@@ -76,7 +78,11 @@ def read(raw: bytes) -> InboundMessage:
             return InboundMessage(InboundKind.BOUNCE, _original_tokens(message), _failed(message))
         if report_type == "feedback-report":
             return InboundMessage(
-                InboundKind.COMPLAINT, _original_tokens(message), (), _feedback_type(message)
+                InboundKind.COMPLAINT,
+                _original_tokens(message),
+                (),
+                _feedback_type(message),
+                _sender_domain(message),
             )
         return InboundMessage(InboundKind.OTHER, ())
     if _automatic(message):
@@ -164,6 +170,13 @@ def _failed(message: Message) -> tuple[FailedRecipient, ...]:
             )
         )
     return tuple(failed)
+
+
+def _sender_domain(message: Message) -> str:
+    """The domain of the single ``From`` address, or '' (none, several, or unreadable)."""
+    _, address = parseaddr(str(message.get("from", "")))
+    local, at, domain = address.rpartition("@")
+    return domain.strip().lower().rstrip(".") if local and at else ""
 
 
 def _feedback_type(message: Message) -> str:

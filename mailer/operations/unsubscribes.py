@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import CampaignRecipient, ProofEmail, Suppression
@@ -81,3 +81,17 @@ def suppress(
 def unsubscribe(session: Session, target: Target) -> Subscriber:
     """The one-click link's unsubscribe."""
     return suppress(session, target, SuppressionReason.UNSUBSCRIBED, "one-click unsubscribe")
+
+
+def upgrade(session: Session, found: Subscriber, reason: SuppressionReason, note: str) -> None:
+    """A suppression recorded for an unverified complaint becomes ``reason`` (a feedback
+    loop vouched for the complaint since): counted from now on, first date kept."""
+    session.execute(
+        update(Suppression)
+        .where(
+            Suppression.address == found.address,
+            Suppression.reason == SuppressionReason.UNVERIFIED_COMPLAINT.value,
+        )
+        .values(reason=reason.value, note=note)
+    )
+    log.info("a suppression's complaint was verified: now %s", reason.value)

@@ -45,6 +45,13 @@ def test_a_feedback_loop_complaint_carries_its_type_and_the_originals_token() ->
     report = read(samples.complaint(LIST_UNSUBSCRIBE))
     assert report.kind == InboundKind.COMPLAINT
     assert report.feedback_type == "abuse" and report.tokens == (TOKEN,)
+    assert report.sender_domain == "corp.mail.ru"
+    for sender, domain in (
+        ("Mail.Ru FBL <FBL@Corp.Mail.RU>", "corp.mail.ru"),
+        ("no address here", ""),
+        ("<@mail.ru>", ""),
+    ):
+        assert read(samples.complaint(LIST_UNSUBSCRIBE, sender=sender)).sender_domain == domain
 
 
 def test_a_mailto_unsubscribe_is_read_from_its_subject_even_encoded() -> None:
@@ -70,11 +77,12 @@ def test_a_bounce_without_our_headers_has_no_token() -> None:
 
 def test_truncated_or_mangled_mail_is_read_without_an_error() -> None:
     """Whatever arrives is read: a report cut anywhere, or with its structure broken."""
-    for whole in (
+    for sample in (
         samples.bounce("a@example.org", LIST_UNSUBSCRIBE),
         samples.complaint(LIST_UNSUBSCRIBE),
         samples.mailto_unsubscribe(f"unsubscribe-{TOKEN}"),
     ):
+        whole = sample.replace(b"\r\n", b"\n")
         for cut in range(0, len(whole), 7):
             assert read(whole[:cut]).kind in set(InboundKind)
         mangled = whole.replace(b"\n\n", b"\n", 3).replace(b"--", b"-")

@@ -64,7 +64,7 @@ MIME-Version: 1.0
 """
 
 ARF_COMPLAINT = """\
-From: fbl@corp.mail.ru
+From: {sender}
 To: fbl@example.com
 Subject: FW: Новые тарифы
 MIME-Version: 1.0
@@ -81,7 +81,7 @@ This is an email abuse report for an email message received from IP
 --part1_13d.2e68ed54_boundary
 Content-Type: message/feedback-report
 
-Feedback-Type: abuse
+Feedback-Type: {feedback_type}
 User-Agent: Mail.Ru-FBL/1.0
 Version: 1
 Original-Mail-From: <news@example.com>
@@ -140,8 +140,14 @@ def bounce(
     ).encode()
 
 
-def complaint(list_unsubscribe: str) -> bytes:
-    return ARF_COMPLAINT.format(list_unsubscribe=list_unsubscribe).encode()
+def complaint(
+    list_unsubscribe: str, *, sender: str = "fbl@corp.mail.ru", feedback_type: str = "abuse"
+) -> bytes:
+    """mail.ru's feedback-loop report (CRLF line ends, as it arrives: ready to DKIM-sign)."""
+    text = ARF_COMPLAINT.format(
+        list_unsubscribe=list_unsubscribe, sender=sender, feedback_type=feedback_type
+    )
+    return text.replace("\n", "\r\n").encode()
 
 
 def mailto_unsubscribe(subject: str) -> bytes:

@@ -1,6 +1,6 @@
 """Mail that comes back, over real SMTP to `mailer web`'s receiver: a mail client's
-``mailto:`` unsubscribe, a Postfix bounce, a feedback-loop complaint — and what must change
-nothing (forged tokens, soft bounces, reports about someone else, mail we do not read)."""
+``mailto:`` unsubscribe, a Postfix bounce, a feedback-loop complaint (tests/web/test_complaints.py) — and what
+must change nothing (forged tokens, soft bounces, reports about someone else, mail we do not read)."""
 
 from __future__ import annotations
 
@@ -105,18 +105,6 @@ async def test_soft_bounces_and_reports_about_another_address_change_nothing(
     assert suppression(web) == []
 
 
-async def test_a_feedback_loop_complaint_suppresses_its_recipient(
-    web: WebService, campaign: tuple[str, list[int]]
-) -> None:
-    campaign_id, ids = campaign
-    reply = await deliver(web, samples.complaint(header(web, campaign_id, ids[2])))
-    assert reply.endswith("complaint")
-    assert suppression(web) == [
-        ("olga@example.com", "complaint", campaign_id, "feedback report: abuse")
-    ]
-    assert status(web, campaign_id).complaints == 1
-
-
 async def test_forged_tokens_and_unrelated_mail_are_accepted_and_change_nothing(
     web: WebService, campaign: tuple[str, list[int]]
 ) -> None:
@@ -146,8 +134,8 @@ async def test_with_the_database_down_mail_is_refused_for_now_and_recorded_on_re
         await deliver(down, raw)
     assert refused.value.code == 451
     assert suppression(web) == []
-    assert (await deliver(web, raw)).endswith("complaint")
-    assert [row[1] for row in suppression(web)] == ["complaint"]
+    assert (await deliver(web, raw)).endswith("unverified_complaint")  # no loop configured
+    assert [row[1] for row in suppression(web)] == ["unverified_complaint"]
 
 
 async def _summary(web: WebService, raw: bytes) -> str:
