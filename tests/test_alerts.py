@@ -82,3 +82,10 @@ def test_severities_follow_the_seed_playbook() -> None:
         "MailerCampaignStuckProcessing",
         "MailerConsecutiveTransientErrors",
     }
+
+
+def test_no_rule_depends_on_the_scrape_jobs_name() -> None:
+    """Kubernetes' scraping names jobs its own way: a rule bound to `job="mailer-worker"`
+    would never fire there."""
+    for rule in rules():
+        assert "job=" not in rule["expr"].replace(" ", ""), rule["alert"]

@@ -67,8 +67,10 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_ID_PREFIX = "campaign-"
 # Counters through the SDK's workflow meter (not emitted while a history replays).
-DEFERRALS_METRIC = "mailer_deferrals"
-BREAKER_TRIPS_METRIC = "mailer_breaker_trips"
+# The workflow's counters (replay-safe: counted once, not again on replay). The worker
+# creates their series at 0 with these same names and descriptions (mailer.runtime.counters).
+DEFERRALS_METRIC = ("mailer_deferrals", "Campaign deferrals, by defer reason")
+BREAKER_TRIPS_METRIC = ("mailer_breaker_trips", "Campaigns paused by the circuit breaker")
 
 
 class Waiting(enum.Enum):
@@ -93,7 +95,10 @@ def workflow_id_for(campaign_id: str) -> str:
     return f"{WORKFLOW_ID_PREFIX}{campaign_id}"
 
 
-@workflow.defn(name="CampaignWorkflow")
+CAMPAIGN_WORKFLOW = "CampaignWorkflow"
+
+
+@workflow.defn(name=CAMPAIGN_WORKFLOW)
 class CampaignWorkflow:
     def __init__(self) -> None:
         self._campaign_id = ""
@@ -410,9 +415,7 @@ class CampaignWorkflow:
         if transition.sent_something:
             self._quota_synced = False
         if transition.breaker_tripped:
-            workflow.metric_meter().create_counter(
-                BREAKER_TRIPS_METRIC, "Campaigns paused by the circuit breaker"
-            ).add(1)
+            workflow.metric_meter().create_counter(*BREAKER_TRIPS_METRIC).add(1)
         return transition.deferral
 
     async def _sleep(self, deferral: Deferral) -> None:
@@ -429,9 +432,9 @@ class CampaignWorkflow:
             self._deferral = None
             return
         await self._publish(WorkflowState.DEFERRED)
-        workflow.metric_meter().create_counter(
-            DEFERRALS_METRIC, "Campaign deferrals, by defer reason"
-        ).add(1, {"reason": deferral.reason.value})
+        workflow.metric_meter().create_counter(*DEFERRALS_METRIC).add(
+            1, {"reason": deferral.reason.value}
+        )
         workflow.logger.info(
             "campaign %s: deferred (%s) until %s",
             self._campaign_id,

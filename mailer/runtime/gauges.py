@@ -22,7 +22,12 @@ from mailer.doctor.probes import SCHEDULE_IDS, describe_schedule, look_at_databa
 log = logging.getLogger("mailer.runtime.gauges")
 
 COLLECT_EVERY = 15.0  # seconds; Prometheus scrapes every 15 s too
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(moment: datetime | None) -> int:
+    """Unix seconds, 0 for never/none (Prometheus' convention: ``time() - x`` is an age
+    that keeps growing even when nobody updates ``x``)."""
+    return int(moment.timestamp()) if moment is not None else 0
 
 
 class GaugeCollector:
@@ -31,29 +36,34 @@ class GaugeCollector:
         self.client = client
         gauge = meter.create_gauge
         self.database_up = gauge("mailer_database_up", "1 when the last collection read the DB")
+        self.collected = gauge(
+            "mailer_gauges_collected_timestamp_seconds",
+            "When this worker last read each source (database, temporal) for its gauges",
+        )
         self.quota_available = gauge("mailer_quota_available", "smtp.bz emails available")
-        self.quota_sync_age = gauge(
-            "mailer_quota_seconds_since_sync",
-            "Seconds since the last good quota sync (since 1970 if never)",
+        self.quota_synced = gauge(
+            "mailer_quota_last_sync_timestamp_seconds",
+            "When the quota last synced from smtp.bz (0: never)",
         )
         self.queue_depth = gauge("mailer_queue_depth", "Campaign queue rows 'pending'")
         self.crm_requests = gauge(
             "mailer_crm_requests_waiting", "The CRM's writes the dispatcher has not carried out"
         )
-        self.crm_request_age = gauge(
-            "mailer_crm_request_oldest_seconds",
-            "Age of the oldest CRM request not carried out (0 when none)",
+        self.crm_request_oldest = gauge(
+            "mailer_crm_request_oldest_timestamp_seconds",
+            "When the oldest CRM request not carried out was written (0: none)",
         )
-        self.processing_age = gauge(
-            "mailer_processing_oldest_seconds",
-            "Age of the oldest queue row 'processing' (0 when none)",
+        self.processing_oldest = gauge(
+            "mailer_processing_oldest_timestamp_seconds",
+            "When the oldest queue row 'processing' started (0: none)",
         )
         self.transient_errors = gauge(
-            "mailer_campaign_consecutive_transient_errors",
-            "Consecutive transient errors of each active campaign",
+            "mailer_campaigns_max_consecutive_transient_errors",
+            "The most consecutive transient errors of any active campaign (`mailer list` names it)",
         )
-        self.schedule_age = gauge(
-            "mailer_schedule_seconds_since_run", "Seconds since the schedule last started"
+        self.schedule_last_run = gauge(
+            "mailer_schedule_last_run_timestamp_seconds",
+            "When the schedule last started an action (0: never)",
         )
         self.schedule_interval = gauge("mailer_schedule_interval_seconds", "The schedule's period")
         self.schedule_paused = gauge("mailer_schedule_paused", "1 when the schedule is paused")
@@ -61,7 +71,6 @@ class GaugeCollector:
         gauge("mailer_circuit_breaker_threshold", "MAILER_CIRCUIT_BREAKER_THRESHOLD").set(
             settings.circuit_breaker_threshold
         )
-        self._campaigns_shown: set[str] = set()
 
     async def run(self) -> None:
         """Collect until cancelled; a part that is down is skipped (and said at DEBUG)."""
@@ -80,35 +89,30 @@ class GaugeCollector:
         if not facts.reachable:
             log.debug("gauges: database unreachable: %s", facts.error)
             return
+        self.collected.set(_timestamp(now), {"source": "database"})
         if facts.quota is not None:
             self.quota_available.set(facts.quota.emails_available)
-            synced = facts.quota.last_synced_at or EPOCH
-            self.quota_sync_age.set(int((now - synced).total_seconds()))
+            self.quota_synced.set(_timestamp(facts.quota.last_synced_at))
         else:
-            self.quota_sync_age.set(int((now - EPOCH).total_seconds()))
+            self.quota_synced.set(0)
         self.queue_depth.set(facts.queue_depth)
         self.crm_requests.set(facts.crm_requests)
-        oldest_request = facts.oldest_crm_request_at or now
-        self.crm_request_age.set(max(0, int((now - oldest_request).total_seconds())))
-        oldest = min((s.started_at or now for s in facts.stuck), default=now)
-        self.processing_age.set(int((now - oldest).total_seconds()))
-        shown = {c.campaign_id for c in facts.campaigns}
-        for campaign in facts.campaigns:
-            self.transient_errors.set(
-                campaign.consecutive_transient_errors, {"campaign_id": campaign.campaign_id}
-            )
-        # A campaign that finished keeps its series, at 0 (a gauge cannot be withdrawn).
-        for campaign_id in self._campaigns_shown - shown:
-            self.transient_errors.set(0, {"campaign_id": campaign_id})
-        self._campaigns_shown = shown
+        self.crm_request_oldest.set(_timestamp(facts.oldest_crm_request_at))
+        started = [s.started_at for s in facts.stuck if s.started_at is not None]
+        self.processing_oldest.set(_timestamp(min(started, default=None)))
+        self.transient_errors.set(
+            max((c.consecutive_transient_errors for c in facts.campaigns), default=0)
+        )
 
     async def _schedules(self, now: datetime) -> None:
+        described = 0
         for schedule_id in SCHEDULE_IDS:
             try:
                 schedule = await describe_schedule(self.client, schedule_id)
             except (RPCError, RuntimeError) as exc:
                 log.debug("gauges: cannot describe schedule %s: %s", schedule_id, exc)
                 continue
+            described += 1
             labels = {"schedule": schedule_id}
             if not schedule.found:
                 self.schedule_paused.set(1, labels)  # missing: as bad as paused
@@ -116,5 +120,6 @@ class GaugeCollector:
             self.schedule_paused.set(int(schedule.paused), labels)
             if schedule.every is not None:
                 self.schedule_interval.set(int(schedule.every.total_seconds()), labels)
-            last = schedule.last_run or EPOCH
-            self.schedule_age.set(int((now - last).total_seconds()), labels)
+            self.schedule_last_run.set(_timestamp(schedule.last_run), labels)
+        if described == len(SCHEDULE_IDS):
+            self.collected.set(_timestamp(now), {"source": "temporal"})

@@ -31,7 +31,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -43,6 +43,7 @@ from mailer.core import temporal_client
 from mailer.core.errors import ConfigError
 from mailer.core.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.core.settings import Settings, get_settings
+from mailer.runtime.counters import start_at_zero
 from mailer.runtime.gauges import GaugeCollector
 from mailer.runtime.health_endpoint import WorkerHealth
 from workflows.campaign import CampaignWorkflow
@@ -186,7 +187,12 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         return Runtime(
             telemetry=TelemetryConfig(
                 metrics=PrometheusConfig(
-                    bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+                    bind_address=address,
+                    counters_total_suffix=True,
+                    # Durations in seconds, named so: temporal_…_latency_seconds_bucket, as
+                    # Prometheus' conventions and Temporal's SDK dashboards have them.
+                    durations_as_seconds=True,
+                    unit_suffix=True,
                 )
             )
         )
@@ -242,6 +248,11 @@ async def run(settings: Settings) -> None:
             "(Gmail and Yahoo require one-click unsubscribe from bulk senders)"
         )
     runtime = metrics_runtime(settings)
+    # 0 from the first scrape until the worker polls: a worker still waiting for Temporal
+    # is up to Prometheus but not ready, and the alerts say so.
+    meter = runtime.metric_meter if runtime is not None else MetricMeter.noop
+    ready = meter.create_gauge("mailer_worker_ready", "1 while this worker polls its task queue")
+    ready.set(0)
     client = await connect_when_up(settings, runtime)
     await _register(client, settings)
     worker = build_worker(client, settings)
@@ -262,14 +273,17 @@ async def run(settings: Settings) -> None:
         log.info("health on http://%s:%d/readyz", settings.metrics_host, settings.health_port)
     gauges = None
     if runtime is not None:
-        collector = GaugeCollector(settings, client, runtime.metric_meter)
+        start_at_zero(meter, settings.temporal_namespace, settings.task_queue)
+        collector = GaugeCollector(settings, client, meter)
         gauges = asyncio.create_task(collector.run())
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     try:
         async with worker:
             health.running = True
+            ready.set(1)
             await stop.wait()
             health.running = False
+            ready.set(0)
             log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
         if gauges is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,6 +74,22 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
     async with metrics_worker(dev, tmp_path, port) as url, httpx.AsyncClient() as http:
         healthy = await healthcheck(process_env(dev, MAILER_METRICS_PORT=str(port)))
         assert healthy.returncode == 0 and healthy.stdout.startswith("healthy: polling task queue")
+        # Before anything happened, every counter series exists at 0 (increase() sees the
+        # first rise) and the worker says it is ready.
+        before = samples((await http.get(url)).text)
+        for name, labels in (
+            ("mailer_emails_sent_total", {}),
+            ("mailer_ratelimit_redis_errors_total", {}),
+            ("mailer_emails_failed_total", {"error_class": "recipient"}),
+            ("mailer_emails_failed_total", {"error_class": "suppressed"}),
+            ("mailer_emails_deferred_total", {"kind": "domain"}),
+            ("mailer_emails_outcome_unknown_total", {}),
+            ("mailer_deferrals_total", {"reason": "rate_per_hour"}),
+            ("mailer_breaker_trips_total", {}),
+        ):
+            assert any(n == name and set(labels.items()) <= set(ls) for (n, ls) in before), name
+            assert total(before, name, **labels) == 0, name
+        assert total(before, "mailer_worker_ready") == 1
         await dev.start(campaign)
         # The hourly window is 30: 30 tokens used (27 sent, 3 refused), then a deferral.
         await wait_for(
@@ -100,7 +117,7 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
         assert total(found, "mailer_deferrals_total", reason="rate_per_hour") == 1
         assert total(found, "mailer_breaker_trips_total") == 0
         # The SDK's own metrics, from the same endpoint.
-        assert total(found, "temporal_activity_execution_latency_count") > 0
+        assert total(found, "temporal_activity_execution_latency_seconds_count") > 0
         assert total(found, "temporal_worker_task_slots_available", task_queue=dev.task_queue) > 0
 
         # Gauges are read from the tables every 15 s.
@@ -109,17 +126,19 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
             return (
                 total(now, "mailer_queue_depth") == 1
                 and total(now, "mailer_quota_available") == 1_000_000 - 30
-                and (
-                    "mailer_campaign_consecutive_transient_errors",
-                    frozenset({("campaign_id", campaign)}),
-                )
-                in now
             )
 
         await wait_for(gauges_current, timeout=40, interval=1, what="gauges = the database")
         final = await scraped()
-        assert total(final, "mailer_processing_oldest_seconds") == 0
+        assert total(final, "mailer_processing_oldest_timestamp_seconds") == 0  # none
+        assert total(final, "mailer_campaigns_max_consecutive_transient_errors") == 0
         assert total(final, "mailer_database_up") == 1
+        synced = total(final, "mailer_quota_last_sync_timestamp_seconds")
+        assert abs(synced - time.time()) < 600  # the worker synced the quota at its start
+        collected = total(final, "mailer_gauges_collected_timestamp_seconds", source="database")
+        assert abs(collected - time.time()) < 60
+        # No series per campaign: per-campaign data stays in the tables and `mailer status`.
+        assert not any("campaign_id" in dict(labels) for (_, labels) in final)
     stopped = await healthcheck(process_env(dev, MAILER_METRICS_PORT=str(port)))
     assert stopped.returncode == 1 and stopped.stdout.startswith("unhealthy: cannot read")
 
@@ -138,3 +157,31 @@ async def test_redis_errors_are_counted_while_the_limiter_fails_open(
         found = samples((await http.get(url)).text)
     assert total(found, "mailer_emails_sent_total") == 5  # failing open: sent all the same
     assert total(found, "mailer_ratelimit_redis_errors_total") >= 1
+
+
+async def test_a_worker_waiting_for_temporal_answers_scrapes_as_not_ready(
+    dev: Harness, tmp_path: Path
+) -> None:
+    """Up to Prometheus (its endpoint answers) but not polling: mailer_worker_ready 0."""
+    port = free_port()
+    env = process_env(
+        dev,
+        MAILER_METRICS_PORT=str(port),
+        MAILER_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # nobody there
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        async with httpx.AsyncClient() as http:
+
+            async def scraped_not_ready() -> bool:
+                try:
+                    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                except httpx.HTTPError:
+                    return False
+                return ("mailer_worker_ready", frozenset()) in samples(text) and total(
+                    samples(text), "mailer_worker_ready"
+                ) == 0
+
+            await wait_for(scraped_not_ready, timeout=30, interval=0.5, what="not ready")
+    finally:
+        worker.stop()
