@@ -67,10 +67,12 @@ class GaugeCollector:
         )
         self.schedule_interval = gauge("mailer_schedule_interval_seconds", "The schedule's period")
         self.schedule_paused = gauge("mailer_schedule_paused", "1 when the schedule is paused")
-        # The alert on consecutive transient errors compares with this (the setting).
+        # Settings the alerts and the dashboard compare with: the breaker threshold and the
+        # hourly rate window's size.
         gauge("mailer_circuit_breaker_threshold", "MAILER_CIRCUIT_BREAKER_THRESHOLD").set(
             settings.circuit_breaker_threshold
         )
+        gauge("mailer_rate_per_hour_limit", "MAILER_RATE_PER_HOUR").set(settings.rate_per_hour)
 
     async def run(self) -> None:
         """Collect until cancelled; a part that is down is skipped (and said at DEBUG)."""
