@@ -3,15 +3,25 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo up down status worker doctor test lint format bench chaos
+.PHONY: install lock demo up down status worker doctor test lint format bench chaos
 
-$(VENV)/.installed: pyproject.toml
+# The locked versions (hashes checked), then mailer itself; `make lock` after changing the
+# dependencies in pyproject.toml.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+## lock: resolve the dependencies again: requirements.lock (the image), requirements-dev.lock
+lock: install
+	$(VENV)/bin/pip-compile -q --generate-hashes --no-emit-index-url --no-emit-find-links \
+		--strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile -q --generate-hashes --no-emit-index-url --no-emit-find-links \
+		--strip-extras --allow-unsafe --extra dev --extra embedded \
+		-o requirements-dev.lock pyproject.toml
 
 ## demo: start the embedded stack and run the demo campaign
 demo: install

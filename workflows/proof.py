@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.interface import MailerActivityInterface
@@ -25,7 +25,8 @@ def proof_workflow_id(campaign_id: str, request_id: int) -> str:
     return f"{TEST_EMAIL_WORKFLOW_PREFIX}{campaign_id}-{request_id}"
 
 
-@workflow.defn(name="TestEmailWorkflow")  # the registered type, kept for runs in flight
+# "TestEmailWorkflow": the registered type, kept for runs in flight.
+@workflow.defn(name="TestEmailWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ProofEmailWorkflow:
     @workflow.run
     async def run(self, request: ProofEmailInput) -> ProofEmailResult:

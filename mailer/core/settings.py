@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     feedback_loop_check: Literal["dkim", "sender"] = "dkim"
     dkim_nameservers: str = ""
 
+    # Worker Deployments (docs/deploy.md, "Upgrading"): with a build id (the image sets it),
+    # the worker polls as version DEPLOYMENT_NAME/BUILD_ID; a new build makes itself current
+    # once ("new") or waits for the operator ("never"). Empty build id: unversioned.
+    deployment_name: str = Field("mailer", min_length=1, max_length=200)
+    build_id: str = Field("", max_length=200)
+    deployment_takeover: Literal["new", "never"] = "new"
+
     # The worker's health endpoint (/livez, /readyz: ready once it polls the task queue);
     # 0 turns it off. Bound on MAILER_METRICS_HOST.
     health_port: int = Field(0, ge=0, le=65535)

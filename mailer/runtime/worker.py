@@ -44,6 +44,7 @@ from mailer.core.errors import ConfigError
 from mailer.core.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.core.settings import Settings, get_settings
 from mailer.runtime.counters import start_at_zero
+from mailer.runtime.deployment import deployment_config, take_over_if_new
 from mailer.runtime.gauges import GaugeCollector
 from mailer.runtime.health_endpoint import WorkerHealth
 from workflows.campaign import CampaignWorkflow
@@ -173,6 +174,7 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        deployment_config=deployment_config(settings),
     )
 
 
@@ -240,6 +242,20 @@ async def _register(client: Client, settings: Settings) -> None:
         log.info("started the dispatcher %s", dispatcher_workflow_id(settings.task_queue))
 
 
+async def _take_over(client: Client, settings: Settings) -> None:
+    """Make this build current if it is new (mailer.runtime.deployment); a refusal (no
+    permission on the deployment, say) is logged and the worker serves on."""
+    try:
+        log.info("%s", await take_over_if_new(client, settings))
+    except RPCError as exc:
+        log.warning(
+            "cannot make version %s current: %s (%s)",
+            settings.build_id,
+            exc.message,
+            exc.status.name,
+        )
+
+
 async def run(settings: Settings) -> None:
     _prepare_threads(settings)
     if not settings.unsubscribe_key:
@@ -281,6 +297,8 @@ async def run(settings: Settings) -> None:
         async with worker:
             health.running = True
             ready.set(1)
+            if settings.build_id:
+                await _take_over(client, settings)
             await stop.wait()
             health.running = False
             ready.set(0)

@@ -24,7 +24,7 @@ def _pginstall() -> Path:
     # Located without importing pgserver, whose import warns about XDG_RUNTIME_DIR.
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("the pgserver package is not installed")
+        raise StackError("the pgserver package is not installed: pip install 'mailer[embedded]'")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
@@ -46,6 +46,7 @@ def _run_as_owner(args: list[str], timeout: float = 60) -> subprocess.CompletedP
 def _prepare_for_service_user(pgdata: Path) -> None:
     if os.geteuid() != 0:
         return
+    _pginstall()  # one line naming the package when it is missing (a production image)
     import pwd
     import stat
     import warnings
