@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -98,7 +98,7 @@ def workflow_id_for(campaign_id: str) -> str:
 CAMPAIGN_WORKFLOW = "CampaignWorkflow"
 
 
-@workflow.defn(name=CAMPAIGN_WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name=CAMPAIGN_WORKFLOW)
 class CampaignWorkflow:
     def __init__(self) -> None:
         self._campaign_id = ""

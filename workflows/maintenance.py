@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.interface import MailerActivityInterface
@@ -38,7 +38,7 @@ QUOTA_SYNC_SCHEDULE_ID = "mailer-quota-sync"
 QUOTA_SYNC_EVERY = timedelta(hours=1)
 
 
-@workflow.defn(name="QuotaSyncWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="QuotaSyncWorkflow")
 class QuotaSyncWorkflow:
     @workflow.run
     async def run(self) -> QuotaSyncResult:
@@ -71,7 +71,7 @@ RECONCILE_SCHEDULE_ID = "mailer-reconcile"
 RECONCILE_EVERY = timedelta(minutes=5)
 
 
-@workflow.defn(name="ReconcileWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="ReconcileWorkflow")
 class ReconcileWorkflow:
     """Every 5 minutes: repair drift between the seed's tables and Temporal."""
 
@@ -111,7 +111,7 @@ class DispatcherInput:
     turns: int = 0  # carried across continue-as-new, for the Web UI's details
 
 
-@workflow.defn(name="DispatcherWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="DispatcherWorkflow")
 class DispatcherWorkflow:
     """The CRM's writes to the tables, carried out within seconds.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.interface import MailerActivityInterface
@@ -26,7 +26,7 @@ def proof_workflow_id(campaign_id: str, request_id: int) -> str:
 
 
 # "TestEmailWorkflow": the registered type, kept for runs in flight.
-@workflow.defn(name="TestEmailWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="TestEmailWorkflow")
 class ProofEmailWorkflow:
     @workflow.run
     async def run(self, request: ProofEmailInput) -> ProofEmailResult:

@@ -29,7 +29,7 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentCurrentVersionRequest,
 )
 from temporalio.client import Client
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -59,6 +59,9 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(settings.deployment_name, settings.build_id),
         use_worker_versioning=True,
+        # Every workflow (a workflow's own behaviour in its defn would break the unversioned
+        # workers the embedded stack and the tests run: the server refuses it).
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
     )
 
 

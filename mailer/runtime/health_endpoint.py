@@ -1,9 +1,11 @@
 """The worker's health endpoint (``MAILER_HEALTH_PORT``): what compose, Kubernetes and a
 load balancer ask.
 
-- ``GET /livez`` — 200 while the process serves (its event loop answers).
+- ``GET /livez`` — 200 while the process serves (its event loop answers), from the start:
+  a worker still waiting for Temporal is alive, not stuck (a startup probe must not kill it).
 - ``GET /readyz`` — 200 once Temporal lists this worker among the task queue's pollers
-  (workflow and activity), 503 with the reason before that, and after a shutdown began.
+  (workflow and activity), 503 with the reason before that (waiting for Temporal, not
+  polling yet), and after a shutdown began.
 
 A deliberately tiny HTTP/1.0 responder on the worker's own event loop: no framework that
 would install its own signal handlers beside the worker's graceful SIGTERM.
@@ -35,16 +37,24 @@ class Readiness:
 
 
 class WorkerHealth:
-    def __init__(self, client: Client, namespace: str, task_queue: str, identity: str) -> None:
-        self.client = client
+    def __init__(self, namespace: str, task_queue: str, temporal_address: str) -> None:
+        self.client: Client | None = None  # set once connected (:meth:`connected`)
+        self.identity = ""
         self.namespace = namespace
         self.task_queue = task_queue
-        self.identity = identity
+        self.temporal_address = temporal_address
         self.running = False  # set while the worker runs (cleared when shutdown begins)
         self._cached: tuple[float, Readiness] | None = None
         self._server: asyncio.Server | None = None
 
+    def connected(self, client: Client) -> None:
+        """Temporal answered: readiness is now asked of it."""
+        self.client = client
+        self.identity = client.identity
+
     async def readiness(self) -> Readiness:
+        if self.client is None:
+            return Readiness(False, f"waiting for Temporal at {self.temporal_address}")
         if not self.running:
             return Readiness(False, "the worker is not running (starting or shutting down)")
         if self._cached is not None and time.monotonic() - self._cached[0] < CACHE_SECONDS:
@@ -54,6 +64,7 @@ class WorkerHealth:
         return found
 
     async def _polled(self) -> Readiness:
+        assert self.client is not None  # readiness() asks only once connected
         now = datetime.now(UTC)
         kinds = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
         for kind in kinds:

@@ -82,14 +82,29 @@ _INDEXED_TYPES = {
 }
 
 
+_REFUSED = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED)
+
+
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register mailer's search attributes that the namespace lacks; returns those added."""
+    """Register mailer's search attributes that the namespace lacks; returns those added.
+
+    A cluster that refuses the OperatorService (Temporal Cloud with an API key, a cluster
+    with authorization) is not fatal when it cannot list: the attributes are assumed made
+    by its administrator (docs/deploy.md). When it lists some missing and refuses to add
+    them, the worker stops with one line naming them and the commands that add them."""
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
         present = set(listed.custom_attributes)
     except RPCError as error:
+        if error.status in _REFUSED:
+            log.warning(
+                "cannot list search attributes (%s): assuming %s exist",
+                error.status.name,
+                ", ".join(key.name for key in ALL_KEYS),
+            )
+            return []
         # The time-skipping test server cannot list, but accepts additions.
         if error.status != RPCStatusCode.UNIMPLEMENTED:
             raise
@@ -100,10 +115,29 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         if key.name not in present
     }
     if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            )
+        except RPCError as error:
+            if error.status not in _REFUSED:
+                raise
+            raise ConfigError(
+                f"namespace {namespace} lacks search attributes {', '.join(sorted(missing))} "
+                f"and refuses to add them ({error.status.name}); add them once: "
+                + "; ".join(
+                    _create_command(namespace, name, kind) for name, kind in missing.items()
+                )
+            ) from None
     return sorted(missing)
+
+
+def _create_command(namespace: str, name: str, kind: IndexedValueType.ValueType) -> str:
+    type_name = IndexedValueType.Name(kind).removeprefix("INDEXED_VALUE_TYPE_").title()
+    return (
+        f"temporal operator search-attribute create --namespace {namespace} "
+        f"--name {name} --type {type_name}"
+    )
 
 
 async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
@@ -269,7 +303,16 @@ async def run(settings: Settings) -> None:
     meter = runtime.metric_meter if runtime is not None else MetricMeter.noop
     ready = meter.create_gauge("mailer_worker_ready", "1 while this worker polls its task queue")
     ready.set(0)
+    # Alive from the start, ready once polling: a startup probe must not kill a worker that
+    # waits for Temporal.
+    health = WorkerHealth(
+        settings.temporal_namespace, settings.task_queue, settings.temporal_address
+    )
+    if settings.health_port:
+        await health.start(settings.metrics_host, settings.health_port)
+        log.info("health on http://%s:%d/readyz", settings.metrics_host, settings.health_port)
     client = await connect_when_up(settings, runtime)
+    health.connected(client)
     await _register(client, settings)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
@@ -283,10 +326,6 @@ async def run(settings: Settings) -> None:
         settings.temporal_namespace,
         client.identity,
     )
-    health = WorkerHealth(client, settings.temporal_namespace, settings.task_queue, client.identity)
-    if settings.health_port:
-        await health.start(settings.metrics_host, settings.health_port)
-        log.info("health on http://%s:%d/readyz", settings.metrics_host, settings.health_port)
     gauges = None
     if runtime is not None:
         start_at_zero(meter, settings.temporal_namespace, settings.task_queue)
