@@ -8,10 +8,13 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from db.engine import size_pools
 from mailer.cli.support import fail, reports_errors, settings
 from mailer.inbound.receiver import bind
 from mailer.web.app import create_app
 from mailer.web.slow_clients import HeaderDeadlineProtocol
+
+WEB_DATABASE_CONNECTIONS = 8
 
 app = typer.Typer()
 
@@ -43,6 +46,10 @@ def web(
     )
     if not current.unsubscribe_key:
         raise fail("MAILER_UNSUBSCRIBE_SECRET is not set: no link could be checked", 2)
+    # A click or a report holds one connection for a moment: 8 serve the receiver's 4
+    # parses and the links at once, and keep a pod's share of max_connections known
+    # (deploy/k8s/worker.yaml sums them).
+    size_pools(WEB_DATABASE_CONNECTIONS)
     uvicorn.run(
         create_app(current, bind(current)),
         host=host or current.web_host,
