@@ -20,12 +20,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, Stopwatch
+from bench.temporal_target import clean_up, temporal_target
 
 
 @dataclass(frozen=True)
@@ -90,36 +92,28 @@ def worker_env(url: str, redis_url: str, temporal: str, queue: str, delay: int) 
 
 
 async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResult:
-    from temporalio.testing import WorkflowEnvironment
-
     from mailer.stack import seed_data
-    from mailer.stack.binaries import temporal_binary
     from mailer.stack.servers import postgres_cluster, redis_server
     from mailer.stack.smtp_sink import FailureRule, SinkHandler, SmtpSink
     from workflows.campaign import CampaignWorkflow, workflow_id_for
     from workflows.contracts import CampaignInput
-    from workflows.search_attributes import ALL_KEYS
 
     handler = SinkHandler(rules=[FailureRule("all", 451)], keep_in_memory=False)
     logs = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
-    with (
-        postgres_cluster(durable=True) as cluster,
-        redis_server() as redis,
-        SmtpSink(handler) as sink,
-    ):
+    async with AsyncExitStack() as stack:
+        cluster = stack.enter_context(postgres_cluster(durable=True))
+        redis = stack.enter_context(redis_server())
+        sink = stack.enter_context(SmtpSink(handler))
         url = cluster.new_database()
         user = seed_data.add_user(url)
         seed_data.set_account(url, smtp_port=sink.port)
         seed_data.set_quota(url, 10_000_000)
         # Three recipients: three 451s in a row are a server-wide throttle, one deferral.
         ids = [seed_data.add_campaign(url, user, 3) for _ in range(campaigns)]
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
-        )
+        target = await stack.enter_async_context(temporal_target())
+        print(f"Temporal: {target.label}", flush=True)
         queue = f"bench-{uuid.uuid4().hex[:10]}"
-        settings = worker_env(
-            url, redis.url, env.client.service_client.config.target_host, queue, delay_minutes
-        )
+        settings = worker_env(url, redis.url, target.address, queue, delay_minutes)
         processes = []
         for n in range(workers):
             log = logs / f"worker-{n + 1}.log"
@@ -142,7 +136,7 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
             idle = [rss_mib(pid) for pid in pids]
             with Stopwatch() as start_watch:
                 for campaign in ids:
-                    await env.client.start_workflow(
+                    await target.client.start_workflow(
                         CampaignWorkflow.run,
                         CampaignInput(campaign),
                         id=workflow_id_for(campaign),
@@ -196,7 +190,7 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
                 process.terminate()
             for process, _ in processes:
                 process.wait(60)
-            await env.shutdown()
+            await clean_up(target, queue)
     wake = (all_sent - last_deferral_end).total_seconds()  # type: ignore[operator]
     return ScaleResult(workers, campaigns, start_watch.seconds, wake, idle, deferred, after)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Stopwatch, sink_process
+from bench.temporal_target import clean_up, temporal_target
 
 
 @dataclass(frozen=True)
@@ -83,28 +84,22 @@ async def plain_baseline(port: int, shape: Shape) -> Run:
 
 
 class Engine:
-    """The dev server, PostgreSQL and Redis, started once; a fresh database per run."""
+    """Temporal (the operator's cluster, or the dev server: bench/temporal_target.py),
+    PostgreSQL and Redis, started once; a fresh database and task queue per run."""
 
     async def __aenter__(self) -> Engine:
-        from contextlib import ExitStack
+        from contextlib import AsyncExitStack
 
-        from temporalio.testing import WorkflowEnvironment
-
-        from mailer.stack.binaries import temporal_binary
         from mailer.stack.servers import postgres_cluster, redis_server
-        from workflows.search_attributes import ALL_KEYS
 
-        self._stack = ExitStack()
+        self._stack = AsyncExitStack()
         self.cluster = self._stack.enter_context(postgres_cluster(durable=True))
         self.redis = self._stack.enter_context(redis_server())
-        self.env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
-        )
+        self.target = await self._stack.enter_async_context(temporal_target())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.env.shutdown()
-        self._stack.close()
+        await self._stack.aclose()
 
     async def run(self, port: int, shape: Shape) -> Run:
         """Emails/s end to end, CPU per email, history events per 1,000 emails, and
@@ -131,7 +126,7 @@ class Engine:
             working_hours_start=0,
             working_hours_end=24,
         )
-        client = self.env.client
+        client = self.target.client
         queue = f"bench-{uuid.uuid4().hex[:10]}"
         async with build_worker(client, settings, task_queue=queue):
             with Stopwatch() as watch:
@@ -145,6 +140,7 @@ class Engine:
                     for c in campaigns
                 ]
                 results = await asyncio.gather(*(h.result() for h in handles))
+        await clean_up(self.target, queue)
         assert all(r.sent == shape.recipients for r in results), results
         events = 0
         for c in campaigns:
@@ -197,6 +193,7 @@ async def main() -> None:
     plain_runs: list[Run] = []
     with sink_process(latency_ms=args.latency_ms) as port:
         async with Engine() as engine:
+            print(f"Temporal: {engine.target.label}", flush=True)
             for number in range(1, args.runs + 1):
                 engine_runs.append(await engine.run(port, shape))
                 plain_runs.append(await plain_baseline(port, shape))
