@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from mailer.runtime.worker import CONNECTIONS_PER_ACTIVITY
 from mailer.cli.web import WEB_DATABASE_CONNECTIONS
+from mailer.runtime.worker import CONNECTIONS_PER_ACTIVITY
 from tests.support.harness import PROJECT_ROOT
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
