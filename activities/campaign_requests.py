@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaign_runs import live
 from activities.ledger import campaign_rows, release_processing, take_requests
+from activities.start_metadata import start_metadata
 from db.engine import session_scope
 from mailer.core.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -91,12 +92,16 @@ class CampaignRequests:
                     release_processing(session, uuid.UUID(row.campaign_id))
 
             await asyncio.to_thread(unstick)
+        metadata = await asyncio.to_thread(start_metadata, self.settings, row.campaign_id)
         try:
             await self.client.start_workflow(
                 CampaignWorkflow.run,
                 CampaignInput(row.campaign_id, adopted_state(row, now)),
                 id=workflow_id_for(row.campaign_id),
                 task_queue=task_queue,
+                static_summary=metadata.static_summary,
+                static_details=metadata.static_details,
+                search_attributes=metadata.search_attributes,
             )
         except WorkflowAlreadyStartedError:
             return False

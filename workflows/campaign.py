@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Signal,
         WorkflowState,
     )
+    from workflows.summaries import batch_summary, record_summary, sleep_summary
     from workflows.transitions import (
         PAUSED_BY_OPERATOR,
         PAUSED_IN_DATABASE,
@@ -118,7 +119,9 @@ class CampaignWorkflow:
 
     # --- signals and query -------------------------------------------------------------
 
-    @workflow.signal
+    @workflow.signal(
+        description="Pause: stop sending within one message, until resumed (no input)."
+    )
     def pause(self) -> None:
         """Stop sending (within one message) until resumed."""
         if self._state in FINAL_WORKFLOW_STATES or self._carried.paused:
@@ -126,7 +129,9 @@ class CampaignWorkflow:
             return
         self._request = stronger(self._request, Request.PAUSE)
 
-    @workflow.signal
+    @workflow.signal(
+        description="Resume: clear a pause or a deferral and the error count; go on now (no input)."
+    )
     def resume(self) -> None:
         """Clear a pause or deferral and the error count; re-evaluate at once.
 
@@ -137,7 +142,9 @@ class CampaignWorkflow:
             return
         self._request = stronger(self._request, Request.RESUME)
 
-    @workflow.signal
+    @workflow.signal(
+        description="Cancel: stop for good; pending recipients stay pending (no input)."
+    )
     def cancel(self) -> None:
         """Stop for good; pending recipients stay pending."""
         if self._state in FINAL_WORKFLOW_STATES:
@@ -145,7 +152,9 @@ class CampaignWorkflow:
             return
         self._request = stronger(self._request, Request.CANCEL)
 
-    @workflow.signal
+    @workflow.signal(
+        description="Wake: re-check a deferral now (the quota sync sends it; no input)."
+    )
     def wake(self) -> None:
         """Re-evaluate a deferral now (sent by the quota sync when quota comes back)."""
         if not signal_acts(Signal.WAKE, self._waiting):
@@ -154,7 +163,7 @@ class CampaignWorkflow:
 
     # --- acknowledged operations (Temporal Updates: mailer.client, the CLI) ----------------
 
-    @workflow.update
+    @workflow.update(description="Pause and answer with the progress once paused.")
     async def pause_campaign(self) -> Progress:
         """Pause and answer once paused (within one message while a batch sends)."""
         self._request = stronger(self._request, Request.PAUSE)
@@ -168,7 +177,7 @@ class CampaignWorkflow:
         if self._state in FINAL_WORKFLOW_STATES or self._carried.paused:
             raise ApplicationError(f"it is {self._state}")
 
-    @workflow.update
+    @workflow.update(description="Resume and answer with the progress once it goes on.")
     async def resume_campaign(self) -> Progress:
         """Clear the pause or deferral and answer once the campaign goes on."""
         self._request = stronger(self._request, Request.RESUME)
@@ -191,7 +200,7 @@ class CampaignWorkflow:
         if not signal_acts(Signal.RESUME, self._waiting):
             raise ApplicationError(f"it is {self._state}: neither paused nor deferred")
 
-    @workflow.update
+    @workflow.update(description="Cancel and answer with the progress once cancelled.")
     async def cancel_campaign(self) -> Progress:
         """Stop for good and answer once cancelled; pending recipients stay pending."""
         self._request = stronger(self._request, Request.CANCEL)
@@ -203,7 +212,9 @@ class CampaignWorkflow:
         if self._state in FINAL_WORKFLOW_STATES:
             raise ApplicationError(f"it is {self._state}")
 
-    @workflow.query
+    @workflow.query(
+        description="State, defer reason and until, pause reason, sent, failed, pending."
+    )
     def progress(self) -> Progress:
         snapshot = self._snapshot
         defer_reason: str
@@ -342,6 +353,7 @@ class CampaignWorkflow:
             started = await workflow.execute_activity_method(
                 MailerActivityInterface.start_campaign,
                 StartCampaignInput(self._campaign_id, workflow.now()),
+                summary="start: claim the campaign, check the start limits",
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=30),
@@ -369,6 +381,7 @@ class CampaignWorkflow:
         handle = workflow.start_activity_method(
             MailerActivityInterface.send_batch,
             SendBatchInput(self._campaign_id, now, allowance),
+            summary=batch_summary(allowance),
             start_to_close_timeout=timedelta(hours=1),
             heartbeat_timeout=timedelta(
                 seconds=self._current_snapshot().limits.send_heartbeat_timeout_seconds
@@ -445,7 +458,16 @@ class CampaignWorkflow:
         # A timeout means the deferral ran out: re-evaluate.
         self._waiting = Waiting.SLEEP
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(self._interrupted, timeout=delay)
+            await workflow.wait_condition(
+                self._interrupted,
+                timeout=delay,
+                timeout_summary=sleep_summary(
+                    deferral.reason.value,
+                    deferral.until,
+                    workflow.now(),
+                    self._current_snapshot().limits.timezone,
+                ),
+            )
         self._waiting = Waiting.NOTHING
         if self._request == Request.WAKE:
             self._request = Request.NONE
@@ -542,6 +564,7 @@ class CampaignWorkflow:
         return await workflow.execute_activity_method(
             MailerActivityInterface.load_snapshot,
             SnapshotInput(self._campaign_id, workflow.now(), sync_quota),
+            summary="sync the quota, read the campaign" if sync_quota else "read the campaign",
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )
@@ -569,6 +592,7 @@ class CampaignWorkflow:
                 last_error=self._carried.last_error or self._carried.pause_reason,
                 expected_statuses=list(expected),
             ),
+            summary=record_summary(campaign_status, defer_reason, self._carried.pause_reason),
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=DB_RETRY,
         )

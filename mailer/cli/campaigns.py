@@ -37,6 +37,7 @@ from mailer.cli.support import (
     warn,
 )
 from mailer.core.jsonable import jsonable
+from mailer.core.ui_links import campaigns_query, list_link, workflow_link
 from mailer.mail.pacing import DomainPacing
 from mailer.operations import control
 from mailer.operations.authoring.create import CampaignDraft, CreatedCampaign, create_campaign
@@ -183,10 +184,10 @@ def start(campaign_id: CampaignArg) -> None:
     parsed = campaign_id_arg(campaign_id)
     progress = asyncio.run(control.start(settings(), parsed))
     console.print(f"campaign {parsed} started: {_describe(progress)}")
-    console.print(
-        f"Web UI: {settings().temporal_ui_url}/namespaces/"
-        f"{settings().temporal_namespace}/workflows/{workflow_id_for(str(parsed))}"
+    link = workflow_link(
+        settings().temporal_ui_url, settings().temporal_namespace, workflow_id_for(str(parsed))
     )
+    console.print(f"Web UI: {link}")
 
 
 def _describe(progress: Progress) -> str:
@@ -237,8 +238,15 @@ def list_campaigns(
     ] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Include finished campaigns.")] = False,
     as_json: JsonOption = False,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Print the Web UI's list of the same campaigns.")
+    ] = False,
 ) -> None:
     """Campaigns with status, defer reason and counts (newest first)."""
+    if ui:
+        query = campaigns_query(reason, include_finished=show_all)
+        print(list_link(settings().temporal_ui_url, settings().temporal_namespace, query))
+        return
     with db_session() as session:
         rows = campaign_list(session, reason=reason, include_finished=show_all)
     if as_json:

@@ -20,6 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaign_runs import RUNNING, live
+from activities.start_metadata import start_metadata
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status_view
 from mailer.core import temporal_client
@@ -90,12 +91,16 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     if view.status != CampaignStatus.READY:
         raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
     client = await connect_or_explain(settings)
+    metadata = await asyncio.to_thread(start_metadata, settings, str(campaign_id))
     try:
         handle = await client.start_workflow(
             CampaignWorkflow.run,
             CampaignInput(str(campaign_id)),
             id=workflow_id_for(str(campaign_id)),
             task_queue=settings.task_queue,
+            static_summary=metadata.static_summary,
+            static_details=metadata.static_details,
+            search_attributes=metadata.search_attributes,
         )
     except WorkflowAlreadyStartedError:
         raise ControlError(f"campaign {campaign_id} is already running") from None
@@ -136,7 +141,8 @@ def _first_batch_done(progress: Progress) -> bool:
 
 
 # Each operator action, as the workflow's acknowledged update (signals stay for the Web UI).
-UPDATES = {
+# Any: the SDK types an update declared with a description as returning its coroutine.
+UPDATES: dict[Signal, Any] = {
     Signal.PAUSE: CampaignWorkflow.pause_campaign,
     Signal.RESUME: CampaignWorkflow.resume_campaign,
     Signal.CANCEL: CampaignWorkflow.cancel_campaign,
@@ -153,7 +159,7 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> st
         raise ControlError(f"campaign {campaign_id} is not running (it was never started)")
     if not current.running or current.progress is None:
         raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
-    handle = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
+    handle = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id_for(str(campaign_id)))
     try:
         async with asyncio.timeout(SETTLE_SECONDS):
             applied: Progress = await handle.execute_update(UPDATES[name])
