@@ -83,9 +83,12 @@ async def _next_delivery(run: Scenario, *, timeout: float = 180) -> float:
     return await until(lambda: run.received() > seen, timeout=timeout, what="the next delivery")
 
 
-async def worker_killed(stack: Stack, *, recipients: int = 3000, kills: int = 5) -> Outcome:
-    """``kill -9`` of the worker ``kills`` times during one campaign, restarted each time."""
-    async with scenario(stack) as run:
+async def worker_killed(
+    stack: Stack, *, recipients: int = 3000, kills: int = 5, **settings: object
+) -> Outcome:
+    """``kill -9`` of the worker ``kills`` times during one campaign, restarted each time
+    (``settings``: the workers' overrides, e.g. ``send_heartbeat_timeout_seconds``)."""
+    async with scenario(stack, **settings) as run:
         run.handler.step_delay_seconds = STEP_DELAY_SECONDS
         campaign = run.campaign(recipients)
         worker = run.start_worker()

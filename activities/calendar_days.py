@@ -1,0 +1,48 @@
+"""The dates that are not ordinary: a country's public holidays and transferred working days
+(the ``holidays`` package) and the operator's file of extra dates, read for the campaign's
+limits (``MAILER_HOLIDAYS``, ``MAILER_HOLIDAYS_FILE``).
+
+Read for this year and the next (a campaign reloads its limits every time it wakes, so a
+sleep across New Year sees the new year's dates); cached per process: the package's
+calendars are computed once a year, the file again when it changes.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from pathlib import Path
+
+import holidays
+
+from mailer.core.working_days import parse_dates_file
+
+
+@functools.lru_cache(maxsize=16)
+def _country(code: str, year: int) -> tuple[frozenset[str], frozenset[str]]:
+    calendar = holidays.country_holidays(code, years=[year, year + 1])
+    closed = frozenset(day.isoformat() for day in calendar)
+    opened = frozenset(day.isoformat() for day in calendar.weekend_workdays)
+    return closed, opened
+
+
+@functools.lru_cache(maxsize=4)
+def _file(path: str, modified: float) -> tuple[frozenset[str], frozenset[str]]:
+    closed, opened = parse_dates_file(Path(path).read_text(encoding="utf-8"), path)
+    return frozenset(closed), frozenset(opened)
+
+
+def special_dates(country: str, file: Path | None, today: date) -> tuple[list[str], list[str]]:
+    """(closed, opened) ISO dates of ``today``'s year and the next; the file's dates win
+    over the country's (a file may reopen a holiday, or close a transferred Saturday)."""
+    closed: set[str] = set()
+    opened: set[str] = set()
+    if country:
+        country_closed, country_opened = _country(country, today.year)
+        closed |= country_closed
+        opened |= country_opened
+    if file is not None:
+        file_closed, file_opened = _file(str(file), file.stat().st_mtime)
+        closed = (closed - file_opened) | file_closed
+        opened = (opened - file_closed) | file_opened
+    return sorted(closed), sorted(opened)

@@ -1,0 +1,56 @@
+"""The calendar's pure parts: working weekdays, closed and opened dates, the dates file."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from mailer.core.working_days import WorkingDays, parse_dates_file, parse_working_days
+from workflows.working_hours import WorkingHours, is_working_time, next_working_start
+
+
+def test_working_days_are_read_as_operators_write_them() -> None:
+    assert parse_working_days("mon-fri") == (0, 1, 2, 3, 4)
+    assert parse_working_days("Mon-Fri, sun") == (0, 1, 2, 3, 4, 6)
+    assert parse_working_days("sun-tue") == (0, 1, 6)  # a range may wrap
+    assert parse_working_days("mon-sun") == tuple(range(7))
+    with pytest.raises(ValueError, match="'fr' is not a day"):
+        parse_working_days("mon-fri,fr")
+
+
+def test_the_dates_file_names_file_and_line_when_wrong() -> None:
+    closed, opened = parse_dates_file("2027-01-11\n\n2027-02-20 working  # transfer\n", "d.txt")
+    assert (closed, opened) == (["2027-01-11"], ["2027-02-20"])
+    with pytest.raises(ValueError, match=r"^d\.txt:2: '2027-13-01' is not a YYYY-MM-DD date$"):
+        parse_dates_file("# ok\n2027-13-01\n", "d.txt")
+    with pytest.raises(ValueError, match=r"^d\.txt:1: expected 'YYYY-MM-DD' or"):
+        parse_dates_file("2027-01-11 holiday\n", "d.txt")
+
+
+MON_FRI = WorkingDays.of(range(5), closed=["2027-01-11"], opened=["2027-01-16"])
+HOURS = WorkingHours("Europe/Moscow", 9, 18, MON_FRI)
+
+
+def test_an_opened_date_works_whatever_its_weekday_and_a_closed_one_never() -> None:
+    assert MON_FRI.works(date(2027, 1, 16))  # a Saturday, opened
+    assert not MON_FRI.works(date(2027, 1, 11))  # a Monday, closed
+    assert not MON_FRI.works(date(2027, 1, 17))  # a Sunday
+    assert MON_FRI.works(date(2027, 1, 12))
+
+
+def test_outside_hours_sleeps_to_the_next_working_days_start() -> None:
+    friday_evening = datetime(2027, 1, 8, 16, 0, tzinfo=UTC)  # 19:00 in Moscow
+    # Saturday 9, Sunday 10 off; Monday 11 closed; Tuesday 12 at 09:00 MSK.
+    assert next_working_start(friday_evening, HOURS) == datetime(2027, 1, 12, 6, 0, tzinfo=UTC)
+    saturday_morning = datetime(2027, 1, 16, 5, 0, tzinfo=UTC)  # 08:00 on the opened Saturday
+    assert next_working_start(saturday_morning, HOURS) == datetime(2027, 1, 16, 6, 0, tzinfo=UTC)
+    assert not is_working_time(datetime(2027, 1, 11, 9, 0, tzinfo=UTC), HOURS)
+    assert is_working_time(datetime(2027, 1, 16, 9, 0, tzinfo=UTC), HOURS)
+
+
+def test_a_dst_zone_opens_at_its_local_start_across_the_change() -> None:
+    berlin = WorkingHours("Europe/Berlin", 9, 18, WorkingDays.of(range(5)))
+    friday = datetime(2027, 3, 26, 17, 0, tzinfo=UTC)  # 18:00 CET; clocks go forward Sunday
+    # Monday 29 March 09:00 CEST is 07:00 UTC.
+    assert next_working_start(friday, berlin) == datetime(2027, 3, 29, 7, 0, tzinfo=UTC)

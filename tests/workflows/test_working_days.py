@@ -1,0 +1,87 @@
+"""Working days and holidays through simulated weeks (time-skipping server): weekends and a
+country's public holidays are skipped, a transferred working Saturday is used."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import holidays
+from temporalio.testing import WorkflowEnvironment
+
+from mailer.stack import seed_data
+from tests.support.harness import Harness, finished, skip_to, zone
+
+
+async def _next(env: WorkflowEnvironment, weekday: int, hour: int) -> datetime:
+    """The first ``weekday`` (0 = Monday) at ``hour``:00, harness zone, after now."""
+    day = (await env.get_current_time()).astimezone(zone()).date() + timedelta(days=1)
+    while day.weekday() != weekday:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=zone())
+
+
+def per_day(harness: Harness, campaign: str) -> dict[date, int]:
+    return dict(Counter(t.date() for t in harness.sent_times(campaign)))
+
+
+async def test_a_friday_evening_start_with_mon_fri_resumes_on_monday_morning(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 150)
+    friday = await _next(time_env, 4, 17)
+    await skip_to(time_env, friday)
+    async with harness.worker(working_days="mon-fri"):
+        result = await finished(await harness.start(campaign))
+    assert result.sent == 150
+    monday = friday.date() + timedelta(days=3)
+    assert per_day(harness, campaign) == {friday.date(): 100, monday: 50}
+    first_monday = min(t for t in harness.sent_times(campaign) if t.date() == monday)
+    assert (first_monday.hour, first_monday.minute) == (9, 0)
+
+
+async def test_a_file_declared_working_saturday_is_used(
+    time_env: WorkflowEnvironment, harness: Harness, tmp_path: Path
+) -> None:
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 150)
+    friday = await _next(time_env, 4, 17)
+    saturday = friday.date() + timedelta(days=1)
+    dates = tmp_path / "dates.txt"
+    dates.write_text(f"# a government's transfer\n{saturday.isoformat()} working\n")
+    await skip_to(time_env, friday)
+    async with harness.worker(working_days="mon-fri", holidays_file=dates):
+        result = await finished(await harness.start(campaign))
+    assert result.sent == 150
+    assert per_day(harness, campaign) == {friday.date(): 100, saturday: 50}
+
+
+def first_working_day_after(day: date) -> date:
+    """By the holidays package itself: Monday to Friday, not a Russian public holiday, or
+    a transferred working day."""
+    calendar = holidays.country_holidays("RU", years=[day.year, day.year + 1])
+    candidate = day
+    while True:
+        candidate += timedelta(days=1)
+        working = candidate.weekday() < 5 or candidate in calendar.weekend_workdays
+        if working and candidate not in calendar:
+            return candidate
+
+
+async def test_a_new_years_eve_start_with_ru_holidays_waits_for_the_first_working_day(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 20)
+    now = (await time_env.get_current_time()).astimezone(zone())
+    eve = datetime(now.year, 12, 31, 9, tzinfo=zone())
+    if eve <= now:
+        eve = datetime(now.year + 1, 12, 31, 9, tzinfo=zone())
+    calendar = holidays.country_holidays("RU", years=[eve.year])
+    assert eve.date() in calendar  # a day off in Russia: the test is about skipping it
+    await skip_to(time_env, eve)
+    async with harness.worker(working_days="mon-fri", holidays="RU"):
+        result = await finished(await harness.start(campaign))
+    assert result.sent == 20
+    first = min(harness.sent_times(campaign))
+    assert first.date() == first_working_day_after(eve.date())  # 11 January for 2027
+    assert (first.hour, first.minute) == (9, 0)
