@@ -115,7 +115,13 @@ def test_every_temporal_command_and_option_exists(
     shown = commands("temporal")
     assert len(shown) >= 8
     for argv in shown:
-        path = tuple(token for token in argv[1:3] if not token.startswith("-"))
+        # The command's words: everything before its first option (`operator cluster health`).
+        words = []
+        for token in argv[1:]:
+            if token.startswith("-"):
+                break
+            words.append(token)
+        path = tuple(words)
         if path not in temporal_help:
             result = subprocess.run(
                 [temporal_binary(), *path, "--help"], capture_output=True, text=True, timeout=30
