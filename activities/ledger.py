@@ -9,12 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, and_, func, select, text
 from sqlalchemy.orm import Session
 
+from activities.calendar_days import special_dates
 from activities.quota import ProviderQuota
 from db.models import (
     PROVIDER_SMTP_GLOBAL,
@@ -31,6 +33,7 @@ from db.models import (
 )
 from db.queries import get_account, latest_quota, recipient_counts
 from mailer.core.settings import Settings
+from mailer.core.working_days import parse_working_days
 from workflows.contracts import Limits, Snapshot
 from workflows.requests import CampaignRow
 from workflows.states import SELF_HELD_REASONS
@@ -41,7 +44,11 @@ class CampaignRefused(Exception):
     """The campaign cannot be started; the message says why (shown to the operator)."""
 
 
-def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
+def limits_for(
+    settings: Settings, account: GlobalMailAccount | None, now: datetime | None = None
+) -> Limits:
+    today = (now or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone)).date()
+    closed, opened = special_dates(settings.holidays, settings.holidays_file, today)
     return Limits(
         timezone=settings.timezone,
         working_hours_start=settings.working_hours_start,
@@ -54,6 +61,9 @@ def limits_for(settings: Settings, account: GlobalMailAccount | None) -> Limits:
         continue_as_new_events=settings.continue_as_new_events,
         send_heartbeat_timeout_seconds=settings.send_heartbeat_timeout_seconds,
         send_batch_max_attempts=settings.send_batch_max_attempts,
+        working_days=list(parse_working_days(settings.working_days)),
+        closed_dates=closed,
+        open_dates=opened,
     )
 
 
@@ -124,7 +134,7 @@ def take_snapshot(
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    limits = limits_for(settings, get_account(session))
+    limits = limits_for(settings, get_account(session), now)
     counts = recipient_counts(session, campaign_id)
     return Snapshot(
         limits=limits,

@@ -31,8 +31,13 @@ class Limits:
     transient_retry_delay_minutes: float = 5
     send_batch_size: int = 100
     continue_as_new_events: int = 5000
-    send_heartbeat_timeout_seconds: int = 20
+    send_heartbeat_timeout_seconds: int = 5
     send_batch_max_attempts: int = 5
+    # The calendar (mailer/core/working_days.py): the weekdays that work (0 = Monday), and
+    # the ISO dates closed (holidays) or opened (transferred working days) this year and next.
+    working_days: list[int] = field(default_factory=lambda: list(range(7)))
+    closed_dates: list[str] = field(default_factory=list)
+    open_dates: list[str] = field(default_factory=list)
 
 
 @dataclass

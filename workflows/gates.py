@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mailer.core.working_days import WorkingDays
 from workflows.contracts import Limits, Snapshot
 from workflows.states import DeferReason
 from workflows.working_hours import (
@@ -30,7 +31,8 @@ class Deferral:
 
 
 def working_hours(limits: Limits) -> WorkingHours:
-    return WorkingHours(limits.timezone, limits.working_hours_start, limits.working_hours_end)
+    days = WorkingDays.of(limits.working_days, limits.closed_dates, limits.open_dates)
+    return WorkingHours(limits.timezone, limits.working_hours_start, limits.working_hours_end, days)
 
 
 def evaluate_gates(

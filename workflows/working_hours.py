@@ -6,20 +6,24 @@ so the time-skipping server and the simulator exercise exactly this code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from mailer.core.working_days import WorkingDays
 
 RATE_WINDOW_PREFIX = "crm:mailer:rate:hour:"
 
 
 @dataclass(frozen=True)
 class WorkingHours:
-    """Sending is allowed from ``start`` (inclusive) to ``end`` (exclusive), local time."""
+    """Sending is allowed from ``start`` (inclusive) to ``end`` (exclusive), local time, on
+    the working days of ``days`` (every day unless told)."""
 
     timezone: str
     start: int
     end: int
+    days: WorkingDays = field(default_factory=WorkingDays)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -40,19 +44,30 @@ def _at_hour(day: datetime, hour: int, zone: ZoneInfo) -> datetime:
     return (midnight.replace(tzinfo=None) + timedelta(hours=hour)).replace(tzinfo=zone)
 
 
+# A calendar with no working day in this many days ahead is refused at start-up; the search
+# stops here rather than loop.
+SEARCH_DAYS = 800
+
+
 def is_working_time(now: datetime, hours: WorkingHours) -> bool:
     local = _local(now, hours.zone)
-    return hours.start <= local.hour < hours.end
+    return hours.start <= local.hour < hours.end and hours.days.works(local.date())
 
 
 def next_working_start(now: datetime, hours: WorkingHours) -> datetime:
-    """The next moment sending opens: today's start if still ahead, else tomorrow's."""
+    """The next moment sending opens: today's start if still ahead and today works, else
+    the start of the next working day (weekends, holidays skipped; a transferred working
+    Saturday taken)."""
     zone = hours.zone
     local = _local(now, zone)
     today_start = _at_hour(local, hours.start, zone)
-    if local < today_start:
+    if local < today_start and hours.days.works(local.date()):
         return today_start
-    return _at_hour(local + timedelta(days=1), hours.start, zone)
+    for ahead in range(1, SEARCH_DAYS):
+        day = local + timedelta(days=ahead)
+        if hours.days.works(day.date()):
+            return _at_hour(day, hours.start, zone)
+    return _at_hour(local + timedelta(days=SEARCH_DAYS), hours.start, zone)
 
 
 def next_day_start(now: datetime, hours: WorkingHours) -> datetime:

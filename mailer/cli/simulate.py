@@ -34,6 +34,18 @@ QuotaRefill = Annotated[
     list[str] | None, typer.Option(help="N@ISO: the quota sync sees N from then (repeatable).")
 ]
 WorkingHoursOption = Annotated[str | None, typer.Option(help="START-END, e.g. 9-18.")]
+WorkingDaysOption = Annotated[
+    str | None, typer.Option(help="e.g. mon-fri. Default: MAILER_WORKING_DAYS.")
+]
+HolidaysOption = Annotated[
+    str | None, typer.Option(help="A country's holidays, e.g. RU. Default: MAILER_HOLIDAYS.")
+]
+HolidaysFileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Extra dates: YYYY-MM-DD, or YYYY-MM-DD working. Default: MAILER_HOLIDAYS_FILE."
+    ),
+]
 Timezone = Annotated[str | None, typer.Option(help="Default: MAILER_TIMEZONE.")]
 Fail = Annotated[
     list[str] | None,
@@ -67,6 +79,9 @@ def simulate(
     quota: Quota = None,
     quota_refill: QuotaRefill = None,
     working_hours: WorkingHoursOption = None,
+    working_days: WorkingDaysOption = None,
+    holidays: HolidaysOption = None,
+    holidays_file: HolidaysFileOption = None,
     timezone: Timezone = None,
     fail: Fail = None,
     until: Until = None,
@@ -96,6 +111,9 @@ def simulate(
         defaults=_defaults(current, real),
         domains=domains,
         domain_rate_per_minute=domain_rate_per_minute,
+        working_days=working_days,
+        holidays=holidays,
+        holidays_file=holidays_file,
     )
     _forecast(options, current, as_json=as_json)
 
@@ -128,6 +146,9 @@ def _defaults(current: Settings, real: RealDefaults) -> SettingsDefaults:
         pending=real.pending,
         domains=real.domains or SettingsDefaults.domains,
         domain_rate_per_minute=current.domain_rate_per_minute,
+        working_days=current.working_days,
+        holidays=current.holidays,
+        holidays_file=current.holidays_file,
     )
 
 
@@ -136,9 +157,19 @@ def _intro(options: SimulationOptions) -> str:
     return (
         f"Simulating {options.campaigns} × {options.recipients} recipients from "
         f"{options.start.isoformat()}: {options.rate_per_hour}/hour, "
-        f"{start_hour:02d}:00–{end_hour:02d}:00 {options.timezone}, daily limit "
+        f"{start_hour:02d}:00–{end_hour:02d}:00 {options.timezone}{_days(options)}, daily limit "
         f"{options.daily_limit or 'none'}; " + "; ".join([*options.notes, _mix(options)])
     )
+
+
+def _days(options: SimulationOptions) -> str:
+    """`` mon-fri, RU holidays`` (nothing for the seed's every day)."""
+    parts = [] if options.working_days == "mon-sun" else [options.working_days]
+    if options.holidays:
+        parts.append(f"{options.holidays} holidays")
+    if options.holidays_file is not None:
+        parts.append(f"dates from {options.holidays_file}")
+    return (" " + ", ".join(parts)) if parts else ""
 
 
 def _mix(options: SimulationOptions) -> str:

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holidays_package
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.core.errors import ConfigError
+from mailer.core.working_days import parse_dates_file, parse_working_days
 from mailer.mail.pacing import DomainPacing, parse_domain_rates
 
 ENV_PREFIX = "MAILER_"
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     # and its claims' lease runs this long without renewal. The batch heartbeats and renews
     # from a background task (at least every second, a fifth of this at most), whatever
     # SMTP is doing, so this need not exceed the SMTP timeout: 3 s at the least.
-    send_heartbeat_timeout_seconds: int = Field(20, ge=3, le=3600)
+    send_heartbeat_timeout_seconds: int = Field(5, ge=3, le=3600)
     # A recipient refused with a 4xx about itself (greylisting, mailbox full, its domain
     # unreachable) waits alone: the Nth refusal waits the Nth step of this schedule (minutes;
     # the last step repeats), so a greylist's usual 5 minutes pass at the first retry. It
@@ -134,6 +136,13 @@ class Settings(BaseSettings):
     feedback_loop_check: Literal["dkim", "sender"] = "dkim"
     dkim_nameservers: str = ""
 
+    # The calendar: the weekdays that send ("mon-sun", the seed's, or "mon-fri"), a country's
+    # public holidays and transferred working days from the `holidays` package ("RU"), and a
+    # file of extra dates ("YYYY-MM-DD" off, "YYYY-MM-DD working" on).
+    working_days: str = "mon-sun"
+    holidays: str = ""
+    holidays_file: Path | None = None
+
     # Worker Deployments (docs/deploy.md, "Upgrading"): with a build id (the image sets it),
     # the worker polls as version DEPLOYMENT_NAME/BUILD_ID; a new build makes itself current
     # once ("new") or waits for the operator ("never"). Empty build id: unversioned.
@@ -183,6 +192,34 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
         return value.rstrip("/")
+
+    @field_validator("working_days")
+    @classmethod
+    def _working_days(cls, value: str) -> str:
+        parse_working_days(value)  # a ValueError names the bad part
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays_country(cls, value: str) -> str:
+        code = value.strip().upper()
+        if code and code not in holidays_package.list_supported_countries():
+            raise ValueError(f"{code!r} is not a country the holidays package knows (e.g. RU)")
+        return code
+
+    @field_validator("holidays_file")
+    @classmethod
+    def _holidays_file(cls, value: Path | None) -> Path | None:
+        if value is None or str(value) in ("", "."):
+            return None
+        try:
+            text = value.read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(
+                f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        parse_dates_file(text, str(value))  # a ValueError names file:line
+        return value
 
     @field_validator("dkim_nameservers")
     @classmethod

@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holidays_package
+
 from mailer.core.errors import InputError
+from mailer.core.working_days import parse_dates_file, parse_working_days
 from mailer.mail.pacing import parse_domain_rates
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
@@ -60,6 +65,10 @@ class SimulationOptions:
     # Recipients' domains and their weights (interleaved), and the per-domain pacing.
     domains: tuple[tuple[str, int], ...] = (("simulation.invalid", 1),)
     domain_rate_per_minute: str = ""
+    # The calendar: working weekdays ("mon-fri"), a country's holidays ("RU"), a dates file.
+    working_days: str = "mon-sun"
+    holidays: str = ""
+    holidays_file: Path | None = None
 
 
 def parse_datetime(option: str, value: str) -> datetime:
@@ -191,6 +200,9 @@ def build_options(
     defaults: SettingsDefaults,
     domains: str | None = None,
     domain_rate_per_minute: str | None = None,
+    working_days: str | None = None,
+    holidays: str | None = None,
+    holidays_file: str | None = None,
 ) -> SimulationOptions:
     """Check every option and fill in defaults; raises :class:`InputError` naming the option."""
     _check_counts(recipients, campaign, campaigns, rate_per_hour, daily_limit, quota)
@@ -221,7 +233,34 @@ def build_options(
             if domain_rate_per_minute is not None
             else defaults.domain_rate_per_minute
         ),
+        **_calendar(working_days, holidays, holidays_file, defaults),
     )
+
+
+def _calendar(
+    working_days: str | None,
+    holidays: str | None,
+    holidays_file: str | None,
+    defaults: SettingsDefaults,
+) -> dict[str, Any]:
+    """The calendar options checked as the settings check them (one line naming the option)."""
+    days = working_days if working_days is not None else defaults.working_days
+    try:
+        parse_working_days(days)
+    except ValueError as exc:
+        raise InputError([f"--working-days: {exc}"]) from None
+    country = (holidays if holidays is not None else defaults.holidays).strip().upper()
+    if country and country not in holidays_package.list_supported_countries():
+        raise InputError([f"--holidays: {country!r} is not a country the holidays package knows"])
+    file = Path(holidays_file) if holidays_file else defaults.holidays_file
+    if file is not None:
+        try:
+            parse_dates_file(file.read_text(encoding="utf-8"), str(file))
+        except OSError as exc:
+            raise InputError([f"--holidays-file: cannot read {file}: {exc.strerror}"]) from None
+        except ValueError as exc:
+            raise InputError([f"--holidays-file: {exc}"]) from None
+    return {"working_days": days, "holidays": country, "holidays_file": file}
 
 
 def _period(
@@ -276,3 +315,6 @@ class SettingsDefaults:
     pending: int | None = None
     domains: tuple[tuple[str, int], ...] = (("simulation.invalid", 1),)
     domain_rate_per_minute: str = ""
+    working_days: str = "mon-sun"
+    holidays: str = ""
+    holidays_file: Path | None = None

@@ -134,7 +134,13 @@ def daily_rows(forecast: Forecast) -> list[tuple[str, int, int, str]]:
         if deferral["reason"] != "rate_per_hour":
             start = deferral["from"][11:16]
             end = datetime.fromisoformat(deferral["until"])
-            spans[day].append(f"{deferral['reason']} {start}→{end:%a %H:%M}")
+            # Within the week the weekday says it; further (holidays) the date too.
+            far = (end.date() - datetime.fromisoformat(deferral["from"]).date()).days > 6
+            spans[day].append(
+                f"{deferral['reason']} {start}→{end:%a %d %b %H:%M}"
+                if far
+                else f"{deferral['reason']} {start}→{end:%a %H:%M}"
+            )
     days = sorted(set(sent) | set(failed) | set(counts))
     rows = []
     for day in days:

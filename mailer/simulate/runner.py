@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select, text
 from temporalio.api.testservice.v1 import SleepRequest
@@ -21,6 +24,7 @@ from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.calendar_days import special_dates
 from db.engine import get_engine, session_scope
 from db.models import (
     Campaign,
@@ -53,6 +57,8 @@ STEP = timedelta(days=1)
 # has been sent for STALL with no refill or failure window still to come.
 HORIZON = timedelta(days=366)
 STALL = timedelta(days=8)
+# With a calendar, a quiet spell may be holidays (Russia's New Year: 12 days), not a stall.
+STALL_WITH_CALENDAR = timedelta(days=30)
 ADVANCE_RPC_TIMEOUT = timedelta(hours=2)
 
 
@@ -176,11 +182,14 @@ def interleaved(domains: tuple[tuple[str, int], ...], count: int) -> list[str]:
     return chosen
 
 
-def settings_for(options: SimulationOptions, base: Settings, **connections: str) -> Settings:
+def settings_for(
+    options: SimulationOptions, base: Settings, **connections: str | Path | None
+) -> Settings:
     start, end = options.working_hours
     return base.model_copy(
         update={
             **connections,
+            "working_days": options.working_days,
             "timezone": options.timezone,
             "working_hours_start": start,
             "working_hours_end": end,
@@ -193,6 +202,25 @@ def settings_for(options: SimulationOptions, base: Settings, **connections: str)
             ),
         }
     )
+
+
+def shifted_dates(options: SimulationOptions, shift: timedelta) -> Path | None:
+    """The simulation's holidays and transferred days as a dates file, moved with its start.
+
+    The time-skipping server runs in the future by whole weeks (:func:`week_shift`), and a
+    holiday is a date, not a weekday: the dates of the real start's year and the next are
+    moved by the same shift, written to a file the simulated worker reads."""
+    if not options.holidays and options.holidays_file is None:
+        return None
+    closed, opened = special_dates(options.holidays, options.holidays_file, options.start.date())
+    lines = [
+        *(f"{date.fromisoformat(day) + shift} " for day in closed),
+        *(f"{date.fromisoformat(day) + shift} working" for day in opened),
+    ]
+    handle, name = tempfile.mkstemp(prefix="mailer-simulated-dates-", suffix=".txt")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write("\n".join(line.strip() for line in lines) + "\n")
+    return Path(name)
 
 
 def _shifted(options: SimulationOptions, shift: timedelta) -> SimulationOptions:
@@ -279,6 +307,7 @@ async def _run_in(
     smtp = SimulatedSmtp(shifted.fail_rules, env.get_current_time)
     smtp_port = await smtp.start()
     provider = _provider(env, engine, shifted).start()
+    calendar = shifted_dates(options, shift)
     try:
         campaign_ids = seed(url, shifted, smtp_port)
         settings = settings_for(
@@ -287,11 +316,15 @@ async def _run_in(
             database_url=url,
             redis_url=redis_url,
             smtp_bz_api_url=provider.base_url,
+            holidays="",
+            holidays_file=calendar,
         )
         states, records = await _simulate(env, engine, settings, shifted, campaign_ids)
     finally:
         provider.stop()
         await smtp.stop()
+        if calendar is not None:
+            calendar.unlink(missing_ok=True)
     return RawOutcome(
         campaign_ids=campaign_ids,
         states=states,
@@ -412,7 +445,7 @@ async def _step_until_settled(
         count = handled()
         if count != last_handled:
             last_handled, last_change = count, now
-        elif now - last_change >= STALL and not _change_ahead(options, now):
+        elif now - last_change >= _stall(options) and not _change_ahead(options, now):
             return states
         await advance(env, min(STEP, until - now))
 
@@ -428,6 +461,11 @@ async def advance(env: WorkflowEnvironment, duration: timedelta) -> None:
     await env.client.test_service.unlock_time_skipping_with_sleep(
         request, timeout=ADVANCE_RPC_TIMEOUT
     )
+
+
+def _stall(options: SimulationOptions) -> timedelta:
+    plain = options.working_days == "mon-sun" and not options.holidays
+    return STALL if plain and options.holidays_file is None else STALL_WITH_CALENDAR
 
 
 def _change_ahead(options: SimulationOptions, now: datetime) -> bool:

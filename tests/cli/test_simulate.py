@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,6 +200,14 @@ def test_until_stops_early() -> None:
             "error: --timezone: unknown time zone 'Mars/Base'",
         ),
         (["--recipients", "0"], "error: --recipients: must be 1 or more, got 0"),
+        (
+            ["--recipients", "10", "--working-days", "mon-fr"],
+            "error: --working-days: 'mon-fr' is not a day or a range of days",
+        ),
+        (
+            ["--recipients", "10", "--holidays", "XX"],
+            "error: --holidays: 'XX' is not a country the holidays package knows",
+        ),
         ([], "error: --recipients: give --recipients N or --campaign CAMPAIGN_ID"),
         (["--campaign", "not-a-uuid"], "error: --campaign: 'not-a-uuid' is not a campaign UUID"),
     ],
@@ -253,3 +262,31 @@ def test_a_mail_ru_heavy_list_is_paced_as_configured() -> None:
     assert at(free["completed_at"]) - at(MONDAY) < timedelta(minutes=1)
     assert {d["reason"] for d in paced["deferrals"]} == {"rate_per_hour"}
     assert len(paced["deferrals"]) == 23
+
+
+def test_working_days_and_russian_holidays_are_forecast() -> None:
+    """From Wednesday 30 December 2026: 900 that day; 31 December is a day off in Russia
+    (the government's transfer), 1–8 January the New Year holidays, 9–10 a weekend: the rest
+    on Monday 11 January from 09:00."""
+    forecast = simulate(
+        "--recipients", "1500", "--start", "2026-12-30T09:00+03:00",
+        "--working-days", "mon-fri", "--holidays", "RU",
+    )  # fmt: skip
+    per_day: Counter[str] = Counter()
+    for hour in forecast["hours"]:
+        per_day[hour["hour"][:10]] += hour["sent"]
+    assert +per_day == {"2026-12-30": 900, "2027-01-11": 600}
+    assert forecast["completed_at"].startswith("2027-01-11T14:")
+    resume = [d for d in forecast["deferrals"] if d["reason"] == "outside_hours"]
+    assert [d["until"] for d in resume] == ["2027-01-11T09:00:00+03:00"]
+
+
+def test_a_working_saturday_from_a_dates_file_is_forecast(tmp_path: Path) -> None:
+    dates = tmp_path / "dates.txt"
+    dates.write_text("2026-12-09\n2026-12-12 working\n")  # Wednesday off; Saturday on
+    forecast = simulate(
+        "--recipients", "4000", "--start", MONDAY, "--working-days", "mon-fri",
+        "--holidays-file", str(dates),
+    )  # fmt: skip
+    days = sorted({hour["hour"][:10] for hour in forecast["hours"] if hour["sent"]})
+    assert days == ["2026-12-07", "2026-12-08", "2026-12-10", "2026-12-11", "2026-12-12"]

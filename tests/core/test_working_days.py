@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
+from mailer.core.errors import ConfigError
+from mailer.core.settings import load_settings
 from mailer.core.working_days import WorkingDays, parse_dates_file, parse_working_days
 from workflows.working_hours import WorkingHours, is_working_time, next_working_start
 
@@ -28,6 +31,7 @@ def test_the_dates_file_names_file_and_line_when_wrong() -> None:
         parse_dates_file("2027-01-11 holiday\n", "d.txt")
 
 
+DATABASE_URL = "postgresql://mailer@127.0.0.1/unused"
 MON_FRI = WorkingDays.of(range(5), closed=["2027-01-11"], opened=["2027-01-16"])
 HOURS = WorkingHours("Europe/Moscow", 9, 18, MON_FRI)
 
@@ -54,3 +58,17 @@ def test_a_dst_zone_opens_at_its_local_start_across_the_change() -> None:
     friday = datetime(2027, 3, 26, 17, 0, tzinfo=UTC)  # 18:00 CET; clocks go forward Sunday
     # Monday 29 March 09:00 CEST is 07:00 UTC.
     assert next_working_start(friday, berlin) == datetime(2027, 3, 29, 7, 0, tzinfo=UTC)
+
+
+def test_calendar_settings_are_one_line_naming_the_variable_file_and_line(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "dates.txt"
+    bad.write_text("2027-01-11\n2027-02-30 working\n")
+    with pytest.raises(ConfigError, match=rf"^MAILER_HOLIDAYS_FILE: {bad}:2: '2027-02-30' is not"):
+        load_settings(database_url=DATABASE_URL, holidays_file=bad)
+    with pytest.raises(ConfigError, match=r"^MAILER_WORKING_DAYS: 'mon-fry' is not a day"):
+        load_settings(database_url=DATABASE_URL, working_days="mon-fry")
+    with pytest.raises(ConfigError, match=r"^MAILER_HOLIDAYS: 'ZZ' is not a country"):
+        load_settings(database_url=DATABASE_URL, holidays="ZZ")
+    assert load_settings(database_url=DATABASE_URL, holidays="ru").holidays == "RU"
