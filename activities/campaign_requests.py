@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaign_runs import live
 from activities.ledger import campaign_rows, release_processing, take_requests
-from activities.start_metadata import start_metadata
+from activities.start_metadata import start_campaign_run, start_metadata
 from db.engine import session_scope
 from mailer.core.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
@@ -94,14 +94,11 @@ class CampaignRequests:
             await asyncio.to_thread(unstick)
         metadata = await asyncio.to_thread(start_metadata, self.settings, row.campaign_id)
         try:
-            await self.client.start_workflow(
-                CampaignWorkflow.run,
+            await start_campaign_run(
+                self.client,
                 CampaignInput(row.campaign_id, adopted_state(row, now)),
-                id=workflow_id_for(row.campaign_id),
-                task_queue=task_queue,
-                static_summary=metadata.static_summary,
-                static_details=metadata.static_details,
-                search_attributes=metadata.search_attributes,
+                metadata,
+                task_queue,
             )
         except WorkflowAlreadyStartedError:
             return False

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
 
+from activities.search_attribute_registry import ensure_search_attributes, missing_attribute
 from db.engine import session_scope
 from db.models import Campaign, CampaignRecipient, User
 from db.queries import get_account
 from mailer.core.settings import Settings
+from workflows.campaign import CAMPAIGN_WORKFLOW, workflow_id_for
+from workflows.contracts import CampaignInput
 from workflows.search_attributes import MAILER_CREATED_BY
 from workflows.summaries import (
     CampaignCard,
@@ -62,3 +68,33 @@ def start_metadata(settings: Settings, campaign_id: str) -> StartMetadata:
         else TypedSearchAttributes.empty
     )
     return StartMetadata(campaign_summary(card), campaign_details(card, limits), attributes)
+
+
+async def start_campaign_run(
+    client: Client,
+    campaign_input: CampaignInput,
+    metadata: StartMetadata,
+    task_queue: str,
+) -> WorkflowHandle[Any, Any]:
+    """Start the campaign's workflow with its metadata. A namespace that lacks one of
+    mailer's search attributes (a stack started by an older release, before its worker
+    registered them) gets them registered, and the start is tried once more."""
+
+    async def start() -> WorkflowHandle[Any, Any]:
+        return await client.start_workflow(
+            CAMPAIGN_WORKFLOW,
+            campaign_input,
+            id=workflow_id_for(campaign_input.campaign_id),
+            task_queue=task_queue,
+            static_summary=metadata.static_summary,
+            static_details=metadata.static_details,
+            search_attributes=metadata.search_attributes,
+        )
+
+    try:
+        return await start()
+    except RPCError as error:
+        if not missing_attribute(error):
+            raise
+    await ensure_search_attributes(client, client.namespace)
+    return await start()

@@ -20,7 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaign_runs import RUNNING, live
-from activities.start_metadata import start_metadata
+from activities.start_metadata import start_campaign_run, start_metadata
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status_view
 from mailer.core import temporal_client
@@ -93,14 +93,8 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
     client = await connect_or_explain(settings)
     metadata = await asyncio.to_thread(start_metadata, settings, str(campaign_id))
     try:
-        handle = await client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignInput(str(campaign_id)),
-            id=workflow_id_for(str(campaign_id)),
-            task_queue=settings.task_queue,
-            static_summary=metadata.static_summary,
-            static_details=metadata.static_details,
-            search_attributes=metadata.search_attributes,
+        handle = await start_campaign_run(
+            client, CampaignInput(str(campaign_id)), metadata, settings.task_queue
         )
     except WorkflowAlreadyStartedError:
         raise ControlError(f"campaign {campaign_id} is already running") from None

@@ -16,11 +16,6 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
 from temporalio.client import (
     Client,
     Schedule,
@@ -34,10 +29,11 @@ from temporalio.client import (
 from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
+from activities.search_attribute_registry import ensure_search_attributes
 from db.engine import size_pools
 from mailer.core import temporal_client
 from mailer.core.errors import ConfigError
@@ -62,7 +58,6 @@ from workflows.maintenance import (
     dispatcher_workflow_id,
 )
 from workflows.proof import ProofEmailWorkflow
-from workflows.search_attributes import ALL_KEYS
 
 log = logging.getLogger("mailer.worker")
 
@@ -74,70 +69,6 @@ TEMPORAL_RETRY_SECONDS = 2.0
 # Heartbeats reach the server at least this often, so a pause or cancel reaches a running
 # batch within about one message.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=300)
-
-_INDEXED_TYPES = {
-    "KEYWORD": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "DATETIME": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    "INT": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-}
-
-
-_REFUSED = (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED)
-
-
-async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register mailer's search attributes that the namespace lacks; returns those added.
-
-    A cluster that refuses the OperatorService (Temporal Cloud with an API key, a cluster
-    with authorization) is not fatal when it cannot list: the attributes are assumed made
-    by its administrator (docs/deploy.md). When it lists some missing and refuses to add
-    them, the worker stops with one line naming them and the commands that add them."""
-    try:
-        listed = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
-        present = set(listed.custom_attributes)
-    except RPCError as error:
-        if error.status in _REFUSED:
-            log.warning(
-                "cannot list search attributes (%s): assuming %s exist",
-                error.status.name,
-                ", ".join(key.name for key in ALL_KEYS),
-            )
-            return []
-        # The time-skipping test server cannot list, but accepts additions.
-        if error.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        present = set()
-    missing = {
-        key.name: _INDEXED_TYPES[key.indexed_value_type.name]
-        for key in ALL_KEYS
-        if key.name not in present
-    }
-    if missing:
-        try:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-            )
-        except RPCError as error:
-            if error.status not in _REFUSED:
-                raise
-            raise ConfigError(
-                f"namespace {namespace} lacks search attributes {', '.join(sorted(missing))} "
-                f"and refuses to add them ({error.status.name}); add them once: "
-                + "; ".join(
-                    _create_command(namespace, name, kind) for name, kind in missing.items()
-                )
-            ) from None
-    return sorted(missing)
-
-
-def _create_command(namespace: str, name: str, kind: IndexedValueType.ValueType) -> str:
-    type_name = IndexedValueType.Name(kind).removeprefix("INDEXED_VALUE_TYPE_").title()
-    return (
-        f"temporal operator search-attribute create --namespace {namespace} "
-        f"--name {name} --type {type_name}"
-    )
 
 
 async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
@@ -263,6 +194,9 @@ def _prepare_threads(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=connections, thread_name_prefix="db")
     )
+
+
+__all__ = ["build_worker", "ensure_search_attributes", "main", "run"]
 
 
 async def _register(client: Client, settings: Settings) -> None:
