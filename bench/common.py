@@ -28,6 +28,16 @@ def sink_process(outbox: Path | None = None, latency_ms: float = 0.0) -> Iterato
         yield port
 
 
+@contextmanager
+def latency_proxy(target: int, rtt_ms: float) -> Iterator[int]:
+    """bench/latency_proxy.py in front of ``target``, in its own process; yields its port."""
+    port = free_port()
+    args = [sys.executable, "-m", "bench.latency_proxy", "--listen", str(port)]
+    args += ["--target", str(target), "--rtt-ms", str(rtt_ms)]
+    with serving(args, port, "latency proxy", cwd=ROOT):
+        yield port
+
+
 class Stopwatch:
     """Wall seconds, and this process's CPU seconds (all its threads) over the block."""
 

@@ -19,12 +19,13 @@ import asyncio
 import statistics
 import sys
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Stopwatch, sink_process
+from bench.common import Stopwatch, latency_proxy, sink_process
 from bench.temporal_target import clean_up, temporal_target
 
 
@@ -186,12 +187,21 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--campaigns", type=int, default=5, help="= connections on both sides")
     parser.add_argument("--recipients", type=int, default=1000, help="per campaign")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the sink delays each reply")
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=None,
+        help="a proxy delays every chunk RTT/2 each way (the network; bench/latency_proxy.py)",
+    )
     args = parser.parse_args()
     shape = Shape(args.campaigns, args.recipients)
     engine_runs: list[Run] = []
     plain_runs: list[Run] = []
-    with sink_process(latency_ms=args.latency_ms) as port:
+    with sink_process(latency_ms=args.latency_ms) as sink_port, ExitStack() as network:
+        port = sink_port
+        if args.rtt_ms is not None:
+            port = network.enter_context(latency_proxy(sink_port, args.rtt_ms))
         async with Engine() as engine:
             print(f"Temporal: {engine.target.label}", flush=True)
             for number in range(1, args.runs + 1):
@@ -208,7 +218,8 @@ async def main() -> None:
 
     engine_median, plain_median = median(engine_runs, "rate"), median(plain_runs, "rate")
     connections = f"{shape.campaigns} connections each, {shape.total} emails"
-    print(f"sink latency per reply: {args.latency_ms:.0f} ms; {connections}")
+    rtt = f"; network RTT {args.rtt_ms:.0f} ms (proxy)" if args.rtt_ms is not None else ""
+    print(f"sink latency per reply: {args.latency_ms:.0f} ms{rtt}; {connections}")
     print(f"plain aiosmtplib, median:      {plain_median:8.1f} emails/s")
     print(f"mailer end to end, median:     {engine_median:8.1f} emails/s")
     print(f"ratio of medians (>= 0.70):    {engine_median / plain_median:8.2f}")
