@@ -10,12 +10,15 @@ calendars are computed once a year, the file again when it changes.
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import date
 from pathlib import Path
 
 import holidays
 
 from mailer.core.working_days import parse_dates_file
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=16)
@@ -42,7 +45,13 @@ def special_dates(country: str, file: Path | None, today: date) -> tuple[list[st
         closed |= country_closed
         opened |= country_opened
     if file is not None:
-        file_closed, file_opened = _file(str(file), file.stat().st_mtime)
+        try:
+            file_closed, file_opened = _file(str(file), file.stat().st_mtime)
+        except (OSError, UnicodeError, ValueError) as exc:
+            # Checked at start; gone or broken since: the country's dates still hold, and
+            # the next read (every time a campaign wakes) tries the file again.
+            log.warning("MAILER_HOLIDAYS_FILE unreadable, its dates ignored for now: %s", exc)
+            return sorted(closed), sorted(opened)
         closed = (closed - file_opened) | file_closed
         opened = (opened - file_closed) | file_opened
     return sorted(closed), sorted(opened)

@@ -270,9 +270,13 @@ async def run(settings: Settings) -> None:
         async with worker:
             health.running = True
             ready.set(1)
-            if settings.build_id:
-                await _take_over(client, settings)
+            # In the background: a server slow to list the version must not delay a SIGTERM.
+            takeover = (
+                asyncio.create_task(_take_over(client, settings)) if settings.build_id else None
+            )
             await stop.wait()
+            if takeover is not None:
+                takeover.cancel()
             health.running = False
             ready.set(0)
             log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)

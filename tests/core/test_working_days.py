@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.calendar_days import special_dates
 from mailer.core.errors import ConfigError
 from mailer.core.settings import load_settings
 from mailer.core.working_days import WorkingDays, parse_dates_file, parse_working_days
@@ -72,3 +73,14 @@ def test_calendar_settings_are_one_line_naming_the_variable_file_and_line(
     with pytest.raises(ConfigError, match=r"^MAILER_HOLIDAYS: 'ZZ' is not a country"):
         load_settings(database_url=DATABASE_URL, holidays="ZZ")
     assert load_settings(database_url=DATABASE_URL, holidays="ru").holidays == "RU"
+
+
+def test_a_dates_file_gone_after_the_start_leaves_the_countrys_dates(tmp_path: Path) -> None:
+    dates = tmp_path / "dates.txt"
+    dates.write_text("2026-12-28\n2026-12-26 working\n")
+    today = date(2026, 12, 5)
+    closed, opened = special_dates("RU", dates, today)
+    assert "2026-12-28" in closed and "2026-12-26" in opened and "2027-01-01" in closed
+    dates.unlink()
+    closed, opened = special_dates("RU", dates, today)
+    assert "2026-12-28" not in closed and "2027-01-01" in closed
