@@ -16,7 +16,7 @@ from pathlib import Path
 
 import holidays
 
-from mailer.core.working_days import parse_dates_file
+from mailer.core.working_days import read_dates_file
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _country(code: str, year: int) -> tuple[frozenset[str], frozenset[str]]:
 
 @functools.lru_cache(maxsize=4)
 def _file(path: str, modified: float) -> tuple[frozenset[str], frozenset[str]]:
-    closed, opened = parse_dates_file(Path(path).read_text(encoding="utf-8"), path)
+    closed, opened = read_dates_file(Path(path))
     return frozenset(closed), frozenset(opened)
 
 
@@ -47,7 +47,7 @@ def special_dates(country: str, file: Path | None, today: date) -> tuple[list[st
     if file is not None:
         try:
             file_closed, file_opened = _file(str(file), file.stat().st_mtime)
-        except (OSError, UnicodeError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # stat, or read_dates_file
             # Checked at start; gone or broken since: the country's dates still hold, and
             # the next read (every time a campaign wakes) tries the file again.
             log.warning("MAILER_HOLIDAYS_FILE unreadable, its dates ignored for now: %s", exc)

@@ -13,16 +13,23 @@ import functools
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays as holidays_package
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.core.errors import ConfigError
-from mailer.core.working_days import parse_dates_file, parse_working_days
+from mailer.core.working_days import country_code, parse_working_days, read_dates_file
 from mailer.mail.pacing import DomainPacing, parse_domain_rates
 
 ENV_PREFIX = "MAILER_"
@@ -193,46 +200,26 @@ class Settings(BaseSettings):
             raise ValueError("expected an https:// URL (where `mailer web` is reachable)")
         return value.rstrip("/")
 
-    @field_validator("working_days")
+    @field_validator(
+        "working_days", "dkim_nameservers", "domain_rate_per_minute", "recipient_retry_minutes"
+    )
     @classmethod
-    def _working_days(cls, value: str) -> str:
-        parse_working_days(value)  # a ValueError names the bad part
+    def _parses(cls, value: str, info: ValidationInfo) -> str:
+        """Kept as written once its parser accepts it (a ValueError names the bad part)."""
+        _PARSERS[info.field_name or ""](value)
         return value
 
     @field_validator("holidays")
     @classmethod
     def _holidays_country(cls, value: str) -> str:
-        code = value.strip().upper()
-        if code and code not in holidays_package.list_supported_countries():
-            raise ValueError(f"{code!r} is not a country the holidays package knows (e.g. RU)")
-        return code
+        return country_code(value)
 
     @field_validator("holidays_file")
     @classmethod
     def _holidays_file(cls, value: Path | None) -> Path | None:
         if value is None or str(value) in ("", "."):
             return None
-        try:
-            text = value.read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as exc:
-            raise ValueError(
-                f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}"
-            ) from None
-        parse_dates_file(text, str(value))  # a ValueError names file:line
-        return value
-
-    @field_validator("dkim_nameservers")
-    @classmethod
-    def _nameservers(cls, value: str) -> str:
-        for entry in (e.strip() for e in value.split(",")):
-            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "53")
-            try:
-                ipaddress.ip_address(host)
-                valid_port = 0 < int(port) < 65536
-            except ValueError:
-                valid_port = False
-            if entry and not valid_port:
-                raise ValueError(f"expected IP[:PORT] entries, got {entry!r}")
+        read_dates_file(value)  # a ValueError names file:line
         return value
 
     @field_validator(
@@ -252,18 +239,6 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
         if "-----BEGIN " not in text:
             raise ValueError(f"{value} is not a PEM file")
-        return value
-
-    @field_validator("domain_rate_per_minute")
-    @classmethod
-    def _domain_rates(cls, value: str) -> str:
-        parse_domain_rates(value)  # a ValueError names what is wrong
-        return value
-
-    @field_validator("recipient_retry_minutes")
-    @classmethod
-    def _retry_schedule(cls, value: str) -> str:
-        _parse_schedule(value)  # a ValueError names what is wrong
         return value
 
     @field_validator("redis_url")
@@ -402,3 +377,31 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once."""
     return load_settings()
+
+
+def nameserver_addresses(text: str) -> list[tuple[str, int]]:
+    """``MAILER_DKIM_NAMESERVERS``: ``"10.0.0.2, 127.0.0.1:5353"`` → (IP, port) pairs (53 by
+    default). Raises ValueError naming the bad entry."""
+    found = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "53")
+        try:
+            ipaddress.ip_address(host)
+            number = int(port)
+        except ValueError:
+            number = 0
+        if not 0 < number < 65536:
+            raise ValueError(f"expected IP[:PORT] entries, got {entry!r}")
+        found.append((host, number))
+    return found
+
+
+# The settings held as text and checked by parsing (Settings._parses).
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "working_days": parse_working_days,
+    "dkim_nameservers": nameserver_addresses,
+    "domain_rate_per_minute": parse_domain_rates,
+    "recipient_retry_minutes": _parse_schedule,
+}

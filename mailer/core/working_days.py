@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 EVERY_DAY = tuple(range(7))
@@ -91,3 +92,27 @@ def parse_dates_file(text: str, where: str) -> tuple[list[str], list[str]]:
         else:
             raise ValueError(f"{where}:{number}: expected 'YYYY-MM-DD' or 'YYYY-MM-DD working'")
     return closed, opened
+
+
+def country_code(text: str) -> str:
+    """``MAILER_HOLIDAYS`` / ``--holidays``: ``"ru"`` → ``"RU"`` ('' for none).
+
+    Raises ValueError when the holidays package does not know the country."""
+    # Imported here: workflows import this module, and their sandbox re-imports what a
+    # module imports at its top for every run.
+    import holidays
+
+    code = text.strip().upper()
+    if code and code not in holidays.list_supported_countries():
+        raise ValueError(f"{code!r} is not a country the holidays package knows (e.g. RU)")
+    return code
+
+
+def read_dates_file(path: Path) -> tuple[list[str], list[str]]:
+    """:func:`parse_dates_file` of the file at ``path``; ValueError when it cannot be read
+    (the reason) or is wrong (``path:LINE``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_dates_file(text, str(path))

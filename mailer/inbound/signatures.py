@@ -16,6 +16,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from mailer.core.settings import nameserver_addresses
 from mailer.inbound.feedback_loops import loop_of
 
 # A provider signs its report once or twice (its own domain, perhaps its relay's): the
@@ -35,21 +36,8 @@ class KeyLookupFailed(Exception):
 
 
 def parse_nameservers(text: str) -> list[dns.nameserver.Nameserver]:
-    """``MAILER_DKIM_NAMESERVERS``: ``"10.0.0.2, 127.0.0.1:5353"`` → nameservers.
-
-    Raises ValueError naming the bad entry."""
-    found: list[dns.nameserver.Nameserver] = []
-    for entry in (e.strip() for e in text.split(",")):
-        if not entry:
-            continue
-        host, colon, port = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
-        address = host if colon else entry
-        try:
-            number = int(port) if colon else 53
-            found.append(dns.nameserver.Do53Nameserver(address, number))
-        except ValueError:
-            raise ValueError(f"not a nameserver address: {entry!r}") from None
-    return found
+    """``MAILER_DKIM_NAMESERVERS`` (checked by the settings) → dnspython's nameservers."""
+    return [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameserver_addresses(text)]
 
 
 class SignatureChecker:

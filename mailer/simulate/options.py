@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays as holidays_package
-
 from mailer.core.errors import InputError
-from mailer.core.working_days import parse_dates_file, parse_working_days
+from mailer.core.working_days import country_code, parse_working_days, read_dates_file
 from mailer.mail.pacing import parse_domain_rates
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
@@ -249,15 +247,14 @@ def _calendar(
         parse_working_days(days)
     except ValueError as exc:
         raise InputError([f"--working-days: {exc}"]) from None
-    country = (holidays if holidays is not None else defaults.holidays).strip().upper()
-    if country and country not in holidays_package.list_supported_countries():
-        raise InputError([f"--holidays: {country!r} is not a country the holidays package knows"])
+    try:
+        country = country_code(holidays if holidays is not None else defaults.holidays)
+    except ValueError as exc:
+        raise InputError([f"--holidays: {exc}"]) from None
     file = Path(holidays_file) if holidays_file else defaults.holidays_file
     if file is not None:
         try:
-            parse_dates_file(file.read_text(encoding="utf-8"), str(file))
-        except OSError as exc:
-            raise InputError([f"--holidays-file: cannot read {file}: {exc.strerror}"]) from None
+            read_dates_file(file)
         except ValueError as exc:
             raise InputError([f"--holidays-file: {exc}"]) from None
     return {"working_days": days, "holidays": country, "holidays_file": file}

@@ -67,6 +67,27 @@ def running_web(
         process.wait(10)
 
 
+def web_refusing_to_start(
+    database_url: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``mailer web`` run once with ``env`` (more ``MAILER_*`` settings) where it should stop
+    at start: its exit code and one-line error."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailer.cli", "web", "--port", str(free_port())],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "MAILER_ENV_FILES": "",
+            "MAILER_DATABASE_URL": database_url,
+            "MAILER_UNSUBSCRIBE_SECRET": SECRET,
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -4,10 +4,7 @@ must change nothing (forged tokens, soft bounces, reports about someone else, ma
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,8 +19,7 @@ from mailer.stack import seed_data
 from mailer.stack.seed_data import sql_rows
 from mailer.stack.servers import free_port
 from tests.support import inbound_samples as samples
-from tests.support.harness import PROJECT_ROOT
-from tests.support.webservice import SECRET, WebService, running_web
+from tests.support.webservice import SECRET, WebService, running_web, web_refusing_to_start
 
 MAILBOX = "unsubscribe@news.example.com"
 
@@ -148,20 +144,7 @@ async def _summary(web: WebService, raw: bytes) -> str:
 def test_a_taken_inbound_port_is_one_line_naming_the_setting(database_url: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "mailer.cli", "web", "--port", str(free_port())],
-            cwd=PROJECT_ROOT,
-            env={
-                **os.environ,
-                "MAILER_ENV_FILES": "",
-                "MAILER_DATABASE_URL": database_url,
-                "MAILER_UNSUBSCRIBE_SECRET": SECRET,
-                "MAILER_INBOUND_PORT": str(port),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = web_refusing_to_start(database_url, {"MAILER_INBOUND_PORT": str(port)})
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: MAILER_INBOUND_PORT: cannot receive mail on 127.0.0.1:{port}: "

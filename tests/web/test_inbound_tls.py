@@ -3,10 +3,7 @@ tokens in returned reports need not cross the internet in clear."""
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,8 +14,7 @@ import trustme
 from mailer.mail.unsubscribe_tokens import Target, TargetKind, links
 from mailer.stack.servers import free_port
 from tests.support import inbound_samples as samples
-from tests.support.harness import PROJECT_ROOT
-from tests.support.webservice import SECRET, running_web
+from tests.support.webservice import SECRET, running_web, web_refusing_to_start
 from tests.web.test_inbound_mail import MAILBOX, suppression
 
 
@@ -84,21 +80,7 @@ def test_an_unusable_certificate_is_one_line_naming_the_setting(
     other = tmp_path / "other.key"
     trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(other))
     env["MAILER_INBOUND_TLS_KEY"] = str(other)  # a key that is not the certificate's
-    result = subprocess.run(
-        [sys.executable, "-m", "mailer.cli", "web", "--port", str(free_port())],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "MAILER_ENV_FILES": "",
-            "MAILER_DATABASE_URL": database_url,
-            "MAILER_UNSUBSCRIBE_SECRET": SECRET,
-            "MAILER_INBOUND_PORT": str(free_port()),
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = web_refusing_to_start(database_url, {"MAILER_INBOUND_PORT": str(free_port()), **env})
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: MAILER_INBOUND_TLS_CERT: cannot use {env['MAILER_INBOUND_TLS_CERT']} with "
