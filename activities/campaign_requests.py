@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,11 +22,23 @@ from activities.start_metadata import start_campaign_run, start_metadata
 from db.engine import session_scope
 from mailer.core.settings import Settings
 from workflows.campaign import CampaignWorkflow, workflow_id_for
-from workflows.contracts import CampaignInput, DispatchResult
-from workflows.requests import Action, CampaignRow, adopted_state, decide
+from workflows.contracts import CampaignInput, DispatchResult, RescheduleInput
+from workflows.requests import (
+    Action,
+    CampaignRow,
+    adopted_state,
+    decide,
+    scheduled_start,
+    start_time_asked,
+)
 from workflows.states import QueueStatus
 
 log = logging.getLogger(__name__)
+
+# The workflow's reschedule update (Any: the SDK types a described update as returning its
+# coroutine); an answer waited for this long at most.
+RESCHEDULE: Any = CampaignWorkflow.reschedule
+UPDATE_TIMEOUT = timedelta(seconds=15)
 
 # Requests taken per turn; more wait for the next turn (which then comes at once).
 REQUESTS_PER_TURN = 200
@@ -67,6 +80,8 @@ class CampaignRequests:
                 log.info("campaign %s: started (%s in the tables)", row.campaign_id, row.status)
             return started
         handle = self.client.get_workflow_handle(workflow_id_for(row.campaign_id))
+        if action == Action.RESCHEDULE:
+            return await self._reschedule(handle, row, now)
         signal = {
             Action.PAUSE: CampaignWorkflow.pause,
             Action.RESUME: CampaignWorkflow.resume,
@@ -79,6 +94,26 @@ class CampaignRequests:
                 raise
             return False  # the run closed meanwhile
         log.info("campaign %s: %s (requested in the tables)", row.campaign_id, action)
+        return True
+
+    async def _reschedule(
+        self, handle: WorkflowHandle[Any, Any], row: CampaignRow, now: datetime
+    ) -> bool:
+        at = start_time_asked(row, now)
+        try:
+            await handle.execute_update(RESCHEDULE, RescheduleInput(at), rpc_timeout=UPDATE_TIMEOUT)
+        except WorkflowUpdateFailedError as error:
+            log.warning("campaign %s: start not moved: %s", row.campaign_id, error.cause)
+            return False
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False  # the run closed meanwhile
+        log.info(
+            "campaign %s: start moved to %s (requested in the tables)",
+            row.campaign_id,
+            at.isoformat(),
+        )
         return True
 
     async def start_run(self, row: CampaignRow, now: datetime, task_queue: str) -> bool:
@@ -96,7 +131,9 @@ class CampaignRequests:
         try:
             await start_campaign_run(
                 self.client,
-                CampaignInput(row.campaign_id, adopted_state(row, now)),
+                CampaignInput(
+                    row.campaign_id, adopted_state(row, now), start_at=scheduled_start(row, now)
+                ),
                 metadata,
                 task_queue,
             )
@@ -111,4 +148,5 @@ def _done_list(result: DispatchResult, action: Action) -> list[str]:
         Action.PAUSE: result.paused,
         Action.RESUME: result.resumed,
         Action.CANCEL: result.cancelled,
+        Action.RESCHEDULE: result.rescheduled,
     }[action]

@@ -25,6 +25,7 @@ from activities.ledger import (
     CampaignRefused,
     _queue,
     active_campaign_count,
+    limits_for,
     live_claim,
     sends_this_hour,
     sent_today,
@@ -38,7 +39,7 @@ from db.models import (
 from db.queries import get_account, latest_quota, recipient_domain
 from mailer.core.settings import Settings
 from mailer.mail.views import AccountView, CampaignView, RecipientView
-from workflows.gates import fair_share
+from workflows.gates import fair_share, working_hours
 from workflows.states import (
     SUPPRESSED_ERROR_PREFIX,
     BatchLimit,
@@ -46,6 +47,7 @@ from workflows.states import (
     QueueStatus,
     RecipientStatus,
 )
+from workflows.working_hours import in_zone, is_working_time
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,18 @@ def _claim_pending(
     limit: int,
     claim: Claim,
     skip_domains: list[str],
+    closed_zones: list[str],
 ) -> list[CampaignRecipient]:
     """Claim the next ready recipients by id, leaving out ``skip_domains`` (paced this
-    minute); rows another planner is claiming are skipped."""
+    minute) and ``closed_zones`` (recipients' zones outside working hours); rows another
+    planner is claiming are skipped."""
     if limit <= 0:
         return []
     ready = _ready(campaign_id, now)
     if skip_domains:
         ready.append(recipient_domain().not_in(skip_domains))
+    if closed_zones:
+        ready.append(CampaignRecipient.timezone.not_in(closed_zones))
     rows = list(
         session.scalars(
             select(CampaignRecipient)
@@ -290,7 +296,8 @@ def plan_batch(
     quota = latest_quota(session, for_update=True)
     allowance = _allowance(session, campaign, account, quota, now, max_messages, settings)
     skip = skip_domains or []
-    claimed = _claim_pending(session, campaign_id, now, allowance.count, claim, skip)
+    closed = _closed_zones(session, campaign_id, now, account, settings)
+    claimed = _claim_pending(session, campaign_id, now, allowance.count, claim, skip, closed)
     suppressed = _fail_suppressed(session, [row.id for row in claimed])
     rows = [row for row in claimed if row.id not in suppressed]
     limited_by = allowance.limited_by if len(claimed) < max_messages else BatchLimit.NONE
@@ -311,6 +318,30 @@ def plan_batch(
         retry_at=retry_at,
         suppressed=len(suppressed),
     )
+
+
+def _closed_zones(
+    session: Session,
+    campaign_id: uuid.UUID,
+    now: datetime,
+    account: GlobalMailAccount,
+    settings: Settings,
+) -> list[str]:
+    """With recipient time zones: the ``timezone`` values of pending recipients whose
+    working hours do not hold at ``now`` (as stored: a name that is not a zone is read as
+    MAILER_TIMEZONE)."""
+    if not settings.recipient_timezones:
+        return []
+    hours = working_hours(limits_for(settings, account, now))
+    stored = session.scalars(
+        select(CampaignRecipient.timezone)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+        )
+        .distinct()
+    )
+    return [zone for zone in stored if not is_working_time(now, in_zone(hours, zone))]
 
 
 def _campaign_and_account(

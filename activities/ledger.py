@@ -37,7 +37,7 @@ from mailer.core.working_days import parse_working_days
 from workflows.contracts import Limits, Snapshot
 from workflows.requests import CampaignRow
 from workflows.states import SELF_HELD_REASONS
-from workflows.working_hours import clock_hour_bounds, local_day_bounds
+from workflows.working_hours import clock_hour_bounds, is_zone, local_day_bounds
 
 
 class CampaignRefused(Exception):
@@ -64,6 +64,7 @@ def limits_for(
         working_days=list(parse_working_days(settings.working_days)),
         closed_dates=closed,
         open_dates=opened,
+        recipient_timezones=settings.recipient_timezones,
     )
 
 
@@ -145,7 +146,22 @@ def take_snapshot(
         sent=counts.sent,
         failed=counts.failed,
         campaign_status=campaign.status,
+        pending_zones=pending_zones(session, campaign_id) if limits.recipient_timezones else [],
     )
+
+
+def pending_zones(session: Session, campaign_id: uuid.UUID) -> list[str]:
+    """The distinct time zones of a campaign's pending recipients ('' for MAILER_TIMEZONE)."""
+    query = (
+        select(CampaignRecipient.timezone)
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING,
+        )
+        .distinct()
+        .order_by(CampaignRecipient.timezone)
+    )
+    return sorted({zone if is_zone(zone) else "" for zone in session.scalars(query)})
 
 
 def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
@@ -181,6 +197,18 @@ def start_campaign(
             f"MAILER_MAX_CAMPAIGN_RECIPIENTS={settings.max_campaign_recipients}"
         )
     return campaign
+
+
+def mark_scheduled(session: Session, campaign: Campaign, start_at: datetime, now: datetime) -> None:
+    """A scheduled start: the campaign stays ``ready`` (it has not started); its queue row
+    is ``pending`` with the start time in ``deferred_until`` and no defer reason."""
+    queue = _queue(session, campaign.id)
+    if queue is None:
+        queue = CampaignQueue(campaign_id=campaign.id, queued_at=now)
+        session.add(queue)
+    queue.status = QueueStatus.PENDING.value
+    queue.defer_reason = ""
+    queue.deferred_until = start_at
 
 
 def mark_started(session: Session, campaign: Campaign, now: datetime) -> None:

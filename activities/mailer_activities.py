@@ -26,6 +26,7 @@ from activities.ledger import (
     active_campaigns,
     api_key,
     campaigns_deferred_on,
+    mark_scheduled,
     mark_started,
     quota_available,
     record_state,
@@ -141,12 +142,14 @@ class MailerActivities(MailerActivityInterface):
 
     @activity.defn
     def start_campaign(self, request: StartCampaignInput) -> StartCampaignResult:
-        """Check the campaign may start (exists, ready, size, the creator's start throttle)."""
+        """Check the campaign may start (exists, ready, size, the creator's start throttle);
+        mark it started, or, for a scheduled start, leave it ``ready`` with its start time."""
         campaign_id = uuid.UUID(request.campaign_id)
         settings = self.settings
         with activity_errors(), session_scope(settings.sqlalchemy_url) as session:
             campaign = start_campaign(session, campaign_id, request.now, settings)
-            if campaign.status != CampaignStatus.SENDING and campaign.created_by_id is not None:
+            counted = request.counted or campaign.status == CampaignStatus.SENDING
+            if not counted and campaign.created_by_id is not None:
                 key = throttle_key(
                     "campaign_start", campaign.created_by_id, request.now, settings.timezone
                 )
@@ -160,7 +163,10 @@ class MailerActivities(MailerActivityInterface):
                         f"(MAILER_THROTTLE_CAMPAIGN_START_PER_HOUR="
                         f"{settings.throttle_campaign_start_per_hour})"
                     )
-            mark_started(session, campaign, request.now)
+            if request.scheduled_for is not None:
+                mark_scheduled(session, campaign, request.scheduled_for, request.now)
+            else:
+                mark_started(session, campaign, request.now)
             session.flush()
             snapshot = take_snapshot(session, campaign_id, request.now, settings)
         return StartCampaignResult(snapshot=snapshot)

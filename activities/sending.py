@@ -264,7 +264,8 @@ class BatchSender:
         url = self.settings.sqlalchemy_url
         now = hooks.now
         tally = _Tally()
-        if batch_is_stale(request.now, now, self._working_hours()):
+        zones = self.settings.recipient_timezones
+        if batch_is_stale(request.now, now, self._working_hours(), recipient_zones=zones):
             # Retried after the hour or the working day it was planned for: decide again.
             outcome = SendOutcome.STALE
         elif await self.old_engine.holds_lock():

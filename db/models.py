@@ -199,6 +199,9 @@ class CampaignRecipient(Base):
     variables: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb")
     )
+    # The recipient's IANA time zone (MAILER_RECIPIENT_TIMEZONES=on; not the seed's): its
+    # working hours are counted there. '' means MAILER_TIMEZONE.
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     status: Mapped[str] = mapped_column(
         String(20),
         default=RecipientStatus.PENDING.value,

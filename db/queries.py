@@ -22,6 +22,7 @@ from db.models import (
 from workflows.states import (
     FINISHED_CAMPAIGN_STATUSES,
     SUPPRESSED_ERROR_PREFIX,
+    CampaignStatus,
     SuppressionReason,
 )
 
@@ -46,6 +47,8 @@ class CampaignRow:
     pending: int
     sent: int
     failed: int
+    # A scheduled start not reached yet (``mailer start --at``).
+    scheduled_for: datetime | None
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,19 @@ def pending_by_domain(session: Session, campaign_id: uuid.UUID) -> dict[str, int
     return {str(name): int(count) for name, count in rows}
 
 
+def pending_by_zone(session: Session, campaign_id: uuid.UUID) -> dict[str, int]:
+    """The campaign's pending recipients per stored time zone ('' for MAILER_TIMEZONE)."""
+    rows = session.execute(
+        select(CampaignRecipient.timezone, func.count())
+        .where(
+            CampaignRecipient.campaign_id == campaign_id,
+            CampaignRecipient.status == RecipientStatus.PENDING.value,
+        )
+        .group_by(CampaignRecipient.timezone)
+    ).all()
+    return {str(name): int(count) for name, count in rows}
+
+
 @dataclass(frozen=True)
 class WaitingDomain:
     """Recipients of one domain waiting for their own retry (a 4xx, a domain backoff)."""
@@ -259,4 +275,17 @@ def _row_fields(campaign: Campaign, queue: CampaignQueue | None) -> dict[str, An
         "queue_status": queue.status if queue else None,
         "defer_reason": queue.defer_reason if queue else "",
         "deferred_until": queue.deferred_until if queue else None,
+        "scheduled_for": scheduled_for(campaign, queue),
     }
+
+
+def scheduled_for(campaign: Campaign, queue: CampaignQueue | None) -> datetime | None:
+    """A scheduled start not reached: a campaign never started (``ready``, or ``paused``
+    before its start) whose queue row holds the start time in ``deferred_until``."""
+    unstarted = campaign.started_at is None and campaign.status in (
+        CampaignStatus.READY.value,
+        CampaignStatus.PAUSED.value,
+    )
+    if not unstarted or queue is None or queue.defer_reason:
+        return None
+    return queue.deferred_until

@@ -52,13 +52,15 @@ class CampaignState:
 
     campaign_id: str
     status: str  # mailer_campaign.status
-    state: str  # the workflow's: sending, deferred, paused, sent, cancelled ('' if none runs)
+    # The workflow's: scheduled, sending, deferred, paused, sent, cancelled ('' if none runs).
+    state: str
     sent: int
     failed: int
     pending: int
     defer_reason: str = ""
     deferred_until: datetime | None = None
     pause_reason: str = ""
+    scheduled_for: datetime | None = None  # a scheduled start not reached yet
 
 
 class MailerClient:
@@ -97,6 +99,7 @@ class MailerClient:
                 text_path=paths.get("text"),
                 from_email=from_email,
                 from_name=from_name,
+                recipient_timezones=self.settings.recipient_timezones,
             )
             try:
                 with session_scope(self.settings.sqlalchemy_url) as session:
@@ -111,11 +114,18 @@ class MailerClient:
                 raise NotApplied("; ".join(problems)) from None
         return str(created.campaign_id)
 
-    async def start(self, campaign_id: str | uuid.UUID) -> CampaignState:
-        """Start a ``ready`` campaign; answers with its state once its run has begun (a
-        campaign that sent everything before the answer is ``sent``)."""
+    async def start(
+        self, campaign_id: str | uuid.UUID, at: datetime | None = None
+    ) -> CampaignState:
+        """Start a ``ready`` campaign now, or at ``at`` (an aware time: ``scheduled``
+        until then, its start counted against the creator's starts now); answers with its
+        state once its run has begun (a campaign that sent everything before the answer is
+        ``sent``). On a scheduled campaign it moves the start (to now without ``at``); a
+        time in the past or more than a year ahead raises :class:`NotApplied`."""
         parsed = uuid.UUID(str(campaign_id))
-        await _applied(control.start(self.settings, parsed))
+        if at is not None and at.tzinfo is None:
+            raise NotApplied("at: give an aware time (with its zone), not a naive one")
+        await _applied(control.start(self.settings, parsed, at))
         return await self.status(parsed)
 
     async def pause(self, campaign_id: str | uuid.UUID) -> CampaignState:
@@ -187,4 +197,5 @@ def _state(
         defer_reason=progress.defer_reason,
         deferred_until=progress.deferred_until,
         pause_reason=progress.pause_reason,
+        scheduled_for=progress.scheduled_for,
     )

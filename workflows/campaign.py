@@ -22,12 +22,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.interface import MailerActivityInterface
+    from mailer.core.start_times import start_time_problem
     from workflows.contracts import (
         CampaignInput,
         CampaignResult,
         CarriedState,
         Progress,
         RecordStateInput,
+        RescheduleInput,
         SendBatchInput,
         SendBatchResult,
         Snapshot,
@@ -51,7 +53,12 @@ with workflow.unsafe.imports_passed_through():
         Signal,
         WorkflowState,
     )
-    from workflows.summaries import batch_summary, record_summary, sleep_summary
+    from workflows.summaries import (
+        batch_summary,
+        record_summary,
+        scheduled_summary,
+        sleep_summary,
+    )
     from workflows.transitions import (
         PAUSED_BY_OPERATOR,
         PAUSED_IN_DATABASE,
@@ -78,6 +85,7 @@ class Waiting(enum.Enum):
     NOTHING = "nothing"
     SLEEP = "sleep"  # deferred: resume and wake act
     PAUSED = "paused"  # paused: resume acts
+    SCHEDULED = "scheduled"  # a scheduled start not reached: only reschedule moves it
 
 
 def signal_acts(signal: Signal, waiting: Waiting) -> bool:
@@ -86,7 +94,7 @@ def signal_acts(signal: Signal, waiting: Waiting) -> bool:
     pause or skip the next sleep."""
     if signal == Signal.WAKE:
         return waiting == Waiting.SLEEP
-    return waiting != Waiting.NOTHING
+    return waiting in (Waiting.SLEEP, Waiting.PAUSED)
 
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -101,8 +109,9 @@ CAMPAIGN_WORKFLOW = "CampaignWorkflow"
 
 @workflow.defn(name=CAMPAIGN_WORKFLOW)
 class CampaignWorkflow:
-    def __init__(self) -> None:
-        self._campaign_id = ""
+    @workflow.init
+    def __init__(self, request: CampaignInput) -> None:
+        self._campaign_id = request.campaign_id
         self._state: WorkflowState = WorkflowState.STARTING
         self._deferral: Deferral | None = None
         self._carried = CarriedState()
@@ -116,6 +125,11 @@ class CampaignWorkflow:
         # Where the loop waits for a signal now: resume and wake act only there.
         self._waiting = Waiting.NOTHING
         self._batch_running = False
+        # A scheduled start not reached yet (None once it fired, or without one); the time
+        # the tables show for it, so a reschedule is answered once it is written there.
+        # Set here, not in run: a reschedule sent with the start is validated before run.
+        self._start_at = request.start_at if request.carried is None else None
+        self._start_at_recorded: datetime | None = None
 
     # --- signals and query -------------------------------------------------------------
 
@@ -212,6 +226,30 @@ class CampaignWorkflow:
         if self._state in FINAL_WORKFLOW_STATES:
             raise ApplicationError(f"it is {self._state}")
 
+    @workflow.update(
+        description='Move a scheduled start (input: {"start_at": ISO time}); answers once moved.'
+    )
+    async def reschedule(self, request: RescheduleInput) -> Progress:
+        """Move the start of a campaign that has not started yet (paused or not); a time
+        now (or within the minute's grace before it) starts it at once."""
+        self._start_at = request.start_at
+        await workflow.wait_condition(
+            lambda: (
+                self._start_at_recorded == request.start_at
+                or self._start_at is None
+                or self._state in FINAL_WORKFLOW_STATES
+            )
+        )
+        return self.progress()
+
+    @reschedule.validator
+    def _may_reschedule(self, request: RescheduleInput) -> None:
+        if self._start_at is None:
+            raise ApplicationError(f"it has no scheduled start to move (it is {self._state})")
+        problem = start_time_problem(request.start_at, workflow.now())
+        if problem is not None:
+            raise ApplicationError(problem)
+
     @workflow.query(
         description="State, defer reason and until, pause reason, sent, failed, pending."
     )
@@ -234,6 +272,7 @@ class CampaignWorkflow:
             sent=snapshot.sent if snapshot else 0,
             failed=snapshot.failed if snapshot else 0,
             runs=self._carried.runs,
+            scheduled_for=self._start_at,
         )
 
     # --- the loop ------------------------------------------------------------------------
@@ -253,7 +292,13 @@ class CampaignWorkflow:
 
     async def _run(self, request: CampaignInput) -> CampaignResult:
         self._campaign_id = request.campaign_id
-        if request.carried is None:
+        if request.carried is None and request.start_at is not None:
+            self._snapshot = await self._start(scheduled_for=request.start_at)
+            finished = await self._wait_for_start_time()
+            if finished is not None:
+                return finished
+            self._snapshot = await self._start(counted=True)
+        elif request.carried is None:
             self._snapshot = await self._start()
         else:
             self._carried = request.carried
@@ -348,12 +393,22 @@ class CampaignWorkflow:
         limit = self._current_snapshot().limits.continue_as_new_events
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
 
-    async def _start(self) -> Snapshot:
+    async def _start(
+        self, *, scheduled_for: datetime | None = None, counted: bool = False
+    ) -> Snapshot:
+        if scheduled_for is not None:
+            summary = "schedule: check the campaign, count the start"
+        elif counted:
+            summary = "start: claim the campaign (its start was counted when scheduled)"
+        else:
+            summary = "start: claim the campaign, check the start limits"
         try:
             started = await workflow.execute_activity_method(
                 MailerActivityInterface.start_campaign,
-                StartCampaignInput(self._campaign_id, workflow.now()),
-                summary="start: claim the campaign, check the start limits",
+                StartCampaignInput(
+                    self._campaign_id, workflow.now(), scheduled_for=scheduled_for, counted=counted
+                ),
+                summary=summary,
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=30),
@@ -372,8 +427,88 @@ class CampaignWorkflow:
                     non_retryable=True,
                 ) from None
             raise
-        workflow.logger.info("campaign %s: started", self._campaign_id)
+        if scheduled_for is not None:
+            workflow.logger.info(
+                "campaign %s: scheduled for %s", self._campaign_id, scheduled_for.isoformat()
+            )
+        else:
+            workflow.logger.info("campaign %s: started", self._campaign_id)
         return started.snapshot
+
+    async def _wait_for_start_time(self) -> CampaignResult | None:
+        """A scheduled start: wait, unstarted (``ready`` in the tables, the time in the queue
+        row's ``deferred_until``), until the start time; pause, resume, cancel and
+        reschedule act meanwhile. Returns the result if it ended before it started."""
+        recorded: tuple[CampaignStatus, datetime] | None = None
+        while self._start_at is not None:
+            start_at = self._start_at
+            if self._request == Request.CANCEL:
+                return await self._finish(WorkflowState.CANCELLED)
+            if self._request == Request.PAUSE:
+                self._carried = paused(self._carried, PauseCause.OPERATOR, PAUSED_BY_OPERATOR)
+            self._request = Request.NONE  # a resume or wake that found it waiting, unpaused
+            status = CampaignStatus.PAUSED if self._carried.paused else CampaignStatus.READY
+            if (status, start_at) != recorded:
+                if not await self._record_schedule(status, start_at):
+                    return await self._taken_from_the_schedule()
+                recorded = (status, start_at)
+            self._start_at_recorded = start_at
+            if self._carried.paused:
+                await self._paused_before_start(start_at)
+            elif workflow.now() >= start_at:
+                self._start_at = None
+            else:
+                await self._sleep_until_start(start_at)
+        return None
+
+    async def _record_schedule(self, status: CampaignStatus, start_at: datetime) -> bool:
+        return await self._record(
+            status,
+            QueueStatus.PENDING,
+            deferred_until=start_at,
+            expected=(CampaignStatus.READY, CampaignStatus.PAUSED),
+        )
+
+    async def _taken_from_the_schedule(self) -> CampaignResult | None:
+        """The CRM changed a scheduled campaign's row: ``cancelled`` ends it; anything else
+        (``sending``) starts it now."""
+        row = self._current_snapshot().campaign_status
+        if row == CampaignStatus.CANCELLED:
+            return await self._finish(WorkflowState.CANCELLED)
+        workflow.logger.info("campaign %s: %s in the tables", self._campaign_id, row)
+        self._start_at = None
+        self._carried = cleared(self._carried)
+        return None
+
+    async def _paused_before_start(self, start_at: datetime) -> None:
+        """Paused before the start: nothing happens at the start time; resume (then the time
+        counts again), cancel or a new time act."""
+        await self._publish(WorkflowState.PAUSED)
+        workflow.logger.info("campaign %s: paused before its start", self._campaign_id)
+        self._waiting = Waiting.PAUSED
+        await workflow.wait_condition(
+            lambda: self._request in (Request.RESUME, Request.CANCEL) or self._start_at != start_at
+        )
+        self._waiting = Waiting.NOTHING
+        if self._request == Request.RESUME:
+            self._request = Request.NONE
+            self._carried = cleared(self._carried)
+            workflow.logger.info("campaign %s: resumed", self._campaign_id)
+
+    async def _sleep_until_start(self, start_at: datetime) -> None:
+        """The durable timer to the start, cut short by pause, cancel or a new time."""
+        await self._publish(WorkflowState.SCHEDULED)
+        now = workflow.now()
+        self._waiting = Waiting.SCHEDULED
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._request >= Request.PAUSE or self._start_at != start_at,
+                timeout=start_at - now,
+                timeout_summary=scheduled_summary(
+                    start_at, now, self._current_snapshot().limits.timezone
+                ),
+            )
+        self._waiting = Waiting.NOTHING
 
     async def _send_batch(self, now: datetime, allowance: int) -> Deferral | None:
         """Run one batch (cancelled by pause/cancel); returns a deferral if one follows."""
@@ -610,10 +745,15 @@ class CampaignWorkflow:
             reason = self._carried.paused_defer_reason
         else:
             reason = ""
+        # A scheduled start's time shows where a deferral's end does: lists sort and filter
+        # on it alike.
+        until = deferral.until if deferral else None
+        if state == WorkflowState.SCHEDULED:
+            until = self._start_at
         wanted: dict[str, object] = {
             MAILER_STATUS.name: state,
             MAILER_DEFER_REASON.name: reason,
-            MAILER_DEFERRED_UNTIL.name: deferral.until if deferral else None,
+            MAILER_DEFERRED_UNTIL.name: until,
             MAILER_SENT.name: snapshot.sent,
         }
         if wanted != self._published:
@@ -621,8 +761,8 @@ class CampaignWorkflow:
                 MAILER_STATUS.value_set(state),
                 MAILER_DEFER_REASON.value_set(reason),
                 MAILER_SENT.value_set(snapshot.sent),
-                MAILER_DEFERRED_UNTIL.value_set(deferral.until)
-                if deferral
+                MAILER_DEFERRED_UNTIL.value_set(until)
+                if until is not None
                 else MAILER_DEFERRED_UNTIL.value_unset(),
             ]
             workflow.upsert_search_attributes(updates)
@@ -637,7 +777,9 @@ class CampaignWorkflow:
             f"**Progress:** {snapshot.sent} sent, {snapshot.failed} failed, "
             f"{snapshot.pending} pending of {total}",
         ]
-        if deferral is not None:
+        if self._start_at is not None:
+            lines.append(f"**Scheduled:** starts at {self._start_at.isoformat()}")
+        elif deferral is not None:
             lines.append(
                 f"**Deferred:** `{deferral.reason.value}` until {deferral.until.isoformat()}"
             )

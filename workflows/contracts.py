@@ -38,6 +38,8 @@ class Limits:
     working_days: list[int] = field(default_factory=lambda: list(range(7)))
     closed_dates: list[str] = field(default_factory=list)
     open_dates: list[str] = field(default_factory=list)
+    # MAILER_RECIPIENT_TIMEZONES: the working hours hold in each recipient's own zone.
+    recipient_timezones: bool = False
 
 
 @dataclass
@@ -54,12 +56,19 @@ class Snapshot:
     # mailer_campaign.status as the database has it now: an operator's SQL may have changed
     # it ('paused' by the playbook's runbook), and the workflow honours that.
     campaign_status: str = ""
+    # With recipient time zones: the zones of the pending recipients ('' is MAILER_TIMEZONE).
+    pending_zones: list[str] = field(default_factory=list)
 
 
 @dataclass
 class StartCampaignInput:
     campaign_id: str
     now: datetime
+    # A scheduled start: check the campaign and count the creator's start now, but leave it
+    # ``ready`` with the time in its queue row's ``deferred_until``.
+    scheduled_for: datetime | None = None
+    # The start of a campaign scheduled earlier: its start was counted when scheduled.
+    counted: bool = False
 
 
 @dataclass
@@ -154,12 +163,22 @@ class DispatchResult:
     resumed: list[str]
     cancelled: list[str]
     more: bool = False  # requests were left for the next turn
+    rescheduled: list[str] = field(default_factory=list)  # scheduled starts moved
 
 
 @dataclass
 class CampaignInput:
     campaign_id: str
     carried: CarriedState | None = None
+    # A scheduled start (``mailer start --at``): the campaign waits, unstarted, until then.
+    start_at: datetime | None = None
+
+
+@dataclass
+class RescheduleInput:
+    """The ``reschedule`` update's: the scheduled start's new time (now or later)."""
+
+    start_at: datetime
 
 
 @dataclass
@@ -186,6 +205,8 @@ class Progress:
     sent: int = 0
     failed: int = 0
     runs: int = 1
+    # A scheduled start not yet reached (state ``scheduled``, or ``paused`` before it).
+    scheduled_for: datetime | None = None
 
 
 @dataclass

@@ -20,7 +20,9 @@ from workflows.working_hours import (
     is_working_time,
     next_clock_hour,
     next_day_start,
+    next_opening,
     next_working_start,
+    open_zones,
 )
 
 
@@ -41,7 +43,12 @@ def evaluate_gates(
     """The first gate that blocks, in the seed's order, or ``None`` if sending may go on."""
     limits = snapshot.limits
     hours = working_hours(limits)
-    if not is_working_time(now, hours):
+    if limits.recipient_timezones and snapshot.pending_zones:
+        # Each recipient's own hours: closed only when no pending recipient's zone is open.
+        if not open_zones(now, hours, snapshot.pending_zones):
+            until = next_opening(now, hours, snapshot.pending_zones)
+            return Deferral(DeferReason.OUTSIDE_HOURS, until)
+    elif not is_working_time(now, hours):
         return Deferral(DeferReason.OUTSIDE_HOURS, next_working_start(now, hours))
     if snapshot.quota_available <= 0:
         # The quota sync runs hourly; the workflow also syncs when it wakes.
@@ -81,11 +88,15 @@ def fair_share(rate_per_hour: int, competing_campaigns: int) -> int:
     return math.ceil(rate_per_hour / max(1, competing_campaigns))
 
 
-def batch_is_stale(planned: datetime, attempt: datetime, hours: WorkingHours) -> bool:
+def batch_is_stale(
+    planned: datetime, attempt: datetime, hours: WorkingHours, *, recipient_zones: bool = False
+) -> bool:
     """Whether a send attempt starting at ``attempt`` must not act on a plan made at
     ``planned``: outside working hours, or in another clock hour (another rate window,
-    perhaps another day). The workflow then decides again."""
-    if not is_working_time(attempt, hours):
+    perhaps another day). The workflow then decides again. With recipient time zones the
+    attempt takes only recipients whose hours hold (the plan filters them), so only the
+    clock hour counts here."""
+    if not recipient_zones and not is_working_time(attempt, hours):
         return True
     return hour_label(attempt, hours.timezone) != hour_label(planned, hours.timezone)
 

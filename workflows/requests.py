@@ -40,6 +40,7 @@ class Action(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"
+    RESCHEDULE = "reschedule"  # a scheduled start the CRM moved (deferred_until) or began
 
 
 def decide(row: CampaignRow, progress: Progress | None) -> Action:
@@ -57,6 +58,11 @@ def decide(row: CampaignRow, progress: Progress | None) -> Action:
         return Action.CANCEL
     if row.status == CampaignStatus.PAUSED and state != WorkflowState.PAUSED:
         return Action.PAUSE
+    if moved_start(row, progress):
+        return Action.RESCHEDULE
+    if row.status == CampaignStatus.READY and state == WorkflowState.PAUSED:
+        # Paused before its scheduled start, and the CRM set it back to ready.
+        return Action.RESUME
     if row.status == CampaignStatus.SENDING and state == WorkflowState.PAUSED:
         # The CRM's UI set it back to sending (or the playbook's resume SQL cleared a
         # breaker pause's row).
@@ -75,6 +81,25 @@ def _without_a_run(row: CampaignRow) -> Action:
     if row.status in (CampaignStatus.SENDING, CampaignStatus.PAUSED):
         return Action.START  # taken over: its state comes from the row (adopted_state)
     return Action.NOTHING
+
+
+def moved_start(row: CampaignRow, progress: Progress) -> bool:
+    """A campaign waiting for its scheduled start whose row the CRM changed: a new
+    ``deferred_until`` moves the start there, ``sending`` (or an emptied time) starts it now."""
+    if progress.scheduled_for is None or row.status == CampaignStatus.PAUSED:
+        return False
+    if row.status == CampaignStatus.SENDING:
+        return True
+    return row.status == CampaignStatus.READY and row.deferred_until != progress.scheduled_for
+
+
+def start_time_asked(row: CampaignRow, now: datetime) -> datetime:
+    """Where the row moves a scheduled start: its ``deferred_until``, or now (a time gone
+    by, none, or a campaign set ``sending``)."""
+    until = row.deferred_until
+    if row.status != CampaignStatus.READY or until is None or until < now:
+        return now
+    return until
 
 
 def cleared_by_resume_sql(row: CampaignRow, progress: Progress) -> bool:
@@ -121,3 +146,12 @@ def adopted_state(row: CampaignRow, now: datetime) -> CarriedState | None:
         held_reason=row.defer_reason if deferred else "",
         held_until=until if deferred else None,
     )
+
+
+def scheduled_start(row: CampaignRow, now: datetime) -> datetime | None:
+    """When a ``ready`` campaign queued with a future ``deferred_until`` is to start: the
+    CRM schedules a start by writing the time there (``mailer start --at`` writes the same);
+    ``None`` for one to start now."""
+    if row.status != CampaignStatus.READY or row.deferred_until is None:
+        return None
+    return row.deferred_until if row.deferred_until > now else None

@@ -94,6 +94,7 @@ class WorkflowState(enum.StrEnum):
     ``deferred`` here."""
 
     STARTING = "starting"
+    SCHEDULED = "scheduled"  # a scheduled start (``mailer start --at``) not reached yet
     SENDING = "sending"
     DEFERRED = "deferred"
     PAUSED = "paused"

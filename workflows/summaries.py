@@ -82,14 +82,19 @@ def campaign_details(card: CampaignCard, limits: LimitsInForce) -> str:
 def sleep_summary(reason: str, until: datetime, now: datetime, zone: str) -> str:
     """The deferral's timer: ``outside_hours until 09:00 MSK`` (``Mon 07 Dec 09:00 MSK``
     when not today in ``zone``)."""
+    return f"{reason} until {_when(until, now, zone)}"
+
+
+def scheduled_summary(start_at: datetime, now: datetime, zone: str) -> str:
+    """A scheduled start's timer: ``scheduled start at Mon 07 Dec 09:00 MSK``."""
+    return f"scheduled start at {_when(start_at, now, zone)}"
+
+
+def _when(at: datetime, now: datetime, zone: str) -> str:
+    """``09:00 MSK`` today in ``zone``, ``Mon 07 Dec 09:00 MSK`` another day."""
     tz = ZoneInfo(zone)
-    local, today = until.astimezone(tz), now.astimezone(tz)
-    when = (
-        local.strftime("%H:%M %Z")
-        if local.date() == today.date()
-        else (local.strftime("%a %d %b %H:%M %Z"))
-    )
-    return f"{reason} until {when}"
+    local, today = at.astimezone(tz), now.astimezone(tz)
+    return local.strftime("%H:%M %Z" if local.date() == today.date() else "%a %d %b %H:%M %Z")
 
 
 def batch_summary(allowance: int) -> str:

@@ -6,7 +6,8 @@ so the time-skipping server and the simulator exercise exactly this code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -68,6 +69,33 @@ def next_working_start(now: datetime, hours: WorkingHours) -> datetime:
         if hours.days.works(day.date()):
             return _at_hour(day, hours.start, zone)
     return _at_hour(local + timedelta(days=SEARCH_DAYS), hours.start, zone)
+
+
+def in_zone(hours: WorkingHours, zone: str) -> WorkingHours:
+    """The same hours and calendar, local to ``zone`` (a recipient's; '' or a name that is
+    not a zone: MAILER_TIMEZONE's)."""
+    return replace(hours, timezone=zone) if zone and is_zone(zone) else hours
+
+
+def is_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
+
+
+def open_zones(now: datetime, hours: WorkingHours, zones: Iterable[str]) -> list[str]:
+    """Those of ``zones`` whose working hours hold at ``now``."""
+    return [zone for zone in zones if is_working_time(now, in_zone(hours, zone))]
+
+
+def next_opening(now: datetime, hours: WorkingHours, zones: Iterable[str]) -> datetime:
+    """The first moment after ``now`` the working hours open in any of ``zones`` (at least
+    one), in MAILER_TIMEZONE."""
+    starts = [next_working_start(now, in_zone(hours, zone)) for zone in zones]
+    return min(starts).astimezone(hours.zone)
 
 
 def next_day_start(now: datetime, hours: WorkingHours) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +15,17 @@ import typer
 from rich.table import Table
 
 from activities.campaign_runs import Live, live
+from activities.ledger import limits_for
 from activities.ratelimit import domain_usage_now
+from db.models import GlobalMailAccount
 from db.queries import (
     CampaignRow,
     WaitingDomain,
     campaign_list,
     campaign_status_view,
+    get_account,
     pending_by_domain,
+    pending_by_zone,
     waiting_by_domain,
 )
 from mailer.cli.support import (
@@ -37,6 +42,7 @@ from mailer.cli.support import (
     warn,
 )
 from mailer.core.jsonable import jsonable
+from mailer.core.start_times import parse_start_at
 from mailer.core.ui_links import campaigns_query, list_link, workflow_link
 from mailer.mail.pacing import DomainPacing
 from mailer.operations import control
@@ -44,7 +50,9 @@ from mailer.operations.authoring.create import CampaignDraft, CreatedCampaign, c
 from mailer.operations.watch import watch_campaign
 from workflows.campaign import workflow_id_for
 from workflows.contracts import Progress
-from workflows.states import ACTIVE_CAMPAIGN_STATUSES, Signal
+from workflows.gates import working_hours
+from workflows.states import ACTIVE_CAMPAIGN_STATUSES, CampaignStatus, Signal, WorkflowState
+from workflows.working_hours import in_zone, is_working_time, next_working_start
 
 app = typer.Typer()
 
@@ -80,6 +88,7 @@ def create(
         skip_invalid=skip_invalid,
         from_email=from_email,
         from_name=from_name,
+        recipient_timezones=settings().recipient_timezones,
     )
     with db_session() as session:
         created = create_campaign(
@@ -126,7 +135,7 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
     if view is None:
         raise fail(f"CAMPAIGN_ID: no campaign {campaign_id}", 1)
     data: dict[str, object] = jsonable(view, settings().timezone)
-    if view.status in ACTIVE_CAMPAIGN_STATUSES:
+    if view.status in ACTIVE_CAMPAIGN_STATUSES or view.scheduled_for is not None:
         try:
             current = asyncio.run(_live(parsed))
         except control.ControlError as exc:
@@ -139,6 +148,8 @@ def status(campaign_id: CampaignArg, as_json: JsonOption = False) -> None:
         if pacing:
             data["pacing"] = _pacing(pacing, pending_by_domain(session, parsed))
         waiting = waiting_by_domain(session, parsed, datetime.now(UTC))
+        if settings().recipient_timezones:
+            data["zones"] = _zones(pending_by_zone(session, parsed), get_account(session))
     if waiting:
         data["waiting"] = _waiting(waiting)
     if as_json:
@@ -155,6 +166,27 @@ def _pacing(pacing: DomainPacing, pending: dict[str, int]) -> dict[str, str]:
         waiting = sum(n for domain, n in pending.items() if domain in group.domains)
         now = "?" if used is None else str(used.get(group.name, 0))
         shown[group.name] = f"{waiting} pending, {group.per_minute}/min ({now} used this minute)"
+    return shown
+
+
+def _zones(pending: dict[str, int], account: GlobalMailAccount | None) -> dict[str, str]:
+    """Per recipients' zone: its pending count, and whether its working hours hold now or
+    when they open next (in that zone, and in MAILER_TIMEZONE)."""
+    now = datetime.now(UTC)
+    hours = working_hours(limits_for(settings(), account, now))
+    by_zone: Counter[str] = Counter()
+    for stored, count in pending.items():  # '' and a name that is not a zone: the default
+        by_zone[in_zone(hours, stored).timezone] += count
+    shown = {}
+    for name, count in sorted(by_zone.items()):
+        local = in_zone(hours, name)
+        if is_working_time(now, local):
+            when = "open now"
+        else:
+            opens = next_working_start(now, local)
+            here = opens.astimezone(hours.zone).isoformat(timespec="minutes")
+            when = f"opens {opens.isoformat(timespec='minutes')} ({here} {hours.timezone})"
+        shown[local.timezone] = f"{count} pending, {when}"
     return shown
 
 
@@ -179,11 +211,33 @@ async def _live(campaign_id: uuid.UUID) -> Live | None:
 
 @app.command()
 @reports_errors
-def start(campaign_id: CampaignArg) -> None:
-    """Start sending a ready campaign (its workflow checks limits and throttles first)."""
+def start(
+    campaign_id: CampaignArg,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Start at this ISO time instead of now (MAILER_TIMEZONE if it has no "
+            "offset); again on a scheduled campaign to move its start."
+        ),
+    ] = None,
+) -> None:
+    """Start sending a ready campaign now or at --at (its workflow checks limits and
+    throttles first); on a scheduled campaign, move its start (to now without --at)."""
     parsed = campaign_id_arg(campaign_id)
-    progress = asyncio.run(control.start(settings(), parsed))
-    console.print(f"campaign {parsed} started: {_describe(progress)}")
+    start_at = None
+    if at is not None:
+        try:
+            start_at = parse_start_at(at, settings().timezone)
+        except ValueError as exc:
+            raise fail(f"--at: {exc}", 2) from None
+    progress = asyncio.run(control.start(settings(), parsed, start_at))
+    if progress.scheduled_for is not None:
+        when = progress.scheduled_for.astimezone(ZoneInfo(settings().timezone))
+        console.print(f"campaign {parsed} scheduled: starts at {when.isoformat()}")
+        if progress.state == WorkflowState.PAUSED:
+            console.print("it is paused: nothing is sent at that time until it is resumed")
+    else:
+        console.print(f"campaign {parsed} started: {_describe(progress)}")
     link = workflow_link(
         settings().temporal_ui_url, settings().temporal_namespace, workflow_id_for(str(parsed))
     )
@@ -272,7 +326,7 @@ def _campaign_table(rows: list[CampaignRow], zone: ZoneInfo) -> Table:
         table.add_row(
             row.campaign_id,
             row.name,
-            row.status,
+            _status_cell(row),
             row.queue_status or "",
             row.defer_reason,
             (
@@ -285,6 +339,13 @@ def _campaign_table(rows: list[CampaignRow], zone: ZoneInfo) -> Table:
             str(row.pending),
         )
     return table
+
+
+def _status_cell(row: CampaignRow) -> str:
+    """The table's status; a scheduled start says so (its time is in deferred_until)."""
+    if row.scheduled_for is None:
+        return row.status
+    return "scheduled" if row.status == CampaignStatus.READY else f"{row.status} (scheduled)"
 
 
 @app.command()

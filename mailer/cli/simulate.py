@@ -62,6 +62,13 @@ Domains = Annotated[
         "(default: the --campaign's own mix)."
     ),
 ]
+Zones = Annotated[
+    str | None,
+    typer.Option(
+        help="Recipients' own time zones and shares, e.g. Asia/Vladivostok=1,Europe/Moscow=1: "
+        "each recipient's working hours in their zone (MAILER_RECIPIENT_TIMEZONES=on)."
+    ),
+]
 DomainRatePerMinute = Annotated[
     str | None, typer.Option(help="Default: MAILER_DOMAIN_RATE_PER_MINUTE.")
 ]
@@ -87,6 +94,7 @@ def simulate(
     until: Until = None,
     domains: Domains = None,
     domain_rate_per_minute: DomainRatePerMinute = None,
+    zones: Zones = None,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast campaigns: the real workflow and activities through skipped time."""
@@ -114,6 +122,7 @@ def simulate(
         working_days=working_days,
         holidays=holidays,
         holidays_file=holidays_file,
+        zones=zones,
     )
     _forecast(options, current, as_json=as_json)
 
@@ -132,6 +141,8 @@ def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -
     console.print(_daily_table(forecast))
     if any(d["waited"] or d["pending"] for d in forecast.domains):
         console.print(_domain_table(forecast))
+    if forecast.zones:
+        console.print(_zone_table(forecast))
     console.print(report.summary_line(forecast))
 
 
@@ -158,7 +169,9 @@ def _intro(options: SimulationOptions) -> str:
         f"Simulating {options.campaigns} × {options.recipients} recipients from "
         f"{options.start.isoformat()}: {options.rate_per_hour}/hour, "
         f"{start_hour:02d}:00–{end_hour:02d}:00 {options.timezone}{_days(options)}, daily limit "
-        f"{options.daily_limit or 'none'}; " + "; ".join([*options.notes, _mix(options)])
+        f"{options.daily_limit or 'none'}; "
+        + "; ".join([*options.notes, _mix(options)])
+        + _zones(options)
     )
 
 
@@ -178,6 +191,30 @@ def _mix(options: SimulationOptions) -> str:
     more = f" and {len(options.domains) - 6} more" if len(options.domains) > 6 else ""
     pacing = options.domain_rate_per_minute or "none"
     return f"domains {shares}{more}; per-domain pacing: {pacing}"
+
+
+def _zones(options: SimulationOptions) -> str:
+    """``; recipients' zones: Asia/Vladivostok 33%, …`` (nothing for one zone)."""
+    if not options.zones:
+        return ""
+    total = sum(weight for _, weight in options.zones)
+    shares = ", ".join(f"{z} {100 * w / total:.0f}%" for z, w in options.zones)
+    return f"; recipients' zones (each their own hours): {shares}"
+
+
+def _zone_table(forecast: report.Forecast) -> Table:
+    """Per recipients' zone: the first and last send in that zone's own local time."""
+    table = Table("zone", "sent", "pending", "first sent (local)", "last sent (local)")
+    for z in forecast.zones:
+        first, last = z["first_sent_at"], z["last_sent_at"]
+        table.add_row(
+            Text(z["zone"]),
+            str(z["sent"]),
+            str(z["pending"]),
+            datetime.fromisoformat(first).strftime("%a %d %b %H:%M") if first else "—",
+            datetime.fromisoformat(last).strftime("%a %d %b %H:%M") if last else "—",
+        )
+    return table
 
 
 def _domain_table(forecast: report.Forecast) -> Table:

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     working_days: str = "mon-sun"
     holidays: str = ""
     holidays_file: Path | None = None
+    # Each recipient's working hours in their own zone (the recipients CSV's `timezone`
+    # column; none: MAILER_TIMEZONE). Off: the seed's one zone for everyone.
+    recipient_timezones: bool = False
 
     # Worker Deployments (docs/deploy.md, "Upgrading"): with a build id (the image sets it),
     # the worker polls as version DEPLOYMENT_NAME/BUILD_ID; a new build makes itself current

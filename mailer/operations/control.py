@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -26,6 +26,7 @@ from db.queries import CampaignStatusView, campaign_status_view
 from mailer.core import temporal_client
 from mailer.core.errors import MailerError
 from mailer.core.settings import Settings
+from mailer.core.start_times import start_time_problem
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
     CampaignInput,
@@ -34,6 +35,7 @@ from workflows.contracts import (
     ProofEmailInput,
     ProofEmailResult,
     QuotaSyncResult,
+    RescheduleInput,
 )
 from workflows.maintenance import QUOTA_SYNC_WORKFLOW_ID, QuotaSyncWorkflow
 from workflows.proof import ProofEmailWorkflow, proof_workflow_id
@@ -86,15 +88,25 @@ async def _settle(
     return last
 
 
-async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
+async def start(settings: Settings, campaign_id: uuid.UUID, at: datetime | None = None) -> Progress:
+    """Start a ``ready`` campaign now, or at ``at`` (a scheduled start: counted against the
+    creator's starts now, sent from then). A campaign already scheduled is moved to ``at``
+    (or started now without one)."""
+    if at is not None:
+        problem = start_time_problem(at, datetime.now(UTC))
+        if problem is not None:
+            raise ControlError(f"--at: {problem}")
     view = db_view(settings, campaign_id)
+    client = await connect_or_explain(settings)
+    current = await live(client, campaign_id)
+    if current is not None and current.progress is not None and current.progress.scheduled_for:
+        return await reschedule(settings, client, campaign_id, at or datetime.now(UTC))
     if view.status != CampaignStatus.READY:
         raise ControlError(f"campaign {campaign_id} is {view.status}, not ready to start")
-    client = await connect_or_explain(settings)
     metadata = await asyncio.to_thread(start_metadata, settings, str(campaign_id))
     try:
         handle = await start_campaign_run(
-            client, CampaignInput(str(campaign_id)), metadata, settings.task_queue
+            client, CampaignInput(str(campaign_id), start_at=at), metadata, settings.task_queue
         )
     except WorkflowAlreadyStartedError:
         raise ControlError(f"campaign {campaign_id} is already running") from None
@@ -106,10 +118,35 @@ async def start(settings: Settings, campaign_id: uuid.UUID) -> Progress:
             f"campaign {campaign_id} was submitted but no worker picked it up within "
             f"{SETTLE_SECONDS:.0f}s: is the worker running on task queue {settings.task_queue!r}?"
         )
+    if settled.state == WorkflowState.SCHEDULED:
+        return settled
     # Wait briefly for the first batch's outcome, so that a campaign that pauses itself a
     # moment later (a wrong password, a refusing server) is not reported as sending.
     first_batch = await _settle(handle, _first_batch_done, timeout=FIRST_BATCH_SECONDS)
     return first_batch or settled
+
+
+async def reschedule(
+    settings: Settings, client: Client, campaign_id: uuid.UUID, at: datetime
+) -> Progress:
+    """Move a scheduled start (the workflow's ``reschedule`` update); answers once the new
+    time is in the tables, or with the campaign's first state if the time is now."""
+    handle = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id_for(str(campaign_id)))
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            moved: Progress = await handle.execute_update(RESCHEDULE, RescheduleInput(at))
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", None) or str(exc.cause)
+        raise ControlError(f"cannot reschedule campaign {campaign_id}: {reason}") from None
+    except TimeoutError:
+        raise ControlError(
+            f"campaign {campaign_id} took the new start time but has not applied it within "
+            f"{SETTLE_SECONDS:.0f}s: is a worker polling task queue {settings.task_queue!r}?"
+        ) from None
+    if moved.scheduled_for is None:  # it starts now: report its first state, as a start does
+        settled = await _settle(handle, lambda p: p.state != WorkflowState.SCHEDULED)
+        return settled or moved
+    return moved
 
 
 async def closed_at_once(handle: WorkflowHandle[Any, Any], campaign_id: uuid.UUID) -> Progress:
@@ -141,6 +178,10 @@ UPDATES: dict[Signal, Any] = {
     Signal.RESUME: CampaignWorkflow.resume_campaign,
     Signal.CANCEL: CampaignWorkflow.cancel_campaign,
 }
+
+
+# Any, as UPDATES (the SDK types a described update as returning its coroutine).
+RESCHEDULE: Any = CampaignWorkflow.reschedule
 
 
 async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:

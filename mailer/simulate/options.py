@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from mailer.core.errors import InputError
 from mailer.core.working_days import country_code, parse_working_days, read_dates_file
 from mailer.mail.pacing import parse_domain_rates
+from workflows.working_hours import is_zone
 
 SMTP_CODE = re.compile(r"^[245]\d\d$")
 FAIL_SPEC = re.compile(
@@ -67,6 +68,9 @@ class SimulationOptions:
     working_days: str = "mon-sun"
     holidays: str = ""
     holidays_file: Path | None = None
+    # Recipients' own time zones and their shares (interleaved): each recipient's working
+    # hours hold in their zone (MAILER_RECIPIENT_TIMEZONES=on). Empty: one zone for all.
+    zones: tuple[tuple[str, int], ...] = ()
 
 
 def parse_datetime(option: str, value: str) -> datetime:
@@ -159,6 +163,26 @@ def parse_domains(value: str) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
+def parse_zones(value: str) -> tuple[tuple[str, int], ...]:
+    """``Asia/Vladivostok=1,Europe/Moscow=2``: the recipients' time zones and their shares
+    (a zone alone counts 1)."""
+    found: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in value.split(",") if part.strip()):
+        name, equals, weight = entry.partition("=")
+        name = name.strip()
+        if equals and not weight.strip().isdigit():
+            raise InputError([f"--zones: {entry!r} is not ZONE=SHARE (e.g. Asia/Vladivostok=30)"])
+        if not is_zone(name) or "/" not in name:
+            raise InputError([f"--zones: {name!r} is not an IANA time zone (e.g. Europe/Moscow)"])
+        share = int(weight) if equals else 1
+        if share < 1:
+            raise InputError([f"--zones: {entry!r}: the share must be at least 1"])
+        found.append((name, share))
+    if not found:
+        raise InputError(["--zones: give at least one zone, e.g. Asia/Vladivostok=1"])
+    return tuple(found)
+
+
 def parse_domain_pacing(value: str) -> str:
     try:
         parse_domain_rates(value)
@@ -201,6 +225,7 @@ def build_options(
     working_days: str | None = None,
     holidays: str | None = None,
     holidays_file: str | None = None,
+    zones: str | None = None,
 ) -> SimulationOptions:
     """Check every option and fill in defaults; raises :class:`InputError` naming the option."""
     _check_counts(recipients, campaign, campaigns, rate_per_hour, daily_limit, quota)
@@ -232,6 +257,7 @@ def build_options(
             else defaults.domain_rate_per_minute
         ),
         **_calendar(working_days, holidays, holidays_file, defaults),
+        zones=parse_zones(zones) if zones else defaults.zones,
     )
 
 
@@ -315,3 +341,4 @@ class SettingsDefaults:
     working_days: str = "mon-sun"
     holidays: str = ""
     holidays_file: Path | None = None
+    zones: tuple[tuple[str, int], ...] = ()

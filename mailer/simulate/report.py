@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,9 @@ class Forecast:
     # Per recipient domain: sent, failed, still pending, refused with a 4xx on the way
     # ("waited"), and when its last message went.
     domains: list[dict[str, Any]] = field(default_factory=list)
+    # Per recipients' time zone (with --zones): sent, pending, first and last send in the
+    # zone's own local time.
+    zones: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class Forecast:
             "deferrals": self.deferrals,
             "wall_seconds": round(self.wall_seconds, 2),
             "domains": self.domains,
+            "zones": self.zones,
         }
 
 
@@ -110,7 +114,22 @@ def build_forecast(
             }
             for d in raw.domains
         ],
+        zones=[
+            {
+                "zone": z.zone or timezone,
+                "sent": z.sent,
+                "pending": z.pending,
+                "first_sent_at": _in(z.first_sent_at, raw.shift, z.zone or timezone),
+                "last_sent_at": _in(z.last_sent_at, raw.shift, z.zone or timezone),
+            }
+            for z in raw.zones
+        ],
     )
+
+
+def _in(moment: datetime | None, shift: timedelta, zone: str) -> str | None:
+    """``moment`` moved back by the simulation's shift, in ``zone``'s local time."""
+    return (moment - shift).astimezone(ZoneInfo(zone)).isoformat() if moment else None
 
 
 def working_day_number(started_at: datetime, moment: datetime) -> int:

@@ -81,6 +81,19 @@ class RawOutcome:
     sends: list[tuple[datetime, str]]  # (created_at, status)
     wall_seconds: float
     domains: list[DomainOutcome] = field(default_factory=list)
+    zones: list[ZoneOutcome] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ZoneOutcome:
+    """One recipients' time zone: what was sent, what still waits, and the first and last
+    send (shifted time)."""
+
+    zone: str
+    sent: int
+    pending: int
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -161,8 +174,17 @@ def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
                         "email": f"r{index}-{i}@{domain}",
                         "name": f"R{i}",
                         "variables": {"name": f"R{i}"},
+                        "timezone": zone,
                     }
-                    for i, domain in enumerate(interleaved(options.domains, options.recipients))
+                    for i, (domain, zone) in enumerate(
+                        zip(
+                            interleaved(options.domains, options.recipients),
+                            interleaved(options.zones, options.recipients)
+                            if options.zones
+                            else [""] * options.recipients,
+                            strict=True,
+                        )
+                    )
                 ],
             )
             ids.append(str(campaign.id))
@@ -190,6 +212,7 @@ def settings_for(
         update={
             **connections,
             "working_days": options.working_days,
+            "recipient_timezones": bool(options.zones),
             "timezone": options.timezone,
             "working_hours_start": start,
             "working_hours_end": end,
@@ -333,6 +356,7 @@ async def _run_in(
         sends=_sends(engine),
         wall_seconds=time.perf_counter() - started,
         domains=_domains(engine),
+        zones=_zones(engine) if options.zones else [],
     )
 
 
@@ -409,6 +433,22 @@ def _domains(engine: Engine) -> list[DomainOutcome]:
     )
     with engine.connect() as conn:
         return [DomainOutcome(*row) for row in conn.execute(query).all()]
+
+
+def _zones(engine: Engine) -> list[ZoneOutcome]:
+    query = (
+        select(
+            CampaignRecipient.timezone,
+            func.count().filter(CampaignRecipient.status == RecipientStatus.SENT.value),
+            func.count().filter(CampaignRecipient.status == RecipientStatus.PENDING.value),
+            func.min(CampaignRecipient.sent_at),
+            func.max(CampaignRecipient.sent_at),
+        )
+        .group_by(CampaignRecipient.timezone)
+        .order_by(CampaignRecipient.timezone)
+    )
+    with engine.connect() as conn:
+        return [ZoneOutcome(*row) for row in conn.execute(query).all()]
 
 
 def _sends(engine: Engine) -> list[tuple[datetime, str]]:

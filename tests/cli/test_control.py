@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 
@@ -148,3 +149,44 @@ async def test_status_shows_each_domain_groups_pending_and_this_minutes_use(dev:
         "mail.ru": "3 pending, 20/min (7 used this minute)",
         "gmail.com": "1 pending, 60/min (0 used this minute)",
     }
+
+
+async def test_start_at_schedules_shows_moves_and_starts_now(dev: Harness) -> None:
+    campaign = dev.ready_campaign(4)
+    async with dev.worker():
+        past = await cli(dev, "start", campaign, "--at", "2020-01-01T09:00")
+        assert past.returncode == 1
+        assert past.stderr.startswith(
+            "error: --at: 2020-01-01T09:00"
+        ) and past.stderr.strip().endswith("is in the past")
+        garbage = await cli(dev, "start", campaign, "--at", "tomorrow")
+        assert garbage.returncode == 2 and "'tomorrow' is not an ISO date" in garbage.stderr
+        assert dev.queue_row(campaign) == {}  # nothing written
+
+        at = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+        scheduled = await cli(dev, "start", campaign, "--at", at.isoformat())
+        assert scheduled.returncode == 0, scheduled.stderr
+        local = at.astimezone(ZoneInfo(dev.settings.timezone)).isoformat()
+        assert f"campaign {campaign} scheduled: starts at {local}" in scheduled.stdout
+
+        listed = json.loads((await cli(dev, "list", "--json")).stdout)
+        row = next(row for row in listed if row["campaign_id"] == campaign)
+        assert (row["status"], row["scheduled_for"]) == ("ready", local)
+        table = await cli(dev, "list", env_overrides={"COLUMNS": "250"})
+        assert any(
+            campaign in line and "scheduled" in line and local[:16] in line
+            for line in table.stdout.splitlines()
+        ), table.stdout
+        status = json.loads((await cli(dev, "status", campaign, "--json")).stdout)
+        assert (status["status"], status["live"]["state"]) == ("ready", "scheduled")
+        assert status["scheduled_for"] == local
+
+        later = at + timedelta(hours=5)
+        moved = await cli(dev, "start", campaign, "--at", later.isoformat())
+        assert moved.returncode == 0, moved.stderr
+        assert dev.queue_row(campaign)["deferred_until"] == later
+
+        now = await cli(dev, "start", campaign)
+        assert now.returncode == 0, now.stderr
+        assert f"campaign {campaign} started:" in now.stdout
+        await wait_for(lambda: len(dev.sent_times(campaign)) == 4, what="all 4 sent")

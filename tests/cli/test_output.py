@@ -21,6 +21,7 @@ ROW = CampaignRow(
     pending=1,
     sent=0,
     failed=0,
+    scheduled_for=None,
 )
 
 

@@ -186,6 +186,39 @@ async def test_nothing_is_sent_while_the_old_engines_lock_is_held(
     assert len(warnings) == 1, warnings
 
 
+async def test_a_start_the_crm_schedules_in_the_tables_waits_moves_and_starts(
+    dev: Harness, worker: WorkerProcess
+) -> None:
+    """A ready campaign queued with a future ``deferred_until`` is a scheduled start; a new
+    time in the row moves it; ``sending`` starts it now."""
+    campaign = dev.ready_campaign(5)
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    queue(dev, campaign, deferred_until=at)
+    handle = dev.client.get_workflow_handle(workflow_id_for(campaign))
+    await wait_for(lambda: _state_is(handle, "scheduled"), timeout=WITHIN, what="the schedule")
+    assert (await progress(handle)).scheduled_for == at
+
+    later = at + timedelta(hours=1)
+    crm_sql(
+        dev,
+        "UPDATE mailer_campaignqueue SET deferred_until = %(t)s WHERE campaign_id = %(c)s",
+        t=later,
+        c=campaign,
+    )
+
+    async def moved() -> bool:
+        return await _state_is(handle, "scheduled") and (
+            (await progress(handle)).scheduled_for == later
+        )
+
+    await wait_for(moved, timeout=WITHIN, what="the start moved")
+    assert sent(dev, campaign) == 0
+    crm_sql(dev, "UPDATE mailer_campaign SET status = 'sending' WHERE id = %(c)s", c=campaign)
+    await wait_for(lambda: sent(dev, campaign) == 5, timeout=WITHIN, what="sent once started")
+    log = worker.log.read_text()
+    assert f"campaign {campaign}: start moved to {later.isoformat()}" in log
+
+
 async def _state_is(handle: object, *states: str) -> bool:
     try:
         state = await handle.query(CampaignWorkflow.progress)  # type: ignore[attr-defined]

@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from workflows.contracts import CarriedState, Progress
-from workflows.requests import Action, CampaignRow, adopted_state, decide
+from workflows.requests import (
+    Action,
+    CampaignRow,
+    adopted_state,
+    decide,
+    scheduled_start,
+    start_time_asked,
+)
 from workflows.states import WorkflowState
 from workflows.transitions import RESTORED_BY_RECONCILE, PauseCause
 
@@ -105,3 +112,46 @@ def test_a_paused_campaign_stays_paused_with_its_reason() -> None:
 
 def test_a_ready_campaign_starts_from_scratch() -> None:
     assert adopted_state(row("ready"), NOW) is None
+
+
+LATER = NOW + timedelta(hours=5)
+
+
+def scheduled(state: WorkflowState = WorkflowState.SCHEDULED) -> Progress:
+    return Progress("c1", state, scheduled_for=LATER)
+
+
+@pytest.mark.parametrize(
+    ("campaign", "progress", "action"),
+    [
+        # The row agrees with the scheduled run: nothing to do.
+        (row("ready", deferred_until=LATER), scheduled(), Action.NOTHING),
+        (row("paused", deferred_until=LATER), scheduled(WorkflowState.PAUSED), Action.NOTHING),
+        # The CRM moved the time, emptied it, or set the campaign sending: the start moves.
+        (row("ready", deferred_until=LATER + timedelta(hours=1)), scheduled(), Action.RESCHEDULE),
+        (row("ready"), scheduled(), Action.RESCHEDULE),
+        (row("sending", deferred_until=LATER), scheduled(), Action.RESCHEDULE),
+        # Paused, cancelled, or set back to ready while paused before the start.
+        (row("paused", deferred_until=LATER), scheduled(), Action.PAUSE),
+        (row("cancelled", deferred_until=LATER), scheduled(), Action.CANCEL),
+        (row("ready", deferred_until=LATER), scheduled(WorkflowState.PAUSED), Action.RESUME),
+    ],
+)
+def test_what_a_scheduled_campaigns_row_asks(
+    campaign: CampaignRow, progress: Progress, action: Action
+) -> None:
+    assert decide(campaign, progress) == action
+
+
+def test_a_ready_row_with_a_future_time_is_a_scheduled_start() -> None:
+    assert scheduled_start(row("ready", deferred_until=LATER), NOW) == LATER
+    assert scheduled_start(row("ready", deferred_until=NOW - timedelta(minutes=5)), NOW) is None
+    assert scheduled_start(row("ready"), NOW) is None
+    assert scheduled_start(row("sending", deferred_until=LATER), NOW) is None  # a deferral
+
+
+def test_where_a_row_moves_a_scheduled_start() -> None:
+    assert start_time_asked(row("ready", deferred_until=LATER), NOW) == LATER
+    assert start_time_asked(row("ready", deferred_until=NOW - timedelta(hours=1)), NOW) == NOW
+    assert start_time_asked(row("ready"), NOW) == NOW
+    assert start_time_asked(row("sending", deferred_until=LATER), NOW) == NOW

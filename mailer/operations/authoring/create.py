@@ -6,6 +6,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import insert, select
@@ -45,6 +46,8 @@ class CampaignDraft:
     skip_invalid: bool = False
     from_email: str = ""
     from_name: str = ""
+    # MAILER_RECIPIENT_TIMEZONES: the CSV's `timezone` column is each recipient's zone.
+    recipient_timezones: bool = False
 
 
 @dataclass
@@ -145,6 +148,8 @@ def create_campaign(
         max_file_mb=max_file_mb,
     )
     problems += recipients.problems
+    if draft.recipient_timezones:
+        problems += zone_problems(draft.recipients_path, recipients.recipients)
     kept = recipients.recipients
     skipped = recipients.skipped_invalid
     kept, skipped_suppressed = _without_suppressed(session, kept)
@@ -264,6 +269,37 @@ def _template_problems(draft: CampaignDraft, bodies: _Bodies, columns: list[str]
     return problems
 
 
+TIMEZONE_COLUMN = "timezone"
+MAX_LISTED_ZONES = 20
+
+
+def recipient_zone(recipient: Recipient) -> str:
+    """The recipient's `timezone` column ('' without one: MAILER_TIMEZONE)."""
+    for column, value in recipient.variables.items():
+        if column.lower() == TIMEZONE_COLUMN:
+            return value
+    return ""
+
+
+def zone_problems(path: Path, recipients: list[Recipient]) -> list[str]:
+    """One line per recipient whose `timezone` is not an IANA zone, naming file and line."""
+    known = available_timezones()
+    lines = [
+        f"{path}:{r.line}: {TIMEZONE_COLUMN}: {printable_value(zone)!r} is not an IANA time "
+        "zone (such as Europe/Moscow or Asia/Vladivostok)"
+        for r in recipients
+        if (zone := recipient_zone(r)) and zone not in known
+    ]
+    if len(lines) > MAX_LISTED_ZONES:
+        more = len(lines) - MAX_LISTED_ZONES
+        lines = [*lines[:MAX_LISTED_ZONES], f"{path}: … and {more} more unknown time zones"]
+    return lines
+
+
+def printable_value(value: str) -> str:
+    return value if len(value) <= 64 else value[:64] + "…"
+
+
 def _write(
     session: Session,
     draft: CampaignDraft,
@@ -293,6 +329,7 @@ def _write(
                 "email": r.email,
                 "name": r.name,
                 "variables": r.variables,
+                "timezone": recipient_zone(r) if draft.recipient_timezones else "",
             }
             for r in recipients
         ],
