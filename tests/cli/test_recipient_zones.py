@@ -42,7 +42,7 @@ def test_the_timezone_column_is_stored_and_shown_per_zone(
             text("SELECT email, timezone FROM mailer_campaignrecipient WHERE campaign_id = :c"),
             {"c": campaign},
         ).all()
-    assert dict(stored) == {  # type: ignore[arg-type]
+    assert dict(stored) == {
         "anna@example.com": "Asia/Vladivostok",
         "ivan@example.com": "",
         "oleg@example.com": "Europe/Kaliningrad",
