@@ -1,5 +1,6 @@
 """One message's SMTP transaction (MAIL, RCPT, DATA, the message, the final dot) on an open
-aiosmtplib session, step by step so a failure says where it happened.
+aiosmtplib session, step by step so a failure says where it happened (MAIL, RCPT and DATA
+in one flight where the server pipelines: :mod:`activities.smtp_pipelining`).
 
 Where matters once: a timeout or a dropped connection *after the final dot* is not a refusal
 — the server may have accepted the message and only its reply was lost — so it is raised as
@@ -14,6 +15,8 @@ import re
 
 import aiosmtplib
 from aiosmtplib import SMTPDataError, SMTPServerDisconnected, SMTPStatus
+
+from activities.smtp_pipelining import pipelined_envelope, pipelines
 
 # RFC 5321 4.5.2: a line starting with a period gets one more.
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
@@ -60,11 +63,14 @@ async def send_message(
         # RFC 1870: the octets as sent, less the dot-stuffing and the final dot.
         options.insert(0, f"SIZE={len(body) - 3}")
     try:
-        await smtp.mail(sender, options=options, encoding=encoding)
-        await smtp.rcpt(recipient, encoding=encoding)
-        started = await smtp.execute_command(b"DATA")
-        if started.code != SMTPStatus.start_input:
-            raise SMTPDataError(started.code, started.message)
+        if pipelines(smtp):  # the server advertised PIPELINING: one round trip for three
+            await pipelined_envelope(smtp, sender, recipient, options, encoding)
+        else:
+            await smtp.mail(sender, options=options, encoding=encoding)
+            await smtp.rcpt(recipient, encoding=encoding)
+            started = await smtp.execute_command(b"DATA")
+            if started.code != SMTPStatus.start_input:
+                raise SMTPDataError(started.code, started.message)
     except aiosmtplib.SMTPResponseException:
         await _reset(smtp)
         raise

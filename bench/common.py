@@ -17,13 +17,16 @@ from mailer.stack.throwaway import free_port, serving  # noqa: E402
 
 
 @contextmanager
-def sink_process(outbox: Path | None = None, latency_ms: float = 0.0) -> Iterator[int]:
-    """The stack's SMTP sink in its own process (each reply delayed ``latency_ms``);
-    yields its port."""
+def sink_process(
+    outbox: Path | None = None, latency_ms: float = 0.0, *, pipelining: bool = False
+) -> Iterator[int]:
+    """The stack's SMTP sink in its own process (each reply delayed ``latency_ms``;
+    advertising PIPELINING if asked); yields its port."""
     port = free_port()
     args = [sys.executable, "-m", "mailer.stack.smtp_sink", "--port", str(port)]
     args += ["--outbox", str(outbox)] if outbox else ["--no-outbox"]
     args += ["--latency-ms", str(latency_ms)]
+    args += ["--pipelining"] if pipelining else []
     with serving(args, port, "sink", cwd=ROOT):
         yield port
 

@@ -194,11 +194,19 @@ async def main() -> None:
         default=None,
         help="a proxy delays every chunk RTT/2 each way (the network; bench/latency_proxy.py)",
     )
+    parser.add_argument(
+        "--pipelining",
+        action="store_true",
+        help="the sink advertises PIPELINING (mailer then pipelines; the plain loop cannot)",
+    )
     args = parser.parse_args()
     shape = Shape(args.campaigns, args.recipients)
     engine_runs: list[Run] = []
     plain_runs: list[Run] = []
-    with sink_process(latency_ms=args.latency_ms) as sink_port, ExitStack() as network:
+    with (
+        sink_process(latency_ms=args.latency_ms, pipelining=args.pipelining) as sink_port,
+        ExitStack() as network,
+    ):
         port = sink_port
         if args.rtt_ms is not None:
             port = network.enter_context(latency_proxy(sink_port, args.rtt_ms))
@@ -219,7 +227,8 @@ async def main() -> None:
     engine_median, plain_median = median(engine_runs, "rate"), median(plain_runs, "rate")
     connections = f"{shape.campaigns} connections each, {shape.total} emails"
     rtt = f"; network RTT {args.rtt_ms:.0f} ms (proxy)" if args.rtt_ms is not None else ""
-    print(f"sink latency per reply: {args.latency_ms:.0f} ms{rtt}; {connections}")
+    pipelined = "; the sink advertises PIPELINING" if args.pipelining else ""
+    print(f"sink latency per reply: {args.latency_ms:.0f} ms{rtt}; {connections}{pipelined}")
     print(f"plain aiosmtplib, median:      {plain_median:8.1f} emails/s")
     print(f"mailer end to end, median:     {engine_median:8.1f} emails/s")
     print(f"ratio of medians (>= 0.70):    {engine_median / plain_median:8.2f}")

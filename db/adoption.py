@@ -38,6 +38,7 @@ ADDED_BY_MAILER = frozenset(
         ("mailer_campaignrecipient", "claimed_until"),
         ("mailer_campaignrecipient", "deferred_since"),
         ("mailer_campaignrecipient", "outcome_unknown_at"),
+        ("mailer_campaignrecipient", "timezone"),
         ("mailer_globalmailaccount", "smtp_ca_pem"),
         ("mailer_globalmailaccount", "smtp_verify_tls"),
     }

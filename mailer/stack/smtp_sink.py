@@ -82,7 +82,24 @@ class SinkHandler:
     delay_seconds: float = 0.0  # per message, to rehearse a slow server
     step_delay_seconds: float = 0.0  # before each MAIL, RCPT and DATA reply: a slow provider
     keep_in_memory: bool = True  # the stack's long-running sink keeps messages on disk only
+    # Advertise ESMTP PIPELINING (RFC 2920), as Postfix and the large providers do; aiosmtpd
+    # reads a pipelined group's commands one after another either way.
+    pipelining: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd calls handle_<VERB>)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            *first, last = responses
+            return [*first, "250-PIPELINING", last]
+        return responses
 
     def _rule_for(self, address: str, stage: str) -> FailureRule | None:
         for rule in self.rules:
@@ -229,12 +246,18 @@ def main() -> None:
         default=0.0,
         help="delay each MAIL, RCPT and DATA reply this long (a provider across the internet)",
     )
+    parser.add_argument(
+        "--pipelining", action="store_true", help="advertise ESMTP PIPELINING (RFC 2920)"
+    )
     args = parser.parse_args()
     if args.outbox is None and not args.no_outbox:
         parser.error("give --outbox DIR or --no-outbox")
     outbox = None if args.no_outbox else args.outbox
     handler = SinkHandler(
-        outbox=outbox, keep_in_memory=False, step_delay_seconds=args.latency_ms / 1000
+        outbox=outbox,
+        keep_in_memory=False,
+        step_delay_seconds=args.latency_ms / 1000,
+        pipelining=args.pipelining,
     )
     sink = SmtpSink(handler, host=args.host, port=args.port).start()
     print(f"smtp sink listening on {args.host}:{sink.port}, outbox {outbox}", flush=True)

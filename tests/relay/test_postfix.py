@@ -16,10 +16,15 @@ from email import message_from_string, policy
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.smtp_pipelining import pipelines
+from activities.smtp_session import close_smtp, open_smtp
 from db.engine import session_scope
 from db.queries import campaign_status_view
+from mailer.mail.views import AccountView
 from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
+from tests.activities.test_smtp_pipelining import Counter as WriteCounter
+from tests.activities.test_smtp_pipelining import counting_proxy, send
 from tests.support.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
 from tests.support.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
 from tests.support.webservice import SECRET, WebService
@@ -319,3 +324,67 @@ async def test_with_a_return_path_reports_go_to_it_and_the_from_mailbox_gets_non
     assert suppressed() == [("gone@example.org", "hard_bounce")]
     assert "from=<bounces@returns.test>" in log
     assert internet.handler.messages == []  # no report went to the From mailbox
+
+
+async def test_postfix_gets_each_message_pipelined_and_refusals_in_a_group_stay_apart(
+    internet: SmtpSink,
+) -> None:
+    """Postfix advertises PIPELINING: MAIL, RCPT and DATA go in one flight (two client
+    writes a message, counted between mailer and Postfix, over STARTTLS and SASL); a 550
+    and a 451 to RCPT and a 554 to DATA in the middle of a group are each that message's own
+    refusal, and the session goes on after its RSET."""
+    with running_postfix(
+        relay_port=internet.port,
+        recipient_access={
+            "gone@example.org": "550 5.1.1 no such user",
+            "full@example.org": "451 4.2.2 mailbox full, try again later",
+        },
+        data_access={"spam@example.org": "554 5.7.1 message refused at DATA"},
+    ) as server:
+        counter = WriteCounter()
+        async with counting_proxy(server.port, counter) as port:
+            relay = AccountView(
+                smtp_host="127.0.0.1",
+                smtp_port=port,
+                smtp_username=USERNAME,
+                smtp_password=PASSWORD,
+                smtp_tls="starttls",
+                from_email=f"news@{SENDER_DOMAIN}",
+                from_name="",
+                per_user_daily_limit=0,
+                smtp_ca_pem=server.ca_pem,
+            )
+            smtp = await open_smtp(relay, timeout=20)
+            try:
+                assert pipelines(smtp)
+                before = counter.client_writes
+                outcomes = [
+                    await send(smtp, address)
+                    for address in (
+                        "a@example.org",
+                        "gone@example.org",
+                        "b@example.org",
+                        "full@example.org",
+                        "spam@example.org",
+                        "c@example.org",
+                    )
+                ]
+                first_writes = counter.client_writes - before
+                before = counter.client_writes
+                for number in range(5):
+                    assert await send(smtp, f"more{number}@example.org") == "ok"
+                per_message = (counter.client_writes - before) / 5
+            finally:
+                await close_smtp(smtp)
+        await wait_for(lambda: len(internet.handler.recipients()) == 8, what="8 relayed")
+    assert outcomes == [
+        "ok",
+        "SMTPRecipientRefused 550",
+        "ok",
+        "SMTPRecipientRefused 451",
+        "SMTPDataError 554",
+        "ok",
+    ]
+    assert per_message == 2
+    assert first_writes < 6 * 4  # refusals add an RSET each, never a command at a time
+    assert "gone@example.org" not in relayed_to(internet)

@@ -69,6 +69,7 @@ relayhost = [127.0.0.1]:{relay_port}
 smtp_tls_security_level = none
 transport_maps = {transport_maps}
 smtpd_recipient_restrictions = {recipient_restrictions}
+smtpd_data_restrictions = {data_restrictions}
 """
 
 SASL_CONF = """\
@@ -205,6 +206,13 @@ class Greylister:
         self.server.server_close()
 
 
+def _access_map(root: Path, name: str, entries: dict[str, str]) -> str:
+    """A ``check_recipient_access`` on a texthash map of ``entries`` (no postmap needed)."""
+    path = root / f"{name}_access"
+    path.write_text("".join(f"{address} {action}\n" for address, action in entries.items()))
+    return f"check_recipient_access texthash:{path}"
+
+
 @contextmanager
 def running_postfix(
     *,
@@ -213,11 +221,15 @@ def running_postfix(
     inbound_port: int = 0,
     policy_port: int = 0,
     smtputf8: bool = True,
+    recipient_access: dict[str, str] | None = None,
+    data_access: dict[str, str] | None = None,
 ) -> Iterator[Postfix]:
     """Postfix relaying to ``relay_port``; its reports to ``sender_domain`` go to
     ``inbound_port`` (when given); every recipient is checked with the policy service on
     ``policy_port`` (when given); SMTPUTF8 offered or not. Stopped and removed when the block
-    ends."""
+    ends. ``recipient_access`` answers RCPT TO for the addresses it names (``"550 5.1.1 …"``,
+    ``"451 4.2.2 …"``: Postfix's access map), ``data_access`` answers DATA for a transaction
+    whose one recipient it names."""
     require_postfix()
     # Not under pytest's tmp_path: the postfix user must be able to reach the queue.
     root = Path(tempfile.mkdtemp(prefix="mailer-postfix-"))
@@ -238,6 +250,9 @@ def running_postfix(
     (root / "data").mkdir()
     shutil.chown(root / "data", "postfix")
     restrictions = f"check_policy_service inet:127.0.0.1:{policy_port}" if policy_port else "permit"
+    if recipient_access:
+        restrictions = f"{_access_map(root, 'rcpt', recipient_access)}, {restrictions}"
+    data_restrictions = _access_map(root, "data", data_access) if data_access else ""
     (root / "conf" / "main.cf").write_text(
         MAIN_CF.format(
             root=root,
@@ -245,6 +260,7 @@ def running_postfix(
             relay_port=relay_port,
             transport_maps=transport,
             recipient_restrictions=restrictions,
+            data_restrictions=data_restrictions,
             smtputf8="yes" if smtputf8 else "no",
         )
     )

@@ -11,6 +11,7 @@ from workflows.summaries import (
     campaign_details,
     campaign_summary,
     plain,
+    scheduled_summary,
     sleep_summary,
 )
 
@@ -53,3 +54,6 @@ def test_a_sleep_says_why_and_until_when_in_the_campaigns_zone() -> None:
         "rate_per_hour until 23:45 MSK"
     )
     assert batch_summary(100) == "batch of 100"
+    assert scheduled_summary(tomorrow, now, "Europe/Moscow") == (
+        "scheduled start at Sat 05 Dec 09:00 MSK"
+    )

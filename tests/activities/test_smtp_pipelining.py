@@ -1,0 +1,138 @@
+"""ESMTP PIPELINING over real TCP: against a sink that advertises it, MAIL, RCPT and DATA go in
+one flight (counted by a proxy between client and server) and refusals in the middle of a
+group are raised exactly as one command at a time raises them; against one that does not,
+the commands go one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import aiosmtplib
+import pytest
+
+from activities.smtp_pipelining import pipelines
+from activities.smtp_session import close_smtp, open_smtp
+from activities.smtp_transaction import send_message
+from mailer.mail.views import AccountView
+from mailer.stack.smtp_sink import FailureRule, SinkHandler, SmtpSink
+
+SENDER = "news@shop.example"
+MESSAGE = b"Subject: hi\r\n\r\nHello\r\n"
+
+
+@dataclass
+class Counter:
+    """Chunks the client wrote, as the server's side of the proxy read them."""
+
+    client_writes: int = 0
+
+
+@contextlib.asynccontextmanager
+async def counting_proxy(target: int, counter: Counter) -> AsyncIterator[int]:
+    """A TCP proxy in this loop counting the client's writes (one read per write on
+    loopback: the client waits for a reply between writes)."""
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if count:
+                    counter.client_writes += 1
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.close()
+
+    async def connection(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pump(client_r, server_w, True), pump(server_r, client_w, False))
+
+    server = await asyncio.start_server(connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield port
+
+
+def account(port: int) -> AccountView:
+    return AccountView(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_username="",
+        smtp_password="",
+        smtp_tls="none",
+        from_email=SENDER,
+        from_name="",
+        per_user_daily_limit=0,
+        smtp_ca_pem="",
+        smtp_verify_tls=True,
+    )
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-at-a-time"])
+def sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+    rules = [
+        FailureRule("gone@example.org", 550, text="5.1.1 no such user"),
+        FailureRule("full@example.org", 451, text="4.2.2 mailbox full, try later"),
+        FailureRule("spam@example.org", 554, stage="data", text="5.7.1 refused at DATA"),
+    ]
+    with SmtpSink(SinkHandler(rules=rules, pipelining=request.param)) as running:
+        yield running
+
+
+async def send(smtp: aiosmtplib.SMTP, recipient: str) -> str:
+    """``ok``, or the refusal's class and code."""
+    try:
+        await send_message(smtp, SENDER, recipient, MESSAGE, smtputf8=False)
+    except aiosmtplib.SMTPResponseException as exc:
+        return f"{type(exc).__name__} {exc.code}"
+    return "ok"
+
+
+async def test_refusals_in_a_group_are_each_recipients_own_and_the_session_goes_on(
+    sink: SmtpSink,
+) -> None:
+    smtp = await open_smtp(account(sink.port), timeout=10)
+    try:
+        assert pipelines(smtp) == sink.handler.pipelining
+        outcomes = [
+            await send(smtp, address)
+            for address in (
+                "a@example.org",
+                "gone@example.org",
+                "b@example.org",
+                "full@example.org",
+                "spam@example.org",
+                "c@example.org",
+            )
+        ]
+    finally:
+        await close_smtp(smtp)
+    assert outcomes == [
+        "ok",
+        "SMTPRecipientRefused 550",
+        "ok",
+        "SMTPRecipientRefused 451",
+        "SMTPDataError 554",
+        "ok",
+    ]
+    assert sink.handler.recipients() == ["a@example.org", "b@example.org", "c@example.org"]
+    assert [m.data.replace(b"\r\n", b"\n") for m in sink.handler.messages] == [
+        MESSAGE.replace(b"\r\n", b"\n")
+    ] * 3
+
+
+async def test_a_pipelined_message_takes_two_writes_instead_of_four(sink: SmtpSink) -> None:
+    counter = Counter()
+    async with counting_proxy(sink.port, counter) as port:
+        smtp = await open_smtp(account(port), timeout=10)
+        try:
+            await send(smtp, "first@example.org")  # the session's own commands settle
+            before = counter.client_writes
+            for number in range(10):
+                assert await send(smtp, f"r{number}@example.org") == "ok"
+            per_message = (counter.client_writes - before) / 10
+        finally:
+            await close_smtp(smtp)
+    assert per_message == (2 if sink.handler.pipelining else 4)
