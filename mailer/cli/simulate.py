@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -106,7 +106,7 @@ def simulate(
         recipients=recipients,
         campaign=campaign,
         campaigns=campaigns,
-        start=start,
+        start=start or _scheduled_start(real),
         now=datetime.now(ZoneInfo(current.timezone)),
         rate_per_hour=rate_per_hour,
         daily_limit=daily_limit,
@@ -160,7 +160,15 @@ def _defaults(current: Settings, real: RealDefaults) -> SettingsDefaults:
         working_days=current.working_days,
         holidays=current.holidays,
         holidays_file=current.holidays_file,
+        zones=real.zones,
     )
+
+
+def _scheduled_start(real: RealDefaults) -> str | None:
+    """A --campaign's scheduled start, if it has one ahead: the forecast starts there."""
+    if real.scheduled_for is None or real.scheduled_for <= datetime.now(UTC):
+        return None
+    return real.scheduled_for.isoformat()
 
 
 def _intro(options: SimulationOptions) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.models import Campaign, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
+from db.models import Campaign, CampaignQueue, CampaignRecipient, GlobalMailAccount, SmtpBzQuota
 from db.queries import recipient_domain
 from mailer.core.errors import InputError
 from mailer.core.settings import Settings
@@ -22,6 +23,10 @@ class RealDefaults:
     pending: int | None = None
     # The source campaign's pending recipients by domain (the most common first).
     domains: tuple[tuple[str, int], ...] = ()
+    # With MAILER_RECIPIENT_TIMEZONES: its pending recipients by time zone.
+    zones: tuple[tuple[str, int], ...] = ()
+    # Its scheduled start, if it has one not reached yet: the simulation starts there.
+    scheduled_for: datetime | None = None
     problem: str = ""  # why the database could not be read, if it could not
 
 
@@ -43,7 +48,7 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
             ).scalar()
             if parsed is None:
                 return RealDefaults(daily_limit=account or 0)
-            return _campaign_defaults(conn, parsed, daily_limit=account or 0)
+            return _campaign_defaults(conn, parsed, settings, daily_limit=account or 0)
     except SQLAlchemyError as exc:
         if parsed is not None:
             raise InputError(
@@ -54,10 +59,25 @@ def read_defaults(settings: Settings, campaign_id: str | None) -> RealDefaults:
         engine.dispose()
 
 
-def _campaign_defaults(conn: Connection, campaign_id: uuid.UUID, daily_limit: int) -> RealDefaults:
-    """The campaign's pending count and domain mix, and the quota now."""
-    if conn.execute(select(Campaign.id).where(Campaign.id == campaign_id)).first() is None:
+def _campaign_defaults(
+    conn: Connection, campaign_id: uuid.UUID, settings: Settings, daily_limit: int
+) -> RealDefaults:
+    """The campaign's pending count, domain and zone mix, its scheduled start, and the
+    quota now."""
+    row = conn.execute(
+        select(Campaign.status, Campaign.started_at, CampaignQueue.deferred_until)
+        .outerjoin(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
+        .where(Campaign.id == campaign_id, func.coalesce(CampaignQueue.defer_reason, "") == "")
+    ).first()
+    exists = (
+        row is not None
+        or conn.execute(select(Campaign.id).where(Campaign.id == campaign_id)).first()
+    )
+    if not exists:
         raise InputError([f"--campaign: no campaign {campaign_id}"])
+    scheduled = None
+    if row is not None and row.started_at is None and row.status in ("ready", "paused"):
+        scheduled = row.deferred_until
     pending_here = (
         CampaignRecipient.campaign_id == campaign_id,
         CampaignRecipient.status == "pending",
@@ -75,9 +95,20 @@ def _campaign_defaults(conn: Connection, campaign_id: uuid.UUID, daily_limit: in
         .group_by(domain)
         .order_by(func.count().desc())
     ).all()
+    zones: tuple[tuple[str, int], ...] = ()
+    if settings.recipient_timezones:
+        by_zone = conn.execute(
+            select(CampaignRecipient.timezone, func.count())
+            .where(*pending_here)
+            .group_by(CampaignRecipient.timezone)
+            .order_by(func.count().desc())
+        ).all()
+        zones = tuple((str(z) or settings.timezone, int(n)) for z, n in by_zone)
     return RealDefaults(
         daily_limit=daily_limit,
         quota=quota or 0,
         pending=pending or 0,
         domains=tuple((str(d), int(n)) for d, n in mix),
+        zones=zones,
+        scheduled_for=scheduled,
     )

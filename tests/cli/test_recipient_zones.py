@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
 
+from db.engine import get_engine
 from mailer.core import settings as settings_module
+from mailer.stack import seed_data
 from starter import app
 from tests.cli.test_simulate import runner, simulate
 from tests.support.authoring import create_args, run
@@ -116,3 +119,42 @@ def test_an_unknown_zone_in_zones_is_one_line(mailer_env: object) -> None:
     assert result.stderr.strip() == (
         "error: --zones: 'Mars/Olympus' is not an IANA time zone (e.g. Europe/Moscow)"
     )
+
+
+def test_a_scheduled_zoned_campaign_is_forecast_from_its_start_and_zone_mix(
+    mailer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``simulate --campaign`` of a campaign scheduled for a Monday 03:00 Moscow with
+    recipients in Vladivostok and Kaliningrad: starts at its scheduled time and takes its
+    zones from the database."""
+    monkeypatch.setenv("MAILER_RECIPIENT_TIMEZONES", "on")
+    settings_module.get_settings.cache_clear()
+    url = mailer_env["MAILER_DATABASE_URL"]
+    campaign = seed_data.add_campaign(url, seed_data.add_user(url), 20)
+    seed_data.set_quota(url, 1000)
+    now = datetime.now(UTC).astimezone(ZoneInfo("Europe/Moscow"))
+    day = now.date() + timedelta(days=1)
+    while day.weekday() != 0:
+        day += timedelta(days=1)
+    start = datetime.combine(day, time(3), tzinfo=ZoneInfo("Europe/Moscow"))
+    with get_engine(url).begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE mailer_campaignrecipient SET timezone = CASE WHEN id % 2 = 0 "
+                "THEN 'Asia/Vladivostok' ELSE 'Europe/Kaliningrad' END WHERE campaign_id = :c"
+            ),
+            {"c": campaign},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO mailer_campaignqueue (campaign_id, status, deferred_until) "
+                "VALUES (:c, 'pending', :t)"
+            ),
+            {"c": campaign, "t": start},
+        )
+    forecast = simulate("--campaign", campaign)
+    assert datetime.fromisoformat(forecast["started_at"]) == start
+    zones = {z["zone"]: z for z in forecast["zones"]}
+    assert sorted(zones) == ["Asia/Vladivostok", "Europe/Kaliningrad"]
+    assert zones["Asia/Vladivostok"]["first_sent_at"][11:16] == "10:00"
+    assert zones["Europe/Kaliningrad"]["first_sent_at"][11:16] == "09:00"
