@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr = SecretStr("")
     unsubscribe_base_url: str = "http://127.0.0.1:8090"
     unsubscribe_mailto: str = ""
+
+    # `mailer doctor` counts a poller not seen this long as gone (a stopped worker stays
+    # listed by the server; a live one polls again within about a minute).
+    doctor_poller_gone_seconds: int = Field(120, ge=65, le=3600)
+
     # The envelope sender (MAIL FROM) of campaign messages and test emails, when not the
     # From address: where delivery reports go, e.g. a mailbox routed to the receiver
     # (MAILER_INBOUND_PORT). Empty: the account's From address.

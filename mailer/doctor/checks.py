@@ -95,8 +95,11 @@ def _unsubscribe(facts: Facts) -> Check:
     )
 
 
-def live_pollers(pollers: list[Poller], now: datetime) -> list[Poller]:
-    return [p for p in pollers if p.last_access is None or now - p.last_access <= POLLER_FRESH]
+def live_pollers(
+    pollers: list[Poller], now: datetime, gone_after: timedelta = POLLER_FRESH
+) -> list[Poller]:
+    """The pollers seen within ``gone_after`` (a stopped worker's stay listed a while)."""
+    return [p for p in pollers if p.last_access is None or now - p.last_access <= gone_after]
 
 
 def _part(
@@ -210,8 +213,8 @@ def _drift(facts: Facts) -> Check:
 
 def _workers(facts: Facts) -> Check:
     temporal = facts.temporal
-    workflow = live_pollers(temporal.workflow_pollers, facts.now)
-    activity = live_pollers(temporal.activity_pollers, facts.now)
+    workflow = live_pollers(temporal.workflow_pollers, facts.now, temporal.poller_gone_after)
+    activity = live_pollers(temporal.activity_pollers, facts.now, temporal.poller_gone_after)
     if workflow and activity:
         identities = sorted({p.identity for p in workflow + activity})
         return Check(

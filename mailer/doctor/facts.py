@@ -50,6 +50,8 @@ class TemporalFacts:
     error: str = ""  # '' when reachable
     workflow_pollers: list[Poller] = field(default_factory=list)
     activity_pollers: list[Poller] = field(default_factory=list)
+    # A poller not seen this long is a stopped worker's (MAILER_DOCTOR_POLLER_GONE_SECONDS).
+    poller_gone_after: timedelta = timedelta(minutes=2)
     schedules: list[ScheduleFacts] = field(default_factory=list)
     failing_workflow_tasks: list[FailingWorkflowTask] = field(default_factory=list)
     # Campaigns whose row and workflow disagree with no CRM request to explain it.

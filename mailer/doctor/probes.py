@@ -232,6 +232,7 @@ async def look_at_temporal(settings: Settings) -> TemporalFacts:
         address=settings.temporal_address,
         namespace=settings.temporal_namespace,
         task_queue=settings.task_queue,
+        poller_gone_after=timedelta(seconds=settings.doctor_poller_gone_seconds),
     )
     try:
         await asyncio.wait_for(_fill_temporal(settings, facts), timeout=PART_TIMEOUT)

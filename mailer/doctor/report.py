@@ -66,7 +66,8 @@ def _temporal_lines(facts: Facts, zone: ZoneInfo) -> list[str]:
     lines = [f"Temporal    {t.address} (namespace {t.namespace}): {t.error or 'reachable'}"]
     if not t.reachable:
         return lines
-    live = live_pollers(t.workflow_pollers, now) + live_pollers(t.activity_pollers, now)
+    gone = t.poller_gone_after
+    live = live_pollers(t.workflow_pollers, now, gone) + live_pollers(t.activity_pollers, now, gone)
     lines.append(
         f"Workers     task queue {t.task_queue!r}: {len({p.identity for p in live})} live; "
         f"workflow pollers: {_pollers(now, t.workflow_pollers)}; "
