@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.campaign_runs import live
+from activities.campaign_runs import RESCHEDULE, live
 from activities.ledger import campaign_rows, release_processing, take_requests
 from activities.start_metadata import start_campaign_run, start_metadata
 from db.engine import session_scope
@@ -35,9 +35,7 @@ from workflows.states import QueueStatus
 
 log = logging.getLogger(__name__)
 
-# The workflow's reschedule update (Any: the SDK types a described update as returning its
-# coroutine); an answer waited for this long at most.
-RESCHEDULE: Any = CampaignWorkflow.reschedule
+# A reschedule's answer is waited for this long at most.
 UPDATE_TIMEOUT = timedelta(seconds=15)
 
 # Requests taken per turn; more wait for the next turn (which then comes at once).

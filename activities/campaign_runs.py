@@ -15,6 +15,9 @@ from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import Progress
 
 RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+# The workflow's reschedule update, for the CLI's and the dispatcher's calls (Any: the SDK
+# types an update declared with a description as returning its coroutine).
+RESCHEDULE: Any = CampaignWorkflow.reschedule
 
 
 @dataclass

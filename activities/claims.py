@@ -29,6 +29,7 @@ from activities.ledger import (
     live_claim,
     sends_this_hour,
     sent_today,
+    stored_pending_zones,
 )
 from db.models import (
     Campaign,
@@ -333,14 +334,7 @@ def _closed_zones(
     if not settings.recipient_timezones:
         return []
     hours = working_hours(limits_for(settings, account, now))
-    stored = session.scalars(
-        select(CampaignRecipient.timezone)
-        .where(
-            CampaignRecipient.campaign_id == campaign_id,
-            CampaignRecipient.status == RecipientStatus.PENDING,
-        )
-        .distinct()
-    )
+    stored = stored_pending_zones(session, campaign_id)
     return [zone for zone in stored if not is_working_time(now, in_zone(hours, zone))]
 
 

@@ -151,7 +151,14 @@ def take_snapshot(
 
 
 def pending_zones(session: Session, campaign_id: uuid.UUID) -> list[str]:
-    """The distinct time zones of a campaign's pending recipients ('' for MAILER_TIMEZONE)."""
+    """The distinct time zones of a campaign's pending recipients ('' for MAILER_TIMEZONE,
+    which a stored name that is not a zone also means)."""
+    stored = stored_pending_zones(session, campaign_id)
+    return sorted({zone if is_zone(zone) else "" for zone in stored})
+
+
+def stored_pending_zones(session: Session, campaign_id: uuid.UUID) -> list[str]:
+    """The distinct ``timezone`` values of a campaign's pending recipients, as stored."""
     query = (
         select(CampaignRecipient.timezone)
         .where(
@@ -161,7 +168,7 @@ def pending_zones(session: Session, campaign_id: uuid.UUID) -> list[str]:
         .distinct()
         .order_by(CampaignRecipient.timezone)
     )
-    return sorted({zone if is_zone(zone) else "" for zone in session.scalars(query)})
+    return list(session.scalars(query))
 
 
 def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
@@ -202,24 +209,25 @@ def start_campaign(
 def mark_scheduled(session: Session, campaign: Campaign, start_at: datetime, now: datetime) -> None:
     """A scheduled start: the campaign stays ``ready`` (it has not started); its queue row
     is ``pending`` with the start time in ``deferred_until`` and no defer reason."""
+    queue = _pending_queue(session, campaign, now)
+    queue.deferred_until = start_at
+
+
+def _pending_queue(session: Session, campaign: Campaign, now: datetime) -> CampaignQueue:
+    """The campaign's queue row (created if it has none), ``pending`` with no defer reason."""
     queue = _queue(session, campaign.id)
     if queue is None:
         queue = CampaignQueue(campaign_id=campaign.id, queued_at=now)
         session.add(queue)
     queue.status = QueueStatus.PENDING.value
     queue.defer_reason = ""
-    queue.deferred_until = start_at
+    return queue
 
 
 def mark_started(session: Session, campaign: Campaign, now: datetime) -> None:
     campaign.status = CampaignStatus.SENDING.value
     campaign.started_at = campaign.started_at or now
-    queue = _queue(session, campaign.id)
-    if queue is None:
-        queue = CampaignQueue(campaign_id=campaign.id, queued_at=now)
-        session.add(queue)
-    queue.status = QueueStatus.PENDING.value
-    queue.defer_reason = ""
+    queue = _pending_queue(session, campaign, now)
     queue.deferred_until = None
     queue.consecutive_transient_errors = 0
     queue.started_at = None

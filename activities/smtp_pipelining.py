@@ -28,6 +28,9 @@ from aiosmtplib import (
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, MAX_RESPONSE_LENGTH, SMTPProtocol
 
+# A pipelined group has three replies (four with RFC 2920's empty message); a server that
+# sends far more than asked is refused rather than buffered without end.
+MAX_UNREAD_REPLIES = 16
 # RCPT's two accepting replies (251: "not local, will forward").
 RECIPIENT_ACCEPTED = (SMTPStatus.completed, SMTPStatus.will_forward)
 
@@ -45,6 +48,8 @@ class PipeliningProtocol(SMTPProtocol):
         self._arrived = asyncio.Event()
 
     def data_received(self, data: bytes) -> None:
+        if self._failure is not None:  # the session is done for: nothing more is read
+            return
         self._buffer.extend(data)
         if len(self._buffer) > MAX_RESPONSE_LENGTH:
             del self._buffer[:]
@@ -53,6 +58,12 @@ class PipeliningProtocol(SMTPProtocol):
         try:
             while (reply := self._read_response_from_buffer()) is not None:
                 self._replies.append(reply)
+                if len(self._replies) > MAX_UNREAD_REPLIES:
+                    self._replies.clear()
+                    self._fail(
+                        SMTPResponseException(SMTPStatus.invalid_response, "Too many replies")
+                    )
+                    break
         except SMTPResponseException as exc:  # a malformed or overlong line
             self._fail(exc)
         self._arrived.set()

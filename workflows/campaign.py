@@ -294,7 +294,7 @@ class CampaignWorkflow:
         self._campaign_id = request.campaign_id
         if request.carried is None and request.start_at is not None:
             self._snapshot = await self._start(scheduled_for=request.start_at)
-            finished = await self._wait_for_start_time()
+            finished = await self._wait_for_start_time(request.start_at)
             if finished is not None:
                 return finished
             self._snapshot = await self._start(counted=True)
@@ -435,11 +435,13 @@ class CampaignWorkflow:
             workflow.logger.info("campaign %s: started", self._campaign_id)
         return started.snapshot
 
-    async def _wait_for_start_time(self) -> CampaignResult | None:
+    async def _wait_for_start_time(self, scheduled_for: datetime) -> CampaignResult | None:
         """A scheduled start: wait, unstarted (``ready`` in the tables, the time in the queue
         row's ``deferred_until``), until the start time; pause, resume, cancel and
         reschedule act meanwhile. Returns the result if it ended before it started."""
-        recorded: tuple[CampaignStatus, datetime] | None = None
+        # What the scheduling activity wrote (``scheduled_for``): the loop records only what
+        # changes since (a reschedule, a pause).
+        recorded = (CampaignStatus.READY, scheduled_for)
         while self._start_at is not None:
             start_at = self._start_at
             if self._request == Request.CANCEL:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from temporalio.exceptions import TimeoutError as TimeoutError_
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.campaign_runs import RUNNING, live
+from activities.campaign_runs import RESCHEDULE, RUNNING, live
 from activities.start_metadata import start_campaign_run, start_metadata
 from db.engine import session_scope
 from db.queries import CampaignStatusView, campaign_status_view
@@ -132,17 +132,12 @@ async def reschedule(
     """Move a scheduled start (the workflow's ``reschedule`` update); answers once the new
     time is in the tables, or with the campaign's first state if the time is now."""
     handle = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id_for(str(campaign_id)))
-    try:
-        async with asyncio.timeout(SETTLE_SECONDS):
-            moved: Progress = await handle.execute_update(RESCHEDULE, RescheduleInput(at))
-    except WorkflowUpdateFailedError as exc:
-        reason = getattr(exc.cause, "message", None) or str(exc.cause)
-        raise ControlError(f"cannot reschedule campaign {campaign_id}: {reason}") from None
-    except TimeoutError:
-        raise ControlError(
-            f"campaign {campaign_id} took the new start time but has not applied it within "
-            f"{SETTLE_SECONDS:.0f}s: is a worker polling task queue {settings.task_queue!r}?"
-        ) from None
+    moved = await _applied(
+        settings,
+        campaign_id,
+        ("reschedule", "the new start time"),
+        handle.execute_update(RESCHEDULE, RescheduleInput(at)),
+    )
     if moved.scheduled_for is None:  # it starts now: report its first state, as a start does
         settled = await _settle(handle, lambda p: p.state != WorkflowState.SCHEDULED)
         return settled or moved
@@ -180,10 +175,6 @@ UPDATES: dict[Signal, Any] = {
 }
 
 
-# Any, as UPDATES (the SDK types a described update as returning its coroutine).
-RESCHEDULE: Any = CampaignWorkflow.reschedule
-
-
 async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> str:
     """Pause, resume or cancel, and answer once the workflow has applied it (a Temporal
     Update); returns the campaign's new state, or raises :class:`ControlError` saying why not."""
@@ -196,21 +187,37 @@ async def signal(settings: Settings, campaign_id: uuid.UUID, name: Signal) -> st
         raise ControlError(f"campaign {campaign_id} is not running: it is {view.status}")
     handle = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id_for(str(campaign_id)))
     try:
-        async with asyncio.timeout(SETTLE_SECONDS):
-            applied: Progress = await handle.execute_update(UPDATES[name])
-    except WorkflowUpdateFailedError as exc:
-        reason = getattr(exc.cause, "message", None) or str(exc.cause)
-        raise ControlError(f"cannot {name} campaign {campaign_id}: {reason}") from None
-    except TimeoutError:
-        raise ControlError(
-            f"campaign {campaign_id} took the {name} but has not applied it within "
-            f"{SETTLE_SECONDS:.0f}s: is a worker polling task queue {settings.task_queue!r}?"
-        ) from None
+        applied = await _applied(
+            settings, campaign_id, (name, f"the {name}"), handle.execute_update(UPDATES[name])
+        )
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         return db_view(settings, campaign_id).status  # it closed meanwhile
     return applied.state
+
+
+async def _applied(
+    settings: Settings,
+    campaign_id: uuid.UUID,
+    what: tuple[str, str],
+    update: Coroutine[Any, Any, Progress],
+) -> Progress:
+    """The update's answer within SETTLE_SECONDS, or :class:`ControlError` saying why not:
+    ``what`` is the verb (``cannot pause campaign …``) and the thing taken (``took the
+    pause``)."""
+    verb, taken = what
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            return await update
+    except WorkflowUpdateFailedError as exc:
+        reason = getattr(exc.cause, "message", None) or str(exc.cause)
+        raise ControlError(f"cannot {verb} campaign {campaign_id}: {reason}") from None
+    except TimeoutError:
+        raise ControlError(
+            f"campaign {campaign_id} took {taken} but has not applied it within "
+            f"{SETTLE_SECONDS:.0f}s: is a worker polling task queue {settings.task_queue!r}?"
+        ) from None
 
 
 async def sync_quota(settings: Settings) -> QuotaSyncResult:

@@ -12,14 +12,24 @@ from dataclasses import dataclass
 
 import aiosmtplib
 import pytest
+from aiosmtplib.protocol import SMTPProtocol
 
-from activities.smtp_pipelining import pipelines
+from activities.smtp_pipelining import MAX_UNREAD_REPLIES, PipeliningProtocol, pipelines
 from activities.smtp_session import close_smtp, open_smtp
 from activities.smtp_transaction import send_message
 from mailer.mail.views import AccountView
 from mailer.stack.smtp_sink import FailureRule, SinkHandler, SmtpSink
 
 SENDER = "news@shop.example"
+# Messages in turn on one session, and how each ends: refusals in the middle of a group.
+REFUSALS_IN_A_GROUP = [
+    ("a@example.org", "ok"),
+    ("gone@example.org", "SMTPRecipientRefused 550"),
+    ("b@example.org", "ok"),
+    ("full@example.org", "SMTPRecipientRefused 451"),
+    ("spam@example.org", "SMTPDataError 554"),
+    ("c@example.org", "ok"),
+]
 MESSAGE = b"Subject: hi\r\n\r\nHello\r\n"
 
 
@@ -96,27 +106,10 @@ async def test_refusals_in_a_group_are_each_recipients_own_and_the_session_goes_
     smtp = await open_smtp(account(sink.port), timeout=10)
     try:
         assert pipelines(smtp) == sink.handler.pipelining
-        outcomes = [
-            await send(smtp, address)
-            for address in (
-                "a@example.org",
-                "gone@example.org",
-                "b@example.org",
-                "full@example.org",
-                "spam@example.org",
-                "c@example.org",
-            )
-        ]
+        outcomes = [await send(smtp, address) for address, _ in REFUSALS_IN_A_GROUP]
     finally:
         await close_smtp(smtp)
-    assert outcomes == [
-        "ok",
-        "SMTPRecipientRefused 550",
-        "ok",
-        "SMTPRecipientRefused 451",
-        "SMTPDataError 554",
-        "ok",
-    ]
+    assert outcomes == [outcome for _, outcome in REFUSALS_IN_A_GROUP]
     assert sink.handler.recipients() == ["a@example.org", "b@example.org", "c@example.org"]
     assert [m.data.replace(b"\r\n", b"\n") for m in sink.handler.messages] == [
         MESSAGE.replace(b"\r\n", b"\n")
@@ -136,3 +129,13 @@ async def test_a_pipelined_message_takes_two_writes_instead_of_four(sink: SmtpSi
         finally:
             await close_smtp(smtp)
     assert per_message == (2 if sink.handler.pipelining else 4)
+
+
+async def test_a_server_flooding_replies_is_refused_not_buffered() -> None:
+    """More replies than any group asks for, unread: the session fails with one clear
+    error instead of keeping them all."""
+    protocol = PipeliningProtocol(SMTPProtocol(), asyncio.get_running_loop())
+    protocol.data_received(b"250 ok\r\n" * (MAX_UNREAD_REPLIES + 1))
+    protocol.data_received(b"250 later\r\n")
+    with pytest.raises(aiosmtplib.SMTPResponseException, match="Too many replies"):
+        await protocol.read_response(timeout=1)

@@ -252,6 +252,21 @@ async def progress(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> 
     return await handle.query(CampaignWorkflow.progress)
 
 
+async def progress_past(
+    handle: WorkflowHandle[CampaignWorkflow, CampaignResult], *passing: str, timeout: float = 30
+) -> Progress:
+    """The progress once its state is none of ``passing`` (say, past ``starting``), polled
+    for at most ``timeout`` seconds."""
+    found: list[Progress] = []
+
+    async def moved_on() -> bool:
+        found[:] = [await progress(handle)]
+        return found[0].state not in passing
+
+    await wait_for(moved_on, timeout=timeout, what=f"{handle.id} past {', '.join(passing)}")
+    return found[0]
+
+
 @asynccontextmanager
 async def running(worker: Worker) -> AsyncIterator[Worker]:
     async with worker:

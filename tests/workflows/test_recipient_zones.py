@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.harness import Harness, finished, progress, skip_to, zone
+from tests.support.harness import Harness, finished, progress_past, skip_to, zone
 from workflows.working_hours import WorkingHours, is_working_time, next_working_start
 
 ZONES = ("Asia/Vladivostok", "Europe/Moscow", "Europe/Kaliningrad")
@@ -23,6 +23,23 @@ async def next_monday_3(env: WorkflowEnvironment) -> datetime:
     while day.weekday() != 0:
         day += timedelta(days=1)
     return datetime.combine(day, time(3), tzinfo=zone())
+
+
+async def in_zones_at_monday_3(
+    env: WorkflowEnvironment, harness: Harness, campaign: str, *zones: str
+) -> datetime:
+    """The campaign's recipients spread over ``zones`` in turn, and the clock moved to the
+    next Monday 03:00 (harness zone); that time."""
+    harness.sql_exec(
+        "UPDATE mailer_campaignrecipient SET timezone = (CAST(:zones AS text[]))"
+        "[1 + id % :n] WHERE campaign_id = :id",
+        zones=list(zones),
+        n=len(zones),
+        id=campaign,
+    )
+    start = await next_monday_3(env)
+    await skip_to(env, start)
+    return start
 
 
 def opening(start: datetime, name: str) -> datetime:
@@ -49,16 +66,7 @@ async def test_each_recipient_gets_mail_within_their_own_working_hours(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     campaign = harness.ready_campaign(60)
-    harness.sql_exec(
-        "UPDATE mailer_campaignrecipient SET timezone = (ARRAY[:a, :b, :c])[1 + id % 3] "
-        "WHERE campaign_id = :id",
-        a=ZONES[0],
-        b=ZONES[1],
-        c=ZONES[2],
-        id=campaign,
-    )
-    start = await next_monday_3(time_env)
-    await skip_to(time_env, start)
+    start = await in_zones_at_monday_3(time_env, harness, campaign, *ZONES)
     async with harness.worker(recipient_timezones=True):
         handle = await harness.start(campaign)
         result = await finished(handle)
@@ -84,18 +92,10 @@ async def test_the_campaign_waits_as_outside_hours_until_the_next_zone_opens(
     """Only Kaliningrad recipients, at 03:00 Moscow: deferred ``outside_hours`` until 09:00
     Kaliningrad (10:00 Moscow) — not Moscow's 09:00."""
     campaign = harness.ready_campaign(5)
-    harness.sql_exec(
-        "UPDATE mailer_campaignrecipient SET timezone = 'Europe/Kaliningrad' "
-        "WHERE campaign_id = :id",
-        id=campaign,
-    )
-    start = await next_monday_3(time_env)
-    await skip_to(time_env, start)
+    start = await in_zones_at_monday_3(time_env, harness, campaign, "Europe/Kaliningrad")
     async with harness.worker(recipient_timezones=True):
         handle = await harness.start(campaign)
-        state = await progress(handle)
-        while state.state in ("starting", "sending"):
-            state = await progress(handle)
+        state = await progress_past(handle, "starting", "sending")
         assert (state.state, state.defer_reason) == ("deferred", "outside_hours")
         assert state.deferred_until == opening(start, "Europe/Kaliningrad")
         await finished(handle)

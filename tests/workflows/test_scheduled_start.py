@@ -17,6 +17,7 @@ from tests.support.harness import (
     Harness,
     finished,
     progress,
+    progress_past,
     skip_to,
     skip_to_monday_9,
     zone,
@@ -54,10 +55,6 @@ async def monday(env: WorkflowEnvironment, hour: int, minute: int = 0) -> dateti
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone())
 
 
-async def scheduled(handle: WorkflowHandle[CampaignWorkflow, CampaignResult]) -> bool:
-    return (await progress(handle)).state == "scheduled"
-
-
 async def test_a_scheduled_start_fires_at_its_minute_and_waits_unstarted_until_then(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
@@ -65,9 +62,7 @@ async def test_a_scheduled_start_fires_at_its_minute_and_waits_unstarted_until_t
     start_at = await monday(time_env, 14, 37)
     async with harness.worker():
         handle = await schedule(harness, campaign, start_at)
-        state = await progress(handle)
-        while state.state == "starting":
-            state = await progress(handle)
+        state = await progress_past(handle, "starting")
         assert (state.state, state.scheduled_for) == ("scheduled", start_at)
         row = harness.queue_row(campaign)
         assert (row["campaign_status"], row["status"], row["defer_reason"]) == (
@@ -181,9 +176,7 @@ async def test_the_start_counts_against_the_creators_starts_when_scheduled(
     start_at = (await monday(time_env, 10)) + timedelta(days=1)
     async with harness.worker(throttle_campaign_start_per_hour=1):
         handle = await schedule(harness, tomorrow_campaign, start_at)
-        state = await progress(handle)
-        while state.state == "starting":
-            state = await progress(handle)
+        state = await progress_past(handle, "starting")
         assert state.state == "scheduled"
         refused = await harness.start(now_campaign)
         with pytest.raises(WorkflowFailureError) as failure:
