@@ -146,10 +146,11 @@ def _claim_pending(
     claim: Claim,
     skip_domains: list[str],
     closed_zones: list[str],
-) -> list[CampaignRecipient]:
+) -> list[RecipientView]:
     """Claim the next ready recipients by id, leaving out ``skip_domains`` (paced this
     minute) and ``closed_zones`` (recipients' zones outside working hours); rows another
-    planner is claiming are skipped."""
+    planner is claiming are skipped. One statement: the rows are picked, locked and
+    claimed in one round trip."""
     if limit <= 0:
         return []
     ready = _ready(campaign_id, now)
@@ -157,22 +158,33 @@ def _claim_pending(
         ready.append(recipient_domain().not_in(skip_domains))
     if closed_zones:
         ready.append(CampaignRecipient.timezone.not_in(closed_zones))
-    rows = list(
-        session.scalars(
-            select(CampaignRecipient)
-            .where(*ready)
-            .order_by(CampaignRecipient.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+    picked = (
+        select(CampaignRecipient.id)
+        .where(*ready)
+        .order_by(CampaignRecipient.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
     )
-    if rows:
-        session.execute(
-            update(CampaignRecipient)
-            .where(CampaignRecipient.id.in_([row.id for row in rows]))
-            .values(claim_token=claim.token, claimed_until=func.now() + claim.lease)
+    claimed = (
+        update(CampaignRecipient)
+        .where(CampaignRecipient.id == picked.c.id)
+        .values(claim_token=claim.token, claimed_until=func.now() + claim.lease)
+        .returning(
+            CampaignRecipient.id,
+            CampaignRecipient.email,
+            CampaignRecipient.name,
+            CampaignRecipient.variables,
         )
-    return rows
+    )
+    rows = session.execute(claimed, execution_options={"synchronize_session": False}).all()
+    return sorted(
+        (
+            RecipientView(id, email, name, dict(variables or {}))
+            for id, email, name, variables in rows
+        ),
+        key=lambda recipient: recipient.id,
+    )
 
 
 # The last check before sending: a claimed recipient whose address was suppressed since the
@@ -314,7 +326,7 @@ def plan_batch(
     return BatchPlan(
         shown,
         sender,
-        recipients=[RecipientView(r.id, r.email, r.name, dict(r.variables or {})) for r in rows],
+        recipients=rows,
         limited_by=limited_by,
         retry_at=retry_at,
         suppressed=len(suppressed),

@@ -289,27 +289,29 @@ def campaign_status_now(conn: Connection, campaign_id: uuid.UUID) -> str:
 # --- one batch -----------------------------------------------------------------------------
 
 
-_RECORD_SENT = text(
-    """
+# In the driver's own parameter style: the batch's asynchronous connection runs it as it is
+# (activities/sent_marks.py), a SQLAlchemy connection through ``exec_driver_sql``.
+RECORD_SENT_SQL = """
     WITH recipient AS (
         UPDATE mailer_campaignrecipient
-           SET status = 'sent', message_id = :message_id, sent_at = :now, error = '',
+           SET status = 'sent', message_id = %(message_id)s, sent_at = %(now)s, error = '',
                claim_token = NULL, claimed_until = NULL
-         WHERE id = :recipient_id AND status = 'pending'
+         WHERE id = %(recipient_id)s AND status = 'pending'
      RETURNING id, campaign_id, email
     )
     INSERT INTO mailer_sendlog (campaign_id, recipient_id, email, provider, status, message_id,
                                 smtp_code, error, created_at)
-    SELECT campaign_id, id, email, 'smtp_global', 'sent', :message_id, 250, '', :now
+    SELECT campaign_id, id, email, 'smtp_global', 'sent', %(message_id)s, 250, '', %(now)s
       FROM recipient
     """
-)
 
 
 def record_sent(conn: Connection, recipient_id: int, message_id: str, now: datetime) -> None:
     """After the server's 250: recipient sent + send log, committed at once (the quota was
-    taken when the batch was planned). ``conn`` is the batch's own connection."""
-    conn.execute(_RECORD_SENT, {"recipient_id": recipient_id, "message_id": message_id, "now": now})
+    taken when the batch was planned). The send path writes it from the event loop
+    (:class:`activities.sent_marks.SentMarks`); this is the same write on ``conn``."""
+    params = {"recipient_id": recipient_id, "message_id": message_id, "now": now}
+    conn.exec_driver_sql(RECORD_SENT_SQL, params)
     conn.commit()
 
 

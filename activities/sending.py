@@ -33,12 +33,12 @@ from activities.ledger import (
     campaign_status_now,
     record_deferred,
     record_failed,
-    record_sent,
     record_unknown,
     sends_this_hour,
     take_snapshot,
 )
 from activities.ratelimit import OldEngineWatch, RateLimiter
+from activities.sent_marks import SentMarks
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from activities.smtp_transaction import OutcomeUnknown, send_message
 from db.engine import session_scope
@@ -441,36 +441,51 @@ class BatchSender:
         except SmtpSessionFailed as failed:
             tally.control.failure = failed.failure
             return
-        # The batch's one connection for its ledger writes, in autocommit: each write is a
-        # single statement, its own transaction (one round trip instead of three).
-        conn = await self._db(self._autocommit_connection)
-        heartbeat = _Throttled(hooks.heartbeat)
-        queue = deque(recipients)
-        try:
-            while (recipient := await self._take_next(queue, hooks, tally)) is not None:
-                if not await self._paced_ok(recipient, now, tally):
-                    continue  # stays pending: its claim ends with the batch
-                # The message in flight finishes and is recorded even if we are cancelled.
-                delivery = asyncio.ensure_future(
-                    self._deliver_one(smtp, conn, batch, recipient, now, tally)
-                )
-                try:
-                    await asyncio.shield(delivery)
-                except asyncio.CancelledError:
-                    await delivery
-                    tally.control.stopped = True
-                    return
-                heartbeat(tally.counts.sent, tally.counts.failed)
-                if tally.control.failure is not None:
-                    return
-        finally:
+        async with contextlib.AsyncExitStack() as closing:  # closed in reverse order
+            closing.push_async_callback(close_smtp, smtp)
+            # The batch's connections for its ledger writes, in autocommit: each write is a
+            # single statement, its own transaction (one round trip instead of three). The
+            # "sent" marks, one per email, have their own, written from the event loop.
+            marks = await closing.enter_async_context(SentMarks(self.settings.sqlalchemy_url))
+            conn = await self._db(self._autocommit_connection)
+            closing.push_async_callback(self._db, conn.close)
             try:
+                await self._deliver_each(smtp, conn, marks, batch, recipients, now, hooks, tally)
+            finally:
                 await tally.control.recording.settle()
                 if tally.control.failure is None:  # no run reached its threshold: each stands alone
                     await self._settle_held(conn, tally, now, probed_by=None)
-            finally:
-                await self._db(conn.close)
-            await close_smtp(smtp)
+
+    async def _deliver_each(
+        self,
+        smtp: aiosmtplib.SMTP,
+        conn: Connection,
+        marks: SentMarks,
+        batch: BatchPlan,
+        recipients: list[RecipientView],
+        now: datetime,
+        hooks: BatchHooks,
+        tally: _Tally,
+    ) -> None:
+        """One message after another until the list is done or something stops the batch."""
+        heartbeat = _Throttled(hooks.heartbeat)
+        queue = deque(recipients)
+        while (recipient := await self._take_next(queue, hooks, tally)) is not None:
+            if not await self._paced_ok(recipient, now, tally):
+                continue  # stays pending: its claim ends with the batch
+            # The message in flight finishes and is recorded even if we are cancelled.
+            delivery = asyncio.ensure_future(
+                self._deliver_one(smtp, conn, marks, batch, recipient, now, tally)
+            )
+            try:
+                await asyncio.shield(delivery)
+            except asyncio.CancelledError:
+                await delivery
+                tally.control.stopped = True
+                return
+            heartbeat(tally.counts.sent, tally.counts.failed)
+            if tally.control.failure is not None:
+                return
 
     async def _take_next(
         self, queue: deque[RecipientView], hooks: BatchHooks, tally: _Tally
@@ -514,9 +529,9 @@ class BatchSender:
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     async def _record_sent(
-        self, conn: Connection, recipient_id: int, message_id: str, now: datetime, tally: _Tally
+        self, marks: SentMarks, recipient_id: int, message_id: str, now: datetime, tally: _Tally
     ) -> None:
-        await self._db(partial(record_sent, conn, recipient_id, message_id, now))
+        await marks.record(recipient_id, message_id, now)
         tally.control.unrecorded.remove(recipient_id)
         tally.counts.sent += 1
         tally.counts.meters.email_sent()
@@ -525,6 +540,7 @@ class BatchSender:
         self,
         smtp: aiosmtplib.SMTP,
         conn: Connection,
+        marks: SentMarks,
         batch: BatchPlan,
         recipient: RecipientView,
         now: datetime,
@@ -557,7 +573,7 @@ class BatchSender:
             await tally.control.recording.settle()
             await self._settle_held(conn, tally, now, probed_by=recipient.email)
             tally.control.recording.start(
-                self._record_sent(conn, recipient.id, message_id, now, tally)
+                self._record_sent(marks, recipient.id, message_id, now, tally)
             )
             return
         await tally.control.recording.settle()

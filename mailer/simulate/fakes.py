@@ -3,6 +3,8 @@
 An SMTP responder on the running event loop (lean, so days of sending simulate in seconds)
 that applies ``--fail`` rules, and an smtp.bz API whose quota follows ``--quota-refill``.
 Both are real servers on loopback: the production activities talk to them over TCP/HTTP.
+The responder advertises PIPELINING, as Postfix and the large providers do, so the
+simulated worker sends as it would to them (MAIL, RCPT and DATA in one flight).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class SimulatedSmtp:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _refusal(self, address: str) -> str | None:
+    async def refusal(self, address: str) -> str | None:
         """The reply refusing ``address`` now, if a rule does."""
         windowed = any(rule.start is not None for rule in self.rules)
         now = await self.clock() if windowed else None
@@ -56,42 +58,79 @@ class SimulatedSmtp:
         return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        def reply(text: str) -> None:
-            writer.write(text.encode() + b"\r\n")
-
-        reply("220 simulator ESMTP")
+        session = _Session(self, writer)
+        session.reply("220 simulator ESMTP")
         try:
+            await session.flush()
             while line := await reader.readline():
                 verb = line[:4].upper()
-                if verb in (b"EHLO", b"HELO"):
-                    reply("250-simulator\r\n250-8BITMIME\r\n250 SMTPUTF8")
-                elif verb == b"RCPT":
-                    address = line.decode(errors="replace").partition(":")[2]
-                    address = address.strip().split()[0].strip("<>") if address.strip() else ""
-                    refusal = await self._refusal(address)
-                    if refusal is None:
-                        reply("250 2.1.5 OK")
-                    else:
-                        self.refused += 1
-                        reply(refusal)
-                elif verb == b"DATA":
-                    reply("354 End data with <CR><LF>.<CR><LF>")
-                    await writer.drain()
+                if verb == b"DATA" and session.recipients:
+                    session.recipients = 0
+                    session.reply("354 End data with <CR><LF>.<CR><LF>")
+                    await session.flush()
                     while await reader.readline() not in (b".\r\n", b""):
                         pass  # the message itself is not kept
                     self.accepted += 1
-                    reply("250 2.0.0 OK")
+                    session.reply("250 2.0.0 OK")
                 elif verb == b"QUIT":
-                    reply("221 2.0.0 Bye")
-                    await writer.drain()
+                    session.reply("221 2.0.0 Bye")
+                    await session.flush()
                     break
-                else:  # MAIL, RSET, NOOP
-                    reply("250 2.0.0 OK")
-                await writer.drain()
+                else:
+                    await session.answer(verb, line)
+                if not _more_to_read(reader):
+                    await session.flush()
         except ConnectionError:
             pass
         finally:
             writer.close()
+
+
+class _Session:
+    """One client's SMTP session: the envelope so far and the replies not yet written."""
+
+    def __init__(self, server: SimulatedSmtp, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.writer = writer
+        self.recipients = 0  # accepted in the current envelope
+        self._replies: list[bytes] = []
+
+    def reply(self, text: str) -> None:
+        self._replies.append(text.encode() + b"\r\n")
+
+    async def flush(self) -> None:
+        """Write the replies so far: a pipelined group's go out together once its last
+        command is read, as a real server's do (one write, not one per reply)."""
+        if self._replies:
+            self.writer.write(b"".join(self._replies))
+            self._replies.clear()
+            await self.writer.drain()
+
+    async def answer(self, verb: bytes, line: bytes) -> None:
+        """Every command but DATA with recipients (the body follows) and QUIT."""
+        if verb in (b"EHLO", b"HELO"):
+            self.reply("250-simulator\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8")
+        elif verb == b"RCPT":
+            address = line.decode(errors="replace").partition(":")[2]
+            address = address.strip().split()[0].strip("<>") if address.strip() else ""
+            refusal = await self.server.refusal(address)
+            if refusal is None:
+                self.recipients += 1
+                self.reply("250 2.1.5 OK")
+            else:
+                self.server.refused += 1
+                self.reply(refusal)
+        elif verb == b"DATA":  # no recipient was accepted
+            self.reply("554 5.5.1 Error: no valid recipients")  # Postfix's words
+        else:  # MAIL, RSET, NOOP
+            if verb in (b"MAIL", b"RSET"):
+                self.recipients = 0
+            self.reply("250 2.0.0 OK")
+
+
+def _more_to_read(reader: asyncio.StreamReader) -> bool:
+    """Whether the client's next command has already arrived (it pipelined)."""
+    return b"\n" in getattr(reader, "_buffer", b"")
 
 
 class SimulatedProvider(SmtpBzStubServer):
