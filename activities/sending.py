@@ -246,6 +246,13 @@ def _delivered_outcome(
     return SendOutcome.COMPLETED
 
 
+async def _discard(opening: asyncio.Future[SentMarks]) -> None:
+    """Close the marks' connection being made, whatever becomes of it (the batch ends)."""
+    with contextlib.suppress(Exception):
+        marks = await opening
+        await marks.close()
+
+
 class BatchSender:
     """Sends batches for campaigns; one instance per worker (shares the engine and limiter)."""
 
@@ -369,12 +376,14 @@ class BatchSender:
         messages."""
         interval = min(KEEPALIVE_SECONDS, claim.lease.total_seconds() / 5)
         renew_every = claim.lease.total_seconds() / 3
-        conn = await self._db(self.engine.connect)
+        conn: Connection | None = None  # taken at the first beat: most batches end before it
         last_renewal = time.monotonic()
         try:
             while True:
                 await asyncio.sleep(interval)
                 hooks.heartbeat(tally.counts.sent, tally.counts.failed)
+                if conn is None:
+                    conn = await self._db(self.engine.connect)
                 status = await self._db(partial(campaign_status_now, conn, campaign_id))
                 tally.control.campaign_halted = status != CampaignStatus.SENDING
                 if time.monotonic() - last_renewal >= renew_every:
@@ -385,7 +394,8 @@ class BatchSender:
             tally.control.lease_lost = True
             log.exception("could not renew the batch's claims; stopping the batch")
         finally:
-            await self._db(conn.close)
+            if conn is not None:
+                await self._db(conn.close)
 
     async def _send_planned(
         self, batch: BatchPlan, hooks: BatchHooks, tally: _Tally
@@ -436,17 +446,22 @@ class BatchSender:
         tally: _Tally,
     ) -> None:
         hooks.heartbeat(0, 0)
+        # The batch's connections for its ledger writes, in autocommit: each write is a
+        # single statement, its own transaction (one round trip instead of three). The "sent"
+        # marks, one per email, have their own, written from the event loop; it is made
+        # while the SMTP session opens.
+        opening = asyncio.ensure_future(SentMarks.connect(self.settings.sqlalchemy_url))
         try:
             smtp = await open_smtp(batch.account, self.settings.smtp_timeout_seconds)
-        except SmtpSessionFailed as failed:
-            tally.control.failure = failed.failure
+        except BaseException as error:
+            await _discard(opening)
+            if not isinstance(error, SmtpSessionFailed):
+                raise
+            tally.control.failure = error.failure
             return
         async with contextlib.AsyncExitStack() as closing:  # closed in reverse order
             closing.push_async_callback(close_smtp, smtp)
-            # The batch's connections for its ledger writes, in autocommit: each write is a
-            # single statement, its own transaction (one round trip instead of three). The
-            # "sent" marks, one per email, have their own, written from the event loop.
-            marks = await closing.enter_async_context(SentMarks(self.settings.sqlalchemy_url))
+            marks = await closing.enter_async_context(await opening)
             conn = await self._db(self._autocommit_connection)
             closing.push_async_callback(self._db, conn.close)
             try:

@@ -42,22 +42,29 @@ def as_sqlalchemy_error(error: psycopg.Error) -> sa_exc.DBAPIError:
 
 
 class SentMarks:
-    """One batch's connection for its "sent" marks: ``async with SentMarks(url) as marks``."""
+    """One batch's connection for its "sent" marks: ``await SentMarks.connect(url)``, then
+    :meth:`record` after each accepted message and :meth:`close` (or ``async with``)."""
 
-    def __init__(self, sqlalchemy_url: str) -> None:
-        self._conninfo = libpq_conninfo(sqlalchemy_url)
-        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        self._conn = conn
 
-    async def __aenter__(self) -> SentMarks:
+    @classmethod
+    async def connect(cls, sqlalchemy_url: str) -> SentMarks:
         try:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._conninfo,
+            conn = await psycopg.AsyncConnection.connect(
+                libpq_conninfo(sqlalchemy_url),
                 autocommit=True,  # each mark is its own transaction: one round trip
                 application_name=APPLICATION_NAME,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
             )
         except psycopg.Error as error:
             raise as_sqlalchemy_error(error) from None
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> SentMarks:
         return self
 
     async def __aexit__(
@@ -66,15 +73,11 @@ class SentMarks:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self.close()
 
     async def record(self, recipient_id: int, message_id: str, now: datetime) -> None:
         """After the server's 250: the recipient is sent and its send log written, committed
         when this returns (see :data:`activities.ledger.RECORD_SENT_SQL`)."""
-        if self._conn is None:
-            raise RuntimeError("SentMarks used outside its 'async with'")
         params = {"recipient_id": recipient_id, "message_id": message_id, "now": now}
         try:
             await self._conn.execute(RECORD_SENT_SQL, params, prepare=True)

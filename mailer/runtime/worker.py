@@ -30,7 +30,7 @@ from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.mailer_activities import MailerActivities
 from activities.search_attribute_registry import ensure_search_attributes
@@ -120,6 +120,7 @@ def build_worker(
     *,
     task_queue: str | None = None,
     executor: concurrent.futures.Executor | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     activities = MailerActivities(settings, client)
     return Worker(
@@ -140,6 +141,7 @@ def build_worker(
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         deployment_config=deployment_config(settings),
+        interceptors=interceptors,
     )
 
 

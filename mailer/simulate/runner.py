@@ -17,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, text
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from activities.calendar_days import special_dates
 from db.engine import get_engine, session_scope
@@ -269,35 +271,32 @@ async def _states(client: Client, campaign_ids: list[str]) -> list[WorkflowState
     return states
 
 
-async def _recorded_states(client: Client, campaign_ids: list[str]) -> list[RecordedState]:
-    """Every ``record_state`` input of every run of every campaign, in order."""
-    converter = client.data_converter
-    found: list[RecordedState] = []
-    for index, campaign_id in enumerate(campaign_ids):
-        run_id: str | None = None
-        handle = client.get_workflow_handle(workflow_id_for(campaign_id))
-        first = (await handle.fetch_history()).events[0]
-        run_id = first.workflow_execution_started_event_attributes.first_execution_run_id or None
-        while True:
-            history = await client.get_workflow_handle(
-                workflow_id_for(campaign_id), run_id=run_id
-            ).fetch_history()
-            next_run = None
-            for event in history.events:
-                if event.HasField("activity_task_scheduled_event_attributes"):
-                    attributes = event.activity_task_scheduled_event_attributes
-                    if attributes.activity_type.name == "record_state":
-                        (record,) = await converter.decode(
-                            attributes.input.payloads, [RecordStateInput]
-                        )
-                        found.append(RecordedState(index, record))
-                if event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                    continued = event.workflow_execution_continued_as_new_event_attributes
-                    next_run = continued.new_execution_run_id
-            if not next_run:
-                break
-            run_id = next_run
-    return found
+class RecordedStates(Interceptor):
+    """Every ``record_state`` the simulated worker carries out, in order.
+
+    The simulation's own worker runs them, so it sees them all; the history no longer
+    holds their inputs (the ledger's activities are local: a marker with the result)."""
+
+    def __init__(self, campaign_ids: list[str]) -> None:
+        self.index = {campaign_id: i for i, campaign_id in enumerate(campaign_ids)}
+        self.found: list[RecordedState] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _RecordStateWatch(next, self)
+
+
+class _RecordStateWatch(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, recorded: RecordedStates) -> None:
+        super().__init__(next)
+        self.recorded = recorded
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        result = await super().execute_activity(input)
+        request = input.args[0] if input.args else None
+        if isinstance(request, RecordStateInput):  # only record_state takes one
+            index = self.recorded.index[request.campaign_id]
+            self.recorded.found.append(RecordedState(index, request))
+        return result
 
 
 async def run(options: SimulationOptions, base: Settings) -> RawOutcome:
@@ -402,7 +401,8 @@ async def _simulate(
     if options.start > current:
         await advance(env, options.start - current)
     queue = f"simulation-{uuid.uuid4().hex[:8]}"
-    async with build_worker(env.client, settings, task_queue=queue):
+    recorded = RecordedStates(campaign_ids)
+    async with build_worker(env.client, settings, task_queue=queue, interceptors=[recorded]):
         for campaign_id in campaign_ids:
             await env.client.start_workflow(
                 CampaignWorkflow.run,
@@ -413,8 +413,7 @@ async def _simulate(
         states = await _step_until_settled(
             env, campaign_ids, options, handled=lambda: _handled(engine)
         )
-        records = await _recorded_states(env.client, campaign_ids)
-    return states, records
+    return states, recorded.found
 
 
 def _domains(engine: Engine) -> list[DomainOutcome]:

@@ -116,9 +116,10 @@ async def _closed(handle: Handle) -> bool:
     return history.events[-1].HasField("workflow_execution_canceled_event_attributes")
 
 
-async def main(names: list[str]) -> None:
+async def main(names: list[str], suffix: str = "") -> None:
     """Record the named scenarios (all of them without names). Histories recorded by older
-    code are worth keeping: the replay test then checks the current code against them."""
+    code are worth keeping: the replay test then checks the current code against them, and
+    a ``suffix`` (``--suffix=-local-ledger``) records the current code's beside them."""
     HISTORIES.mkdir(exist_ok=True)
     unknown = set(names) - set(SCENARIOS)
     if unknown:
@@ -146,12 +147,14 @@ async def main(names: list[str]) -> None:
                     await skip_to_monday_9(env)
                     handle = await scenario(harness, env)
                     history = await handle.fetch_history()
-                    (HISTORIES / f"{name}.json").write_text(history.to_json())
-                    print(f"{name}: {len(history.events)} events")
+                    (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
+                    print(f"{name}{suffix}: {len(history.events)} events")
         finally:
             stub.stop()
             await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    flags = [arg for arg in sys.argv[1:] if arg.startswith("--suffix=")]
+    scenarios = [arg for arg in sys.argv[1:] if arg not in flags]
+    asyncio.run(main(scenarios, flags[-1].removeprefix("--suffix=") if flags else ""))
