@@ -24,6 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, Stopwatch
@@ -39,6 +40,26 @@ class ScaleResult:
     rss_idle: list[float]  # MiB, per worker
     rss_deferred: list[float]
     rss_after: list[float]
+    started_shape: str = ""  # one campaign's history once started and deferred
+    woken_shape: str = ""  # what its wake, batch and finish added
+
+
+def history_shape(events: list[Any]) -> str:
+    """Events, and what Temporal counts as actions among them (runs started, activities
+    scheduled, local-activity markers, timers, search-attribute upserts)."""
+    kinds = {
+        "activity_task_scheduled_event_attributes": "activities",
+        "marker_recorded_event_attributes": "markers",
+        "timer_started_event_attributes": "timers",
+        "upsert_workflow_search_attributes_event_attributes": "upserts",
+    }
+    counts = dict.fromkeys(kinds.values(), 0)
+    for event in events:
+        for field, name in kinds.items():
+            if event.HasField(field):
+                counts[name] += 1
+    described = ", ".join(f"{n} {name}" for name, n in counts.items())
+    return f"{len(events)} events ({described})"
 
 
 def rss_mib(pid: int) -> float:
@@ -165,6 +186,8 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
                     ),
                 )
             deferred = [rss_mib(pid) for pid in pids]
+            sample = target.client.get_workflow_handle(workflow_id_for(ids[0]))
+            at_deferral = list((await sample.fetch_history()).events)
             handler.rules = []
             last_deferral_end = scalar(url, "SELECT max(deferred_until) FROM mailer_campaignqueue")
             await poll(
@@ -185,6 +208,8 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
                 "GROUP BY campaign_id) AS firsts",
             )
             after = [rss_mib(pid) for pid in pids]
+            await sample.result()
+            at_end = list((await sample.fetch_history()).events)
         finally:
             for process, _ in processes:
                 process.terminate()
@@ -192,7 +217,17 @@ async def measure(workers: int, campaigns: int, delay_minutes: int) -> ScaleResu
                 process.wait(60)
             await clean_up(target, queue)
     wake = (all_sent - last_deferral_end).total_seconds()  # type: ignore[operator]
-    return ScaleResult(workers, campaigns, start_watch.seconds, wake, idle, deferred, after)
+    return ScaleResult(
+        workers,
+        campaigns,
+        start_watch.seconds,
+        wake,
+        idle,
+        deferred,
+        after,
+        started_shape=history_shape(at_deferral),
+        woken_shape=history_shape(at_end[len(at_deferral) :]),
+    )
 
 
 def _polling(log: Path) -> bool:
@@ -225,6 +260,8 @@ async def main() -> None:
             f"{mib(result.rss_deferred)}, after {mib(result.rss_after)}",
             flush=True,
         )
+        print(f"  one campaign, start and defer: {result.started_shape}", flush=True)
+        print(f"  then wake, send and finish: {result.woken_shape}", flush=True)
     print()
     print("| workers | start + defer all | wake and send all | RSS per worker (deferred) |")
     print("|---|---|---|---|")
