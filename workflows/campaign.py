@@ -101,12 +101,6 @@ def signal_acts(signal: Signal, waiting: Waiting) -> bool:
 
 
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-# From this patch on, the ledger's short activities (start, read, record) run as local
-# activities: in the worker that runs the workflow, inside its workflow task — a marker in
-# the history instead of three events and a workflow task more, and no round trip through
-# the server's task queue. ``send_batch`` stays an activity (long, heartbeating,
-# cancellable). Runs started before the patch keep their activities when they replay.
-LOCAL_LEDGER_PATCH = "ledger-as-local-activities"
 LEDGER_TIMEOUT = timedelta(minutes=1)
 
 
@@ -709,15 +703,7 @@ class CampaignWorkflow:
     async def _ledger(
         self, activity: Callable[..., Any], request: Any, *, summary: str, retry_policy: RetryPolicy
     ) -> Any:
-        """One of the ledger's short activities: local from LOCAL_LEDGER_PATCH on."""
-        if workflow.patched(LOCAL_LEDGER_PATCH):
-            return await workflow.execute_local_activity_method(
-                activity,
-                request,
-                summary=summary,
-                start_to_close_timeout=LEDGER_TIMEOUT,
-                retry_policy=retry_policy,
-            )
+        """One of the ledger's short activities (start, read, record)."""
         return await workflow.execute_activity_method(
             activity,
             request,

@@ -274,8 +274,8 @@ async def _states(client: Client, campaign_ids: list[str]) -> list[WorkflowState
 class RecordedStates(Interceptor):
     """Every ``record_state`` the simulated worker carries out, in order.
 
-    The simulation's own worker runs them, so it sees them all; the history no longer
-    holds their inputs (the ledger's activities are local: a marker with the result)."""
+    The simulation's own worker runs them, so it sees them all as they happen, in every
+    run of every campaign, without reading the histories back."""
 
     def __init__(self, campaign_ids: list[str]) -> None:
         self.index = {campaign_id: i for i, campaign_id in enumerate(campaign_ids)}

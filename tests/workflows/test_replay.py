@@ -39,10 +39,3 @@ async def test_history_replays_on_the_current_code(path: Path) -> None:
     replayer = Replayer(workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow])
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
-
-
-def test_histories_from_before_and_after_the_local_ledger_are_both_kept() -> None:
-    """Campaigns started before LOCAL_LEDGER_PATCH replay with their activities; those
-    started after it with the ledger's local-activity markers."""
-    names = {path.stem for path in HISTORIES}
-    assert {"deferrals_pause_resume", "deferrals_pause_resume-local-ledger"} <= names
