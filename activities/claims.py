@@ -18,18 +18,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from activities.ledger import (
     CampaignRefused,
     _queue,
-    active_campaign_count,
+    active_campaigns_now,
+    claimed_by_the_creator_of,
     limits_for,
     live_claim,
-    sends_this_hour,
-    sent_today,
+    sends_this_hour_by,
+    sent_today_of,
     stored_pending_zones,
+    this_campaign,
 )
 from db.models import (
     Campaign,
@@ -75,21 +77,6 @@ class Claim:
     lease: timedelta
 
 
-def _creator_in_flight(session: Session, campaign: Campaign) -> int:
-    """The creator's recipients claimed by live attempts and still pending (may go today)."""
-    query = (
-        select(func.count())
-        .select_from(CampaignRecipient)
-        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
-        .where(CampaignRecipient.status == RecipientStatus.PENDING, live_claim())
-    )
-    if campaign.created_by_id is None:
-        query = query.where(Campaign.id == campaign.id)
-    else:
-        query = query.where(Campaign.created_by_id == campaign.created_by_id)
-    return int(session.scalar(query) or 0)
-
-
 def _lock_creator(session: Session, campaign: Campaign) -> None:
     """Serialise planning for one creator until this transaction ends (never while sending)."""
     owner = campaign.created_by_id if campaign.created_by_id is not None else campaign.id
@@ -111,15 +98,28 @@ def _allowance(
     max_messages: int,
     settings: Settings,
 ) -> _Allowance:
-    """How many the batch may take: the quota, the creator's day, the fair share of the hour."""
+    """How many the batch may take: the quota, the creator's day, the fair share of the hour.
+
+    The counts it needs are read in one statement (one round trip per batch)."""
+    this = this_campaign()
+    daily = account.per_user_daily_limit > 0
+    counts = session.execute(
+        select(
+            active_campaigns_now().label("active"),
+            sends_this_hour_by(this, now, settings.timezone).label("sent_this_hour"),
+            (sent_today_of(this, now, settings.timezone) if daily else literal(0)).label(
+                "sent_today"
+            ),
+            (claimed_by_the_creator_of(this) if daily else literal(0)).label("in_flight"),
+        ).where(this.id == campaign.id)
+    ).one()
     allowed = min(max_messages, quota.emails_available if quota else 0)
-    if account.per_user_daily_limit > 0:
-        used = sent_today(session, campaign, now, settings.timezone)
-        left = account.per_user_daily_limit - used - _creator_in_flight(session, campaign)
+    if daily:
+        left = account.per_user_daily_limit - counts.sent_today - counts.in_flight
         allowed = min(allowed, left)
     limited_by = BatchLimit.QUOTA_OR_DAY if allowed < max_messages else BatchLimit.NONE
-    share = fair_share(settings.rate_per_hour, active_campaign_count(session))
-    share_left = share - sends_this_hour(session, now, settings.timezone, campaign.id)
+    share = fair_share(settings.rate_per_hour, counts.active)
+    share_left = share - counts.sent_this_hour
     if share_left < allowed:
         allowed, limited_by = share_left, BatchLimit.RATE_SHARE
     return _Allowance(max(0, allowed), limited_by)

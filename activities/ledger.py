@@ -13,8 +13,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    ScalarSelect,
+    Select,
+    and_,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from activities.calendar_days import special_dates
 from activities.quota import ProviderQuota
@@ -31,7 +42,7 @@ from db.models import (
     SendLogStatus,
     SmtpBzQuota,
 )
-from db.queries import get_account, latest_quota, recipient_counts
+from db.queries import get_account, latest_quota
 from mailer.core.settings import Settings
 from mailer.core.working_days import parse_working_days
 from workflows.contracts import Limits, Snapshot
@@ -47,6 +58,10 @@ class CampaignRefused(Exception):
 def limits_for(
     settings: Settings, account: GlobalMailAccount | None, now: datetime | None = None
 ) -> Limits:
+    return limits_with(settings, account.per_user_daily_limit if account else 0, now)
+
+
+def limits_with(settings: Settings, per_user_daily_limit: int, now: datetime | None) -> Limits:
     today = (now or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone)).date()
     closed, opened = special_dates(settings.holidays, settings.holidays_file, today)
     return Limits(
@@ -54,7 +69,7 @@ def limits_for(
         working_hours_start=settings.working_hours_start,
         working_hours_end=settings.working_hours_end,
         rate_per_hour=settings.rate_per_hour,
-        per_user_daily_limit=account.per_user_daily_limit if account else 0,
+        per_user_daily_limit=per_user_daily_limit,
         circuit_breaker_threshold=settings.circuit_breaker_threshold,
         transient_retry_delay_minutes=settings.transient_retry_delay_minutes,
         send_batch_size=settings.send_batch_size,
@@ -68,10 +83,32 @@ def limits_for(
     )
 
 
-def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: str) -> int:
+# --- counts ---------------------------------------------------------------------------------
+# Each count is a statement builder, so one round trip can ask several (the snapshot, a
+# batch's allowance) and the functions below ask one. "This" campaign is an alias of
+# mailer_campaign the outer statement selects by id; a builder's subquery correlates to it.
+
+
+def this_campaign() -> type[Campaign]:
+    """The alias a combined statement selects its campaign through."""
+    return aliased(Campaign, name="this")
+
+
+def _of_the_creator(
+    this: type[Campaign], campaign_id: InstrumentedAttribute[uuid.UUID]
+) -> ColumnElement[bool]:
+    """Rows of campaigns by this campaign's creator (of this campaign alone without one);
+    the statement joins ``Campaign`` to the rows' ``campaign_id``."""
+    return or_(
+        Campaign.created_by_id == this.created_by_id,
+        and_(this.created_by_id.is_(None), campaign_id == this.id),
+    )
+
+
+def sent_today_of(this: type[Campaign], now: datetime, timezone: str) -> ScalarSelect[int]:
     """The creator's successful sends in today's local day, all campaigns (the seed's SQL)."""
     start, end = local_day_bounds(now, timezone)
-    query = (
+    return (
         select(func.count())
         .select_from(SendLog)
         .join(Campaign, Campaign.id == SendLog.campaign_id)
@@ -80,24 +117,31 @@ def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: st
             SendLog.status == SendLogStatus.SENT.value,
             SendLog.created_at >= start,
             SendLog.created_at < end,
+            _of_the_creator(this, SendLog.campaign_id),
         )
+        .scalar_subquery()
     )
-    if campaign.created_by_id is None:
-        query = query.where(SendLog.campaign_id == campaign.id)
-    else:
-        query = query.where(Campaign.created_by_id == campaign.created_by_id)
-    return int(session.scalar(query) or 0)
 
 
-def quota_available(session: Session) -> int:
-    quota = latest_quota(session)
-    return quota.emails_available if quota else 0
+def claimed_by_the_creator_of(this: type[Campaign]) -> ScalarSelect[int]:
+    """The creator's recipients claimed by live attempts and still pending (may go today)."""
+    return (
+        select(func.count())
+        .select_from(CampaignRecipient)
+        .join(Campaign, Campaign.id == CampaignRecipient.campaign_id)
+        .where(
+            CampaignRecipient.status == RecipientStatus.PENDING,
+            live_claim(),
+            _of_the_creator(this, CampaignRecipient.campaign_id),
+        )
+        .scalar_subquery()
+    )
 
 
-def active_campaign_count(session: Session) -> int:
+def _active_campaigns() -> Select[int]:
     """Campaigns competing for the hourly window: sending, not held back by their own
     daily limit or transient errors."""
-    query = (
+    return (
         select(func.count())
         .select_from(Campaign)
         .join(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
@@ -106,12 +150,11 @@ def active_campaign_count(session: Session) -> int:
             CampaignQueue.defer_reason.not_in(SELF_HELD_REASONS),
         )
     )
-    return int(session.scalar(query) or 0)
 
 
-def sends_this_hour(
-    session: Session, now: datetime, timezone: str, campaign_id: uuid.UUID | None = None
-) -> int:
+def _sends_in_hour(
+    now: datetime, timezone: str, campaign_id: uuid.UUID | InstrumentedAttribute[uuid.UUID] | None
+) -> Select[int]:
     """Messages handed to the server in the clock hour of ``now`` (by one campaign, or all:
     what the Redis window of that hour counts)."""
     hour_start, hour_end = clock_hour_bounds(now, timezone)
@@ -126,26 +169,105 @@ def sends_this_hour(
     )
     if campaign_id is not None:
         query = query.where(SendLog.campaign_id == campaign_id)
+    return query
+
+
+def _quota_available() -> ScalarSelect[int | None]:
+    return (
+        select(SmtpBzQuota.emails_available)
+        .order_by(SmtpBzQuota.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _daily_limit() -> ScalarSelect[int | None]:
+    """The global account's per-user daily limit (the newest row, as ``get_account``)."""
+    return (
+        select(GlobalMailAccount.per_user_daily_limit)
+        .order_by(GlobalMailAccount.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: str) -> int:
+    """The creator's successful sends in today's local day, all campaigns (the seed's SQL)."""
+    this = this_campaign()
+    query = select(sent_today_of(this, now, timezone)).where(this.id == campaign.id)
     return int(session.scalar(query) or 0)
+
+
+def quota_available(session: Session) -> int:
+    return int(session.scalar(select(_quota_available())) or 0)
+
+
+def active_campaign_count(session: Session) -> int:
+    """Campaigns competing for the hourly window (see ``_active_campaigns``)."""
+    return int(session.scalar(_active_campaigns()) or 0)
+
+
+def active_campaigns_now() -> ScalarSelect[int]:
+    return _active_campaigns().scalar_subquery()
+
+
+def sends_this_hour(
+    session: Session, now: datetime, timezone: str, campaign_id: uuid.UUID | None = None
+) -> int:
+    """Messages handed to the server in the clock hour of ``now`` (by one campaign, or all)."""
+    return int(session.scalar(_sends_in_hour(now, timezone, campaign_id)) or 0)
+
+
+def sends_this_hour_by(this: type[Campaign], now: datetime, timezone: str) -> ScalarSelect[int]:
+    """This campaign's messages handed to the server in the clock hour of ``now``."""
+    return _sends_in_hour(now, timezone, this.id).scalar_subquery()
 
 
 def take_snapshot(
     session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings
 ) -> Snapshot:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
+    """What the workflow's gates decide on, read in one statement (one round trip: the
+    loop takes one per turn, and the batch one more)."""
+    this = this_campaign()
+    counts = (
+        select(
+            func.count()
+            .filter(CampaignRecipient.status == RecipientStatus.PENDING)
+            .label("pending"),
+            func.count().filter(CampaignRecipient.status == RecipientStatus.SENT).label("sent"),
+            func.count().filter(CampaignRecipient.status == RecipientStatus.FAILED).label("failed"),
+        )
+        .where(CampaignRecipient.campaign_id == this.id)
+        .lateral("counts")
+    )
+    query = (
+        select(
+            this.status,
+            counts.c.pending,
+            counts.c.sent,
+            counts.c.failed,
+            _daily_limit().label("daily_limit"),
+            _quota_available().label("quota_available"),
+            sent_today_of(this, now, settings.timezone).label("sent_today"),
+            active_campaigns_now().label("active_campaigns"),
+        )
+        .select_from(this)
+        .join(counts, true())
+        .where(this.id == campaign_id)
+    )
+    row = session.execute(query).one_or_none()
+    if row is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    limits = limits_for(settings, get_account(session), now)
-    counts = recipient_counts(session, campaign_id)
+    limits = limits_with(settings, row.daily_limit or 0, now)
     return Snapshot(
         limits=limits,
-        quota_available=quota_available(session),
-        sent_today_by_creator=sent_today(session, campaign, now, limits.timezone),
-        active_campaigns=active_campaign_count(session),
-        pending=counts.pending,
-        sent=counts.sent,
-        failed=counts.failed,
-        campaign_status=campaign.status,
+        quota_available=row.quota_available or 0,
+        sent_today_by_creator=row.sent_today,
+        active_campaigns=row.active_campaigns,
+        pending=row.pending,
+        sent=row.sent,
+        failed=row.failed,
+        campaign_status=row.status,
         pending_zones=pending_zones(session, campaign_id) if limits.recipient_timezones else [],
     )
 

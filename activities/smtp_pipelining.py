@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 
 import aiosmtplib
 from aiosmtplib import (
@@ -82,6 +83,8 @@ class PipeliningProtocol(SMTPProtocol):
 
     async def read_response(self, timeout: float | None = None) -> SMTPResponse:
         """The next reply not read yet (in the order the commands were written)."""
+        if self._replies:  # a pipelined group's replies mostly arrive together: no wait
+            return self._replies.popleft()
         try:
             async with asyncio.timeout(timeout):
                 while not self._replies:
@@ -119,6 +122,13 @@ def pipelines(smtp: aiosmtplib.SMTP) -> bool:
     return isinstance(smtp.protocol, PipeliningProtocol)
 
 
+@functools.lru_cache(maxsize=64)
+def _quoted_sender(address: str, encoding: str) -> bytes:
+    """MAIL FROM's path, parsed and checked once per sender (every message of a batch has
+    the same one), not once per message."""
+    return quote_address(address).encode(encoding)
+
+
 def _command(*args: bytes) -> bytes:
     for arg in args:
         if COMMAND_INJECTION_REGEX.search(arg):
@@ -139,7 +149,7 @@ async def pipelined_envelope(
     group = (
         _command(
             b"MAIL",
-            b"FROM:" + quote_address(sender).encode(encoding),
+            b"FROM:" + _quoted_sender(sender, encoding),
             *(option.encode("ascii") for option in options),
         )
         + _command(b"RCPT", b"TO:" + quote_address(recipient).encode(encoding))

@@ -54,12 +54,15 @@ def history_shape(events: list[Any]) -> str:
         "upsert_workflow_search_attributes_event_attributes": "upserts",
     }
     counts = dict.fromkeys(kinds.values(), 0)
+    activities = []
     for event in events:
         for field, name in kinds.items():
             if event.HasField(field):
                 counts[name] += 1
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
     described = ", ".join(f"{n} {name}" for name, n in counts.items())
-    return f"{len(events)} events ({described})"
+    return f"{len(events)} events ({described}; activities: {', '.join(activities) or '-'})"
 
 
 def rss_mib(pid: int) -> float:

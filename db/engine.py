@@ -19,6 +19,7 @@ def size_pools(max_connections: int) -> None:
     global _max_connections
     _max_connections = max_connections
     get_engine.cache_clear()
+    _sessions.cache_clear()
 
 
 #: How mailer's connections name themselves to PostgreSQL (pg_stat_activity, and migration
@@ -44,9 +45,13 @@ def get_engine(url: str) -> Engine:
     )
 
 
+@functools.cache
+def _sessions(url: str) -> sessionmaker[Session]:
+    return sessionmaker(get_engine(url), expire_on_commit=False)
+
+
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
     """A session committed on success and rolled back on any error."""
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
-    with factory() as session, session.begin():
+    with _sessions(url)() as session, session.begin():
         yield session

@@ -1,0 +1,57 @@
+"""SQL statements (round trips to PostgreSQL) per ledger call: the gates' snapshot and a
+batch's planning, counted with SQLAlchemy's ``before_cursor_execute`` on a throwaway
+database. A count, not a time: it is what costs where the database is across a network.
+Run it on two checkouts to compare (``python bench/round_trips.py``)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench.common  # noqa: F401  (the repository on the path, no .env files)
+
+NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)
+
+
+def main() -> None:
+    from sqlalchemy import event
+
+    from activities.claims import Claim, plan_batch
+    from activities.ledger import take_snapshot
+    from db.engine import get_engine, session_scope
+    from mailer.core.settings import load_settings
+    from mailer.stack import seed_data
+    from mailer.stack.throwaway import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        url = cluster.new_database()
+        seed_data.set_account(url, smtp_port=25, daily_limit=50)
+        seed_data.set_quota(url, 100)
+        campaign = seed_data.add_campaign(url, seed_data.add_user(url), 10)
+        seed_data.sql_execute(
+            url, "UPDATE mailer_campaign SET status = 'sending' WHERE id = :c", c=campaign
+        )
+        settings = load_settings(database_url=url)
+        statements = 0
+
+        def count(*_: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(get_engine(url), "before_cursor_execute", count)
+        with session_scope(url) as session:
+            take_snapshot(session, uuid.UUID(campaign), NOW, settings)
+        print(f"snapshot: {statements} statement(s)")
+        statements = 0
+        with session_scope(url) as session:
+            claim = Claim("bench", timedelta(minutes=1))
+            plan_batch(session, uuid.UUID(campaign), NOW, 5, settings, claim)
+        print(f"planning a batch (with a daily limit): {statements} statement(s)")
+
+
+if __name__ == "__main__":
+    main()
