@@ -42,7 +42,7 @@ from db.models import (
     SendLogStatus,
     SmtpBzQuota,
 )
-from db.queries import get_account, latest_quota
+from db.queries import get_account, latest_quota, recipient_counts_of
 from mailer.core.settings import Settings
 from mailer.core.working_days import parse_working_days
 from workflows.contracts import Limits, Snapshot
@@ -172,23 +172,20 @@ def _sends_in_hour(
     return query
 
 
+def _newest(
+    column: InstrumentedAttribute[int], row_id: InstrumentedAttribute[int]
+) -> ScalarSelect[int | None]:
+    """``column`` of a singleton table's newest row, as the playbook reads those tables
+    (``ORDER BY id DESC LIMIT 1``, like ``latest_quota`` and ``get_account``)."""
+    return select(column).order_by(row_id.desc()).limit(1).scalar_subquery()
+
+
 def _quota_available() -> ScalarSelect[int | None]:
-    return (
-        select(SmtpBzQuota.emails_available)
-        .order_by(SmtpBzQuota.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    return _newest(SmtpBzQuota.emails_available, SmtpBzQuota.id)
 
 
 def _daily_limit() -> ScalarSelect[int | None]:
-    """The global account's per-user daily limit (the newest row, as ``get_account``)."""
-    return (
-        select(GlobalMailAccount.per_user_daily_limit)
-        .order_by(GlobalMailAccount.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    return _newest(GlobalMailAccount.per_user_daily_limit, GlobalMailAccount.id)
 
 
 def sent_today(session: Session, campaign: Campaign, now: datetime, timezone: str) -> int:
@@ -229,17 +226,7 @@ def take_snapshot(
     """What the workflow's gates decide on, read in one statement (one round trip: the
     loop takes one per turn, and the batch one more)."""
     this = this_campaign()
-    counts = (
-        select(
-            func.count()
-            .filter(CampaignRecipient.status == RecipientStatus.PENDING)
-            .label("pending"),
-            func.count().filter(CampaignRecipient.status == RecipientStatus.SENT).label("sent"),
-            func.count().filter(CampaignRecipient.status == RecipientStatus.FAILED).label("failed"),
-        )
-        .where(CampaignRecipient.campaign_id == this.id)
-        .lateral("counts")
-    )
+    counts = recipient_counts_of(this.id).lateral("counts")
     query = (
         select(
             this.status,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.models import (
     Campaign,
@@ -82,18 +82,22 @@ def latest_quota(session: Session, *, for_update: bool = False) -> SmtpBzQuota |
     return session.scalar(query.with_for_update() if for_update else query)
 
 
+def recipient_counts_of(
+    campaign_id: uuid.UUID | InstrumentedAttribute[uuid.UUID],
+) -> Select[int, int, int]:
+    """A campaign's recipients by status (``pending``, ``sent``, ``failed``) in one pass;
+    ``campaign_id`` may be another statement's column (the snapshot's LATERAL)."""
+    by = CampaignRecipient.status
+    return select(
+        func.count().filter(by == RecipientStatus.PENDING).label("pending"),
+        func.count().filter(by == RecipientStatus.SENT).label("sent"),
+        func.count().filter(by == RecipientStatus.FAILED).label("failed"),
+    ).where(CampaignRecipient.campaign_id == campaign_id)
+
+
 def recipient_counts(session: Session, campaign_id: uuid.UUID) -> RecipientCounts:
-    rows = session.execute(
-        select(CampaignRecipient.status, func.count())
-        .where(CampaignRecipient.campaign_id == campaign_id)
-        .group_by(CampaignRecipient.status)
-    ).all()
-    by_status = {status: count for status, count in rows}
-    return RecipientCounts(
-        pending=by_status.get(RecipientStatus.PENDING.value, 0),
-        sent=by_status.get(RecipientStatus.SENT.value, 0),
-        failed=by_status.get(RecipientStatus.FAILED.value, 0),
-    )
+    row = session.execute(recipient_counts_of(campaign_id)).one()
+    return RecipientCounts(pending=row.pending, sent=row.sent, failed=row.failed)
 
 
 def campaign_status_view(session: Session, campaign_id: uuid.UUID) -> CampaignStatusView | None:
