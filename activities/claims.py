@@ -14,18 +14,40 @@ applies, so the day's count is exact without holding any lock while sending.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, literal, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    Interval,
+    Select,
+    String,
+    Update,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from activities.ledger import (
+    CAMPAIGN_ID,
     CampaignRefused,
     _queue,
     active_campaigns_now,
     claimed_by_the_creator_of,
+    day_of,
+    hour_of,
     limits_for,
     live_claim,
     sends_this_hour_by,
@@ -89,6 +111,18 @@ class _Allowance:
     limited_by: BatchLimit
 
 
+@functools.cache
+def _allowance_statement(daily: bool) -> Select[int, int, int, int]:
+    """The counts a batch's allowance needs (CAMPAIGN_ID, HOUR_*, and DAY_* when ``daily``)."""
+    this = this_campaign()
+    return select(
+        active_campaigns_now().label("active"),
+        sends_this_hour_by(this).label("sent_this_hour"),
+        (sent_today_of(this) if daily else literal(0)).label("sent_today"),
+        (claimed_by_the_creator_of(this) if daily else literal(0)).label("in_flight"),
+    ).where(this.id == CAMPAIGN_ID)
+
+
 def _allowance(
     session: Session,
     campaign: Campaign,
@@ -101,18 +135,13 @@ def _allowance(
     """How many the batch may take: the quota, the creator's day, the fair share of the hour.
 
     The counts it needs are read in one statement (one round trip per batch)."""
-    this = this_campaign()
     daily = account.per_user_daily_limit > 0
-    counts = session.execute(
-        select(
-            active_campaigns_now().label("active"),
-            sends_this_hour_by(this, now, settings.timezone).label("sent_this_hour"),
-            (sent_today_of(this, now, settings.timezone) if daily else literal(0)).label(
-                "sent_today"
-            ),
-            (claimed_by_the_creator_of(this) if daily else literal(0)).label("in_flight"),
-        ).where(this.id == campaign.id)
-    ).one()
+    params = {
+        CAMPAIGN_ID.key: campaign.id,
+        **hour_of(now, settings.timezone),
+        **(day_of(now, settings.timezone) if daily else {}),
+    }
+    counts = session.execute(_allowance_statement(daily), params).one()
     allowed = min(max_messages, quota.emails_available if quota else 0)
     if daily:
         left = account.per_user_daily_limit - counts.sent_today - counts.in_flight
@@ -125,17 +154,57 @@ def _allowance(
     return _Allowance(max(0, allowed), limited_by)
 
 
-def _ready(campaign_id: uuid.UUID, now: datetime) -> list[ColumnElement[bool]]:
-    """Pending, not waiting for a 4xx retry, not under another attempt's live lease."""
+NOW = bindparam("now", type_=DateTime(timezone=True))
+SKIP_DOMAINS: BindParameter[list[str]] = bindparam("skip_domains", expanding=True)
+CLOSED_ZONES: BindParameter[list[str]] = bindparam("closed_zones", expanding=True)
+CLAIM_TOKEN = bindparam("the_claim_token", type_=String())
+CLAIM_LEASE = bindparam("the_claim_lease", type_=Interval())
+CLAIM_LIMIT = bindparam("the_claim_limit", type_=Integer())
+
+
+def _ready() -> list[ColumnElement[bool]]:
+    """Pending, not waiting for a 4xx retry at NOW, not under another attempt's live lease
+    (of the campaign CAMPAIGN_ID)."""
     return [
-        CampaignRecipient.campaign_id == campaign_id,
+        CampaignRecipient.campaign_id == CAMPAIGN_ID,
         CampaignRecipient.status == RecipientStatus.PENDING,
-        or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= now),
+        or_(CampaignRecipient.retry_after.is_(None), CampaignRecipient.retry_after <= NOW),
         or_(
             CampaignRecipient.claim_token.is_(None),
             CampaignRecipient.claimed_until <= func.now(),
         ),
     ]
+
+
+@functools.cache
+def _claim_statement(skipping_domains: bool, closing_zones: bool) -> Update:
+    """Claim up to CLAIM_LIMIT ready recipients by id for CLAIM_TOKEN and CLAIM_LEASE,
+    leaving out SKIP_DOMAINS and CLOSED_ZONES when asked; rows another planner is claiming
+    are skipped (built once per shape, like the ledger's counts)."""
+    ready = _ready()
+    if skipping_domains:
+        ready.append(recipient_domain().not_in(SKIP_DOMAINS))
+    if closing_zones:
+        ready.append(CampaignRecipient.timezone.not_in(CLOSED_ZONES))
+    picked = (
+        select(CampaignRecipient.id)
+        .where(*ready)
+        .order_by(CampaignRecipient.id)
+        .limit(CLAIM_LIMIT)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    return (
+        update(CampaignRecipient)
+        .where(CampaignRecipient.id == picked.c.id)
+        .values(claim_token=CLAIM_TOKEN, claimed_until=func.now() + CLAIM_LEASE)
+        .returning(
+            CampaignRecipient.id,
+            CampaignRecipient.email,
+            CampaignRecipient.name,
+            CampaignRecipient.variables,
+        )
+    )
 
 
 def _claim_pending(
@@ -153,31 +222,21 @@ def _claim_pending(
     claimed in one round trip."""
     if limit <= 0:
         return []
-    ready = _ready(campaign_id, now)
+    params: dict[str, object] = {
+        CAMPAIGN_ID.key: campaign_id,
+        NOW.key: now,
+        CLAIM_LIMIT.key: limit,
+        CLAIM_TOKEN.key: claim.token,
+        CLAIM_LEASE.key: claim.lease,
+    }
     if skip_domains:
-        ready.append(recipient_domain().not_in(skip_domains))
+        params[SKIP_DOMAINS.key] = skip_domains
     if closed_zones:
-        ready.append(CampaignRecipient.timezone.not_in(closed_zones))
-    picked = (
-        select(CampaignRecipient.id)
-        .where(*ready)
-        .order_by(CampaignRecipient.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("picked")
-    )
-    claimed = (
-        update(CampaignRecipient)
-        .where(CampaignRecipient.id == picked.c.id)
-        .values(claim_token=claim.token, claimed_until=func.now() + claim.lease)
-        .returning(
-            CampaignRecipient.id,
-            CampaignRecipient.email,
-            CampaignRecipient.name,
-            CampaignRecipient.variables,
-        )
-    )
-    rows = session.execute(claimed, execution_options={"synchronize_session": False}).all()
+        params[CLOSED_ZONES.key] = closed_zones
+    statement = _claim_statement(bool(skip_domains), bool(closed_zones))
+    rows = session.execute(
+        statement, params, execution_options={"synchronize_session": False}
+    ).all()
     return sorted(
         (
             RecipientView(id, email, name, dict(variables or {}))
@@ -214,10 +273,9 @@ def _fail_suppressed(session: Session, recipient_ids: list[int]) -> set[int]:
 def _any_ready_in(
     session: Session, campaign_id: uuid.UUID, now: datetime, domains: list[str]
 ) -> bool:
-    query = select(CampaignRecipient.id).where(
-        *_ready(campaign_id, now), recipient_domain().in_(domains)
-    )
-    return session.scalar(query.limit(1)) is not None
+    query = select(CampaignRecipient.id).where(*_ready(), recipient_domain().in_(domains))
+    params = {CAMPAIGN_ID.key: campaign_id, NOW.key: now}
+    return session.scalar(query.limit(1), params) is not None
 
 
 def _next_ready(

@@ -1,12 +1,17 @@
 """SQL statements (round trips to PostgreSQL) per ledger call: the gates' snapshot and a
 batch's planning, counted with SQLAlchemy's ``before_cursor_execute`` on a throwaway
-database. A count, not a time: it is what costs where the database is across a network.
-Run it on two checkouts to compare (``python bench/round_trips.py``)."""
+database — what costs where the database is across a network — and the worker's CPU per
+call (this thread's CPU time, median of rounds: building, compiling and executing the
+statements, and reading the rows; PostgreSQL's own time is not in it). Run it on two
+checkouts to compare (``python bench/round_trips.py``)."""
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +20,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench.common  # noqa: F401  (the repository on the path, no .env files)
 
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)
+ROUNDS, CALLS = 7, 100
+
+
+def cpu_ms_per_call(call: Callable[[], object]) -> float:
+    """This thread's CPU time per call, in ms: the median of ROUNDS rounds of CALLS calls."""
+    call()  # the first builds and compiles what later calls reuse
+    rounds = []
+    for _ in range(ROUNDS):
+        started = time.thread_time()
+        for _ in range(CALLS):
+            call()
+        rounds.append((time.thread_time() - started) / CALLS * 1000)
+    return statistics.median(rounds)
 
 
 def main() -> None:
     from sqlalchemy import event
+    from sqlalchemy.orm import Session
 
     from activities.claims import Claim, plan_batch
     from activities.ledger import take_snapshot
@@ -51,6 +70,19 @@ def main() -> None:
             claim = Claim("bench", timedelta(minutes=1))
             plan_batch(session, uuid.UUID(campaign), NOW, 5, settings, claim)
         print(f"planning a batch (with a daily limit): {statements} statement(s)")
+        event.remove(get_engine(url), "before_cursor_execute", count)
+
+        def snapshot() -> None:
+            with session_scope(url) as session:
+                take_snapshot(session, uuid.UUID(campaign), NOW, settings)
+
+        def plan() -> None:
+            with Session(get_engine(url)) as session:  # rolled back: the same plan each time
+                plan_batch(session, uuid.UUID(campaign), NOW, 5, settings, claim)
+                session.rollback()
+
+        print(f"snapshot: {cpu_ms_per_call(snapshot):.2f} ms of CPU per call")
+        print(f"planning a batch: {cpu_ms_per_call(plan):.2f} ms of CPU per call")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,27 @@ def test_database_connections_fit_postgresqls_default_limit_even_during_a_rollou
     assert workers + web + migrate <= POSTGRES_CONNECTIONS
 
 
+# Measured by bench/scale.py (docs/benchmarks.md): an idle worker's RSS, and what each
+# campaign cached between its turns adds (unsandboxed, as production runs workflows).
+IDLE_WORKER_MIB = 135
+CACHED_CAMPAIGN_MIB = 0.11
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_a_worker_full_of_cached_campaigns_fits_its_memory_limit() -> None:
+    """The workflow cache fills up to MAILER_MAX_CACHED_WORKFLOWS before it evicts: a worker
+    holding that many sleeping campaigns must not be killed for its memory."""
+    found = documents()
+    cached = int(found[("ConfigMap", "mailer-config")]["data"]["MAILER_MAX_CACHED_WORKFLOWS"])
+    pod = found[("Deployment", "mailer-worker")]["spec"]["template"]["spec"]
+    limit = mebibytes(pod["containers"][0]["resources"]["limits"]["memory"])
+    assert IDLE_WORKER_MIB + cached * CACHED_CAMPAIGN_MIB <= 0.8 * limit
+
+
 def test_the_cloud_example_uses_the_api_key_endpoint() -> None:
     """API-key auth connects to the regional endpoint; NAMESPACE.ACCOUNT.tmprl.cloud is the
     mTLS one."""

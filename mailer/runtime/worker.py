@@ -30,7 +30,13 @@ from temporalio.common import MetricMeter, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import (
+    Interceptor,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.mailer_activities import MailerActivities
 from activities.search_attribute_registry import ensure_search_attributes
@@ -137,12 +143,21 @@ def build_worker(
         activity_executor=executor
         or concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
         max_concurrent_activities=settings.max_concurrent_activities,
+        max_cached_workflows=settings.max_cached_workflows,
+        workflow_runner=workflow_runner(settings),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         deployment_config=deployment_config(settings),
         interceptors=interceptors,
     )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The SDK's sandbox with MAILER_WORKFLOW_SANDBOX, else workflows run as plain code."""
+    if settings.workflow_sandbox:
+        return SandboxedWorkflowRunner()
+    return UnsandboxedWorkflowRunner()
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from activities.claims import Claim, plan_batch
-from activities.ledger import CampaignRefused, record_sent, sent_today, take_snapshot
+from activities.ledger import (
+    CampaignRefused,
+    record_sent,
+    sends_this_hour,
+    sent_today,
+    take_snapshot,
+)
 from db.engine import get_engine, session_scope
 from db.models import Campaign
 from mailer.core.settings import Settings, load_settings
@@ -116,6 +122,26 @@ def test_the_snapshot_counts_as_the_seed_does(database_url: str, world: dict[str
     assert first.active_campaigns == 3
     assert first.campaign_status == "sending"
     assert snapshot(database_url, world["bob"]).sent_today_by_creator == 2
+
+
+def test_the_statements_built_once_take_each_calls_campaign_day_and_hour(
+    database_url: str, world: dict[str, str]
+) -> None:
+    """The counts are statements built once with bound parameters: one after another in a
+    session, each call counts its own campaign, day and hour."""
+    url, tz = database_url, "Europe/Moscow"
+    alice = uuid.UUID(world["alice-1"])
+    with session_scope(url) as session:
+        today = take_snapshot(session, alice, NOW, settings(url))
+        yesterday = take_snapshot(session, alice, YESTERDAY, settings(url))
+        bob = take_snapshot(session, uuid.UUID(world["bob"]), NOW, settings(url))
+        assert (today.sent_today_by_creator, yesterday.sent_today_by_creator) == (3, 1)
+        assert bob.sent_today_by_creator == 2
+        # All campaigns' sends this hour (not the test email), then Alice's first alone.
+        assert sends_this_hour(session, NOW, tz) == 6
+        assert sends_this_hour(session, NOW, tz, alice) == 2
+        assert sends_this_hour(session, YESTERDAY, tz, alice) == 1
+        assert sends_this_hour(session, NOW + timedelta(hours=1), tz) == 0
 
 
 def test_a_campaign_without_a_creator_counts_only_its_own_sends(

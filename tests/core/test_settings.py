@@ -42,6 +42,12 @@ def test_the_retry_delay_takes_fractions_of_a_minute(monkeypatch: pytest.MonkeyP
         ("MAILER_TIMEZONE", "Mars/Olympus", "MAILER_TIMEZONE: unknown time zone 'Mars/Olympus'"),
         ("MAILER_DATABASE_URL", "mysql://x", "MAILER_DATABASE_URL: expected a postgresql://"),
         ("MAILER_WORKING_HOURS_START", "25", "MAILER_WORKING_HOURS_START: Input should be less"),
+        (
+            "MAILER_MAX_CACHED_WORKFLOWS",
+            "-1",
+            "MAILER_MAX_CACHED_WORKFLOWS: Input should be greater than or equal to 0",
+        ),
+        ("MAILER_WORKFLOW_SANDBOX", "maybe", "MAILER_WORKFLOW_SANDBOX: Input should be a valid"),
     ],
 )
 def test_wrong_value_is_one_line_naming_the_variable(

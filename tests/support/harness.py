@@ -177,7 +177,8 @@ async def start_campaign(
 
 def make_settings(database_url: str, redis_url: str, api_url: str, **overrides: object) -> Settings:
     """Settings on these servers, in the harness's zone; the seed's 09-18 unless overridden."""
-    values: dict[str, object] = {"timezone": zone_name(), **overrides}
+    # Sandboxed, unlike production: a workflow calling datetime.now(), random or I/O fails here.
+    values: dict[str, object] = {"timezone": zone_name(), "workflow_sandbox": True, **overrides}
     return load_settings(
         database_url=database_url, redis_url=redis_url, smtp_bz_api_url=api_url, **values
     )

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.campaign import CampaignWorkflow
 from workflows.maintenance import QuotaSyncWorkflow, ReconcileWorkflow
@@ -32,10 +33,18 @@ def test_the_recorded_scenarios_are_all_there() -> None:
     }
 
 
+RUNNERS = {"sandboxed": SandboxedWorkflowRunner, "unsandboxed": UnsandboxedWorkflowRunner}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_history_replays_on_the_current_code(path: Path) -> None:
+async def test_history_replays_on_the_current_code(path: Path, runner: str) -> None:
+    """In the sandbox (the suite's) and as plain code (production's, MAILER_WORKFLOW_SANDBOX)."""
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", data)
-    replayer = Replayer(workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow])
+    replayer = Replayer(
+        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
+        workflow_runner=RUNNERS[runner](),
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
