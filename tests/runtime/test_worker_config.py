@@ -34,7 +34,7 @@ async def test_the_settings_choose_the_sandbox_and_the_cache(
     assert config.get("max_cached_workflows") == 250
 
 
-def test_the_suite_runs_every_workflow_sandboxed(dev: Harness) -> None:
+async def test_the_suite_runs_every_workflow_sandboxed(dev: Harness) -> None:
     """So a workflow calling datetime.now(), random or I/O fails a test before production."""
     assert dev.settings.workflow_sandbox
     assert isinstance(dev.worker().config().get("workflow_runner"), SandboxedWorkflowRunner)
