@@ -304,6 +304,17 @@ def _next_ready(
     return now + claim.lease if claimed_elsewhere else None
 
 
+def first_retry_if_none_ready(
+    session: Session, campaign_id: uuid.UUID, now: datetime, claim: Claim
+) -> datetime | None:
+    """When none of the campaign's pending recipients is ready at ``now``: when one may be
+    (see ``_next_ready``). ``None`` when one is ready now, or none is pending."""
+    params = {CAMPAIGN_ID.key: campaign_id, NOW.key: now}
+    if session.scalar(select(CampaignRecipient.id).where(*_ready()).limit(1), params) is not None:
+        return None
+    return _next_ready(session, campaign_id, now, claim)
+
+
 def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
     queue = _queue(session, campaign_id)
     if queue is not None and queue.status != QueueStatus.PROCESSING:

@@ -25,7 +25,14 @@ import aiosmtplib
 from sqlalchemy import Connection, Engine
 
 from activities import metrics
-from activities.claims import BatchPlan, Claim, plan_batch, release_claims, renew_claims
+from activities.claims import (
+    BatchPlan,
+    Claim,
+    first_retry_if_none_ready,
+    plan_batch,
+    release_claims,
+    renew_claims,
+)
 from activities.ledger import (
     Refusal,
     RetryPolicy,
@@ -330,12 +337,33 @@ class BatchSender:
         tally.counts.meters.emails_failed("suppressed", batch.suppressed)
         keepalive = asyncio.create_task(self._keep_alive(claim, campaign_id, hooks, tally))
         try:
-            return await self._send_planned(batch, hooks, tally)
+            outcome = await self._send_planned(batch, hooks, tally)
         finally:
             keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
             await self._release(claim, campaign_id, len(tally.control.unrecorded))
+        if outcome == SendOutcome.COMPLETED and tally.counts.deferred:
+            return await self._unless_only_waiting_left(campaign_id, hooks.now, claim, tally)
+        return outcome
+
+    async def _unless_only_waiting_left(
+        self, campaign_id: uuid.UUID, now: datetime, claim: Claim, tally: _Tally
+    ) -> SendOutcome:
+        """A batch that deferred recipients (a 4xx about themselves) may have left only
+        recipients that wait: then it says so with the first retry time, and the workflow
+        sleeps until then instead of running a batch that would find none ready (one
+        activity and one workflow task fewer per deferral, which counts at 10,000 campaigns)."""
+
+        def first_retry() -> datetime | None:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                return first_retry_if_none_ready(session, campaign_id, now, claim)
+
+        retry_at = await self._db(first_retry)
+        if retry_at is None:
+            return SendOutcome.COMPLETED
+        tally.control.retry_at = retry_at
+        return SendOutcome.RECIPIENTS_WAITING
 
     def _plan(
         self,

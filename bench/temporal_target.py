@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ async def clean_up(target: Target, task_queue: str) -> int:
     query = f'TaskQueue = "{task_queue}" AND ExecutionStatus = "Running"'
     stopped = 0
     async for execution in target.client.list_workflows(query):
-        await target.client.get_workflow_handle(execution.id).terminate("bench finished")
+        try:
+            await target.client.get_workflow_handle(execution.id).terminate("bench finished")
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            continue  # it finished between the listing and now
         stopped += 1
     return stopped

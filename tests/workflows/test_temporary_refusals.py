@@ -111,6 +111,36 @@ async def test_a_domain_greylisting_every_recipient_waits_while_other_domains_fl
     assert never_deferred_transient(harness, campaign)
 
 
+async def test_a_batch_leaving_only_waiting_recipients_says_so_and_no_batch_looks_again(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """The first batch sends two and defers two full mailboxes; it reports that only they
+    are left (with their retry time), so the campaign sleeps at once instead of running a
+    batch that would find nobody ready: two batches in all, not three."""
+    user = harness.add_sender()
+    full = ["full0@example.com", "full1@example.com"]
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
+    ]
+    emails = [*full, "ok0@example.com", "ok1@example.com"]
+    campaign = seed_data.add_campaign(harness.database_url, user, emails)
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        result = await finished(handle)
+    assert (result.status, result.sent, result.failed) == ("sent", 4, 0)
+    events = (await handle.fetch_history()).events
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("send_batch") == 2
+    times = sent_at(harness, campaign)
+    assert all(timedelta(minutes=5) <= times[a] - times["ok0@example.com"] for a in full)
+    assert never_deferred_transient(harness, campaign)
+
+
 async def _pending_is(handle: WorkflowHandle[CampaignWorkflow, CampaignResult], n: int) -> bool:
     return (await progress(handle)).pending == n
 
