@@ -270,10 +270,14 @@ def _fail_suppressed(session: Session, recipient_ids: list[int]) -> set[int]:
     return {row[0] for row in result}
 
 
-def _any_ready_in(
-    session: Session, campaign_id: uuid.UUID, now: datetime, domains: list[str]
+def _any_ready(
+    session: Session, campaign_id: uuid.UUID, now: datetime, domains: list[str] | None = None
 ) -> bool:
-    query = select(CampaignRecipient.id).where(*_ready(), recipient_domain().in_(domains))
+    """Whether one of the campaign's recipients is ready at ``now`` (at one of ``domains``,
+    when given)."""
+    query = select(CampaignRecipient.id).where(*_ready())
+    if domains is not None:
+        query = query.where(recipient_domain().in_(domains))
     params = {CAMPAIGN_ID.key: campaign_id, NOW.key: now}
     return session.scalar(query.limit(1), params) is not None
 
@@ -309,8 +313,7 @@ def first_retry_if_none_ready(
 ) -> datetime | None:
     """When none of the campaign's pending recipients is ready at ``now``: when one may be
     (see ``_next_ready``). ``None`` when one is ready now, or none is pending."""
-    params = {CAMPAIGN_ID.key: campaign_id, NOW.key: now}
-    if session.scalar(select(CampaignRecipient.id).where(*_ready()).limit(1), params) is not None:
+    if _any_ready(session, campaign_id, now):
         return None
     return _next_ready(session, campaign_id, now, claim)
 
@@ -442,7 +445,7 @@ def _why_nothing_is_ready(
 ) -> tuple[BatchLimit, datetime | None]:
     """The batch could send but found no recipient: the ones left are in paced domains
     (until ``paced_until``), or wait for their 4xx retry time (until the first)."""
-    if skip and _any_ready_in(session, campaign_id, now, skip):
+    if skip and _any_ready(session, campaign_id, now, skip):
         return BatchLimit.DOMAIN_PACED, paced_until
     retry_at = _next_ready(session, campaign_id, now, claim)
     return (BatchLimit.RETRY_WAIT if retry_at is not None else limited_by), retry_at

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,22 @@ class ScaleResult:
     rss_after: list[float]
     started_shape: str = ""  # one campaign's history once started and deferred
     woken_shape: str = ""  # what its wake, batch and finish added
+    # Each campaign's own lag: its first "sent" after its own deferral's end, in seconds.
+    lags: list[float] = field(default_factory=list)
+    wake_rate: float = 0.0  # campaigns sent per second, first deferral end to last sent
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def lags_of(deferral_ends: dict[str, Any], first_sent: dict[str, Any]) -> list[float]:
+    return [
+        (first_sent[campaign] - end).total_seconds()
+        for campaign, end in deferral_ends.items()
+        if campaign in first_sent
+    ]
 
 
 def history_shape(events: list[Any]) -> str:
@@ -56,8 +72,8 @@ def history_shape(events: list[Any]) -> str:
     counts = dict.fromkeys(kinds.values(), 0)
     activities = []
     for event in events:
-        for field, name in kinds.items():
-            if event.HasField(field):
+        for attributes, name in kinds.items():
+            if event.HasField(attributes):
                 counts[name] += 1
         if event.HasField("activity_task_scheduled_event_attributes"):
             activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
@@ -78,6 +94,15 @@ def scalar(url: str, sql: str) -> object:
 
     with get_engine(url).connect() as conn:
         return conn.execute(text(sql)).scalar()
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    from sqlalchemy import text
+
+    from db.engine import get_engine
+
+    with get_engine(url).connect() as conn:
+        return [tuple(row) for row in conn.execute(text(sql)).all()]
 
 
 async def poll(
@@ -202,7 +227,10 @@ async def measure(
             sample = target.client.get_workflow_handle(workflow_id_for(ids[0]))
             at_deferral = list((await sample.fetch_history()).events)
             handler.rules = []
-            last_deferral_end = scalar(url, "SELECT max(deferred_until) FROM mailer_campaignqueue")
+            deferral_ends = dict(
+                rows(url, "SELECT campaign_id::text, deferred_until FROM mailer_campaignqueue")
+            )
+            last_deferral_end = max(deferral_ends.values())
             await poll(
                 lambda: (
                     scalar(
@@ -220,6 +248,13 @@ async def measure(
                 "SELECT max(first) FROM (SELECT min(created_at) AS first FROM mailer_sendlog "
                 "GROUP BY campaign_id) AS firsts",
             )
+            first_sent = dict(
+                rows(
+                    url,
+                    "SELECT campaign_id::text, min(created_at) FROM mailer_sendlog "
+                    "WHERE status = 'sent' GROUP BY campaign_id",
+                )
+            )
             after = [rss_mib(pid) for pid in pids]
             await sample.result()
             at_end = list((await sample.fetch_history()).events)
@@ -229,7 +264,7 @@ async def measure(
             for process, _ in processes:
                 process.wait(60)
             await clean_up(target, queue)
-    wake = (all_sent - last_deferral_end).total_seconds()  # type: ignore[operator]
+    wake = (all_sent - last_deferral_end).total_seconds()
     return ScaleResult(
         workers,
         campaigns,
@@ -240,6 +275,8 @@ async def measure(
         after,
         started_shape=history_shape(at_deferral),
         woken_shape=history_shape(at_end[len(at_deferral) :]),
+        lags=lags_of(deferral_ends, first_sent),
+        wake_rate=campaigns / (all_sent - min(deferral_ends.values())).total_seconds(),
     )
 
 
@@ -283,6 +320,14 @@ async def main() -> None:
         )
         print(f"  one campaign, start and defer: {result.started_shape}", flush=True)
         print(f"  then wake, send and finish: {result.woken_shape}", flush=True)
+        print(
+            f"  each campaign's first send after its own deferral ended: median "
+            f"{percentile(result.lags, 0.5):.1f} s, p95 {percentile(result.lags, 0.95):.1f} s, "
+            f"max {max(result.lags, default=0):.1f} s; woken and sent at "
+            f"{result.wake_rate:.1f} campaigns/s (started at "
+            f"{result.campaigns / result.start_seconds:.1f}/s)",
+            flush=True,
+        )
     print()
     print("| workers | start + defer all | wake and send all | RSS per worker (deferred) |")
     print("|---|---|---|---|")

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StartCampaignInput,
         StartCampaignResult,
     )
-    from workflows.gates import Deferral, batch_allowance, evaluate_gates
+    from workflows.gates import Deferral, batch_allowance, evaluate_gates, reads_after_waking
     from workflows.search_attributes import (
         MAILER_DEFER_REASON,
         MAILER_DEFERRED_UNTIL,
@@ -100,6 +100,10 @@ def signal_acts(signal: Signal, waiting: Waiting) -> bool:
     return waiting in (Waiting.SLEEP, Waiting.PAUSED)
 
 
+# Patches (docs/engine.md): campaigns started by older code keep their path on replay.
+# A rate window or a retry wait that ran out goes straight to the gates and the batch.
+WAKE_WITHOUT_READING = "wake-without-reading"
+
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 LEDGER_TIMEOUT = timedelta(minutes=1)
 
@@ -120,6 +124,9 @@ class CampaignWorkflow:
         self._deferral: Deferral | None = None
         self._carried = CarriedState()
         self._snapshot: Snapshot | None = None
+        # The snapshot is the one from before a sleep that ran out (gates.reads_after_waking):
+        # a gate that blocks on it is read again before the campaign sleeps on it.
+        self._snapshot_from_before_sleep = False
         # The operator's request the loop has not acted on yet (one: the strongest).
         self._request = Request.NONE
         # Whether the quota was synced since the last batch that sent something: an empty
@@ -347,6 +354,9 @@ class CampaignWorkflow:
         deferral = self._held_deferral(now)
         if deferral is None:
             deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
+            if deferral is not None and self._snapshot_from_before_sleep:
+                await self._read_before_sleeping_on(deferral)
+                return
             if await self._synced_an_empty_quota(deferral):
                 return
             if deferral is None:
@@ -364,6 +374,13 @@ class CampaignWorkflow:
         self._quota_synced = True
         self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
         return True
+
+    async def _read_before_sleeping_on(self, deferral: Deferral) -> None:
+        """A gate blocks on the campaign as it was before the last sleep: read it (asking the
+        provider about an empty quota, once) and let the gates decide again."""
+        sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED and not self._quota_synced
+        self._quota_synced = self._quota_synced or sync
+        self._snapshot = (await self._load_snapshot(sync_quota=sync)).snapshot
 
     def _held_deferral(self, now: datetime) -> Deferral | None:
         """A deferral the campaign was taken over with, while it lasts."""
@@ -553,6 +570,7 @@ class CampaignWorkflow:
                 self._apply(after_transient(self._carried, failed, workflow.now(), limits))
             return None
         self._snapshot = result.snapshot
+        self._snapshot_from_before_sleep = False
         errors_before = self._carried.consecutive_transient_errors
         deferral = self._apply(after_batch(self._carried, result, workflow.now()))
         if errors_before and not self._carried.consecutive_transient_errors:
@@ -609,6 +627,7 @@ class CampaignWorkflow:
                 ),
             )
         self._waiting = Waiting.NOTHING
+        ran_out = self._request == Request.NONE  # no signal or update cut the sleep short
         if self._request == Request.WAKE:
             self._request = Request.NONE
         if self._request == Request.RESUME:
@@ -619,6 +638,15 @@ class CampaignWorkflow:
         if until is not None and workflow.now() >= until:
             self._carried = replace(self._carried, transient_until=None)
         self._deferral = None
+        if (
+            ran_out
+            and not reads_after_waking(deferral.reason)
+            and workflow.patched(WAKE_WITHOUT_READING)
+        ):
+            # The batch reads the campaign for itself; a gate that blocks on the snapshot
+            # from before the sleep is read again first (_send_or_sleep).
+            self._snapshot_from_before_sleep = True
+            return
         sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED
         self._quota_synced = self._quota_synced or sync
         loaded = await self._load_snapshot(sync_quota=sync)
@@ -719,6 +747,7 @@ class CampaignWorkflow:
             summary="sync the quota, read the campaign" if sync_quota else "read the campaign",
             retry_policy=DB_RETRY,
         )
+        self._snapshot_from_before_sleep = False
         return result
 
     async def _record(
@@ -748,6 +777,7 @@ class CampaignWorkflow:
             retry_policy=DB_RETRY,
         )
         self._snapshot = result.snapshot
+        self._snapshot_from_before_sleep = False
         return result.applied
 
     async def _publish(self, state: WorkflowState) -> None:

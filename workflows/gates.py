@@ -60,6 +60,25 @@ def evaluate_gates(
     return None
 
 
+# Deferrals whose end changes nothing the next batch does not read for itself: the batch
+# claims under the quota and the daily limit in SQL, stops if the row is no longer
+# ``sending``, and returns the campaign as it left it.
+_BATCH_READS_FOR_ITSELF = frozenset({DeferReason.RATE_PER_HOUR, DeferReason.TRANSIENT_ERROR})
+
+
+def reads_after_waking(reason: DeferReason) -> bool:
+    """Whether a campaign whose deferral for ``reason`` ran out reads the campaign before it
+    decides again.
+
+    After a rate window or a retry wait (minutes, within the day) the gates are decided on
+    the campaign as it was before the sleep, and only a gate that blocks on that is read
+    again before the campaign sleeps on it: one activity fewer per wake. An empty quota is
+    asked of the provider, and a night or a day's limit changes the day's counts the gates
+    and the batch's size rest on, so those still read first.
+    """
+    return reason not in _BATCH_READS_FOR_ITSELF
+
+
 def rate_deferral(now: datetime, limits: Limits) -> Deferral:
     """The hourly window is full: resume at the start of the next clock hour."""
     return Deferral(DeferReason.RATE_PER_HOUR, next_clock_hour(now, limits.timezone))

@@ -30,7 +30,7 @@ from tests.support.harness import (
 )
 from tests.support.playbook import runbook_sql
 from workflows.campaign import CampaignWorkflow, Waiting, signal_acts
-from workflows.contracts import ReconcileResult, SnapshotInput, SnapshotResult
+from workflows.contracts import ReconcileResult, SendBatchInput, SendBatchResult
 from workflows.maintenance import ReconcileWorkflow
 from workflows.search_attributes import MAILER_STATUS
 from workflows.states import Signal
@@ -126,21 +126,23 @@ def test_signals_act_only_where_the_campaign_waits(
     assert signal_acts(Signal.WAKE, waiting) is wake
 
 
-class ResumeDuringSnapshot(MailerActivities):
-    """The first ``load_snapshot`` (the one after a deferral's sleep) waits until the test
+class ResumeDuringTheRetry(MailerActivities):
+    """The second ``send_batch`` (the retry after the deferral's sleep) waits until the test
     has sent a signal: a deterministic await point to signal at."""
 
     def __init__(self, settings: Settings, client: Client) -> None:
         super().__init__(settings, client)
+        self.batches = 0
         self.entered = asyncio.Event()
         self.go_on = asyncio.Event()
 
     @activity.defn
-    async def load_snapshot(self, request: SnapshotInput) -> SnapshotResult:
-        if not self.entered.is_set():
+    async def send_batch(self, request: SendBatchInput) -> SendBatchResult:
+        self.batches += 1
+        if self.batches == 2:
             self.entered.set()
             await self.go_on.wait()
-        return await super().load_snapshot(request)
+        return await super().send_batch(request)
 
 
 async def test_a_resume_during_an_activity_does_not_undo_the_next_breaker_pause(
@@ -149,7 +151,7 @@ async def test_a_resume_during_an_activity_does_not_undo_the_next_breaker_pause(
     campaign = seed_data.add_campaign(harness.database_url, harness.add_sender(), 10)
     harness.sink.handler.rules = [FailureRule("all", 421)]
     settings = harness.settings.model_copy(update={"circuit_breaker_threshold": 2})
-    activities = ResumeDuringSnapshot(settings, time_env.client)
+    activities = ResumeDuringTheRetry(settings, time_env.client)
     worker = Worker(
         time_env.client,
         task_queue=harness.task_queue,

@@ -14,6 +14,7 @@ from workflows.gates import (
     breaker_tripped,
     evaluate_gates,
     rate_deferral,
+    reads_after_waking,
     transient_retry_at,
 )
 from workflows.states import DeferReason
@@ -114,3 +115,19 @@ def test_a_batch_retried_in_another_hour_or_after_hours_is_stale() -> None:
     assert batch_is_stale(planned, msk(7, 18, 0), hours)  # after hours
     assert batch_is_stale(planned, msk(8, 9, 0), hours)  # the next morning: another window
     assert batch_is_stale(msk(7, 10, 59), msk(7, 11, 0), hours)  # another clock hour
+
+
+@pytest.mark.parametrize(
+    ("reason", "reads"),
+    [
+        (DeferReason.RATE_PER_HOUR, False),  # the batch claims under every limit itself
+        (DeferReason.TRANSIENT_ERROR, False),  # a retry wait: minutes, within the day
+        (DeferReason.QUOTA_EXHAUSTED, True),  # the provider is asked first
+        (DeferReason.OUTSIDE_HOURS, True),  # a night: the day's counts start again
+        (DeferReason.DAILY_LIMIT, True),  # likewise
+    ],
+)
+def test_only_short_waits_go_straight_to_the_batch_when_they_run_out(
+    reason: DeferReason, reads: bool
+) -> None:
+    assert reads_after_waking(reason) is reads

@@ -30,6 +30,10 @@ def test_the_recorded_scenarios_are_all_there() -> None:
         "cancelled_through_temporal",
         "continue_as_new",
         "domain_paced",
+        # Recorded with the wake that goes straight to the batch (patch wake-without-reading).
+        "deferrals_pause_resume-wake-without-reading",
+        "breaker_then_cancel-wake-without-reading",
+        "domain_paced-wake-without-reading",
     }
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -24,9 +26,12 @@ from tests.support.harness import (
     skip_to_monday_9,
     state_is,
     wait_for,
+    zone,
 )
 from workflows.campaign import CampaignWorkflow
 from workflows.contracts import CampaignResult
+
+LIFTED = {"rate_per_hour": 100_000}
 
 
 def sent_at(harness: Harness, campaign: str) -> dict[str, datetime]:
@@ -46,6 +51,14 @@ def never_deferred_transient(harness: Harness, campaign: str) -> bool:
         c=campaign,
     )
     return rows == [(0,)]
+
+
+def activities_scheduled(events: Sequence[Any]) -> list[str]:
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 async def test_full_mailboxes_at_the_head_of_a_list_do_not_hold_back_the_rest(
@@ -129,16 +142,90 @@ async def test_a_batch_leaving_only_waiting_recipients_says_so_and_no_batch_look
         handle = await harness.start(campaign)
         result = await finished(handle)
     assert (result.status, result.sent, result.failed) == ("sent", 4, 0)
-    events = (await handle.fetch_history()).events
-    scheduled = [
-        event.activity_task_scheduled_event_attributes.activity_type.name
-        for event in events
-        if event.HasField("activity_task_scheduled_event_attributes")
-    ]
+    scheduled = activities_scheduled((await handle.fetch_history()).events)
     assert scheduled.count("send_batch") == 2
     times = sent_at(harness, campaign)
     assert all(timedelta(minutes=5) <= times[a] - times["ok0@example.com"] for a in full)
     assert never_deferred_transient(harness, campaign)
+
+
+async def test_a_retry_wait_that_runs_out_goes_straight_to_the_batch(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """The batch reads the campaign for itself, so the wake does not read it first: start,
+    batch, deferral, batch, finish (five activities; six with a read on each wake)."""
+    user = harness.add_sender()
+    full = ["full0@example.com", "full1@example.com"]
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
+    ]
+    campaign = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        result = await finished(handle)
+    assert (result.status, result.sent) == ("sent", 3)
+    scheduled = activities_scheduled((await handle.fetch_history()).events)
+    assert scheduled == [
+        "start_campaign",
+        "send_batch",
+        "record_state",  # deferred: transient_error until the mailboxes' retry
+        "send_batch",
+        "record_state",  # sent
+    ]
+
+
+async def test_a_pause_in_the_table_during_a_retry_wait_holds_when_the_wait_runs_out(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """The playbook's SQL pause is honoured though the wake does not read the campaign:
+    the batch finds the row paused, sends nothing, and the campaign pauses."""
+    user = harness.add_sender()
+    full = ["full0@example.com", "full1@example.com"]
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
+    ]
+    campaign = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    await skip_to_monday_9(time_env)
+    async with harness.worker():
+        handle = await harness.start(campaign)
+        await wait_for(lambda: state_is(handle, "deferred"), what="the retry wait")
+        harness.sql_exec(
+            "UPDATE mailer_campaign SET status = 'paused' WHERE id = :c", c=uuid.UUID(campaign)
+        )
+        await time_env.sleep(timedelta(minutes=6))  # past the mailboxes' first retry
+        await wait_for(lambda: state_is(handle, "paused"), what="the pause in the table")
+        assert Counter(harness.sink.handler.recipients()) == Counter({"ok0@example.com": 1})
+        assert {recipient_rows(harness, campaign)[a][0] for a in full} == {"pending"}
+        await handle.signal(CampaignWorkflow.resume)
+        result = await finished(handle)
+    assert (result.status, result.sent) == ("sent", 3)
+
+
+async def test_a_wake_without_a_read_never_sends_past_a_daily_limit_used_up_meanwhile(
+    time_env: WorkflowEnvironment, harness: Harness
+) -> None:
+    """While the first campaign waits on two full mailboxes, a second campaign of the same
+    creator uses up the day. The first wakes on a snapshot that still shows room; its batch
+    claims under the limit in SQL, sends nothing, and the campaign defers to tomorrow."""
+    user = harness.add_sender(daily_limit=4)
+    full = ["full0@example.com", "full1@example.com"]
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
+    ]
+    first = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    second = seed_data.add_campaign(harness.database_url, user, 3)
+    await skip_to_monday_9(time_env)
+    async with harness.worker(**LIFTED):
+        waiting = await harness.start(first)
+        await wait_for(lambda: state_is(waiting, "deferred"), what="the retry wait")
+        assert (await finished(await harness.start(second))).sent == 3
+        result = await finished(waiting)
+    assert (result.status, result.sent) == ("sent", 3)
+    per_day = Counter(t.date() for t in harness.sent_times())
+    assert sorted(per_day.items()) == [(min(per_day), 4), (max(per_day), 2)]
+    late = {a: when.astimezone(zone()) for a, when in sent_at(harness, first).items()}
+    assert {(late[a].date(), late[a].hour) for a in full} == {(max(per_day), 9)}
 
 
 async def _pending_is(handle: WorkflowHandle[CampaignWorkflow, CampaignResult], n: int) -> bool:
