@@ -149,17 +149,25 @@ async def test_a_batch_leaving_only_waiting_recipients_says_so_and_no_batch_look
     assert never_deferred_transient(harness, campaign)
 
 
+FULL = ["full0@example.com", "full1@example.com"]
+
+
+def full_mailboxes_then_one_good(harness: Harness, user: int) -> str:
+    """A campaign whose first two mailboxes are full once (452: they wait their retry) and
+    whose third takes its message at once."""
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in FULL
+    ]
+    return seed_data.add_campaign(harness.database_url, user, [*FULL, "ok0@example.com"])
+
+
 async def test_a_retry_wait_that_runs_out_goes_straight_to_the_batch(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
     """The batch reads the campaign for itself, so the wake does not read it first: start,
     batch, deferral, batch, finish (five activities; six with a read on each wake)."""
     user = harness.add_sender()
-    full = ["full0@example.com", "full1@example.com"]
-    harness.sink.handler.rules = [
-        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
-    ]
-    campaign = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    campaign = full_mailboxes_then_one_good(harness, user)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -181,11 +189,7 @@ async def test_a_pause_in_the_table_during_a_retry_wait_holds_when_the_wait_runs
     """The playbook's SQL pause is honoured though the wake does not read the campaign:
     the batch finds the row paused, sends nothing, and the campaign pauses."""
     user = harness.add_sender()
-    full = ["full0@example.com", "full1@example.com"]
-    harness.sink.handler.rules = [
-        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
-    ]
-    campaign = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    campaign = full_mailboxes_then_one_good(harness, user)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -196,7 +200,7 @@ async def test_a_pause_in_the_table_during_a_retry_wait_holds_when_the_wait_runs
         await time_env.sleep(timedelta(minutes=6))  # past the mailboxes' first retry
         await wait_for(lambda: state_is(handle, "paused"), what="the pause in the table")
         assert Counter(harness.sink.handler.recipients()) == Counter({"ok0@example.com": 1})
-        assert {recipient_rows(harness, campaign)[a][0] for a in full} == {"pending"}
+        assert {recipient_rows(harness, campaign)[a][0] for a in FULL} == {"pending"}
         await handle.signal(CampaignWorkflow.resume)
         result = await finished(handle)
     assert (result.status, result.sent) == ("sent", 3)
@@ -209,11 +213,7 @@ async def test_a_wake_without_a_read_never_sends_past_a_daily_limit_used_up_mean
     creator uses up the day. The first wakes on a snapshot that still shows room; its batch
     claims under the limit in SQL, sends nothing, and the campaign defers to tomorrow."""
     user = harness.add_sender(daily_limit=4)
-    full = ["full0@example.com", "full1@example.com"]
-    harness.sink.handler.rules = [
-        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
-    ]
-    first = seed_data.add_campaign(harness.database_url, user, [*full, "ok0@example.com"])
+    first = full_mailboxes_then_one_good(harness, user)
     second = seed_data.add_campaign(harness.database_url, user, 3)
     await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
@@ -225,7 +225,7 @@ async def test_a_wake_without_a_read_never_sends_past_a_daily_limit_used_up_mean
     per_day = Counter(t.date() for t in harness.sent_times())
     assert sorted(per_day.items()) == [(min(per_day), 4), (max(per_day), 2)]
     late = {a: when.astimezone(zone()) for a, when in sent_at(harness, first).items()}
-    assert {(late[a].date(), late[a].hour) for a in full} == {(max(per_day), 9)}
+    assert {(late[a].date(), late[a].hour) for a in FULL} == {(max(per_day), 9)}
 
 
 async def _pending_is(handle: WorkflowHandle[CampaignWorkflow, CampaignResult], n: int) -> bool:
