@@ -243,11 +243,6 @@ async def measure(
                 60 * delay_minutes + 900,
                 "every campaign to send",
             )
-            all_sent = scalar(
-                url,
-                "SELECT max(first) FROM (SELECT min(created_at) AS first FROM mailer_sendlog "
-                "GROUP BY campaign_id) AS firsts",
-            )
             first_sent = dict(
                 rows(
                     url,
@@ -255,6 +250,7 @@ async def measure(
                     "WHERE status = 'sent' GROUP BY campaign_id",
                 )
             )
+            all_sent = max(first_sent.values())
             after = [rss_mib(pid) for pid in pids]
             await sample.result()
             at_end = list((await sample.fetch_history()).events)

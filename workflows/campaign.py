@@ -354,10 +354,12 @@ class CampaignWorkflow:
         deferral = self._held_deferral(now)
         if deferral is None:
             deferral = evaluate_gates(now, snapshot, self._carried.transient_until)
-            if deferral is not None and self._snapshot_from_before_sleep:
-                await self._read_before_sleeping_on(deferral)
-                return
             if await self._synced_an_empty_quota(deferral):
+                return
+            if deferral is not None and self._snapshot_from_before_sleep:
+                # Decided on the campaign as it was before the sleep: read it before
+                # sleeping on that, and let the gates decide again.
+                self._snapshot = (await self._load_snapshot(sync_quota=False)).snapshot
                 return
             if deferral is None:
                 deferral = await self._send_batch(now, batch_allowance(snapshot))
@@ -374,13 +376,6 @@ class CampaignWorkflow:
         self._quota_synced = True
         self._snapshot = (await self._load_snapshot(sync_quota=True)).snapshot
         return True
-
-    async def _read_before_sleeping_on(self, deferral: Deferral) -> None:
-        """A gate blocks on the campaign as it was before the last sleep: read it (asking the
-        provider about an empty quota, once) and let the gates decide again."""
-        sync = deferral.reason == DeferReason.QUOTA_EXHAUSTED and not self._quota_synced
-        self._quota_synced = self._quota_synced or sync
-        self._snapshot = (await self._load_snapshot(sync_quota=sync)).snapshot
 
     def _held_deferral(self, now: datetime) -> Deferral | None:
         """A deferral the campaign was taken over with, while it lasts."""

@@ -61,6 +61,19 @@ def activities_scheduled(events: Sequence[Any]) -> list[str]:
     ]
 
 
+FULL = ["full0@example.com", "full1@example.com"]
+
+
+def full_mailboxes_then_good_ones(harness: Harness, user: int, *, good: int = 1) -> str:
+    """A campaign whose first two mailboxes are full once (452: they wait their retry) and
+    whose ``good`` others (ok0@, ok1@, …) take their messages at once."""
+    harness.sink.handler.rules = [
+        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in FULL
+    ]
+    emails = [*FULL, *(f"ok{i}@example.com" for i in range(good))]
+    return seed_data.add_campaign(harness.database_url, user, emails)
+
+
 async def test_full_mailboxes_at_the_head_of_a_list_do_not_hold_back_the_rest(
     time_env: WorkflowEnvironment, harness: Harness
 ) -> None:
@@ -131,12 +144,7 @@ async def test_a_batch_leaving_only_waiting_recipients_says_so_and_no_batch_look
     are left (with their retry time), so the campaign sleeps at once instead of running a
     batch that would find nobody ready: two batches in all, not three."""
     user = harness.add_sender()
-    full = ["full0@example.com", "full1@example.com"]
-    harness.sink.handler.rules = [
-        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in full
-    ]
-    emails = [*full, "ok0@example.com", "ok1@example.com"]
-    campaign = seed_data.add_campaign(harness.database_url, user, emails)
+    campaign = full_mailboxes_then_good_ones(harness, user, good=2)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -145,20 +153,8 @@ async def test_a_batch_leaving_only_waiting_recipients_says_so_and_no_batch_look
     scheduled = activities_scheduled((await handle.fetch_history()).events)
     assert scheduled.count("send_batch") == 2
     times = sent_at(harness, campaign)
-    assert all(timedelta(minutes=5) <= times[a] - times["ok0@example.com"] for a in full)
+    assert all(timedelta(minutes=5) <= times[a] - times["ok0@example.com"] for a in FULL)
     assert never_deferred_transient(harness, campaign)
-
-
-FULL = ["full0@example.com", "full1@example.com"]
-
-
-def full_mailboxes_then_one_good(harness: Harness, user: int) -> str:
-    """A campaign whose first two mailboxes are full once (452: they wait their retry) and
-    whose third takes its message at once."""
-    harness.sink.handler.rules = [
-        FailureRule(address, 452, text="4.2.2 Mailbox full", times=1) for address in FULL
-    ]
-    return seed_data.add_campaign(harness.database_url, user, [*FULL, "ok0@example.com"])
 
 
 async def test_a_retry_wait_that_runs_out_goes_straight_to_the_batch(
@@ -167,7 +163,7 @@ async def test_a_retry_wait_that_runs_out_goes_straight_to_the_batch(
     """The batch reads the campaign for itself, so the wake does not read it first: start,
     batch, deferral, batch, finish (five activities; six with a read on each wake)."""
     user = harness.add_sender()
-    campaign = full_mailboxes_then_one_good(harness, user)
+    campaign = full_mailboxes_then_good_ones(harness, user)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -189,7 +185,7 @@ async def test_a_pause_in_the_table_during_a_retry_wait_holds_when_the_wait_runs
     """The playbook's SQL pause is honoured though the wake does not read the campaign:
     the batch finds the row paused, sends nothing, and the campaign pauses."""
     user = harness.add_sender()
-    campaign = full_mailboxes_then_one_good(harness, user)
+    campaign = full_mailboxes_then_good_ones(harness, user)
     await skip_to_monday_9(time_env)
     async with harness.worker():
         handle = await harness.start(campaign)
@@ -213,7 +209,7 @@ async def test_a_wake_without_a_read_never_sends_past_a_daily_limit_used_up_mean
     creator uses up the day. The first wakes on a snapshot that still shows room; its batch
     claims under the limit in SQL, sends nothing, and the campaign defers to tomorrow."""
     user = harness.add_sender(daily_limit=4)
-    first = full_mailboxes_then_one_good(harness, user)
+    first = full_mailboxes_then_good_ones(harness, user)
     second = seed_data.add_campaign(harness.database_url, user, 3)
     await skip_to_monday_9(time_env)
     async with harness.worker(**LIFTED):
