@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import re
 
 import aiosmtplib
 from aiosmtplib import (
@@ -34,6 +35,12 @@ from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, MAX_RESPONSE_LENGTH, SM
 MAX_UNREAD_REPLIES = 16
 # RCPT's two accepting replies (251: "not local, will forward").
 RECIPIENT_ACCEPTED = (SMTPStatus.completed, SMTPStatus.will_forward)
+# local@domain with nothing ``email.utils.parseaddr`` would read as a display name, comment,
+# route, group or quoted string, and no control character: ``quote_address`` returns such an
+# address as it is, in angle brackets.
+_PLAIN_MAILBOX = re.compile(
+    r'[^\s\x00-\x1f\x7f<>"(),;:\\\[\]@]+@[^\s\x00-\x1f\x7f<>"(),;:\\\[\]@]+'
+)
 
 
 class PipeliningProtocol(SMTPProtocol):
@@ -122,11 +129,21 @@ def pipelines(smtp: aiosmtplib.SMTP) -> bool:
     return isinstance(smtp.protocol, PipeliningProtocol)
 
 
+def quoted_path(address: str, encoding: str) -> bytes:
+    """``<address>`` for MAIL FROM or RCPT TO, as aiosmtplib's ``quote_address`` writes it.
+
+    A plain ``local@domain`` (every address the ledger holds: they are checked on import)
+    skips ``parseaddr``, a third of the envelope's CPU; anything else goes through
+    ``quote_address``, which also refuses what could smuggle a command onto the line."""
+    if _PLAIN_MAILBOX.fullmatch(address):
+        return b"<" + address.encode(encoding) + b">"
+    return quote_address(address).encode(encoding)
+
+
 @functools.lru_cache(maxsize=64)
 def _quoted_sender(address: str, encoding: str) -> bytes:
-    """MAIL FROM's path, parsed and checked once per sender (every message of a batch has
-    the same one), not once per message."""
-    return quote_address(address).encode(encoding)
+    """MAIL FROM's path, once per sender (every message of a batch has the same one)."""
+    return quoted_path(address, encoding)
 
 
 def _command(*args: bytes) -> bytes:
@@ -152,7 +169,7 @@ async def pipelined_envelope(
             b"FROM:" + _quoted_sender(sender, encoding),
             *(option.encode("ascii") for option in options),
         )
-        + _command(b"RCPT", b"TO:" + quote_address(recipient).encode(encoding))
+        + _command(b"RCPT", b"TO:" + quoted_path(recipient, encoding))
         + b"DATA\r\n"
     )
     protocol.write(group)

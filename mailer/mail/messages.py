@@ -11,6 +11,7 @@ refused here, as ``EmailMessage`` would: a recipient's variables end up in Subje
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -91,6 +92,13 @@ def _address(header: str, name: str, address: str) -> str:
     return f"{_words(header, name)} <{address}>"
 
 
+@functools.lru_cache(maxsize=8)
+def _date(now: datetime) -> str:
+    """The Date header's value: a batch stamps all its messages with one ``now``, so it is
+    formatted once a batch, not once a message."""
+    return format_datetime(now)
+
+
 def _part(subtype: str, body: str) -> str:
     encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", CRLF)
     return (
@@ -130,7 +138,7 @@ def build_message(
         f"Subject: {_words('Subject', subject)}",
         f"From: {_address('From', campaign.from_name, sender.address)}",
         f"To: {_address('To', recipient.name, to.address)}",
-        f"Date: {format_datetime(now)}",
+        f"Date: {_date(now)}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
     ]

@@ -127,8 +127,15 @@ def build_worker(
     task_queue: str | None = None,
     executor: concurrent.futures.Executor | None = None,
     interceptors: Sequence[Interceptor] = (),
+    unversioned_build_id: str | None = None,
 ) -> Worker:
+    """The worker of every workflow and activity on ``task_queue`` (the settings' by default).
+
+    ``unversioned_build_id`` names an unversioned worker's code instead of the SDK's default,
+    a hash of every loaded module's code (a quarter of a second at start; the simulator,
+    which runs once, passes a name)."""
     activities = MailerActivities(settings, client)
+    deployment = deployment_config(settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -148,7 +155,8 @@ def build_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        deployment_config=deployment_config(settings),
+        deployment_config=deployment,
+        build_id=unversioned_build_id if deployment is None else None,
         interceptors=interceptors,
     )
 

@@ -18,6 +18,9 @@ from mailer.simulate.options import FailRule, Refill
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 
 Clock = Callable[[], Awaitable[datetime]]
+# The longest run of a message without a line ending in "." the responder buffers (a whole
+# message, at most: base64 lines never end in one); campaign templates are far smaller.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _REPLIES = {
     4: "4.3.2 Simulated: the system is not accepting messages now",
@@ -40,7 +43,9 @@ class SimulatedSmtp:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", 0, limit=MAX_MESSAGE_BYTES
+        )
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -68,8 +73,8 @@ class SimulatedSmtp:
                     session.recipients = 0
                     session.reply("354 End data with <CR><LF>.<CR><LF>")
                     await session.flush()
-                    while await reader.readline() not in (b".\r\n", b""):
-                        pass  # the message itself is not kept
+                    if not await _skip_message(reader):
+                        break
                     self.accepted += 1
                     session.reply("250 2.0.0 OK")
                 elif verb == b"QUIT":
@@ -126,6 +131,19 @@ class _Session:
             if verb in (b"MAIL", b"RSET"):
                 self.recipients = 0
             self.reply("250 2.0.0 OK")
+
+
+async def _skip_message(reader: asyncio.StreamReader) -> bool:
+    """Read past the message to its lone-dot line (it is not kept), a chunk of lines at a
+    time rather than line by line; ``False`` if the client hung up first."""
+    try:
+        while True:
+            # Each chunk ends a line, so the next one starts a line.
+            chunk = await reader.readuntil(b".\r\n")
+            if chunk == b".\r\n" or chunk.endswith(b"\n.\r\n"):
+                return True
+    except asyncio.IncompleteReadError:
+        return False
 
 
 def _more_to_read(reader: asyncio.StreamReader) -> bool:

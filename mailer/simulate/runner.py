@@ -402,7 +402,13 @@ async def _simulate(
         await advance(env, options.start - current)
     queue = f"simulation-{uuid.uuid4().hex[:8]}"
     recorded = RecordedStates(campaign_ids)
-    async with build_worker(env.client, settings, task_queue=queue, interceptors=[recorded]):
+    async with build_worker(
+        env.client,
+        settings,
+        task_queue=queue,
+        interceptors=[recorded],
+        unversioned_build_id="mailer-simulate",
+    ):
         for campaign_id in campaign_ids:
             await env.client.start_workflow(
                 CampaignWorkflow.run,

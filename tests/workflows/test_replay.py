@@ -34,6 +34,11 @@ def test_the_recorded_scenarios_are_all_there() -> None:
         "deferrals_pause_resume-wake-without-reading",
         "breaker_then_cancel-wake-without-reading",
         "domain_paced-wake-without-reading",
+        # Recorded with the loop's records and reads as local activities (patch local-ledger).
+        "deferrals_pause_resume-local-ledger",
+        "breaker_then_cancel-local-ledger",
+        "domain_paced-local-ledger",
+        "cancelled_through_temporal-local-ledger",
     }
 
 
