@@ -793,7 +793,11 @@ class CampaignWorkflow:
             ),
             summary=record_summary(campaign_status, defer_reason, self._carried.pause_reason),
             retry_policy=DB_RETRY,
-            local=True,
+            # A local activity's summary is not carried into its marker, so the Web UI shows
+            # it by type only. A deferral's reason is on the timer beside it; a pause has no
+            # timer, and its reason (the breaker's, the server's) is what the operator opens
+            # the timeline for: that record stays an activity. Pauses are rare.
+            local=campaign_status != CampaignStatus.PAUSED,
         )
         self._snapshot = result.snapshot
         self._snapshot_from_before_sleep = False

@@ -29,6 +29,8 @@ from tests.support.harness import on_the_dev_server, wait_for, zone
 from tests.web.test_unsubscribe_browser import CHROMIUM_ARGS, chromium
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import ALL_KEYS
+from workflows.states import Signal
+from workflows.transitions import PAUSED_BY_OPERATOR
 
 NAME = "Декабрьская рассылка"
 SHOWN_WITHIN_SECONDS = 30
@@ -118,15 +120,18 @@ async def test_a_deferred_campaign_reads_as_the_operators_campaign_in_the_web_ui
             try:
                 page = await browser.new_page(viewport={"width": 1400, "height": 1000})
                 await page.goto(workflow_link(ui_url, "default", workflow_id))
-                # The timeline: the durable sleep says what it waits for, until when, and
-                # each activity what it did.
+                # The timeline: the durable sleep says what it waits for and until when; the
+                # start what it did; the deferral's record, a local activity, by its type
+                # (the SDK does not carry a local activity's summary into its marker).
                 await shows(page, "outside_hours until")
-                await shows(page, "record deferred: outside_hours")
+                await shows(page, "start: claim the campaign")
+                await shows(page, "record_state")
                 await page.screenshot(path=str(out / "ui-campaign.png"), full_page=True)
                 # Summary and details: the campaign's name, size and creator; its limits.
                 await page.get_by_role("tab", name="User Metadata").click()
                 await shows(page, f"{NAME} · 12 recipients")
                 await shows(page, f"mailer status {campaign}")
+                await shows(page, "Deferred: outside_hours until")
                 body = await page_text(page)
                 assert "No summary available" not in body and "No details available" not in body
                 await page.screenshot(path=str(out / "ui-metadata.png"), full_page=True)
@@ -135,5 +140,11 @@ async def test_a_deferred_campaign_reads_as_the_operators_campaign_in_the_web_ui
                 await page.goto(list_link(ui_url, "default", query))
                 await shows(page, workflow_id)
                 await page.screenshot(path=str(out / "ui-list.png"), full_page=True)
+
+                # A pause has no timer to carry its reason: its record is an activity whose
+                # summary says why.
+                await control.signal(settings, uuid.UUID(campaign), Signal.PAUSE)
+                await page.goto(workflow_link(ui_url, "default", workflow_id))
+                await shows(page, f"record paused: {PAUSED_BY_OPERATOR}")
             finally:
                 await browser.close()
