@@ -410,12 +410,21 @@ class BatchSender:
             while True:
                 await asyncio.sleep(interval)
                 hooks.heartbeat(tally.counts.sent, tally.counts.failed)
+                # The batch's end cancels this task, often while a statement runs in its
+                # thread: each call is let finish first, so the connection is never closed
+                # under a statement still using it (nor, taken meanwhile, left open).
                 if conn is None:
-                    conn = await self._db(self.engine.connect)
-                status = await self._db(partial(campaign_status_now, conn, campaign_id))
+                    conn = await _finish_even_if_cancelled(
+                        self._db(self.engine.connect), undo=lambda taken: self._db(taken.close)
+                    )
+                status = await _finish_even_if_cancelled(
+                    self._db(partial(campaign_status_now, conn, campaign_id))
+                )
                 tally.control.campaign_halted = status != CampaignStatus.SENDING
                 if time.monotonic() - last_renewal >= renew_every:
-                    await self._db(partial(renew_claims, conn, claim.token, claim.lease))
+                    await _finish_even_if_cancelled(
+                        self._db(partial(renew_claims, conn, claim.token, claim.lease))
+                    )
                     last_renewal = time.monotonic()
         except Exception:
             # Without a lease another attempt may take these recipients: stop sending.
@@ -796,15 +805,18 @@ class BatchSender:
 
 
 async def _finish_even_if_cancelled(
-    work: Awaitable[T], *, undo: Callable[[T], Awaitable[None]]
+    work: Awaitable[T], *, undo: Callable[[T], Awaitable[None]] | None = None
 ) -> T:
-    """Await ``work`` (a reservation: claims, tokens); if we are cancelled meanwhile, let it
-    finish and ``undo`` it before the cancellation goes on, so nothing stays reserved."""
+    """Await ``work`` (a reservation: claims, tokens; or a statement in a thread); if we are
+    cancelled meanwhile, let it finish and ``undo`` it before the cancellation goes on, so
+    nothing stays reserved and nothing still runs on a connection about to be closed."""
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        await undo(await task)
+        done = await task
+        if undo is not None:
+            await undo(done)
         raise
 
 
