@@ -10,6 +10,7 @@ simulated worker sends as it would to them (MAIL, RCPT and DATA in one flight).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -32,19 +33,34 @@ def _matches(rule: FailRule, address: str) -> bool:
     return rule.pattern in {"*", "all"} or fnmatch.fnmatch(address.lower(), rule.pattern.lower())
 
 
+class MessageTooLong(Exception):
+    """A message ran past the responder's buffer without a line ending it."""
+
+
+class LineTooLong(Exception):
+    """A command line ran past the responder's buffer."""
+
+
 class SimulatedSmtp:
     """Accepts every message except those the ``--fail`` rules refuse (at RCPT)."""
 
-    def __init__(self, rules: Sequence[FailRule], clock: Clock) -> None:
+    def __init__(
+        self,
+        rules: Sequence[FailRule],
+        clock: Clock,
+        *,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.rules = list(rules)
         self.clock = clock
+        self.max_message_bytes = max_message_bytes
         self.accepted = 0
         self.refused = 0
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, limit=MAX_MESSAGE_BYTES
+            self._serve, "127.0.0.1", 0, limit=self.max_message_bytes
         )
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -67,13 +83,13 @@ class SimulatedSmtp:
         session.reply("220 simulator ESMTP")
         try:
             await session.flush()
-            while line := await reader.readline():
+            while line := await read_command(reader):
                 verb = line[:4].upper()
                 if verb == b"DATA" and session.recipients:
                     session.recipients = 0
                     session.reply("354 End data with <CR><LF>.<CR><LF>")
                     await session.flush()
-                    if not await _skip_message(reader):
+                    if not await skip_message(reader):
                         break
                     self.accepted += 1
                     session.reply("250 2.0.0 OK")
@@ -85,6 +101,12 @@ class SimulatedSmtp:
                     await session.answer(verb, line)
                 if not _more_to_read(reader):
                     await session.flush()
+        except MessageTooLong:  # a real server's words for it, then the session ends
+            session.reply("552 5.3.4 Message size exceeds fixed limit")
+            await _flush_quietly(session)
+        except LineTooLong:
+            session.reply("500 5.5.2 Line too long")
+            await _flush_quietly(session)
         except ConnectionError:
             pass
         finally:
@@ -133,9 +155,13 @@ class _Session:
             self.reply("250 2.0.0 OK")
 
 
-async def _skip_message(reader: asyncio.StreamReader) -> bool:
+async def skip_message(reader: asyncio.StreamReader) -> bool:
     """Read past the message to its lone-dot line (it is not kept), a chunk of lines at a
-    time rather than line by line; ``False`` if the client hung up first."""
+    time rather than line by line; ``False`` if the client hung up first.
+
+    Raises :class:`MessageTooLong` when a run of the message without a line ending in "."
+    outgrows the reader's buffer (its ``limit``).
+    """
     try:
         while True:
             # Each chunk ends a line, so the next one starts a line.
@@ -144,6 +170,23 @@ async def _skip_message(reader: asyncio.StreamReader) -> bool:
                 return True
     except asyncio.IncompleteReadError:
         return False
+    except asyncio.LimitOverrunError:
+        raise MessageTooLong from None
+
+
+async def read_command(reader: asyncio.StreamReader) -> bytes:
+    """The client's next line (``b""`` once it hung up); :class:`LineTooLong` when it
+    outgrows the reader's buffer."""
+    try:
+        return await reader.readline()
+    except ValueError:  # StreamReader.readline's way of saying the limit was overrun
+        raise LineTooLong from None
+
+
+async def _flush_quietly(session: _Session) -> None:
+    """The last reply of a session being ended; a client already gone is no error."""
+    with contextlib.suppress(ConnectionError):
+        await session.flush()
 
 
 def _more_to_read(reader: asyncio.StreamReader) -> bool:
