@@ -271,7 +271,11 @@ class BatchSender:
         self.retry_policy = RetryPolicy.of(settings)  # parsed once, not per refusal
 
     async def _db(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
+        """``fn`` (blocking database work) in a thread. A thread cannot be stopped: if we
+        are cancelled meanwhile, it is let finish before the cancellation goes on, so the
+        cleanup that follows never closes a connection under a statement still using it
+        (which rolled a lease renewal back)."""
+        return await _finish_even_if_cancelled(asyncio.to_thread(fn))
 
     async def send_batch(self, request: SendBatchInput, hooks: BatchHooks) -> SendBatchResult:
         campaign_id = uuid.UUID(request.campaign_id)
@@ -410,21 +414,14 @@ class BatchSender:
             while True:
                 await asyncio.sleep(interval)
                 hooks.heartbeat(tally.counts.sent, tally.counts.failed)
-                # The batch's end cancels this task, often while a statement runs in its
-                # thread: each call is let finish first, so the connection is never closed
-                # under a statement still using it (nor, taken meanwhile, left open).
+                # The batch's end cancels this task, often in the middle of a statement:
+                # ``_db`` lets it finish before the connection is closed below.
                 if conn is None:
-                    conn = await _finish_even_if_cancelled(
-                        self._db(self.engine.connect), undo=lambda taken: self._db(taken.close)
-                    )
-                status = await _finish_even_if_cancelled(
-                    self._db(partial(campaign_status_now, conn, campaign_id))
-                )
+                    conn = await self._db(self.engine.connect)
+                status = await self._db(partial(campaign_status_now, conn, campaign_id))
                 tally.control.campaign_halted = status != CampaignStatus.SENDING
                 if time.monotonic() - last_renewal >= renew_every:
-                    await _finish_even_if_cancelled(
-                        self._db(partial(renew_claims, conn, claim.token, claim.lease))
-                    )
+                    await self._db(partial(renew_claims, conn, claim.token, claim.lease))
                     last_renewal = time.monotonic()
         except Exception:
             # Without a lease another attempt may take these recipients: stop sending.
