@@ -23,6 +23,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -272,7 +273,10 @@ def _snapshot_statement() -> Select[Any]:
             counts.c.failed,
             _daily_limit().label("daily_limit"),
             _quota_available().label("quota_available"),
-            sent_today_of(this).label("sent_today"),
+            # Today's sends count only against a daily limit; without one they are not
+            # read (CASE runs its subquery only when taken): at a large CRM they are the
+            # statement's biggest scan, and every turn of the loop takes a snapshot.
+            case((_daily_limit() > 0, sent_today_of(this)), else_=0).label("sent_today"),
             active_campaigns_now().label("active_campaigns"),
         )
         .select_from(this)

@@ -48,6 +48,7 @@ class Snapshot:
 
     limits: Limits
     quota_available: int
+    # 0 when the account has no daily limit (then nothing is held against it, so not read).
     sent_today_by_creator: int
     active_campaigns: int
     pending: int

@@ -203,3 +203,18 @@ def test_the_hour_share_binds_the_allowance(database_url: str, world: dict[str, 
     # This campaign sent 2 in this clock hour (13:00 Moscow): 1 left of its 3.
     assert len(batch.recipients) == 1
     assert batch.limited_by == BatchLimit.RATE_SHARE
+
+
+def test_without_a_daily_limit_todays_sends_are_not_counted(
+    database_url: str, world: dict[str, str]
+) -> None:
+    """Nothing is held against a limit that does not exist: the snapshot skips the count of
+    today's sends (at a large CRM, its biggest scan), and the rest stays as it was."""
+    seed_data.sql_execute(
+        database_url, "UPDATE mailer_globalmailaccount SET per_user_daily_limit = 0"
+    )
+    first = snapshot(database_url, world["alice-1"])
+    assert first.limits.per_user_daily_limit == 0
+    assert first.sent_today_by_creator == 0
+    assert (first.pending, first.sent, first.failed, first.quota_available) == (2, 3, 1, 777)
+    assert first.active_campaigns == 3
