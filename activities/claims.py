@@ -43,7 +43,6 @@ from sqlalchemy.orm import Session
 from activities.ledger import (
     CAMPAIGN_ID,
     CampaignRefused,
-    _queue,
     active_campaigns_now,
     claimed_by_the_creator_of,
     day_of,
@@ -69,7 +68,6 @@ from workflows.states import (
     SUPPRESSED_ERROR_PREFIX,
     BatchLimit,
     CampaignStatus,
-    QueueStatus,
     RecipientStatus,
 )
 from workflows.working_hours import in_zone, is_working_time
@@ -318,13 +316,19 @@ def first_retry_if_none_ready(
     return _next_ready(session, campaign_id, now, claim)
 
 
+# The queue row shows a live attempt: one statement, no row loaded (an ORM read and flush
+# cost a round trip and ~a fifth of planning's CPU).
+_MARK_PROCESSING = text(
+    """
+    UPDATE mailer_campaignqueue
+       SET status = 'processing', started_at = :now, defer_reason = '', deferred_until = NULL
+     WHERE campaign_id = :campaign_id AND status <> 'processing'
+    """
+)
+
+
 def _mark_processing(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
-    queue = _queue(session, campaign_id)
-    if queue is not None and queue.status != QueueStatus.PROCESSING:
-        queue.status = QueueStatus.PROCESSING
-        queue.started_at = now
-        queue.defer_reason = ""
-        queue.deferred_until = None
+    session.execute(_MARK_PROCESSING, {"campaign_id": campaign_id, "now": now})
 
 
 def campaign_view(campaign: Campaign, account: GlobalMailAccount) -> CampaignView:

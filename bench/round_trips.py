@@ -54,6 +54,14 @@ def main() -> None:
         seed_data.sql_execute(
             url, "UPDATE mailer_campaign SET status = 'sending' WHERE id = :c", c=campaign
         )
+        # Its queue row, as a started campaign between batches has it (each batch marks it
+        # processing; the batch's end sets it pending again).
+        seed_data.sql_execute(
+            url,
+            "INSERT INTO mailer_campaignqueue (campaign_id, status, queued_at)"
+            " VALUES (:c, 'pending', now())",
+            c=campaign,
+        )
         settings = load_settings(database_url=url)
         statements = 0
 
