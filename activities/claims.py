@@ -316,8 +316,8 @@ def first_retry_if_none_ready(
     return _next_ready(session, campaign_id, now, claim)
 
 
-# The queue row shows a live attempt: one statement, no row loaded (an ORM read and flush
-# cost a round trip and ~a fifth of planning's CPU).
+# The queue row shows a live attempt: one statement, no row loaded (an ORM read and its
+# flush were a round trip more a batch).
 _MARK_PROCESSING = text(
     """
     UPDATE mailer_campaignqueue

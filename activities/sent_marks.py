@@ -48,7 +48,7 @@ class SentMarks:
     def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         self._conn = conn
         # One cursor for every mark: ``conn.execute`` would build a new one each time
-        # (about a tenth of a mark's CPU).
+        # (3-11 % of a mark's CPU, measured on 2,000 marks each way).
         self._cursor = conn.cursor()
 
     @classmethod
