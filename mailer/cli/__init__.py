@@ -2,6 +2,9 @@
 
 Each module is a Typer sub-app; campaign and simulation commands stand at the top level
 (``mailer start ID``), the others under their group's name (``mailer quota show``).
+Every command starts by importing all of them, so what only one command needs (the
+simulation's runner, the web server and its receiver) is imported inside that command
+(``tests/cli/test_startup.py``).
 """
 
 from __future__ import annotations

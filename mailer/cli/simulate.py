@@ -16,7 +16,6 @@ from mailer.core.settings import Settings
 from mailer.simulate import report
 from mailer.simulate.defaults import RealDefaults, read_defaults
 from mailer.simulate.options import SettingsDefaults, SimulationOptions, build_options
-from mailer.simulate.runner import run
 
 app = typer.Typer()
 
@@ -131,6 +130,10 @@ def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -
     """Run the simulation and print its forecast (a table and a line, or JSON)."""
     if not as_json:
         console.print(_intro(options))
+    # Imported here: it brings the worker and Temporal's test server, which no other
+    # command needs (every `mailer` command would pay for them at start).
+    from mailer.simulate.runner import run
+
     raw = asyncio.run(run(options, current))
     forecast = report.build_forecast(
         raw, started_at=options.start, timezone=options.timezone, recipients=options.recipients

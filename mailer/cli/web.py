@@ -6,13 +6,9 @@ import logging
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from db.engine import size_pools
 from mailer.cli.support import fail, reports_errors, settings
-from mailer.inbound.receiver import bind
-from mailer.web.app import create_app
-from mailer.web.slow_clients import HeaderDeadlineProtocol
 
 WEB_DATABASE_CONNECTIONS = 8
 
@@ -37,6 +33,14 @@ def web(
     """Serve /u/TOKEN, the List-Unsubscribe links of every message, until stopped; with an
     inbound port, also receive the mail that comes back (mailto: unsubscribes, bounces,
     complaints)."""
+    # Imported here: the web server and the SMTP receiver are this command's alone (every
+    # `mailer` command would pay for them at start).
+    import uvicorn
+
+    from mailer.inbound.receiver import bind
+    from mailer.web.app import create_app
+    from mailer.web.slow_clients import HeaderDeadlineProtocol
+
     current = settings()
     if inbound_port is not None:
         current = current.model_copy(update={"inbound_port": inbound_port})

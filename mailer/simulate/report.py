@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from mailer.simulate.runner import RawOutcome
 from workflows.states import FINAL_WORKFLOW_STATES, CampaignStatus, SendLogStatus, WorkflowState
+
+if TYPE_CHECKING:  # the runner brings the worker, Temporal's and the test server's code
+    from mailer.simulate.runner import RawOutcome
 
 
 @dataclass
