@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import bench.common  # noqa: F401  (the repository on the path, no .env files)
+from bench.common import ms_per_call  # (the repository on the path, no .env files)
 
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)
 ROUNDS, CALLS = 7, 100
@@ -26,13 +26,7 @@ ROUNDS, CALLS = 7, 100
 def cpu_ms_per_call(call: Callable[[], object]) -> float:
     """This thread's CPU time per call, in ms: the median of ROUNDS rounds of CALLS calls."""
     call()  # the first builds and compiles what later calls reuse
-    rounds = []
-    for _ in range(ROUNDS):
-        started = time.thread_time()
-        for _ in range(CALLS):
-            call()
-        rounds.append((time.thread_time() - started) / CALLS * 1000)
-    return statistics.median(rounds)
+    return statistics.median(ms_per_call(call, clock=time.thread_time, rounds=ROUNDS, calls=CALLS))
 
 
 def main() -> None:

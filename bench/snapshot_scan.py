@@ -4,9 +4,9 @@ measured alternately in one run on a throwaway database.
 
 Each turn of a campaign's loop takes a snapshot, and each batch one more. Today's sends by
 the creator count only against a daily limit, so without one the snapshot does not read
-them (``activities/ledger.py``); with one it scans the day's send log. The campaign has
-RECIPIENTS recipients, and SENDS_TODAY messages were sent today across CAMPAIGNS campaigns
-of one creator.
+them (``activities/ledger.py``); with one it scans the day's send log. The measured
+campaign has RECIPIENTS recipients; ``--sends-today`` messages went today from other
+campaigns of the same creator.
 
     .venv/bin/python bench/snapshot_scan.py [--sends-today 30000]
 """
@@ -23,21 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import bench.common  # noqa: F401  (the repository on the path, no .env files)
+from bench.common import ms_per_call  # (the repository on the path, no .env files)
 
 RECIPIENTS = 10_000
 ROUNDS, CALLS = 5, 40
-
-
-def ms_per_call(call: Callable[[], object]) -> list[float]:
-    """Wall ms per call, one figure per round of CALLS calls."""
-    rounds = []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(CALLS):
-            call()
-        rounds.append((time.perf_counter() - started) / CALLS * 1000)
-    return rounds
 
 
 def main() -> None:
@@ -88,6 +77,9 @@ def main() -> None:
             with session_scope(url) as session:
                 return take_snapshot(session, campaign, now, settings)
 
+        def wall_ms_per_call(call: Callable[[], object]) -> list[float]:
+            return ms_per_call(call, clock=time.perf_counter, rounds=ROUNDS, calls=CALLS)
+
         def with_limit(limit: int) -> None:
             with engine.begin() as conn:
                 conn.execute(
@@ -99,9 +91,9 @@ def main() -> None:
         snapshot()  # the first call builds and compiles the statement
         for _ in range(3):  # alternating
             with_limit(0)
-            runs["no daily limit"] += ms_per_call(snapshot)
+            runs["no daily limit"] += wall_ms_per_call(snapshot)
             with_limit(10**6)
-            runs["daily limit 10^6"] += ms_per_call(snapshot)
+            runs["daily limit 10^6"] += wall_ms_per_call(snapshot)
     print(f"{RECIPIENTS} recipients, {args.sends_today} sent today by the creator")
     for name, figures in runs.items():
         print(f"take_snapshot, {name + ':':18} median {statistics.median(figures):6.2f} ms")

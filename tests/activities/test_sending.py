@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +19,7 @@ from db.engine import get_engine, session_scope
 from mailer.core.settings import load_settings
 from mailer.stack import seed_data
 from mailer.stack.throwaway import RedisServer
+from tests.support.harness import wait_for
 
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)  # a Monday, 13:00 in Moscow
 
@@ -103,7 +103,7 @@ async def test_the_batch_end_lets_a_running_lease_renewal_finish_before_closing(
         keeper = asyncio.create_task(
             sender._keep_alive(Claim("keeper", lease), campaign, hooks, _Tally())
         )
-        await wait_until(lambda: renewals_waiting(engine) == 1)
+        await wait_for(lambda: backends(engine, RENEWAL_WAITING) == 1, timeout=10)
         keeper.cancel()
         done, _ = await asyncio.wait({keeper}, timeout=0.2)
         assert not done  # the renewal is still running: it is waited for
@@ -112,7 +112,7 @@ async def test_the_batch_end_lets_a_running_lease_renewal_finish_before_closing(
             await asyncio.wait_for(keeper, timeout=10)
     assert claimed_until() > before  # the renewal was committed, not rolled back
     assert not [w for w in caught if issubclass(w.category, SAWarning)]
-    assert keeper_connections(engine) == 0  # and its connection was closed
+    assert backends(engine, BUSY) == 0  # and its connection was closed
 
 
 CLAIMED_UNTIL = text(
@@ -121,36 +121,16 @@ CLAIMED_UNTIL = text(
 LOCK_CLAIMED = text("SELECT id FROM mailer_campaignrecipient WHERE claim_token = :token FOR UPDATE")
 
 
-def renewals_waiting(engine: Engine) -> int:
-    """Renewals blocked on a row lock (another connection holds the rows)."""
+def backends(engine: Engine, condition: str) -> int:
+    """This database's other connections (in ``pg_stat_activity``) that meet ``condition``."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        f" AND pid <> pg_backend_pid() AND {condition}"
+    )
     with engine.connect() as conn:
-        return int(
-            conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE mailer_campaignrecipient%'"
-                )
-            )
-            or 0
-        )
+        return int(conn.scalar(text(query)) or 0)
 
 
-def keeper_connections(engine: Engine) -> int:
-    """Connections of this database other than the ones checked in to the pool."""
-    with engine.connect() as conn:
-        return int(
-            conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() AND state <> 'idle'"
-                )
-            )
-            or 0
-        )
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+# A renewal blocked on the rows another connection holds; a connection still busy.
+RENEWAL_WAITING = "wait_event_type = 'Lock' AND query LIKE 'UPDATE mailer_campaignrecipient%'"
+BUSY = "state <> 'idle'"

@@ -51,7 +51,7 @@ async def never() -> datetime:
     raise AssertionError("no rule has a window: the clock is not read")
 
 
-async def session_replies(smtp: SimulatedSmtp, port: int, sent: bytes) -> list[bytes]:
+async def session_replies(port: int, sent: bytes) -> list[bytes]:
     """Everything the responder answers to ``sent``, until it closes the connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(sent)
@@ -78,10 +78,10 @@ async def test_a_session_outgrowing_the_buffer_is_answered_and_closed(
     smtp = SimulatedSmtp([], never, max_message_bytes=1024)
     port = await smtp.start()
     try:
-        replies = await session_replies(smtp, port, sent)
+        replies = await session_replies(port, sent)
         assert replies[0].startswith(b"220 ") and replies[-1] == last_reply
         # The responder is still there for the next client.
-        after = await session_replies(smtp, port, b"QUIT\r\n")
+        after = await session_replies(port, b"QUIT\r\n")
         assert after[-1] == b"221 2.0.0 Bye"
     finally:
         await smtp.stop()
