@@ -8,7 +8,8 @@ recorded: the transport alone). The sides alternate, RUNS times each, and the me
 their ratio are printed (these machines are noisy: compare within one run of this script).
 ``--latency-ms N`` delays each SMTP reply N ms, like a provider across the internet: there
 the engine's concurrency, not its per-message CPU, decides throughput. Also prints history
-events per 1,000 emails. Budgets (README, docs/architecture.md): ratio >= 0.7, <= 150
+events per 1,000 emails. ``--event-loop asyncio|uvloop`` is the loop both sides run on
+(default: the worker's, uvloop). Budgets (README, docs/architecture.md): ratio >= 0.7, <= 150
 events per 1,000.
 """
 
@@ -182,7 +183,7 @@ class Engine:
         return last
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--campaigns", type=int, default=5, help="= connections on both sides")
@@ -199,7 +200,16 @@ async def main() -> None:
         action="store_true",
         help="the sink advertises PIPELINING (mailer then pipelines; the plain loop cannot)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the loop both sides run on (the worker's MAILER_EVENT_LOOP; default uvloop)",
+    )
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     shape = Shape(args.campaigns, args.recipients)
     engine_runs: list[Run] = []
     plain_runs: list[Run] = []
@@ -229,6 +239,7 @@ async def main() -> None:
     rtt = f"; network RTT {args.rtt_ms:.0f} ms (proxy)" if args.rtt_ms is not None else ""
     pipelined = "; the sink advertises PIPELINING" if args.pipelining else ""
     print(f"sink latency per reply: {args.latency_ms:.0f} ms{rtt}; {connections}{pipelined}")
+    print(f"event loop (both sides):       {args.event_loop}")
     print(f"plain aiosmtplib, median:      {plain_median:8.1f} emails/s")
     print(f"mailer end to end, median:     {engine_median:8.1f} emails/s")
     print(f"ratio of medians (>= 0.70):    {engine_median / plain_median:8.2f}")
@@ -244,4 +255,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from mailer.core.event_loop import run
+
+    args = arguments()
+    run(main(args), args.event_loop)

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from db.engine import get_engine
 from mailer.core import settings as settings_module
+from mailer.core.event_loop import EventLoopKind, loop_factory
 from mailer.runtime.worker import ensure_search_attributes
 from mailer.stack.binaries import temporal_binary, temporal_test_server_binary
 from mailer.stack.servers import PostgresCluster, RedisServer, postgres_cluster, redis_server
@@ -63,7 +64,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     local = datetime.now(zone())
-    return f"harness zone: {zone_name()} (now {local:%Y-%m-%d %H:%M %Z} there)"
+    return (
+        f"harness zone: {zone_name()} (now {local:%Y-%m-%d %H:%M %Z} there); "
+        f"event loop: {_event_loop_kind()}"
+    )
+
+
+def _event_loop_kind() -> EventLoopKind:
+    """The loop the worker would run on here: MAILER_EVENT_LOOP, else the settings' default."""
+    chosen = (
+        os.environ.get("MAILER_EVENT_LOOP")
+        or settings_module.Settings.model_fields["event_loop"].default
+    )
+    return "asyncio" if chosen == "asyncio" else "uvloop"
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the event loop the worker and the simulator run on
+    (mailer.core.event_loop), so the send path is tested on the loop that ships."""
+    kind = _event_loop_kind()
+    return {kind: loop_factory(kind)}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,10 +17,13 @@ def _name(requirement: str) -> str:
 
 
 def _pinned(lock: str) -> dict[str, str]:
-    """{name: version} of a pip-compile lock, each entry checked to carry hashes."""
+    """{name: version} of a pip-compile lock, each entry checked to carry hashes (an entry
+    may carry an environment marker: ``uvloop==0.23.0 ; sys_platform != "win32"``)."""
     text = (PROJECT_ROOT / lock).read_text()
     entries = re.findall(
-        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)+)", text, re.M
+        r"^([A-Za-z0-9_.-]+)==(\S+)(?: ; [^\\\n]+)? \\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)+)",
+        text,
+        re.M,
     )
     pinned = {name.lower().replace("_", "-"): version for name, version, _ in entries}
     assert len(pinned) == len(re.findall(r"^[A-Za-z0-9_.-]+==", text, re.M)), (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mailer.cli.support import JsonOption, console, print_json, reports_errors, settings, warn
+from mailer.core import event_loop
 from mailer.core.settings import Settings
 from mailer.simulate import report
 from mailer.simulate.defaults import RealDefaults, read_defaults
@@ -134,7 +134,7 @@ def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -
     # command needs (every `mailer` command would pay for them at start).
     from mailer.simulate.runner import run
 
-    raw = asyncio.run(run(options, current))
+    raw = event_loop.run(run(options, current), current.event_loop)
     forecast = report.build_forecast(
         raw, started_at=options.start, timezone=options.timezone, recipients=options.recipients
     )

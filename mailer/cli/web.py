@@ -70,4 +70,9 @@ def web(
         h11_max_incomplete_event_size=16 * 1024,
         server_header=False,
         http=HeaderDeadlineProtocol,  # and a request's headers must arrive within 10 s
+        # asyncio's own loop, whatever MAILER_EVENT_LOOP says (uvicorn would pick uvloop,
+        # the worker's loop, now that it is installed): the receiver's STARTTLS is aiosmtpd
+        # wrapping the transport in asyncio's SSLProtocol, proven on this loop, and this
+        # process's load is a click or a report at a time, not worth a change.
+        loop="asyncio",
     )

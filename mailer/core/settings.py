@@ -186,6 +186,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # The worker's and `mailer simulate`'s event loop (mailer.core.event_loop): uvloop, or
+    # asyncio's own, the way back should a library misbehave on uvloop.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -41,7 +41,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from activities.mailer_activities import MailerActivities
 from activities.search_attribute_registry import ensure_search_attributes
 from db.engine import size_pools
-from mailer.core import temporal_client
+from mailer.core import event_loop, temporal_client
 from mailer.core.errors import ConfigError
 from mailer.core.reachability import REACHABILITY, QuietWhileUnreachable
 from mailer.core.settings import Settings, get_settings
@@ -279,11 +279,12 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker polling task queue %r on %s (namespace %s) as %s",
+        "worker polling task queue %r on %s (namespace %s) as %s, on %s's event loop",
         settings.task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
         client.identity,
+        settings.event_loop,
     )
     gauges = None
     if runtime is not None:
@@ -330,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The database being down is said once (mailer.core.reachability), not once per retry.
     logging.getLogger("temporalio.activity").addFilter(QuietWhileUnreachable())
     try:
-        asyncio.run(run(settings))
+        event_loop.run(run(settings), settings.event_loop)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
