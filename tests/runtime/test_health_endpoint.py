@@ -37,6 +37,7 @@ async def test_ready_once_polling_and_gone_after_shutdown(dev: Harness, tmp_path
         identity = str(readiness["reason"]).split(" ")[0]
         assert identity.endswith(f"@{socket.gethostname()}")  # names the host
         assert f"as {identity}" in worker.log.read_text()
+        assert "on uvloop's event loop" in worker.log.read_text()  # the default loop
         assert (await asyncio.to_thread(httpx.get, f"{base}/livez")).json() == {"alive": True}
         assert (await asyncio.to_thread(httpx.get, f"{base}/nope")).status_code == 404
         check = await healthcheck(env)
