@@ -184,6 +184,10 @@ class Engine:
 
 
 def arguments() -> argparse.Namespace:
+    from typing import get_args
+
+    from mailer.core.event_loop import EventLoopKind
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--campaigns", type=int, default=5, help="= connections on both sides")
@@ -202,7 +206,7 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--event-loop",
-        choices=["uvloop", "asyncio"],
+        choices=get_args(EventLoopKind),
         default="uvloop",
         help="the loop both sides run on (the worker's MAILER_EVENT_LOOP; default uvloop)",
     )

@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast, get_args
 
 import pytest
 import redis as redis_lib
@@ -76,7 +76,9 @@ def _event_loop_kind() -> EventLoopKind:
         os.environ.get("MAILER_EVENT_LOOP")
         or settings_module.Settings.model_fields["event_loop"].default
     )
-    return "asyncio" if chosen == "asyncio" else "uvloop"
+    if chosen not in get_args(EventLoopKind):
+        raise pytest.UsageError(f"MAILER_EVENT_LOOP={chosen!r}: uvloop or asyncio")
+    return cast(EventLoopKind, chosen)
 
 
 def pytest_asyncio_loop_factories(

@@ -40,7 +40,7 @@ def run(main: Coroutine[Any, Any, T], kind: EventLoopKind) -> T:
     try:
         factory = loop_factory(kind)
     except ConfigError:
-        main.close()  # never awaited: say so quietly, not with a RuntimeWarning
+        main.close()  # so that Python does not warn it was never awaited
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mailer.core.errors import ConfigError
+from mailer.core.event_loop import EventLoopKind
 from mailer.core.working_days import country_code, parse_working_days, read_dates_file
 from mailer.mail.pacing import DomainPacing, parse_domain_rates
 
@@ -188,7 +189,7 @@ class Settings(BaseSettings):
 
     # The worker's and `mailer simulate`'s event loop (mailer.core.event_loop): uvloop, or
     # asyncio's own, the way back should a library misbehave on uvloop.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    event_loop: EventLoopKind = "uvloop"
 
     @field_validator("timezone")
     @classmethod

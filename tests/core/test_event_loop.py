@@ -50,5 +50,6 @@ def test_without_uvloop_installed_the_error_says_what_to_set(
     assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
 
 
-async def test_the_suite_itself_runs_on_the_shipped_loop() -> None:
-    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+async def test_the_suite_runs_on_the_loop_the_worker_would() -> None:
+    on_uvloop = isinstance(asyncio.get_running_loop(), uvloop.Loop)
+    assert on_uvloop == (load_settings().event_loop == "uvloop")
