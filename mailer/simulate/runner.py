@@ -13,13 +13,15 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -168,16 +170,11 @@ def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
             )
             session.add(campaign)
             session.flush()
-            session.execute(
-                insert(CampaignRecipient),
-                [
-                    {
-                        "campaign_id": campaign.id,
-                        "email": f"r{index}-{i}@{domain}",
-                        "name": f"R{i}",
-                        "variables": {"name": f"R{i}"},
-                        "timezone": zone,
-                    }
+            _copy_recipients(
+                session,
+                campaign.id,
+                (
+                    (f"r{index}-{i}@{domain}", f"R{i}", zone)
                     for i, (domain, zone) in enumerate(
                         zip(
                             interleaved(options.domains, options.recipients),
@@ -187,10 +184,22 @@ def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
                             strict=True,
                         )
                     )
-                ],
+                ),
             )
             ids.append(str(campaign.id))
     return ids
+
+
+def _copy_recipients(
+    session: Session, campaign_id: uuid.UUID, rows: Iterable[tuple[str, str, str]]
+) -> None:
+    """The campaign's recipients (address, name, zone) through one COPY: 0.14 s for 10,000
+    where the ORM's multi-row INSERT took 0.46 (the other columns take their defaults)."""
+    columns = "campaign_id, email, name, variables, timezone"
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {CampaignRecipient.__tablename__} ({columns}) FROM STDIN") as copy:
+        for email, name, zone in rows:
+            copy.write_row((campaign_id, email, name, Jsonb({"name": name}), zone))
 
 
 def interleaved(domains: tuple[tuple[str, int], ...], count: int) -> list[str]:
