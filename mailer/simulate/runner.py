@@ -193,11 +193,14 @@ def seed(url: str, options: SimulationOptions, smtp_port: int) -> list[str]:
 def _copy_recipients(
     session: Session, campaign_id: uuid.UUID, rows: Iterable[tuple[str, str, str]]
 ) -> None:
-    """The campaign's recipients (address, name, zone) through one COPY: 0.14 s for 10,000
-    where the ORM's multi-row INSERT took 0.46 (the other columns take their defaults)."""
+    """The campaign's recipients (address, name — also their one variable —, zone) through
+    one COPY on the session's connection and transaction: 0.14 s for 10,000 where the ORM's
+    multi-row INSERT took 0.46 (the other columns take their defaults)."""
     columns = "campaign_id, email, name, variables, timezone"
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {CampaignRecipient.__tablename__} ({columns}) FROM STDIN") as copy:
+    psycopg_connection = session.connection().connection.driver_connection
+    assert psycopg_connection is not None  # checked out by the session: it has one
+    statement = f"COPY {CampaignRecipient.__tablename__} ({columns}) FROM STDIN"
+    with psycopg_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for email, name, zone in rows:
             copy.write_row((campaign_id, email, name, Jsonb({"name": name}), zone))
 
