@@ -33,6 +33,7 @@ from tests.support.harness import (
     zone,
     zone_name,
 )
+from tests.support.stopped_worker import StoppedWorker, stop_a_worker
 from tests.support.webservice import web  # noqa: F401 (`mailer web` on a free port: the fixture)
 from workflows.search_attributes import ALL_KEYS
 
@@ -224,8 +225,19 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
     )
+    _stopped_workers.append(await stop_a_worker(env.client))
     yield env
     await env.shutdown()
+
+
+_stopped_workers: list[StoppedWorker] = []
+
+
+@pytest.fixture
+def stopped_worker(dev_env: WorkflowEnvironment) -> StoppedWorker:
+    """A worker that polled the dev server and stopped when the server started (as early
+    in the session as that: tests/support/stopped_worker.py)."""
+    return _stopped_workers[-1]
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -94,8 +96,12 @@ class ReconcileWorkflow:
 
 
 DISPATCHER_WORKFLOW_PREFIX = "mailer-dispatcher-"
-# How often the dispatcher looks at the requests: the old beat's 30 s, with margin.
+# How often the dispatcher looks at the requests without being woken: the old beat's 30 s,
+# with margin. Workers LISTEN for the requests' trigger's NOTIFY and wake it at once
+# (mailer/runtime/request_listener.py); this turn is what is left when nobody listens.
 DISPATCH_EVERY = timedelta(seconds=10)
+# Recorded from the first turn that waits for a wake instead of a plain timer.
+WAKE_ON_NOTIFY = "dispatch-wake-on-notify"
 # Turns per run before continue-as-new: each idle turn is an activity and a timer (~8
 # history events), so a run stays far under the history limits.
 DISPATCH_TURNS_PER_RUN = 250
@@ -119,12 +125,25 @@ class DispatcherWorkflow:
     closed workflow per tick in visibility (17,000 a day); one run that loops, sleeps
     durably and continues as new costs one activity and one timer per turn and nothing per
     idle campaign (a turn reads only the request table, usually empty, by its primary key).
+    Between turns it sleeps ``DISPATCH_EVERY`` unless :meth:`wake` comes first.
     """
+
+    def __init__(self) -> None:
+        self._woken = False
+
+    @workflow.signal
+    def wake(self) -> None:
+        """A request was written (a worker heard the trigger's NOTIFY): take a turn now.
+
+        A wake during a turn is kept, so the write it announces is never left to the timer.
+        """
+        self._woken = True
 
     @workflow.run
     async def run(self, request: DispatcherInput) -> None:
         turns = request.turns
         for _ in range(DISPATCH_TURNS_PER_RUN):
+            self._woken = False
             result = await workflow.execute_activity_method(
                 MailerActivityInterface.dispatch,
                 DispatchInput(workflow.now()),
@@ -136,5 +155,13 @@ class DispatcherWorkflow:
             if acted:
                 workflow.logger.info("dispatcher: acted on %d campaigns", len(acted))
             if not result.more:
-                await workflow.sleep(DISPATCH_EVERY)
+                await self._rest()
         workflow.continue_as_new(DispatcherInput(turns))
+
+    async def _rest(self) -> None:
+        """Until the next turn: ``DISPATCH_EVERY``, or less if woken."""
+        if not workflow.patched(WAKE_ON_NOTIFY):
+            await workflow.sleep(DISPATCH_EVERY)  # as runs begun before the wake recorded
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: self._woken, timeout=DISPATCH_EVERY)

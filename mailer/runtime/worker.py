@@ -49,6 +49,7 @@ from mailer.runtime.counters import start_at_zero
 from mailer.runtime.deployment import deployment_config, take_over_if_new
 from mailer.runtime.gauges import GaugeCollector
 from mailer.runtime.health_endpoint import WorkerHealth
+from mailer.runtime.request_listener import RequestListener
 from workflows.campaign import CampaignWorkflow
 from workflows.maintenance import (
     QUOTA_SYNC_EVERY,
@@ -292,6 +293,9 @@ async def run(settings: Settings) -> None:
         collector = GaugeCollector(settings, client, meter)
         gauges = asyncio.create_task(collector.run())
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    listener = asyncio.create_task(
+        RequestListener(client, settings.task_queue, settings.sqlalchemy_url).run()
+    )
     try:
         async with worker:
             health.running = True
@@ -307,6 +311,7 @@ async def run(settings: Settings) -> None:
             ready.set(0)
             log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
+        listener.cancel()
         if gauges is not None:
             gauges.cancel()
         await health.stop()

@@ -12,47 +12,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis as redis_lib
 
 from bench.faults.rig import WorkerProcess
 from mailer.stack import seed_data
+from tests.support.crm import crm_queue, crm_sql
 from tests.support.harness import Harness, process_env, progress, wait_for
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignResult
+from workflows.maintenance import dispatcher_workflow_id
 
 # The old beat ran every 30 s: a request is carried out within that.
 WITHIN = 30.0
-
-
-def crm_sql(harness: Harness, statement: str, **params: object) -> None:
-    """SQL on a connection of the CRM's own (not named ``mailer``: its writes are requests)."""
-    url = harness.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url, application_name="crm", autocommit=True) as conn:
-        conn.execute(statement, params)
-
-
-def queue(harness: Harness, campaign: str, **row: object) -> None:
-    """The CRM's queue row, every column given (Django creates no database defaults)."""
-    values: dict[str, object] = {
-        "status": "pending",
-        "defer_reason": "",
-        "deferred_until": None,
-        "consecutive_transient_errors": 0,
-        "last_error": "",
-        "started_at": None,
-    }
-    values.update(row)
-    crm_sql(
-        harness,
-        "INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, deferred_until, "
-        "consecutive_transient_errors, last_error, started_at, queued_at) VALUES "
-        "(%(c)s, %(status)s, %(defer_reason)s, %(deferred_until)s, "
-        "%(consecutive_transient_errors)s, %(last_error)s, %(started_at)s, now())",
-        c=campaign,
-        **values,
-    )
 
 
 @pytest.fixture
@@ -76,9 +48,13 @@ async def test_a_campaign_queued_in_the_tables_starts_and_sends(
     dev: Harness, worker: WorkerProcess
 ) -> None:
     campaign = dev.ready_campaign(20)
-    queue(dev, campaign)
+    crm_queue(dev, campaign)
     await wait_for(lambda: sent(dev, campaign) == 20, timeout=WITHIN, what="all 20 sent")
     assert f"campaign {campaign}: started (ready in the tables)" in worker.log.read_text()
+    # The worker heard the trigger's NOTIFY and woke the dispatcher: no wait for its turn.
+    dispatcher = dev.client.get_workflow_handle(dispatcher_workflow_id(dev.task_queue))
+    events = (await dispatcher.fetch_history()).events
+    assert any(event.HasField("workflow_execution_signaled_event_attributes") for event in events)
     await wait_for(
         lambda: dev.queue_row(campaign)["campaign_status"] == "sent", what="the campaign sent"
     )
@@ -93,7 +69,7 @@ async def test_pause_resume_and_cancel_a_deferred_campaign_through_the_tables(
     try:
         await wait_for(process.polling, timeout=60, what="the worker to poll")
         campaign = dev.ready_campaign(20)
-        queue(dev, campaign)
+        crm_queue(dev, campaign)
         handle = dev.client.get_workflow_handle(
             workflow_id_for(campaign), result_type=CampaignResult
         )
@@ -125,7 +101,7 @@ async def test_a_campaign_taken_over_in_flight_keeps_its_deferral_and_breaker_co
     user = dev.add_sender()
     deferred = seed_data.add_campaign(dev.database_url, user, 6)
     stuck = seed_data.add_campaign(dev.database_url, user, 4)
-    until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=10)
     # As the Celery engine left them: sending, two recipients already sent, a deferral with
     # seven transient errors, and a row left 'processing' twenty minutes ago.
     for campaign in (deferred, stuck):
@@ -136,7 +112,7 @@ async def test_a_campaign_taken_over_in_flight_keeps_its_deferral_and_breaker_co
             c=campaign,
         )
         crm_sql(dev, "UPDATE mailer_campaign SET status = 'sending' WHERE id = %(c)s", c=campaign)
-    queue(
+    crm_queue(
         dev,
         deferred,
         defer_reason="rate_per_hour",
@@ -144,7 +120,7 @@ async def test_a_campaign_taken_over_in_flight_keeps_its_deferral_and_breaker_co
         consecutive_transient_errors=7,
         last_error="451 4.7.1 try later",
     )
-    queue(dev, stuck, status="processing", started_at=datetime.now(UTC) - timedelta(minutes=20))
+    crm_queue(dev, stuck, status="processing", started_at=datetime.now(UTC) - timedelta(minutes=20))
 
     handle = dev.client.get_workflow_handle(workflow_id_for(deferred))
     await wait_for(lambda: _state_is(handle, "deferred"), timeout=WITHIN, what="the takeover")
@@ -164,7 +140,7 @@ async def test_nothing_is_sent_while_the_old_engines_lock_is_held(
     lock.set("crm:mailer:send_pending_emails:lock", uuid.uuid4().hex, ex=600)
     try:
         campaign = dev.ready_campaign(10)
-        queue(dev, campaign)
+        crm_queue(dev, campaign)
         handle = dev.client.get_workflow_handle(workflow_id_for(campaign))
 
         async def waiting_for_the_old_engine() -> bool:
@@ -193,7 +169,7 @@ async def test_a_start_the_crm_schedules_in_the_tables_waits_moves_and_starts(
     time in the row moves it; ``sending`` starts it now."""
     campaign = dev.ready_campaign(5)
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
-    queue(dev, campaign, deferred_until=at)
+    crm_queue(dev, campaign, deferred_until=at)
     handle = dev.client.get_workflow_handle(workflow_id_for(campaign))
     await wait_for(lambda: _state_is(handle, "scheduled"), timeout=WITHIN, what="the schedule")
     assert (await progress(handle)).scheduled_for == at

@@ -1,4 +1,4 @@
-"""Record histories of the current CampaignWorkflow for the replay test.
+"""Record histories of the current CampaignWorkflow (and the dispatcher) for the replay test.
 
 ``python -m tests.workflows.record_histories`` runs the production workflow and activities
 through the scenarios a running campaign can be in — deferrals, pause and resume, the
@@ -14,16 +14,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from mailer.runtime.worker import ensure_search_attributes
+from mailer.runtime.worker import ensure_dispatcher, ensure_search_attributes
 from mailer.stack import seed_data
 from mailer.stack.binaries import temporal_test_server_binary
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from mailer.stack.throwaway import postgres_cluster, redis_server
+from tests.support.crm import crm_queue
 from tests.support.harness import (
     Harness,
     finished,
@@ -33,9 +35,10 @@ from tests.support.harness import (
     state_is,
 )
 from workflows.campaign import CampaignWorkflow
+from workflows.maintenance import DispatcherWorkflow, dispatcher_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
-Handle = WorkflowHandle[CampaignWorkflow, object]
+Handle = WorkflowHandle[Any, Any]
 
 
 async def deferrals_pause_resume(harness: Harness, env: WorkflowEnvironment) -> Handle:
@@ -96,12 +99,28 @@ async def domain_paced(harness: Harness, env: WorkflowEnvironment) -> Handle:
     return handle
 
 
+async def dispatcher_turns(harness: Harness, env: WorkflowEnvironment) -> Handle:
+    """The tables' dispatcher: idle turns, then a campaign the CRM queued, woken (as a
+    worker's listener wakes it) and started."""
+    campaign = harness.ready_campaign(3)
+    async with harness.worker():
+        await ensure_dispatcher(harness.client, harness.task_queue)
+        handle = harness.client.get_workflow_handle(dispatcher_workflow_id(harness.task_queue))
+        await env.sleep(timedelta(seconds=25))
+        crm_queue(harness, campaign)
+        await handle.signal(DispatcherWorkflow.wake)
+        await _until(lambda: _started(harness, campaign))
+        await env.sleep(timedelta(seconds=25))
+    return handle
+
+
 SCENARIOS: dict[str, Callable[[Harness, WorkflowEnvironment], Awaitable[Handle]]] = {
     "domain_paced": domain_paced,
     "deferrals_pause_resume": deferrals_pause_resume,
     "breaker_then_cancel": breaker_then_cancel,
     "cancelled_through_temporal": cancelled_through_temporal,
     "continue_as_new": continue_as_new,
+    "dispatcher_turns": dispatcher_turns,
 }
 
 
@@ -109,6 +128,10 @@ async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float = 60) 
     async with asyncio.timeout(timeout):
         while not await predicate():
             await asyncio.sleep(0.05)
+
+
+async def _started(harness: Harness, campaign: str) -> bool:
+    return harness.queue_row(campaign).get("status") != "pending"
 
 
 async def _closed(handle: Handle) -> bool:

@@ -1,4 +1,4 @@
-"""Recorded histories of campaigns replay on the current workflow code.
+"""Recorded histories of campaigns (and the dispatcher) replay on the current workflow code.
 
 A change to ``workflows/`` that would break campaigns already running (Temporal replays
 their histories on the new code) fails here. Change workflow code behind
@@ -17,7 +17,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from workflows.campaign import CampaignWorkflow
-from workflows.maintenance import QuotaSyncWorkflow, ReconcileWorkflow
+from workflows.maintenance import DispatcherWorkflow, QuotaSyncWorkflow, ReconcileWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -39,6 +39,10 @@ def test_the_recorded_scenarios_are_all_there() -> None:
         "breaker_then_cancel-local-ledger",
         "domain_paced-local-ledger",
         "cancelled_through_temporal-local-ledger",
+        # The tables' dispatcher, before and after it could be woken (patch
+        # dispatch-wake-on-notify).
+        "dispatcher_turns",
+        "dispatcher_turns-woken",
     }
 
 
@@ -52,7 +56,7 @@ async def test_history_replays_on_the_current_code(path: Path, runner: str) -> N
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(f"replay-{path.stem}", data)
     replayer = Replayer(
-        workflows=[CampaignWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
+        workflows=[CampaignWorkflow, DispatcherWorkflow, QuotaSyncWorkflow, ReconcileWorkflow],
         workflow_runner=RUNNERS[runner](),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

@@ -1,0 +1,95 @@
+"""The worker's LISTEN on the requests' NOTIFY, against real PostgreSQL and Temporal: a CRM
+write wakes the task queue's dispatcher (a burst is one or two wakes, not one per write),
+and a connection the database drops is one WARNING, a reconnect and an INFO, after which
+writes wake it again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from mailer.runtime.request_listener import RequestListener
+from mailer.runtime.worker import ensure_dispatcher
+from tests.support.crm import crm_sql
+from tests.support.harness import Harness, wait_for
+from workflows.maintenance import dispatcher_workflow_id
+
+
+@pytest.fixture
+async def listening(dev: Harness) -> AsyncIterator[RequestListener]:
+    """A listener for this test's task queue, its dispatcher started (no worker polls, so
+    the wakes stay in its history to be counted)."""
+    await ensure_dispatcher(dev.client, dev.task_queue)
+    listener = RequestListener(dev.client, dev.task_queue, dev.database_url)
+    task = asyncio.create_task(listener.run())
+    # Listening: the first connection wakes the dispatcher once, for what came before.
+    await wait_for(lambda: listener.wakes == 1, timeout=30, what="the listener to connect")
+    yield listener
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def signals(dev: Harness) -> int:
+    handle = dev.client.get_workflow_handle(dispatcher_workflow_id(dev.task_queue))
+    history = await handle.fetch_history()
+    return sum(
+        event.HasField("workflow_execution_signaled_event_attributes") for event in history.events
+    )
+
+
+def campaign_status_by(dev: Harness, application_name: str, *statuses: str, campaign: str) -> None:
+    """Status changes on one connection, each its own transaction (its own NOTIFY)."""
+    url = dev.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, application_name=application_name, autocommit=True) as conn:
+        for status in statuses:
+            conn.execute("UPDATE mailer_campaign SET status = %s WHERE id = %s", (status, campaign))
+
+
+async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
+    dev: Harness, listening: RequestListener
+) -> None:
+    campaign = dev.ready_campaign(1)
+    crm_sql(dev, "UPDATE mailer_campaign SET status = 'paused' WHERE id = %(c)s", c=campaign)
+    await wait_for(lambda: listening.wakes == 2, timeout=30, what="the wake")
+    assert listening.heard == 1 and await signals(dev) == 2
+
+    # Twenty writes, twenty notifications: the first wakes at once, the rest wait out the
+    # gap between wakes together.
+    campaign_status_by(dev, "crm", *(["sending", "paused"] * 10), campaign=campaign)
+    await wait_for(
+        lambda: listening.heard == 21 and listening.settled, timeout=30, what="the burst's wakes"
+    )
+    assert 3 <= listening.wakes <= 4
+    assert await signals(dev) == listening.wakes
+
+
+async def test_a_dropped_connection_is_one_warning_then_listening_again(
+    dev: Harness, listening: RequestListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailer.runtime.request_listener")
+    crm_sql(
+        dev,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'mailer-listener' AND datname = current_database()",
+    )
+
+    def said(text: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if text in r.getMessage()]
+
+    await wait_for(
+        lambda: bool(said("listening for the CRM's requests at")), timeout=30, what="reconnect"
+    )
+    [warning] = said("not listening for the CRM's requests")
+    assert warning.levelno == logging.WARNING
+    assert "the dispatcher still looks every few seconds" in warning.getMessage()
+    # Listening again: one wake for what may have been written meanwhile, then writes wake.
+    await wait_for(lambda: listening.wakes == 2, timeout=30, what="the reconnect's wake")
+    campaign = dev.ready_campaign(1)
+    crm_sql(dev, "UPDATE mailer_campaign SET status = 'paused' WHERE id = %(c)s", c=campaign)
+    await wait_for(lambda: listening.wakes == 3, timeout=30, what="a wake after reconnecting")
