@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from mailer.cli.web import WEB_DATABASE_CONNECTIONS
+from mailer.runtime import request_listener
 from mailer.runtime.worker import CONNECTIONS_PER_ACTIVITY
 from tests.support.harness import PROJECT_ROOT
 
@@ -86,7 +87,8 @@ def test_database_connections_fit_postgresqls_default_limit_even_during_a_rollou
         spec = found[("Deployment", name)]["spec"]
         return int(spec["replicas"]) + int(spec["strategy"]["rollingUpdate"]["maxSurge"])
 
-    workers = pods_at_most("mailer-worker") * activities * CONNECTIONS_PER_ACTIVITY
+    per_worker = activities * CONNECTIONS_PER_ACTIVITY + request_listener.CONNECTIONS
+    workers = pods_at_most("mailer-worker") * per_worker
     web = pods_at_most("mailer-web") * WEB_DATABASE_CONNECTIONS
     migrate = 2
     assert workers + web + migrate <= POSTGRES_CONNECTIONS

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     # Off in production (measured: 2.6x the memory per cached campaign and 2.3x the CPU per
     # replay); the test suite runs every workflow sandboxed, so such a call fails there.
     workflow_sandbox: bool = False
+    # LISTEN for the CRM's requests (migration 0006's NOTIFY) and wake the dispatcher at once.
+    # Off: the dispatcher's own 10 s turn only — for a pooler in transaction mode (PgBouncer's
+    # default), which does not carry LISTEN.
+    listen_for_requests: bool = True
     # Larger recipients files are refused before they are read.
     max_recipients_file_mb: int = Field(50, ge=1, le=2048)
 

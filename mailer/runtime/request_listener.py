@@ -32,6 +32,7 @@ from workflows.maintenance import DispatcherWorkflow, dispatcher_workflow_id
 log = logging.getLogger("mailer.runtime.request_listener")
 
 CHANNEL = "mailer_request"  # migration 0006's pg_notify channel
+CONNECTIONS = 1  # a worker's database connections for listening, beside its activities
 WAKE_GAP_SECONDS = 0.5  # at most one wake per this, however many writes arrive
 RECONNECT_FIRST_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 30.0

@@ -293,8 +293,12 @@ async def run(settings: Settings) -> None:
         collector = GaugeCollector(settings, client, meter)
         gauges = asyncio.create_task(collector.run())
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
-    listener = asyncio.create_task(
-        RequestListener(client, settings.task_queue, settings.sqlalchemy_url).run()
+    listener = (
+        asyncio.create_task(
+            RequestListener(client, settings.task_queue, settings.sqlalchemy_url).run()
+        )
+        if settings.listen_for_requests
+        else None
     )
     try:
         async with worker:
@@ -311,7 +315,8 @@ async def run(settings: Settings) -> None:
             ready.set(0)
             log.info("shutting down: finishing in-flight work (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
-        listener.cancel()
+        if listener is not None:
+            listener.cancel()
         if gauges is not None:
             gauges.cancel()
         await health.stop()

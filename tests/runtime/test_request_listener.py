@@ -1,7 +1,7 @@
 """The worker's LISTEN on the requests' NOTIFY, against real PostgreSQL and Temporal: a CRM
 write wakes the task queue's dispatcher (a burst is one or two wakes, not one per write),
 and a connection the database drops is one WARNING, a reconnect and an INFO, after which
-writes wake it again."""
+writes wake it again; switched off, the dispatcher's own turn still carries writes out."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from bench.faults.rig import WorkerProcess
 from mailer.runtime.request_listener import RequestListener
 from mailer.runtime.worker import ensure_dispatcher
-from tests.support.crm import crm_sql
-from tests.support.harness import Harness, wait_for
+from tests.support.crm import crm_queue, crm_sql
+from tests.support.harness import Harness, process_env, wait_for
 from workflows.maintenance import dispatcher_workflow_id
 
 
@@ -93,3 +95,27 @@ async def test_a_dropped_connection_is_one_warning_then_listening_again(
     campaign = dev.ready_campaign(1)
     crm_sql(dev, "UPDATE mailer_campaign SET status = 'paused' WHERE id = %(c)s", c=campaign)
     await wait_for(lambda: listening.wakes == 3, timeout=30, what="a wake after reconnecting")
+
+
+async def test_without_listening_the_dispatchers_own_turn_carries_requests_out(
+    dev: Harness, tmp_path: Path
+) -> None:
+    """``MAILER_LISTEN_FOR_REQUESTS=false`` (behind PgBouncer): no LISTEN connection, no
+    wake, and a campaign the CRM queues still starts, at the dispatcher's own turn."""
+    worker = WorkerProcess(
+        process_env(dev, MAILER_LISTEN_FOR_REQUESTS="false"), tmp_path / "worker.log"
+    )
+    try:
+        await wait_for(worker.polling, timeout=60, what="the worker to poll")
+        campaign = dev.ready_campaign(1)
+        crm_queue(dev, campaign)
+        await wait_for(
+            lambda: len(dev.sent_times(campaign)) == 1, timeout=30, what="the campaign sent"
+        )
+        assert await signals(dev) == 0
+        assert not dev.sql(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mailer-listener' "
+            "AND datname = current_database()"
+        )
+    finally:
+        worker.stop()
