@@ -25,6 +25,8 @@ def size_pools(max_connections: int) -> None:
 #: How mailer's connections name themselves to PostgreSQL (pg_stat_activity, and migration
 #: 0006's trigger, which takes only other writers' changes as the CRM's requests).
 APPLICATION_NAME = "mailer"
+#: The worker's connection that LISTENs for the CRM's requests (mailer.runtime.request_listener).
+LISTENER_APPLICATION_NAME = f"{APPLICATION_NAME}-listener"
 
 
 @functools.cache

@@ -179,7 +179,15 @@ def _old_engine(facts: Facts) -> Check:
 def _crm_requests(facts: Facts) -> Check:
     db, oldest = facts.database, facts.database.oldest_crm_request_at
     if oldest is None or facts.now - oldest <= CRM_REQUEST_LATE:
-        return Check("crm_requests", Level.OK, f"{db.crm_requests} CRM request(s) waiting")
+        listening = (
+            f"{db.crm_request_listeners} worker connection(s) listening: carried out in about "
+            "a second"
+            if db.crm_request_listeners
+            else "no worker listening: carried out at the dispatcher's 10 s turn"
+        )
+        return Check(
+            "crm_requests", Level.OK, f"{db.crm_requests} CRM request(s) waiting; {listening}"
+        )
     late = int((facts.now - oldest).total_seconds())
     return Check(
         "crm_requests",

@@ -110,6 +110,9 @@ class DatabaseFacts:
     # The CRM's writes not yet carried out by the dispatcher (mailer_request).
     crm_requests: int = 0
     oldest_crm_request_at: datetime | None = None
+    # Workers' connections LISTENing for those writes (MAILER_LISTEN_FOR_REQUESTS): with
+    # none, the dispatcher carries them out at its own 10 s turn.
+    crm_request_listeners: int = 0
 
     @property
     def reachable(self) -> bool:

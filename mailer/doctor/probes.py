@@ -29,6 +29,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ratelimit import OLD_ENGINE_LOCK
+from db.engine import LISTENER_APPLICATION_NAME
 from mailer.core import temporal_client
 from mailer.core.settings import Settings, without_password
 from mailer.doctor.facts import (
@@ -121,6 +122,11 @@ WHERE status = 'processing' ORDER BY started_at NULLS FIRST
 
 _QUEUE_DEPTH = "SELECT count(*) FROM mailer_campaignqueue WHERE status = 'pending'"
 _CRM_REQUESTS = "SELECT count(*), min(created_at) FROM mailer_request"
+# Any role may read another session's application_name (not its query).
+_CRM_REQUEST_LISTENERS = f"""
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = '{LISTENER_APPLICATION_NAME}'
+"""
 
 _QUOTA = """
 SELECT emails_available, emails_limit, last_synced_at, sync_error
@@ -163,6 +169,9 @@ def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
             facts.crm_requests, facts.oldest_crm_request_at = conn.execute(
                 text(_CRM_REQUESTS)
             ).one()
+            facts.crm_request_listeners = int(
+                conn.execute(text(_CRM_REQUEST_LISTENERS)).scalar_one()
+            )
             quota = conn.execute(text(_QUOTA)).first()
             if quota is not None:
                 facts.quota = QuotaFacts(*quota)

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sent_marks import CONNECT_TIMEOUT_SECONDS, libpq_conninfo
-from db.engine import APPLICATION_NAME
+from db.engine import LISTENER_APPLICATION_NAME
 from mailer.mail.smtp_replies import redact_addresses
 from workflows.maintenance import DispatcherWorkflow, dispatcher_workflow_id
 
@@ -97,7 +97,7 @@ class RequestListener:
         return await psycopg.AsyncConnection.connect(
             libpq_conninfo(self.sqlalchemy_url),
             autocommit=True,  # LISTEN takes effect at once, and notifications arrive between
-            application_name=f"{APPLICATION_NAME}-listener",
+            application_name=LISTENER_APPLICATION_NAME,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             # TCP keepalives, so a connection the network dropped silently is noticed within
             # a minute (a LISTEN connection only reads, and would otherwise wait forever).

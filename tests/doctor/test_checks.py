@@ -233,6 +233,12 @@ def test_a_crm_request_waiting_over_a_minute_is_critical() -> None:
     facts.database.oldest_crm_request_at = facts.now - timedelta(seconds=50)
     [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
     assert check.level == Level.OK
+    assert check.summary.endswith("no worker listening: carried out at the dispatcher's 10 s turn")
+    facts.database.crm_request_listeners = 2
+    [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
+    assert check.summary == (
+        "3 CRM request(s) waiting; 2 worker connection(s) listening: carried out in about a second"
+    )
     facts.database.oldest_crm_request_at = facts.now - timedelta(seconds=95)
     [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
     assert check.level == Level.CRIT

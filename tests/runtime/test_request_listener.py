@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from bench.faults.rig import WorkerProcess
+from mailer.doctor.probes import look_at_database
 from mailer.runtime.request_listener import RequestListener
 from mailer.runtime.worker import ensure_dispatcher
 from tests.support.crm import crm_queue, crm_sql
@@ -60,6 +62,9 @@ async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
     crm_sql(dev, "UPDATE mailer_campaign SET status = 'paused' WHERE id = %(c)s", c=campaign)
     await wait_for(lambda: listening.wakes == 2, timeout=30, what="the wake")
     assert listening.heard == 1 and await signals(dev) == 2
+    # `mailer doctor` counts the connection listening.
+    facts = look_at_database(dev.settings, datetime.now(UTC))
+    assert facts.crm_request_listeners == 1
 
     # Twenty writes, twenty notifications: the first wakes at once, the rest wait out the
     # gap between wakes together.
@@ -113,9 +118,6 @@ async def test_without_listening_the_dispatchers_own_turn_carries_requests_out(
             lambda: len(dev.sent_times(campaign)) == 1, timeout=30, what="the campaign sent"
         )
         assert await signals(dev) == 0
-        assert not dev.sql(
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mailer-listener' "
-            "AND datname = current_database()"
-        )
+        assert look_at_database(dev.settings, datetime.now(UTC)).crm_request_listeners == 0
     finally:
         worker.stop()
