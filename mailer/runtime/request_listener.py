@@ -79,7 +79,7 @@ class RequestListener:
                     async for _ in conn.notifies():
                         self.heard += 1
                         self._wanted.set()
-            except psycopg.Error as error:
+            except Exception as error:  # the database's, or ours: say it, and listen again
                 if not lost:
                     lines = str(error).strip().splitlines()
                     reason = redact_addresses(lines[0]) if lines else ""
@@ -88,6 +88,7 @@ class RequestListener:
                         "still looks every few seconds; reconnecting quietly)",
                         self.address,
                         reason or type(error).__name__,
+                        exc_info=not isinstance(error, psycopg.Error),
                     )
                 lost = True
             await asyncio.sleep(delay)
@@ -122,4 +123,6 @@ class RequestListener:
                 # says so itself): the dispatcher's own turn is the fallback either way.
                 level = logging.DEBUG if error.status == RPCStatusCode.NOT_FOUND else logging.INFO
                 log.log(level, "could not wake the dispatcher: %s", error.message)
+            except Exception:  # never let the waker die: the next notification tries again
+                log.warning("could not wake the dispatcher", exc_info=True)
             await asyncio.sleep(WAKE_GAP_SECONDS)
