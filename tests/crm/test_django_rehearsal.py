@@ -24,6 +24,7 @@ from mailer.stack.seed_data import sql_rows
 from mailer.stack.servers import PostgresCluster
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
+from tests.support.crm import crm_sql
 from tests.support.harness import (
     PROJECT_ROOT,
     Harness,
@@ -158,9 +159,7 @@ async def test_a_campaign_the_orm_queues_is_sent_by_a_worker(
         )
         # The quota sync on the CRM's table with its row gone: mailer writes a new row with
         # every value set itself (Django's table has no database defaults).
-        url = harness.database_url.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url, application_name="crm", autocommit=True) as conn:
-            conn.execute("DELETE FROM mailer_smtpbzquota")
+        crm_sql(harness, "DELETE FROM mailer_smtpbzquota")
         synced = await cli(harness, "quota", "sync")
         assert "quota sync failed" in synced.stderr, synced.stderr  # the account has no key
         [(available, error)] = sql_rows(
