@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mailer.doctor.facts import Facts, Poller, ScheduleFacts
+from mailer.doctor.facts import Facts, LockHolder, Poller, ScheduleFacts
 
 PLAYBOOK = "docs/playbook.ru.md"
 STUCK_AFTER = timedelta(minutes=30)
@@ -18,6 +18,9 @@ QUEUE_DEPTH_WARNING = 50
 # The dispatcher takes the CRM's requests every 10 s: one older than this is not carried out.
 CRM_REQUEST_LATE = timedelta(minutes=1)
 QUOTA_SYNC_STALE = timedelta(hours=2)
+# Locks are held for milliseconds in mailer's own work: one of its statements waiting this
+# long is held up by someone else's transaction (an operator's SQL left open, say).
+LOCK_WAIT_LATE = timedelta(seconds=30)
 # An idle worker long-polls for about a minute at a time; a poller not seen for longer
 # than this is a worker that went away.
 POLLER_FRESH = timedelta(minutes=2)
@@ -61,7 +64,7 @@ def evaluate(facts: Facts) -> list[Check]:
         checks += [_workers(facts), _workflow_tasks(facts), _schedules(facts)]
     if facts.database.reachable:
         checks += [_stuck(facts), _transient(facts), _queue_depth(facts), _quota(facts)]
-        checks.append(_crm_requests(facts))
+        checks += [_crm_requests(facts), _lock_waits(facts)]
     if facts.database.reachable and facts.temporal.reachable:
         checks.append(_drift(facts))
     if facts.unsubscribe is not None:
@@ -198,6 +201,47 @@ def _crm_requests(facts: Facts) -> Check:
         "describe --workflow-id mailer-dispatcher-<task queue>`",
         "crm-requests",
     )
+
+
+def _lock_waits(facts: Facts) -> Check:
+    late = [w for w in facts.database.lock_waits if w.waiting >= LOCK_WAIT_LATE]
+    if not late:
+        return Check("lock_waits", Level.OK, "no statement of mailer's waits for a lock")
+    longest = late[0]
+    holders = "; ".join(_holder(holder) for holder in longest.holders)
+    pids = ", ".join(str(holder.pid) for holder in longest.holders)
+    return Check(
+        "lock_waits",
+        Level.CRIT,
+        f"{len(late)} statement(s) of mailer wait for a lock, the longest (pid {longest.pid}, "
+        f"{longest.application}) for {_duration(longest.waiting)}, held by {holders}: its "
+        "batch stands still until the holder commits or rolls back",
+        f"see what the holder is: `SELECT pid, usename, application_name, state, xact_start, "
+        f"query FROM pg_stat_activity WHERE pid IN ({pids})`; end its transaction in its own "
+        f"session (COMMIT or ROLLBACK), or `SELECT pg_terminate_backend(pid)`; mailer carries "
+        "on where it waited, nothing is lost",
+        "lock-wait",
+    )
+
+
+def _holder(holder: LockHolder) -> str:
+    parts = [holder.application or "no application name"]
+    if holder.state is not None:
+        parts.append(holder.state)
+    if holder.transaction_age is not None:
+        parts.append(f"transaction open {_duration(holder.transaction_age)}")
+    if holder.client:
+        parts.append(f"from {holder.client}")
+    return f"pid {holder.pid} ({', '.join(parts)})"
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
 
 
 def _drift(facts: Facts) -> Check:

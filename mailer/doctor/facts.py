@@ -90,6 +90,30 @@ class StuckProcessing:
 
 
 @dataclass
+class LockHolder:
+    """A session holding a lock one of mailer's statements waits for. PostgreSQL shows
+    another role's ``state`` and transaction start only to a superuser or
+    pg_read_all_stats: ``None`` here when hidden."""
+
+    pid: int
+    application: str
+    state: str | None
+    transaction_age: timedelta | None
+    client: str  # its address, '' for a local socket or when hidden
+
+
+@dataclass
+class LockWait:
+    """One of mailer's statements waiting for a row or table lock another session holds
+    (an operator's transaction left open, say): its batch stands still meanwhile."""
+
+    pid: int
+    application: str
+    waiting: timedelta
+    holders: list[LockHolder] = field(default_factory=list)
+
+
+@dataclass
 class QuotaFacts:
     emails_available: int
     emails_limit: int
@@ -113,6 +137,7 @@ class DatabaseFacts:
     # Workers' connections LISTENing for those writes (MAILER_LISTEN_FOR_REQUESTS): with
     # none, the dispatcher carries them out at its own 10 s turn.
     crm_request_listeners: int = 0
+    lock_waits: list[LockWait] = field(default_factory=list)  # the longest first
 
     @property
     def reachable(self) -> bool:

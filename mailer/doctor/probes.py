@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,7 +31,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ratelimit import OLD_ENGINE_LOCK
-from db.engine import LISTENER_APPLICATION_NAME
+from db.engine import APPLICATION_NAME, LISTENER_APPLICATION_NAME
 from mailer.core import temporal_client
 from mailer.core.settings import Settings, without_password
 from mailer.doctor.facts import (
@@ -39,6 +41,8 @@ from mailer.doctor.facts import (
     Drift,
     Facts,
     FailingWorkflowTask,
+    LockHolder,
+    LockWait,
     Poller,
     QuotaFacts,
     RedisFacts,
@@ -122,6 +126,24 @@ WHERE status = 'processing' ORDER BY started_at NULLS FIRST
 
 _QUEUE_DEPTH = "SELECT count(*) FROM mailer_campaignqueue WHERE status = 'pending'"
 _CRM_REQUESTS = "SELECT count(*), min(created_at) FROM mailer_request"
+MAX_LOCK_ROWS = 50  # waiter-holder pairs read at most: enough to name the culprit
+# mailer's statements waiting for a lock, and who holds it (pg_blocking_pids): any role
+# sees these columns of another's session but its state and transaction start, which
+# PostgreSQL shows only to a superuser or pg_read_all_stats (NULL otherwise). Never the
+# query: it may hold recipients' addresses.
+_LOCK_WAITS = f"""
+SELECT waiter.pid, waiter.application_name, now() - waiter.query_start,
+       holder.pid, holder.application_name, holder.state, now() - holder.xact_start,
+       coalesce(host(holder.client_addr), '')
+FROM pg_stat_activity AS waiter
+CROSS JOIN LATERAL unnest(pg_blocking_pids(waiter.pid)) AS blocking(pid)
+JOIN pg_stat_activity AS holder ON holder.pid = blocking.pid
+WHERE waiter.datname = current_database() AND waiter.wait_event_type = 'Lock'
+  AND starts_with(waiter.application_name, '{APPLICATION_NAME}')
+ORDER BY 3 DESC, 1, 4
+LIMIT {MAX_LOCK_ROWS}
+"""
+
 # Any role may read another session's application_name (not its query).
 _CRM_REQUEST_LISTENERS = f"""
 SELECT count(*) FROM pg_stat_activity
@@ -142,6 +164,16 @@ WHERE provider = 'smtp_global' AND created_at >= :start AND created_at < :end
 def database_address(settings: Settings) -> str:
     url = make_url(settings.sqlalchemy_url)
     return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def lock_waits(rows: Sequence[Sequence[Any]]) -> list[LockWait]:
+    """Rows of ``_LOCK_WAITS`` (one per waiter and holder) as one wait per waiter, in the
+    rows' order (the longest first)."""
+    waits: dict[int, LockWait] = {}
+    for pid, application, waiting, holder, holder_application, state, age, client in rows:
+        wait = waits.setdefault(pid, LockWait(pid, application or "", waiting or timedelta(0)))
+        wait.holders.append(LockHolder(holder, holder_application or "", state, age, client))
+    return list(waits.values())
 
 
 def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
@@ -172,6 +204,7 @@ def look_at_database(settings: Settings, now: datetime) -> DatabaseFacts:
             facts.crm_request_listeners = int(
                 conn.execute(text(_CRM_REQUEST_LISTENERS)).scalar_one()
             )
+            facts.lock_waits = lock_waits(conn.execute(text(_LOCK_WAITS)).all())
             quota = conn.execute(text(_QUOTA)).first()
             if quota is not None:
                 facts.quota = QuotaFacts(*quota)

@@ -13,6 +13,8 @@ from mailer.doctor.facts import (
     Drift,
     Facts,
     FailingWorkflowTask,
+    LockHolder,
+    LockWait,
     Poller,
     QuotaFacts,
     RedisFacts,
@@ -78,6 +80,7 @@ def test_healthy_is_all_ok() -> None:
         "unsubscribe",
         "old_engine",
         "crm_requests",
+        "lock_waits",
         "drift",
     }
 
@@ -243,6 +246,30 @@ def test_a_crm_request_waiting_over_a_minute_is_critical() -> None:
     [check] = [c for c in evaluate(facts) if c.name == "crm_requests"]
     assert check.level == Level.CRIT
     assert check.summary.startswith("3 CRM request(s) not carried out, the oldest for 95 s")
+
+
+def test_a_statement_of_mailer_waiting_half_a_minute_for_a_lock_names_the_holder() -> None:
+    facts = healthy()
+    psql = LockHolder(4242, "psql", "idle in transaction", timedelta(minutes=14), "10.0.0.5")
+    hidden = LockHolder(4343, "", None, None, "")
+    facts.database.lock_waits = [LockWait(101, "mailer", timedelta(seconds=29), [psql])]
+    [check] = [c for c in evaluate(facts) if c.name == "lock_waits"]
+    assert check.level == Level.OK  # a short wait is contention, not an incident
+    facts.database.lock_waits = [
+        LockWait(101, "mailer", timedelta(seconds=95), [psql, hidden]),
+        LockWait(102, "mailer", timedelta(seconds=40), [psql]),
+        LockWait(103, "mailer", timedelta(seconds=3), [psql]),
+    ]
+    [check] = [c for c in evaluate(facts) if c.name == "lock_waits"]
+    assert check.level == Level.CRIT
+    assert check.summary == (
+        "2 statement(s) of mailer wait for a lock, the longest (pid 101, mailer) for 95 s, held "
+        "by pid 4242 (psql, idle in transaction, transaction open 14 min, from 10.0.0.5); "
+        "pid 4343 (no application name): its batch stands still until the holder commits or "
+        "rolls back"
+    )
+    assert "WHERE pid IN (4242, 4343)" in check.action
+    assert check.link == "docs/playbook.ru.md#lock-wait"
 
 
 def test_a_campaign_whose_table_and_workflow_disagree_is_named() -> None:
