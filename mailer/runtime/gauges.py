@@ -57,6 +57,11 @@ class GaugeCollector:
             "mailer_processing_oldest_timestamp_seconds",
             "When the oldest queue row 'processing' started (0: none)",
         )
+        self.lock_wait_oldest = gauge(
+            "mailer_lock_wait_oldest_timestamp_seconds",
+            "When the longest-waiting of mailer's statements began waiting for a lock another "
+            "session holds (0: none)",
+        )
         self.transient_errors = gauge(
             "mailer_campaigns_max_consecutive_transient_errors",
             "The most consecutive transient errors of any active campaign (`mailer list` names it)",
@@ -105,6 +110,8 @@ class GaugeCollector:
         self.transient_errors.set(
             max((c.consecutive_transient_errors for c in facts.campaigns), default=0)
         )
+        longest = facts.lock_waits[0].waiting if facts.lock_waits else None
+        self.lock_wait_oldest.set(_timestamp(now - longest if longest is not None else None))
 
     async def _schedules(self, now: datetime) -> None:
         described = 0

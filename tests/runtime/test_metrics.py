@@ -131,6 +131,7 @@ async def test_scraped_metrics_match_the_database(dev: Harness, tmp_path: Path) 
         await wait_for(gauges_current, timeout=40, interval=1, what="gauges = the database")
         final = await scraped()
         assert total(final, "mailer_processing_oldest_timestamp_seconds") == 0  # none
+        assert total(final, "mailer_lock_wait_oldest_timestamp_seconds") == 0  # none
         assert total(final, "mailer_campaigns_max_consecutive_transient_errors") == 0
         assert total(final, "mailer_database_up") == 1
         [(last_synced,)] = dev.sql(
