@@ -129,7 +129,6 @@ async def test_worker_stopped_is_critical_no_pollers(
         return bool(data["exit_code"] == 2 and check(data, "workers")["level"] == "CRIT")
 
     await wait_for(stopped_seen, timeout=180, interval=5, what="the doctor to see no pollers")
-    assert datetime.now(UTC) - stopped_worker.stopped_at >= timedelta(seconds=65)
     workers = check(outcome, "workers")
     assert workers["summary"].startswith("no pollers (workflow and activity) on task queue")
     assert stopped_worker.task_queue in workers["summary"]

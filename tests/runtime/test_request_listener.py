@@ -72,7 +72,7 @@ async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
     await wait_for(
         lambda: listening.heard == 21 and listening.settled, timeout=30, what="the burst's wakes"
     )
-    assert 3 <= listening.wakes <= 4
+    assert 3 <= listening.wakes <= 5  # 2 before; the burst: one or two (three if slow)
     assert await signals(dev) == listening.wakes
 
 
