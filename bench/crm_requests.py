@@ -17,25 +17,14 @@ import random
 import statistics
 import time
 
-import psycopg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bench.faults.rig import Scenario, running_stack
+from mailer.stack import seed_data
 from workflows.campaign import workflow_id_for
 
 POLL_SECONDS = 0.02
-
-
-def crm_queues(database_url: str, campaign: str) -> None:
-    url = database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url, application_name="crm", autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, "
-            "deferred_until, consecutive_transient_errors, last_error, started_at, queued_at) "
-            "VALUES (%s, 'pending', '', NULL, 0, '', NULL, now())",
-            (campaign,),
-        )
 
 
 async def started(client: Client, campaign: str) -> bool:
@@ -59,7 +48,7 @@ async def one_round(scenario: Scenario, campaigns: int) -> list[float]:
         await asyncio.sleep(random.uniform(0.0, 10.0))
         campaign = scenario.campaign(1)
         begun = time.perf_counter()
-        crm_queues(scenario.database_url, campaign)
+        seed_data.queue_as_crm(scenario.database_url, campaign)
         while not await started(scenario.client, campaign):
             if time.perf_counter() - begun > 60:
                 raise SystemExit("a queued campaign did not start within 60 s")

@@ -20,12 +20,13 @@ import contextlib
 import logging
 
 import psycopg
-from sqlalchemy import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sent_marks import CONNECT_TIMEOUT_SECONDS, libpq_conninfo
 from db.engine import LISTENER_APPLICATION_NAME
+from mailer.core.settings import Settings
+from mailer.doctor.probes import database_address
 from mailer.mail.smtp_replies import redact_addresses
 from workflows.maintenance import DispatcherWorkflow, dispatcher_workflow_id
 
@@ -41,12 +42,11 @@ RECONNECT_MAX_SECONDS = 30.0
 class RequestListener:
     """``await listener.run()`` until cancelled: LISTEN, and wake the dispatcher."""
 
-    def __init__(self, client: Client, task_queue: str, sqlalchemy_url: str) -> None:
+    def __init__(self, client: Client, settings: Settings) -> None:
         self.client = client
-        self.task_queue = task_queue
-        self.sqlalchemy_url = sqlalchemy_url
-        url = make_url(sqlalchemy_url)
-        self.address = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+        self.task_queue = settings.task_queue
+        self.sqlalchemy_url = settings.sqlalchemy_url
+        self.address = database_address(settings)
         self.heard = 0  # notifications heard
         self.wakes = 0  # wakes the dispatcher accepted
         self._wanted = asyncio.Event()

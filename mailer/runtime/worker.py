@@ -294,9 +294,7 @@ async def run(settings: Settings) -> None:
         gauges = asyncio.create_task(collector.run())
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     listener = (
-        asyncio.create_task(
-            RequestListener(client, settings.task_queue, settings.sqlalchemy_url).run()
-        )
+        asyncio.create_task(RequestListener(client, settings).run())
         if settings.listen_for_requests
         else None
     )

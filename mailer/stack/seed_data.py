@@ -1,12 +1,15 @@
 """Rows for throwaway stacks (tests, benchmarks, the fault rig): users, the account pointing at
-a sink, the quota, campaigns of generated recipients, and plain SQL on a database by URL."""
+a sink, the quota, campaigns of generated recipients, plain SQL on a database by URL, and the
+CRM's writes on a connection of its own."""
 
 from __future__ import annotations
 
 import uuid
 
+import psycopg
 from sqlalchemy import insert, text
 
+from activities.sent_marks import libpq_conninfo
 from db.engine import get_engine, session_scope
 from db.models import Campaign, CampaignRecipient, CampaignStatus, GlobalMailAccount, User
 
@@ -94,3 +97,45 @@ def sql_rows(url: str, query: str, **params: object) -> list[tuple[object, ...]]
 def sql_execute(url: str, statement: str, **params: object) -> None:
     with get_engine(url).begin() as conn:
         conn.execute(text(statement), params)
+
+
+def connection_as(
+    url: str, application_name: str, *, autocommit: bool = True
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection that names itself ``application_name``: ``crm`` for the CRM's writes
+    (migration 0006's trigger takes every writer not named ``mailer…`` as a request)."""
+    return psycopg.connect(
+        libpq_conninfo(url), application_name=application_name, autocommit=autocommit
+    )
+
+
+def queue_as_crm(
+    url: str,
+    campaign_id: str,
+    *,
+    connection: psycopg.Connection[tuple[object, ...]] | None = None,
+    **row: object,
+) -> None:
+    """The CRM's queue row for a campaign, every column given (Django creates no database
+    defaults): ``pending`` unless ``row`` says otherwise. On ``connection`` (the caller's
+    transaction, committed by the caller) when given, else on a connection of the CRM's."""
+    values: dict[str, object] = {
+        "status": "pending",
+        "defer_reason": "",
+        "deferred_until": None,
+        "consecutive_transient_errors": 0,
+        "last_error": "",
+        "started_at": None,
+    }
+    values.update(row)
+    statement = (
+        "INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, deferred_until, "
+        "consecutive_transient_errors, last_error, started_at, queued_at) VALUES (%(c)s, "
+        "%(status)s, %(defer_reason)s, %(deferred_until)s, %(consecutive_transient_errors)s, "
+        "%(last_error)s, %(started_at)s, now())"
+    )
+    if connection is not None:
+        connection.execute(statement, {"c": campaign_id, **values})
+        return
+    with connection_as(url, "crm") as conn:
+        conn.execute(statement, {"c": campaign_id, **values})

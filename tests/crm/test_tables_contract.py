@@ -17,11 +17,10 @@ import redis as redis_lib
 
 from bench.faults.rig import WorkerProcess
 from mailer.stack import seed_data
-from tests.support.crm import crm_queue, crm_sql
+from tests.support.crm import crm_queue, crm_sql, crm_transaction, dispatcher_wakes
 from tests.support.harness import Harness, process_env, progress, wait_for
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignResult
-from workflows.maintenance import dispatcher_workflow_id
 
 # The old beat ran every 30 s: a request is carried out within that.
 WITHIN = 30.0
@@ -52,9 +51,7 @@ async def test_a_campaign_queued_in_the_tables_starts_and_sends(
     await wait_for(lambda: sent(dev, campaign) == 20, timeout=WITHIN, what="all 20 sent")
     assert f"campaign {campaign}: started (ready in the tables)" in worker.log.read_text()
     # The worker heard the trigger's NOTIFY and woke the dispatcher: no wait for its turn.
-    dispatcher = dev.client.get_workflow_handle(dispatcher_workflow_id(dev.task_queue))
-    events = (await dispatcher.fetch_history()).events
-    assert any(event.HasField("workflow_execution_signaled_event_attributes") for event in events)
+    assert await dispatcher_wakes(dev) >= 1
     await wait_for(
         lambda: dev.queue_row(campaign)["campaign_status"] == "sent", what="the campaign sent"
     )
@@ -101,26 +98,29 @@ async def test_a_campaign_taken_over_in_flight_keeps_its_deferral_and_breaker_co
     user = dev.add_sender()
     deferred = seed_data.add_campaign(dev.database_url, user, 6)
     stuck = seed_data.add_campaign(dev.database_url, user, 4)
-    until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=10)
-    # As the Celery engine left them: sending, two recipients already sent, a deferral with
-    # seven transient errors, and a row left 'processing' twenty minutes ago.
-    for campaign in (deferred, stuck):
-        crm_sql(
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=15)
+    # As the Celery engine left them, in one commit (the worker acts on a half-written
+    # state within a second): sending, two recipients already sent, a deferral with seven
+    # transient errors, and a row left 'processing' twenty minutes ago.
+    with crm_transaction(dev) as conn:
+        for campaign in (deferred, stuck):
+            conn.execute(
+                "UPDATE mailer_campaignrecipient SET status = 'sent' WHERE id IN (SELECT id "
+                "FROM mailer_campaignrecipient WHERE campaign_id = %s ORDER BY id LIMIT 2)",
+                (campaign,),
+            )
+            conn.execute("UPDATE mailer_campaign SET status = 'sending' WHERE id = %s", (campaign,))
+        crm_queue(
             dev,
-            "UPDATE mailer_campaignrecipient SET status = 'sent' WHERE id IN (SELECT id FROM "
-            "mailer_campaignrecipient WHERE campaign_id = %(c)s ORDER BY id LIMIT 2)",
-            c=campaign,
+            deferred,
+            connection=conn,
+            defer_reason="rate_per_hour",
+            deferred_until=until,
+            consecutive_transient_errors=7,
+            last_error="451 4.7.1 try later",
         )
-        crm_sql(dev, "UPDATE mailer_campaign SET status = 'sending' WHERE id = %(c)s", c=campaign)
-    crm_queue(
-        dev,
-        deferred,
-        defer_reason="rate_per_hour",
-        deferred_until=until,
-        consecutive_transient_errors=7,
-        last_error="451 4.7.1 try later",
-    )
-    crm_queue(dev, stuck, status="processing", started_at=datetime.now(UTC) - timedelta(minutes=20))
+        twenty_minutes_ago = datetime.now(UTC) - timedelta(minutes=20)
+        crm_queue(dev, stuck, connection=conn, status="processing", started_at=twenty_minutes_ago)
 
     handle = dev.client.get_workflow_handle(workflow_id_for(deferred))
     await wait_for(lambda: _state_is(handle, "deferred"), timeout=WITHIN, what="the takeover")

@@ -17,15 +17,11 @@ from mailer.stack import seed_data
 from tests.support.harness import wait_for
 
 
-def libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 @pytest.fixture
 def operators_open_transaction(database_url: str) -> Iterator[tuple[psycopg.Connection, str]]:
     """psql with a campaign's recipients locked (an UPDATE, then nothing: no COMMIT)."""
     campaign = seed_data.add_campaign(database_url, seed_data.add_user(database_url), 1)
-    conn = psycopg.connect(libpq(database_url), application_name="psql")
+    conn = seed_data.connection_as(database_url, "psql", autocommit=False)
     conn.execute(
         "UPDATE mailer_campaignrecipient SET status = status WHERE campaign_id = %s", (campaign,)
     )
@@ -42,7 +38,7 @@ async def test_a_mailer_statement_held_up_by_an_open_transaction_names_its_holde
     assert look_at_database(settings, datetime.now(UTC)).lock_waits == []
 
     def mailer_marks_sent() -> None:  # as the send path's mark would, on its own connection
-        with psycopg.connect(libpq(database_url), application_name="mailer", autocommit=True) as c:
+        with seed_data.connection_as(database_url, "mailer") as c:
             c.execute(
                 "UPDATE mailer_campaignrecipient SET status = 'sent' WHERE campaign_id = %s",
                 (campaign,),

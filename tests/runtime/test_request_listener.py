@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from bench.faults.rig import WorkerProcess
 from mailer.doctor.probes import look_at_database
 from mailer.runtime.request_listener import RequestListener
 from mailer.runtime.worker import ensure_dispatcher
-from tests.support.crm import crm_queue, crm_sql
+from mailer.stack import seed_data
+from tests.support.crm import crm_queue, crm_sql, dispatcher_wakes
 from tests.support.harness import Harness, process_env, wait_for
-from workflows.maintenance import dispatcher_workflow_id
 
 
 @pytest.fixture
@@ -29,7 +28,9 @@ async def listening(dev: Harness) -> AsyncIterator[RequestListener]:
     """A listener for this test's task queue, its dispatcher started (no worker polls, so
     the wakes stay in its history to be counted)."""
     await ensure_dispatcher(dev.client, dev.task_queue)
-    listener = RequestListener(dev.client, dev.task_queue, dev.database_url)
+    listener = RequestListener(
+        dev.client, dev.settings.model_copy(update={"task_queue": dev.task_queue})
+    )
     task = asyncio.create_task(listener.run())
     # Listening: the first connection wakes the dispatcher once, for what came before.
     await wait_for(lambda: listener.wakes == 1, timeout=30, what="the listener to connect")
@@ -39,18 +40,9 @@ async def listening(dev: Harness) -> AsyncIterator[RequestListener]:
         await task
 
 
-async def signals(dev: Harness) -> int:
-    handle = dev.client.get_workflow_handle(dispatcher_workflow_id(dev.task_queue))
-    history = await handle.fetch_history()
-    return sum(
-        event.HasField("workflow_execution_signaled_event_attributes") for event in history.events
-    )
-
-
 def campaign_status_by(dev: Harness, application_name: str, *statuses: str, campaign: str) -> None:
     """Status changes on one connection, each its own transaction (its own NOTIFY)."""
-    url = dev.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url, application_name=application_name, autocommit=True) as conn:
+    with seed_data.connection_as(dev.database_url, application_name) as conn:
         for status in statuses:
             conn.execute("UPDATE mailer_campaign SET status = %s WHERE id = %s", (status, campaign))
 
@@ -61,7 +53,7 @@ async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
     campaign = dev.ready_campaign(1)
     crm_sql(dev, "UPDATE mailer_campaign SET status = 'paused' WHERE id = %(c)s", c=campaign)
     await wait_for(lambda: listening.wakes == 2, timeout=30, what="the wake")
-    assert listening.heard == 1 and await signals(dev) == 2
+    assert listening.heard == 1 and await dispatcher_wakes(dev) == 2
     # `mailer doctor` counts the connection listening.
     facts = look_at_database(dev.settings, datetime.now(UTC))
     assert facts.crm_request_listeners == 1
@@ -73,7 +65,7 @@ async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
         lambda: listening.heard == 21 and listening.settled, timeout=30, what="the burst's wakes"
     )
     assert 3 <= listening.wakes <= 5  # 2 before; the burst: one or two (three if slow)
-    assert await signals(dev) == listening.wakes
+    assert await dispatcher_wakes(dev) == listening.wakes
 
 
 async def test_a_dropped_connection_is_one_warning_then_listening_again(
@@ -117,7 +109,7 @@ async def test_without_listening_the_dispatchers_own_turn_carries_requests_out(
         await wait_for(
             lambda: len(dev.sent_times(campaign)) == 1, timeout=30, what="the campaign sent"
         )
-        assert await signals(dev) == 0
+        assert await dispatcher_wakes(dev) == 0
         assert look_at_database(dev.settings, datetime.now(UTC)).crm_request_listeners == 0
     finally:
         worker.stop()
