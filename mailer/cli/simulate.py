@@ -130,11 +130,15 @@ def _forecast(options: SimulationOptions, current: Settings, *, as_json: bool) -
     """Run the simulation and print its forecast (a table and a line, or JSON)."""
     if not as_json:
         console.print(_intro(options))
-    # Imported here: it brings the worker and Temporal's test server, which no other
-    # command needs (every `mailer` command would pay for them at start).
-    from mailer.simulate.runner import run
+    from mailer.simulate.servers import ThrowawayServers  # migrations: not for every command
 
-    raw = event_loop.run(run(options, current), current.event_loop)
+    # PostgreSQL and Redis start now, in the background, while the runner loads.
+    with ThrowawayServers() as servers:
+        # Imported here: it brings the worker and Temporal's test server, which no other
+        # command needs (every `mailer` command would pay for them at start).
+        from mailer.simulate.runner import run
+
+        raw = event_loop.run(run(options, current, servers), current.event_loop)
     forecast = report.build_forecast(
         raw, started_at=options.start, timezone=options.timezone, recipients=options.recipients
     )

@@ -45,8 +45,8 @@ from mailer.core.settings import Settings
 from mailer.runtime.worker import build_worker, ensure_search_attributes
 from mailer.simulate.fakes import SimulatedProvider, SimulatedSmtp
 from mailer.simulate.options import FailRule, Refill, SimulationOptions
+from mailer.simulate.servers import ThrowawayServers
 from mailer.stack.binaries import temporal_test_server_binary
-from mailer.stack.throwaway import postgres_cluster, redis_server
 from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import CampaignInput, RecordStateInput
 from workflows.states import FINAL_WORKFLOW_STATES, SendLogStatus, WorkflowState
@@ -311,18 +311,28 @@ class _RecordStateWatch(ActivityInboundInterceptor):
         return result
 
 
-async def run(options: SimulationOptions, base: Settings) -> RawOutcome:
-    """Simulate; returns raw results for :mod:`mailer.simulate.report`."""
-    started = time.perf_counter()
-    with postgres_cluster() as cluster, redis_server() as redis:
-        url = cluster.new_database()
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=temporal_test_server_binary(), runtime=quiet_runtime()
-        )
-        try:
-            return await _run_in(env, url, redis.url, options, base, started)
-        finally:
-            await env.shutdown()
+async def run(
+    options: SimulationOptions, base: Settings, servers: ThrowawayServers | None = None
+) -> RawOutcome:
+    """Simulate; returns raw results for :mod:`mailer.simulate.report`.
+
+    ``servers`` already starting (the CLI starts them before this module loads) are used
+    and left to their owner to stop; without them the run starts and stops its own."""
+    if servers is None:
+        with ThrowawayServers() as own:
+            return await run(options, base, own)
+    # Temporal's server starts while PostgreSQL and Redis finish starting in their threads.
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server_binary(), runtime=quiet_runtime()
+    )
+    url = None
+    try:
+        urls = await servers.ready()
+        url = urls.database_url
+        return await _run_in(env, url, urls.redis_url, options, base, servers.started_at)
+    finally:
+        await env.shutdown()
+        if url is not None:
             get_engine(url).dispose()
 
 

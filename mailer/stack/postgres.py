@@ -68,6 +68,23 @@ def _prepare_for_service_user(pgdata: Path) -> None:
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
 
 
+def service_owner() -> tuple[int, int] | None:
+    """The uid and gid a cluster's files must have when we run as root (the service
+    user's, created on demand); ``None`` otherwise (ours, as files are made)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver.utils import ensure_user_exists
+
+    ensure_user_exists(SERVICE_USER)
+    entry = pwd.getpwnam(SERVICE_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
 def ensure_cluster(pgdata: Path) -> None:
     """Create the cluster in ``pgdata`` unless it exists (trust auth, UTF-8)."""
     pgdata.mkdir(parents=True, exist_ok=True)

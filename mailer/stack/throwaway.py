@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from db.migrate import upgrade
-from mailer.stack import postgres
+from mailer.stack import cluster_cache, postgres
 from mailer.stack.binaries import redis_binary
 from mailer.stack.config import StackSettings
 from mailer.stack.processes import port_accepts, terminate, wait_until
@@ -52,6 +52,7 @@ def stack_on_free_ports(data_dir: Path) -> StackSettings:
 @dataclass
 class PostgresCluster:
     port: int
+    from_cache: bool = False  # copied from the cache of a migrated cluster
 
     def admin(self) -> psycopg.Connection:
         return psycopg.connect(
@@ -71,16 +72,33 @@ class PostgresCluster:
 
 
 @contextmanager
-def postgres_cluster(*, durable: bool = False) -> Iterator[PostgresCluster]:
+def postgres_cluster(*, durable: bool = False, cached: bool = True) -> Iterator[PostgresCluster]:
     """A migrated cluster in a temporary directory; not fsynced unless ``durable``
-    (benchmarks that compare with production ask for it)."""
+    (benchmarks that compare with production ask for it).
+
+    ``cached``: copied from the user's cache of a migrated cluster
+    (:mod:`mailer.stack.cluster_cache`), made and kept there the first time."""
     root = Path(tempfile.mkdtemp(prefix="mailer-pg-"))
     pgdata = root / "data"
+    log_file = root / "postgres.log"
     port = free_port()
-    postgres.start(pgdata, port, root / "postgres.log", durable=durable)
+    cluster = PostgresCluster(port)
+
+    def build() -> None:  # the cluster the cache keeps: migrated, then stopped cleanly
+        postgres.start(pgdata, port, log_file, durable=False)
+        try:
+            cluster.migrated_template()
+        finally:
+            postgres.stop(pgdata)
+
     try:
-        cluster = PostgresCluster(port)
-        cluster.migrated_template()
+        if cached:
+            cluster.from_cache = cluster_cache.with_template(
+                pgdata, postgres.service_owner(), build
+            )
+        postgres.start(pgdata, port, log_file, durable=durable)
+        if not cached:
+            cluster.migrated_template()
         yield cluster
     finally:
         postgres.stop(pgdata)

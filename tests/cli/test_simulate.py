@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import redis as redis_lib
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -290,3 +292,18 @@ def test_a_working_saturday_from_a_dates_file_is_forecast(tmp_path: Path) -> Non
     )  # fmt: skip
     days = sorted({hour["hour"][:10] for hour in forecast["hours"] if hour["sent"]})
     assert days == ["2026-12-07", "2026-12-08", "2026-12-10", "2026-12-11", "2026-12-12"]
+
+
+async def test_the_forecasts_servers_start_together_and_leave_nothing_behind() -> None:
+    from mailer.simulate.servers import ThrowawayServers
+
+    with ThrowawayServers() as servers:
+        urls = await servers.ready()
+        database = urls.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(database) as conn:
+            assert conn.execute("SELECT count(*) FROM mailer_campaign").fetchone() == (0,)
+        assert redis_lib.Redis.from_url(urls.redis_url).ping()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(database, connect_timeout=5)
+    with pytest.raises(redis_lib.ConnectionError):
+        redis_lib.Redis.from_url(urls.redis_url, socket_connect_timeout=5).ping()
