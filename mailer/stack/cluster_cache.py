@@ -31,8 +31,15 @@ FORMAT = "1"
 COMPLETE = "mailer-template-complete"
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_root() -> Path | None:
+    """Where entries are kept; ``None`` for a user without a home (a container's bare uid):
+    then every cluster is made from scratch."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no HOME and no passwd entry
+            return None
     return Path(base) / "mailer"
 
 
@@ -68,6 +75,8 @@ def _private(path: Path) -> bool:
 def cached_template(key: str, root: Path | None = None) -> Path | None:
     """The finished entry for ``key``, if there is one that is safe to copy."""
     root = root or cache_root()
+    if root is None:
+        return None
     entry = root / f"postgres-{key}"
     if _private(root) and _private(entry) and (entry / COMPLETE).is_file():
         return entry
@@ -91,6 +100,8 @@ def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
     keys (older migrations or builds) are removed. Best effort: a cache that cannot be
     written leaves things as they were."""
     root = root or cache_root()
+    if root is None:
+        return
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private(root):
