@@ -4,7 +4,13 @@ Migration 0006's trigger records each CRM write to the campaign and queue tables
 ``mailer_request`` and sends ``NOTIFY mailer_request``. Each worker LISTENs on that channel
 on a connection of its own and, when it hears one, signals the task queue's dispatcher
 (:class:`workflows.maintenance.DispatcherWorkflow`) to take its turn now. A burst of writes
-(a CRM queueing a hundred campaigns in a loop) is one wake per ``WAKE_GAP_SECONDS``.
+(a CRM queueing a hundred campaigns in a loop) is one wake, once the writes pause.
+
+The wake waits until no write has come for ``QUIET_SECONDS`` (at most ``SETTLE_MAX_SECONDS``
+after the first): a CRM that writes a campaign's status and its queue row in two commits —
+Django's ORM commits each ``save()`` on its own outside ``transaction.atomic()``, milliseconds
+apart — is read once both are in, not between them (a campaign set to ``sending`` started
+without the deferral its queue row brings a moment later).
 
 Nothing depends on it: a notification sent while no worker listens (a restart, the
 database away) is only a lost shortcut — the request row stays, and the dispatcher's own
@@ -34,7 +40,8 @@ log = logging.getLogger("mailer.runtime.request_listener")
 
 CHANNEL = "mailer_request"  # migration 0006's pg_notify channel
 CONNECTIONS = 1  # a worker's database connections for listening, beside its activities
-WAKE_GAP_SECONDS = 0.5  # at most one wake per this, however many writes arrive
+QUIET_SECONDS = 0.25  # a pause in the CRM's writes this long ends what belongs together
+SETTLE_MAX_SECONDS = 2.0  # writes that never pause still wake the dispatcher this often
 RECONNECT_FIRST_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 30.0
 
@@ -42,8 +49,11 @@ RECONNECT_MAX_SECONDS = 30.0
 class RequestListener:
     """``await listener.run()`` until cancelled: LISTEN, and wake the dispatcher."""
 
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, *, quiet_seconds: float = QUIET_SECONDS
+    ) -> None:
         self.client = client
+        self.quiet_seconds = quiet_seconds
         self.task_queue = settings.task_queue
         self.sqlalchemy_url = settings.sqlalchemy_url
         self.address = database_address(settings)
@@ -114,7 +124,7 @@ class RequestListener:
             self._waiting = True
             await self._wanted.wait()
             self._waiting = False
-            self._wanted.clear()
+            await self._settle()
             try:
                 await handle.signal(DispatcherWorkflow.wake)
                 self.wakes += 1
@@ -125,4 +135,21 @@ class RequestListener:
                 log.log(level, "could not wake the dispatcher: %s", error.message)
             except Exception:  # never let the waker die: the next notification tries again
                 log.warning("could not wake the dispatcher", exc_info=True)
-            await asyncio.sleep(WAKE_GAP_SECONDS)
+
+    async def _settle(self) -> None:
+        """Return once the CRM's writes have paused for ``quiet_seconds``, or
+        ``SETTLE_MAX_SECONDS`` after the first; every notification until then is part of
+        this wake."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_MAX_SECONDS
+        while True:
+            self._wanted.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(
+                    self._wanted.wait(), timeout=min(self.quiet_seconds, remaining)
+                )
+            except TimeoutError:
+                return

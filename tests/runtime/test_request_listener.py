@@ -58,14 +58,44 @@ async def test_a_crm_write_wakes_the_dispatcher_and_a_burst_is_not_a_wake_each(
     facts = look_at_database(dev.settings, datetime.now(UTC))
     assert facts.crm_request_listeners == 1
 
-    # Twenty writes, twenty notifications: the first wakes at once, the rest wait out the
-    # gap between wakes together.
+    # Twenty writes, twenty notifications: one wake once they pause (two if the machine
+    # stalls between two of them longer than the pause).
     campaign_status_by(dev, "crm", *(["sending", "paused"] * 10), campaign=campaign)
     await wait_for(
         lambda: listening.heard == 21 and listening.settled, timeout=30, what="the burst's wakes"
     )
     assert 3 <= listening.wakes <= 5  # 2 before; the burst: one or two (three if slow)
     assert await dispatcher_wakes(dev) == listening.wakes
+
+
+async def test_two_commits_that_belong_together_are_one_wake_after_the_second(
+    dev: Harness,
+) -> None:
+    """A CRM saving a campaign's status and then its queue row, each its own commit (Django
+    outside ``transaction.atomic()``): the dispatcher is woken once, after the second — not
+    between them, when the campaign would start without the row's deferral."""
+    await ensure_dispatcher(dev.client, dev.task_queue)
+    settings = dev.settings.model_copy(update={"task_queue": dev.task_queue})
+    # A longer pause than the default, so a slow machine's gap between the two commits
+    # stays inside it.
+    listener = RequestListener(dev.client, settings, quiet_seconds=2.0)
+    task = asyncio.create_task(listener.run())
+    try:
+        await wait_for(lambda: listener.wakes == 1, timeout=30, what="the listener to connect")
+        campaign = dev.ready_campaign(1)
+        crm_sql(dev, "UPDATE mailer_campaign SET status = 'sending' WHERE id = %(c)s", c=campaign)
+        await wait_for(lambda: listener.heard == 1, timeout=30, what="the first commit heard")
+        assert listener.wakes == 1 and not listener.settled  # held: more may belong to it
+        crm_queue(dev, campaign, defer_reason="rate_per_hour")
+        await wait_for(
+            lambda: listener.heard == 2 and listener.settled, timeout=30, what="the one wake"
+        )
+        assert listener.wakes == 2
+        assert await dispatcher_wakes(dev) == 2
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_a_dropped_connection_is_one_warning_then_listening_again(
