@@ -14,8 +14,6 @@ import logging
 from datetime import date
 from pathlib import Path
 
-import holidays
-
 from mailer.core.working_days import read_dates_file
 
 log = logging.getLogger(__name__)
@@ -23,6 +21,10 @@ log = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=16)
 def _country(code: str, year: int) -> tuple[frozenset[str], frozenset[str]]:
+    # Imported on first use: 75 ms that every `mailer` command and every worker paid at
+    # start, for a setting most deployments leave empty.
+    import holidays
+
     calendar = holidays.country_holidays(code, years=[year, year + 1])
     closed = frozenset(day.isoformat() for day in calendar)
     opened = frozenset(day.isoformat() for day in calendar.weekend_workdays)

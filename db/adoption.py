@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from alembic import command
 from sqlalchemy import Column, Engine, Inspector, create_engine, inspect
 from sqlalchemy.types import TypeEngine
 
@@ -133,6 +132,8 @@ def adopt(url: str) -> Adoption:
             return Adoption(state, problems)
     finally:
         engine.dispose()
+    from alembic import command  # on use: see db.migrate.alembic_config
+
     config = alembic_config(url)
     command.stamp(config, SEED_REVISION)
     command.upgrade(config, "head")
