@@ -1,5 +1,5 @@
-"""SQL statements (round trips to PostgreSQL) per ledger call: the gates' snapshot and a
-batch's planning, counted with SQLAlchemy's ``before_cursor_execute`` on a throwaway
+"""SQL statements (round trips to PostgreSQL) per ledger call: the gates' snapshot, a
+batch's planning and recording a state, counted with SQLAlchemy's ``before_cursor_execute`` on a throwaway
 database — what costs where the database is across a network — and the worker's CPU per
 call (this thread's CPU time, median of rounds: building, compiling and executing the
 statements, and reading the rows; PostgreSQL's own time is not in it). Run it on two
@@ -34,7 +34,7 @@ def main() -> None:
     from sqlalchemy.orm import Session
 
     from activities.claims import Claim, plan_batch
-    from activities.ledger import take_snapshot
+    from activities.ledger import record_state, take_snapshot
     from db.engine import get_engine, session_scope
     from mailer.core.settings import load_settings
     from mailer.stack import seed_data
@@ -63,6 +63,24 @@ def main() -> None:
             nonlocal statements
             statements += 1
 
+        def record() -> None:
+            """What the record_state activity does: the state, then the snapshot after it."""
+            with session_scope(url) as session:
+                record_state(
+                    session,
+                    uuid.UUID(campaign),
+                    NOW,
+                    campaign_status="sending",
+                    queue_status="pending",
+                    defer_reason="rate_per_hour",
+                    deferred_until=NOW + timedelta(minutes=30),
+                    consecutive_transient_errors=0,
+                    last_error="",
+                    expected_statuses=("ready", "sending"),
+                )
+                session.flush()
+                take_snapshot(session, uuid.UUID(campaign), NOW, settings)
+
         event.listen(get_engine(url), "before_cursor_execute", count)
         with session_scope(url) as session:
             take_snapshot(session, uuid.UUID(campaign), NOW, settings)
@@ -72,6 +90,9 @@ def main() -> None:
             claim = Claim("bench", timedelta(minutes=1))
             plan_batch(session, uuid.UUID(campaign), NOW, 5, settings, claim)
         print(f"planning a batch (with a daily limit): {statements} statement(s)")
+        statements = 0
+        record()
+        print(f"recording a state (the record_state activity): {statements} statement(s)")
         event.remove(get_engine(url), "before_cursor_execute", count)
 
         def snapshot() -> None:
@@ -85,6 +106,9 @@ def main() -> None:
 
         print(f"snapshot: {cpu_ms_per_call(snapshot):.2f} ms of CPU per call")
         print(f"planning a batch: {cpu_ms_per_call(plan):.2f} ms of CPU per call")
+        print(f"recording a state: {cpu_ms_per_call(record):.2f} ms of CPU per call")
+        wall = statistics.median(ms_per_call(record, clock=time.perf_counter, rounds=7, calls=50))
+        print(f"recording a state: {wall:.2f} ms of wall time per call (round trips included)")
 
 
 if __name__ == "__main__":

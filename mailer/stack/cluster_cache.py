@@ -20,6 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from db.migrate import MIGRATIONS_DIR
 FORMAT = "1"
 # Written last into an entry: a directory without it was never finished.
 COMPLETE = "mailer-template-complete"
+# A copy still being made after this long was left by a process that died: removed.
+ABANDONED_AFTER = 3600.0
 
 
 def cache_root() -> Path | None:
@@ -97,8 +100,8 @@ def copy_template(entry: Path, pgdata: Path, owner: tuple[int, int] | None) -> N
 
 def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
     """Keep the stopped cluster in ``pgdata`` as the entry for ``key``; entries of other
-    keys (older migrations or builds) are removed. Best effort: a cache that cannot be
-    written leaves things as they were."""
+    keys (older migrations or builds) and copies left half-made by a killed process are
+    removed. Best effort: a cache that cannot be written leaves things as they were."""
     root = root or cache_root()
     if root is None:
         return
@@ -107,17 +110,36 @@ def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
         if not _private(root):
             return
         building = Path(tempfile.mkdtemp(prefix="building-", dir=root))
+    except OSError:
+        return
+    try:
         copied = building / "cluster"
         shutil.copytree(pgdata, copied, symlinks=True)
         (copied / COMPLETE).write_text(key + "\n")
         with contextlib.suppress(OSError):  # a concurrent builder's entry won: the same
             copied.rename(root / f"postgres-{key}")  # atomic
-        shutil.rmtree(building, ignore_errors=True)
-        for stale in root.glob("postgres-*"):
-            if stale.name != f"postgres-{key}":
-                shutil.rmtree(stale, ignore_errors=True)
     except OSError:
-        return
+        return  # a full disk, say: this cluster is made from scratch, as the next one
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    for stale in root.iterdir():
+        abandoned = stale.name.startswith("building-") and _older_than(stale, ABANDONED_AFTER)
+        if abandoned or (stale.name.startswith("postgres-") and stale.name != f"postgres-{key}"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def forget(root: Path | None = None) -> None:
+    """Remove the current key's entry (one that was copied and would not start)."""
+    root = root or cache_root()
+    if root is not None and cached_template(template_key(), root) is not None:
+        shutil.rmtree(root / f"postgres-{template_key()}", ignore_errors=True)
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def with_template(

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from db.migrate import upgrade
+from mailer.core.errors import StackError
 from mailer.stack import cluster_cache, postgres
 from mailer.stack.binaries import redis_binary
 from mailer.stack.config import StackSettings
@@ -96,7 +97,19 @@ def postgres_cluster(*, durable: bool = False, cached: bool = True) -> Iterator[
             cluster.from_cache = cluster_cache.with_template(
                 pgdata, postgres.service_owner(), build
             )
-        postgres.start(pgdata, port, log_file, durable=durable)
+        try:
+            postgres.start(pgdata, port, log_file, durable=durable)
+        except StackError:
+            if not cluster.from_cache:
+                raise
+            # A copy that does not start: the entry was damaged since it was kept. It goes,
+            # and this cluster is made from scratch (and kept again).
+            cluster_cache.forget()
+            shutil.rmtree(pgdata, ignore_errors=True)
+            cluster.from_cache = cluster_cache.with_template(
+                pgdata, postgres.service_owner(), build
+            )
+            postgres.start(pgdata, port, log_file, durable=durable)
         if not cached:
             cluster.migrated_template()
         yield cluster

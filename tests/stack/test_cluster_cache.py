@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import psycopg
@@ -50,6 +51,16 @@ def test_the_first_cluster_fills_the_cache_and_the_next_is_copied_from_it(
         assert _revision_and_tables(second.new_database()) == made
     assert made[0] == head and made[1] >= 9  # the seed's tables and those added since
 
+    # Damaged since it was kept (a file gone): that copy does not start, so the entry goes
+    # and the cluster is made from scratch, and kept again.
+    (entries[0] / "global" / "pg_control").unlink()
+    with postgres_cluster() as third:
+        assert not third.from_cache
+        assert _revision_and_tables(third.new_database()) == made
+    assert (entries[0] / "global" / "pg_control").is_file()
+    with postgres_cluster() as fourth:
+        assert fourth.from_cache
+
 
 def test_an_entry_others_could_have_planted_or_never_finished_is_not_used(
     tmp_path: Path,
@@ -79,13 +90,18 @@ def test_an_entry_others_could_have_planted_or_never_finished_is_not_used(
     assert cached_template("k1", root) is None
 
 
-def test_a_new_key_replaces_the_old_entry(tmp_path: Path) -> None:
+def test_a_new_key_replaces_the_old_entry_and_abandoned_copies_go(tmp_path: Path) -> None:
     root, pgdata = tmp_path / "cache", tmp_path / "pgdata"
     pgdata.mkdir()
     (pgdata / "PG_VERSION").write_text("16\n")
     keep_template("old", pgdata, root)
+    abandoned, underway = root / "building-killed", root / "building-underway"
+    for copy in (abandoned, underway):
+        copy.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
     keep_template("new", pgdata, root)
-    assert sorted(path.name for path in root.iterdir()) == ["postgres-new"]
+    assert sorted(path.name for path in root.iterdir()) == ["building-underway", "postgres-new"]
 
 
 def test_a_changed_migration_changes_the_key(tmp_path: Path) -> None:
