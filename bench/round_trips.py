@@ -1,9 +1,10 @@
 """SQL statements (round trips to PostgreSQL) per ledger call: the gates' snapshot, a
-batch's planning and recording a state, counted with SQLAlchemy's ``before_cursor_execute`` on a throwaway
-database — what costs where the database is across a network — and the worker's CPU per
-call (this thread's CPU time, median of rounds: building, compiling and executing the
-statements, and reading the rows; PostgreSQL's own time is not in it). Run it on two
-checkouts to compare (``python bench/round_trips.py``)."""
+batch's planning and recording a state, counted with SQLAlchemy's ``before_cursor_execute``
+on a throwaway database — what costs where the database is across a network — and the
+worker's CPU per call (this thread's CPU time, median of rounds: building, compiling and
+executing the statements, and reading the rows; PostgreSQL's own time is not in it), and
+recording a state's wall time. Run it on two checkouts to compare
+(``python bench/round_trips.py``)."""
 
 from __future__ import annotations
 
