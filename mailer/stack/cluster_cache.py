@@ -32,6 +32,9 @@ FORMAT = "1"
 COMPLETE = "mailer-template-complete"
 # A copy still being made after this long was left by a process that died: removed.
 ABANDONED_AFTER = 3600.0
+# Another key's entry (another checkout's migrations, an older build) unused this long is
+# removed; one in use by a forecast of that checkout right now is never this old.
+UNUSED_AFTER = 600.0
 
 
 def cache_root() -> Path | None:
@@ -99,9 +102,10 @@ def copy_template(entry: Path, pgdata: Path, owner: tuple[int, int] | None) -> N
 
 
 def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
-    """Keep the stopped cluster in ``pgdata`` as the entry for ``key``; entries of other
-    keys (older migrations or builds) and copies left half-made by a killed process are
-    removed. Best effort: a cache that cannot be written leaves things as they were."""
+    """Keep the stopped cluster in ``pgdata`` as the entry for ``key``; other keys' entries
+    (older migrations or builds) unused for ``UNUSED_AFTER`` and copies left half-made by a
+    killed process are removed. Best effort: a cache that cannot be written leaves things
+    as they were."""
     root = root or cache_root()
     if root is None:
         return
@@ -124,7 +128,8 @@ def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
         shutil.rmtree(building, ignore_errors=True)
     for stale in root.iterdir():
         abandoned = stale.name.startswith("building-") and _older_than(stale, ABANDONED_AFTER)
-        if abandoned or (stale.name.startswith("postgres-") and stale.name != f"postgres-{key}"):
+        other = stale.name.startswith("postgres-") and stale.name != f"postgres-{key}"
+        if abandoned or (other and _older_than(stale, UNUSED_AFTER)):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -155,6 +160,7 @@ def with_template(
     entry = cached_template(key, root)
     if entry is not None:
         try:
+            os.utime(entry)  # in use: not another checkout's to remove (keep_template)
             copy_template(entry, pgdata, owner)
             return True
         except OSError:

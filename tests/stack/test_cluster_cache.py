@@ -90,18 +90,24 @@ def test_an_entry_others_could_have_planted_or_never_finished_is_not_used(
     assert cached_template("k1", root) is None
 
 
-def test_a_new_key_replaces_the_old_entry_and_abandoned_copies_go(tmp_path: Path) -> None:
+def test_entries_unused_for_long_and_abandoned_copies_go(tmp_path: Path) -> None:
     root, pgdata = tmp_path / "cache", tmp_path / "pgdata"
     pgdata.mkdir()
     (pgdata / "PG_VERSION").write_text("16\n")
     keep_template("old", pgdata, root)
+    keep_template("other", pgdata, root)  # another checkout's, in use a moment ago
     abandoned, underway = root / "building-killed", root / "building-underway"
     for copy in (abandoned, underway):
         copy.mkdir()
     two_hours_ago = time.time() - 7200
-    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    for stale in (abandoned, root / "postgres-old"):
+        os.utime(stale, (two_hours_ago, two_hours_ago))
     keep_template("new", pgdata, root)
-    assert sorted(path.name for path in root.iterdir()) == ["building-underway", "postgres-new"]
+    assert sorted(path.name for path in root.iterdir()) == [
+        "building-underway",
+        "postgres-new",
+        "postgres-other",
+    ]
 
 
 def test_a_changed_migration_changes_the_key(tmp_path: Path) -> None:
