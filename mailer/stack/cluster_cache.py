@@ -135,9 +135,9 @@ def keep_template(key: str, pgdata: Path, root: Path | None = None) -> None:
 
 def forget(root: Path | None = None) -> None:
     """Remove the current key's entry (one that was copied and would not start)."""
-    root = root or cache_root()
-    if root is not None and cached_template(template_key(), root) is not None:
-        shutil.rmtree(root / f"postgres-{template_key()}", ignore_errors=True)
+    entry = cached_template(template_key(), root)
+    if entry is not None:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _older_than(path: Path, seconds: float) -> bool:

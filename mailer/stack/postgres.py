@@ -44,28 +44,21 @@ def _run_as_owner(args: list[str], timeout: float = 60) -> subprocess.CompletedP
 
 
 def _prepare_for_service_user(pgdata: Path) -> None:
-    if os.geteuid() != 0:
+    owner = service_owner()
+    if owner is None:
         return
-    _pginstall()  # one line naming the package when it is missing (a production image)
-    import pwd
     import stat
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-    ensure_user_exists(SERVICE_USER)
     ensure_prefix_permissions(pgdata)
     readable = stat.S_IRGRP | stat.S_IROTH
     ensure_folder_permissions(_pginstall() / "bin", readable | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(_pginstall() / "lib", readable)
-    entry = pwd.getpwnam(SERVICE_USER)
-    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+    os.chown(pgdata, *owner)
 
 
 def service_owner() -> tuple[int, int] | None:
@@ -73,6 +66,7 @@ def service_owner() -> tuple[int, int] | None:
     user's, created on demand); ``None`` otherwise (ours, as files are made)."""
     if os.geteuid() != 0:
         return None
+    _pginstall()  # one line naming the package when it is missing (a production image)
     import pwd
     import warnings
 
@@ -131,11 +125,9 @@ def start(pgdata: Path, port: int, log_file: Path, *, durable: bool = True) -> i
     ensure_cluster(pgdata)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.touch()
-    if os.geteuid() == 0:
-        import pwd
-
-        entry = pwd.getpwnam(SERVICE_USER)
-        os.chown(log_file, entry.pw_uid, entry.pw_gid)
+    owner = service_owner()
+    if owner is not None:
+        os.chown(log_file, *owner)
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
         "-c max_connections=200"

@@ -92,11 +92,12 @@ def postgres_cluster(*, durable: bool = False, cached: bool = True) -> Iterator[
         finally:
             postgres.stop(pgdata)
 
+    def fill() -> None:  # from the cache, or made (and kept) on a miss
+        cluster.from_cache = cluster_cache.with_template(pgdata, postgres.service_owner(), build)
+
     try:
         if cached:
-            cluster.from_cache = cluster_cache.with_template(
-                pgdata, postgres.service_owner(), build
-            )
+            fill()
         try:
             postgres.start(pgdata, port, log_file, durable=durable)
         except StackError:
@@ -106,9 +107,7 @@ def postgres_cluster(*, durable: bool = False, cached: bool = True) -> Iterator[
             # and this cluster is made from scratch (and kept again).
             cluster_cache.forget()
             shutil.rmtree(pgdata, ignore_errors=True)
-            cluster.from_cache = cluster_cache.with_template(
-                pgdata, postgres.service_owner(), build
-            )
+            fill()
             postgres.start(pgdata, port, log_file, durable=durable)
         if not cached:
             cluster.migrated_template()
