@@ -46,9 +46,12 @@ worker: install
 doctor: install
 	$(PY) -m mailer.cli doctor
 
-## test: the whole test suite, against real servers it starts itself
+## test: the whole test suite, against real servers it starts itself. Its files are shared
+## among TEST_PROCESSES pytest processes (pytest-xdist), each with servers of its own: most
+## tests wait on servers, so two keep two cores busy (TEST_PROCESSES=0: one process).
+TEST_PROCESSES ?= 2
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 ## lint: formatting, lint rules, types and the floors' import contract (CI runs it first)
 lint: install
