@@ -49,8 +49,9 @@ doctor: install
 ## test: the whole test suite, against real servers it starts itself. Its files are shared
 ## among TEST_PROCESSES pytest processes (pytest-xdist), each with servers of its own: most
 ## tests wait on servers, so two keep two cores busy (TEST_PROCESSES=0: one process).
-## Then the workflow tests once more with mailer in a zone 11 hours from Moscow's: whatever
-## the hour, one of the two runs is inside the working day and the other outside it.
+## Then the workflow tests once more with mailer in a zone 11 hours from Moscow's: while one
+## run is inside the 09-18 working day the other is outside it (both are outside for 6 of
+## the day's 24 hours, none of them inside for both).
 TEST_PROCESSES ?= 2
 SHIFTED_ZONE ?= America/Los_Angeles
 test: install
