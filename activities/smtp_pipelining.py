@@ -141,7 +141,7 @@ def quoted_path(address: str, encoding: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def _quoted_sender(address: str, encoding: str) -> bytes:
+def quoted_sender(address: str, encoding: str) -> bytes:
     """MAIL FROM's path, once per sender (every message of a batch has the same one)."""
     return quoted_path(address, encoding)
 
@@ -166,7 +166,7 @@ async def pipelined_envelope(
     group = (
         _command(
             b"MAIL",
-            b"FROM:" + _quoted_sender(sender, encoding),
+            b"FROM:" + quoted_sender(sender, encoding),
             *(option.encode("ascii") for option in options),
         )
         + _command(b"RCPT", b"TO:" + quoted_path(recipient, encoding))

@@ -14,9 +14,21 @@ import contextlib
 import re
 
 import aiosmtplib
-from aiosmtplib import SMTPDataError, SMTPServerDisconnected, SMTPStatus
+from aiosmtplib import (
+    SMTPDataError,
+    SMTPRecipientRefused,
+    SMTPSenderRefused,
+    SMTPServerDisconnected,
+    SMTPStatus,
+)
 
-from activities.smtp_pipelining import pipelined_envelope, pipelines
+from activities.smtp_pipelining import (
+    RECIPIENT_ACCEPTED,
+    pipelined_envelope,
+    pipelines,
+    quoted_path,
+    quoted_sender,
+)
 
 # RFC 5321 4.5.2: a line starting with a period gets one more.
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
@@ -34,10 +46,25 @@ class OutcomeUnknown(Exception):
 
 def wire_form(data: bytes) -> bytes:
     """``data`` as it goes after DATA: CRLF line ends, leading periods doubled, the final dot."""
+    if _already_wire_form(data):  # every message mailer builds: no rewriting, no copy but one
+        return data + b".\r\n"
     data = _LONE_LINE_ENDS.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return _LEADING_PERIOD.sub(b"..", data) + b".\r\n"
+
+
+def _already_wire_form(data: bytes) -> bool:
+    """Whether ``data`` ends in CRLF, has no CR or LF outside a CRLF and no line starting
+    with a period: three scans in C instead of two regular-expression rewrites."""
+    crlf = data.count(b"\r\n")
+    return (
+        data.endswith(b"\r\n")
+        and data.count(b"\n") == crlf
+        and data.count(b"\r") == crlf
+        and not data.startswith(b".")
+        and b"\n." not in data
+    )
 
 
 async def send_message(
@@ -66,15 +93,34 @@ async def send_message(
         if pipelines(smtp):  # the server advertised PIPELINING: one round trip for three
             await pipelined_envelope(smtp, sender, recipient, options, encoding)
         else:
-            await smtp.mail(sender, options=options, encoding=encoding)
-            await smtp.rcpt(recipient, encoding=encoding)
-            started = await smtp.execute_command(b"DATA")
-            if started.code != SMTPStatus.start_input:
-                raise SMTPDataError(started.code, started.message)
+            await stepwise_envelope(smtp, sender, recipient, options, encoding)
     except aiosmtplib.SMTPResponseException:
         await _reset(smtp)
         raise
     await _write_body(smtp, body)
+
+
+async def stepwise_envelope(
+    smtp: aiosmtplib.SMTP, sender: str, recipient: str, options: list[str], encoding: str
+) -> None:
+    """MAIL FROM, RCPT TO and DATA one at a time (a server without PIPELINING); returns once
+    the server said 354 to DATA. Raises what aiosmtplib's ``mail``, ``rcpt`` and DATA would,
+    with the same command lines, but a plain address is not parsed again for each message
+    (:func:`activities.smtp_pipelining.quoted_path`: 7 % of the worker's CPU per email on
+    loopback went to ``parseaddr``)."""
+    mail = await smtp.execute_command(
+        b"MAIL",
+        b"FROM:" + quoted_sender(sender, encoding),
+        *(option.encode("ascii") for option in options),
+    )
+    if mail.code != SMTPStatus.completed:
+        raise SMTPSenderRefused(mail.code, mail.message, sender)
+    rcpt = await smtp.execute_command(b"RCPT", b"TO:" + quoted_path(recipient, encoding))
+    if rcpt.code not in RECIPIENT_ACCEPTED:
+        raise SMTPRecipientRefused(rcpt.code, rcpt.message, recipient)
+    started = await smtp.execute_command(b"DATA")
+    if started.code != SMTPStatus.start_input:
+        raise SMTPDataError(started.code, started.message)
 
 
 async def _write_body(smtp: aiosmtplib.SMTP, body: bytes) -> None:

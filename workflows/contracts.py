@@ -29,7 +29,7 @@ class Limits:
     per_user_daily_limit: int = 0  # 0: no daily limit
     circuit_breaker_threshold: int = 10
     transient_retry_delay_minutes: float = 5
-    send_batch_size: int = 100
+    send_batch_size: int = 500
     continue_as_new_events: int = 5000
     send_heartbeat_timeout_seconds: int = 5
     send_batch_max_attempts: int = 5

@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     working_hours_start: int = Field(9, ge=0, le=23)
     working_hours_end: int = Field(18, ge=1, le=24)
     rate_per_hour: int = Field(100, ge=1)
-    send_batch_size: int = Field(100, ge=1, le=1000)
+    # Most recipients one send activity handles. Where the hourly rate is the seed's 100 it
+    # is the rate that sizes a batch; above it, fewer longer batches spend less per email on
+    # planning, the activity's round trip through Temporal and its connections.
+    send_batch_size: int = Field(500, ge=1, le=1000)
     # A campaign's workflow continues as new past this many history events (the hard
     # limit is 51,200; short histories replay fast after a worker restart).
     continue_as_new_events: int = Field(5000, ge=200, le=40_000)

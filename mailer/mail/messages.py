@@ -55,7 +55,9 @@ def proof_message_id_for(campaign_id: uuid.UUID, request_id: int, from_email: st
     return f"<{campaign_id.hex}.test-{request_id}@{_message_id_domain(from_email)}>"
 
 
+@functools.lru_cache(maxsize=64)
 def _message_id_domain(from_email: str) -> str:
+    """The sender's domain in its ASCII form, once per sender (IDNA encoding is not free)."""
     domain = from_email.rpartition("@")[2] or "mailer.invalid"
     try:
         return a_label_domain(domain)

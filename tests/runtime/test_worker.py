@@ -85,6 +85,7 @@ async def test_10000_recipients_continue_as_new_and_send_once(dev: Harness) -> N
         rate_per_hour=1_000_000,
         working_hours_start=0,
         working_hours_end=24,
+        send_batch_size=100,  # 100 batches: enough history to continue as new
         continue_as_new_events=300,
     ):
         handle = await dev.start(campaign)
