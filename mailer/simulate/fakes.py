@@ -10,17 +10,17 @@ simulated worker sends as it would to them (MAIL, RCPT and DATA in one flight).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 from mailer.simulate.options import FailRule, Refill
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 
 Clock = Callable[[], Awaitable[datetime]]
-# The longest run of a message without a line ending in "." the responder buffers (a whole
-# message, at most: base64 lines never end in one); campaign templates are far smaller.
+# The longest message (or command line) the responder takes; campaign messages are far
+# smaller.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _REPLIES = {
@@ -31,14 +31,6 @@ _REPLIES = {
 
 def _matches(rule: FailRule, address: str) -> bool:
     return rule.pattern in {"*", "all"} or fnmatch.fnmatch(address.lower(), rule.pattern.lower())
-
-
-class MessageTooLong(Exception):
-    """A message ran past the responder's buffer without a line ending it."""
-
-
-class LineTooLong(Exception):
-    """A command line ran past the responder's buffer."""
 
 
 class SimulatedSmtp:
@@ -57,141 +49,174 @@ class SimulatedSmtp:
         self.accepted = 0
         self.refused = 0
         self._server: asyncio.Server | None = None
+        # RCPTs waiting for the simulated clock (a rule with a window): kept until done.
+        self._reading_clock: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, limit=self.max_message_bytes
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Session(self), "127.0.0.1", 0)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
+        for task in self._reading_clock:
+            task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
 
-    async def refusal(self, address: str) -> str | None:
-        """The reply refusing ``address`` now, if a rule does."""
-        windowed = any(rule.start is not None for rule in self.rules)
-        now = await self.clock() if windowed else None
+    @property
+    def reads_clock(self) -> bool:
+        """Whether a rule has a window, so a refusal depends on the simulated time."""
+        return any(rule.start is not None for rule in self.rules)
+
+    def refusal_at(self, address: str, now: datetime | None) -> str | None:
+        """The reply refusing ``address`` at ``now`` (``None``: no rule has a window)."""
         for rule in self.rules:
             if _matches(rule, address) and (now is None or rule.active(now)):
                 return f"{rule.code} {rule.text or _REPLIES[rule.code // 100]}"
         return None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = _Session(self, writer)
-        session.reply("220 simulator ESMTP")
-        try:
-            await session.flush()
-            while line := await read_command(reader):
-                verb = line[:4].upper()
-                if verb == b"DATA" and session.recipients:
-                    session.recipients = 0
-                    session.reply("354 End data with <CR><LF>.<CR><LF>")
-                    await session.flush()
-                    if not await skip_message(reader):
-                        break
-                    self.accepted += 1
-                    session.reply("250 2.0.0 OK")
-                elif verb == b"QUIT":
-                    session.reply("221 2.0.0 Bye")
-                    await session.flush()
-                    break
-                else:
-                    await session.answer(verb, line)
-                if not _more_to_read(reader):
-                    await session.flush()
-        except MessageTooLong:  # a real server's words for it, then the session ends
-            session.reply("552 5.3.4 Message size exceeds fixed limit")
-            await _flush_quietly(session)
-        except LineTooLong:
-            session.reply("500 5.5.2 Line too long")
-            await _flush_quietly(session)
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+    async def refusal(self, address: str) -> str | None:
+        """The reply refusing ``address`` now, if a rule does."""
+        return self.refusal_at(address, await self.clock() if self.reads_clock else None)
 
 
-class _Session:
-    """One client's SMTP session: the envelope so far and the replies not yet written."""
+class _Session(asyncio.Protocol):
+    """One client's SMTP session, answered as its bytes arrive (``data_received``): no task
+    per session and no wake-up per command, which is what a message costs the forecast's
+    event loop, shared with the worker that sends. Replies to commands that arrived together
+    (a pipelined group) go out in one write once the last is read, as a real server's do.
 
-    def __init__(self, server: SimulatedSmtp, writer: asyncio.StreamWriter) -> None:
+    A command line, or a message, longer than the responder's ``max_message_bytes`` is
+    answered (500, 552) and the session ends.
+    """
+
+    def __init__(self, server: SimulatedSmtp) -> None:
         self.server = server
-        self.writer = writer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
         self.recipients = 0  # accepted in the current envelope
-        self._replies: list[bytes] = []
+        self.in_message = False  # between DATA's 354 and the lone dot
+        self.scanned = 0  # how far the message was searched for its end
+        self.waiting = False  # an RCPT waits for the simulated clock: the rest waits too
+        self.replies: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(b"220 simulator ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.buffer += data
+        if not self.waiting:
+            self.answer_arrived()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
 
     def reply(self, text: str) -> None:
-        self._replies.append(text.encode() + b"\r\n")
+        self.replies.append(text.encode() + b"\r\n")
 
-    async def flush(self) -> None:
-        """Write the replies so far: a pipelined group's go out together once its last
-        command is read, as a real server's do (one write, not one per reply)."""
-        if self._replies:
-            self.writer.write(b"".join(self._replies))
-            self._replies.clear()
-            await self.writer.drain()
+    def flush(self) -> None:
+        if self.replies and self.transport is not None:
+            self.transport.write(b"".join(self.replies))
+        self.replies.clear()
 
-    async def answer(self, verb: bytes, line: bytes) -> None:
-        """Every command but DATA with recipients (the body follows) and QUIT."""
-        if verb in (b"EHLO", b"HELO"):
+    def end(self, last_reply: str) -> None:
+        """The session's last reply, then the connection closes."""
+        self.reply(last_reply)
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def answer_arrived(self) -> None:
+        """Answer every complete command (and message) received so far."""
+        limit = self.server.max_message_bytes
+        while self.transport is not None and not self.transport.is_closing():
+            if self.in_message:
+                end = message_end(self.buffer, self.scanned)
+                if end is None:
+                    if len(self.buffer) > limit:  # a real server's words for it
+                        self.end("552 5.3.4 Message size exceeds fixed limit")
+                        return
+                    self.scanned = max(0, len(self.buffer) - 4)
+                    break
+                del self.buffer[:end]
+                self.in_message, self.scanned = False, 0
+                self.server.accepted += 1
+                self.reply("250 2.0.0 OK")
+                continue
+            newline = self.buffer.find(b"\n")
+            if newline < 0:
+                if len(self.buffer) > limit:
+                    self.end("500 5.5.2 Line too long")
+                    return
+                break
+            line = bytes(self.buffer[: newline + 1])
+            del self.buffer[: newline + 1]
+            if not self.command(line):
+                return
+        self.flush()
+
+    def command(self, line: bytes) -> bool:
+        """Answer one command; ``False`` when the rest must wait (or the session ended)."""
+        verb = line[:4].upper()
+        if verb == b"DATA" and self.recipients:
+            self.recipients = 0
+            self.in_message = True
+            self.reply("354 End data with <CR><LF>.<CR><LF>")
+            self.flush()  # the client sends the message only after this
+        elif verb == b"QUIT":
+            self.end("221 2.0.0 Bye")
+            return False
+        elif verb in (b"EHLO", b"HELO"):
             self.reply("250-simulator\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8")
         elif verb == b"RCPT":
-            address = line.decode(errors="replace").partition(":")[2]
-            address = address.strip().split()[0].strip("<>") if address.strip() else ""
-            refusal = await self.server.refusal(address)
-            if refusal is None:
-                self.recipients += 1
-                self.reply("250 2.1.5 OK")
-            else:
-                self.server.refused += 1
-                self.reply(refusal)
+            address = _recipient(line)
+            if self.server.reads_clock:
+                self.waiting = True
+                task = asyncio.ensure_future(self.recipient_later(address))
+                self.server._reading_clock.add(task)
+                task.add_done_callback(self.server._reading_clock.discard)
+                return False
+            self.recipient(address, self.server.refusal_at(address, None))
         elif verb == b"DATA":  # no recipient was accepted
             self.reply("554 5.5.1 Error: no valid recipients")  # Postfix's words
         else:  # MAIL, RSET, NOOP
             if verb in (b"MAIL", b"RSET"):
                 self.recipients = 0
             self.reply("250 2.0.0 OK")
+        return True
+
+    def recipient(self, address: str, refusal: str | None) -> None:
+        if refusal is None:
+            self.recipients += 1
+            self.reply("250 2.1.5 OK")
+        else:
+            self.server.refused += 1
+            self.reply(refusal)
+
+    async def recipient_later(self, address: str) -> None:
+        """An RCPT whose answer depends on the simulated time; then the commands after it."""
+        self.recipient(address, await self.server.refusal(address))
+        self.waiting = False
+        self.answer_arrived()
 
 
-async def skip_message(reader: asyncio.StreamReader) -> bool:
-    """Read past the message to its lone-dot line (it is not kept), a chunk of lines at a
-    time rather than line by line; ``False`` if the client hung up first.
-
-    Raises :class:`MessageTooLong` when a run of the message without a line ending in "."
-    outgrows the reader's buffer (its ``limit``).
-    """
-    try:
-        while True:
-            # Each chunk ends a line, so the next one starts a line.
-            chunk = await reader.readuntil(b".\r\n")
-            if chunk == b".\r\n" or chunk.endswith(b"\n.\r\n"):
-                return True
-    except asyncio.IncompleteReadError:
-        return False
-    except asyncio.LimitOverrunError:
-        raise MessageTooLong from None
+def _recipient(line: bytes) -> str:
+    address = line.decode(errors="replace").partition(":")[2]
+    return address.strip().split()[0].strip("<>") if address.strip() else ""
 
 
-async def read_command(reader: asyncio.StreamReader) -> bytes:
-    """The client's next line (``b""`` once it hung up); :class:`LineTooLong` when it
-    outgrows the reader's buffer."""
-    try:
-        return await reader.readline()
-    except ValueError:  # StreamReader.readline's way of saying the limit was overrun
-        raise LineTooLong from None
-
-
-async def _flush_quietly(session: _Session) -> None:
-    """The last reply of a session being ended; a client already gone is no error."""
-    with contextlib.suppress(ConnectionError):
-        await session.flush()
-
-
-def _more_to_read(reader: asyncio.StreamReader) -> bool:
-    """Whether the client's next command has already arrived (it pipelined)."""
-    return b"\n" in getattr(reader, "_buffer", b"")
+def message_end(buffer: bytes | bytearray, scanned: int = 0) -> int | None:
+    """Where the message at the start of ``buffer`` ends, past its lone-dot line (``None``:
+    not arrived yet); ``scanned``: how far an earlier call already looked. Lines before it
+    may end in a dot (``The end.``) or be dot-stuffed (``..``)."""
+    if buffer.startswith(b".\r\n"):  # no body at all
+        return 3
+    found = buffer.find(b"\n.\r\n", scanned)
+    return None if found < 0 else found + 4
 
 
 class SimulatedProvider(SmtpBzStubServer):

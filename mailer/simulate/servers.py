@@ -38,12 +38,12 @@ def _entered(manager: AbstractContextManager[T]) -> tuple[T, ExitStack]:
 
 
 def _database() -> tuple[str, ExitStack]:
-    cluster, stack = _entered(postgres_cluster())
-    try:
-        return cluster.new_database(), stack
-    except BaseException:
-        stack.close()  # no database: the cluster goes now, nothing will use it
-        raise
+    # In memory where the machine allows it, and the cluster's migrated template is the
+    # forecast's one database: of the 1.6 s this start took, copying the cached cluster to
+    # the disk was 0.8 s and copying the template into a new database 0.26 s, all of it
+    # before the forecast could seed.
+    cluster, stack = _entered(postgres_cluster(in_memory=True))
+    return cluster.template_url(), stack
 
 
 def _redis() -> tuple[str, ExitStack]:

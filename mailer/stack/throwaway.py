@@ -6,6 +6,7 @@ context ends.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,11 @@ from mailer.stack.config import StackSettings
 from mailer.stack.processes import port_accepts, terminate, wait_until
 
 TEMPLATE_DB = "mailer_template"
+# Where a cluster that asks for it lives in memory: Linux's tmpfs. Copying the cached
+# cluster there took 0.1 s instead of 0.5 s on this project's disk (1,360 files).
+RAM_DIRECTORY = Path("/dev/shm")
+# Containers often mount a 64 MiB /dev/shm: a forecast's cluster then goes on the disk.
+RAM_DIRECTORY_MIN_FREE = 1 << 30
 
 
 def free_port() -> int:
@@ -64,6 +70,11 @@ class PostgresCluster:
         postgres.ensure_database(self.port, TEMPLATE_DB)
         upgrade(postgres.url(self.port, TEMPLATE_DB))
 
+    def template_url(self) -> str:
+        """The migrated template database itself, for a cluster that will hold this one
+        database only: no copy is made (0.26 s), and none can be while it is connected."""
+        return postgres.url(self.port, TEMPLATE_DB)
+
     def new_database(self) -> str:
         """A fresh, migrated database (a copy of the template); returns its URL."""
         name = f"t_{uuid.uuid4().hex[:12]}"
@@ -72,14 +83,30 @@ class PostgresCluster:
         return postgres.url(self.port, name)
 
 
+def ram_directory() -> Path | None:
+    """A memory-backed directory with room for a throwaway cluster, if the machine has one."""
+    try:
+        room = shutil.disk_usage(RAM_DIRECTORY).free
+    except OSError:
+        return None
+    if room < RAM_DIRECTORY_MIN_FREE or not os.access(RAM_DIRECTORY, os.W_OK | os.X_OK):
+        return None
+    return RAM_DIRECTORY
+
+
 @contextmanager
-def postgres_cluster(*, durable: bool = False, cached: bool = True) -> Iterator[PostgresCluster]:
+def postgres_cluster(
+    *, durable: bool = False, cached: bool = True, in_memory: bool = False
+) -> Iterator[PostgresCluster]:
     """A migrated cluster in a temporary directory; not fsynced unless ``durable``
     (benchmarks that compare with production ask for it).
 
     ``cached``: copied from the user's cache of a migrated cluster
-    (:mod:`mailer.stack.cluster_cache`), made and kept there the first time."""
-    root = Path(tempfile.mkdtemp(prefix="mailer-pg-"))
+    (:mod:`mailer.stack.cluster_cache`), made and kept there the first time.
+    ``in_memory``: the directory is on :func:`ram_directory` where there is one (a short
+    run's cluster that is never durable: ``mailer simulate``'s), else the usual one."""
+    where = ram_directory() if in_memory and not durable else None
+    root = Path(tempfile.mkdtemp(prefix="mailer-pg-", dir=where))
     pgdata = root / "data"
     log_file = root / "postgres.log"
     port = free_port()

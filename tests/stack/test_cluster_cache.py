@@ -12,13 +12,14 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from db.migrate import MIGRATIONS_DIR, alembic_config
+from mailer.stack import throwaway
 from mailer.stack.cluster_cache import (
     COMPLETE,
     cached_template,
     keep_template,
     template_key,
 )
-from mailer.stack.throwaway import postgres_cluster
+from mailer.stack.throwaway import postgres_cluster, ram_directory
 
 
 def _revision_and_tables(url: str) -> tuple[str, int]:
@@ -117,3 +118,34 @@ def test_a_changed_migration_changes_the_key(tmp_path: Path) -> None:
     latest = sorted((migrations / "versions").glob("*.py"))[-1]
     latest.write_text(latest.read_text() + "\n# changed\n")
     assert template_key(migrations) != template_key()
+
+
+def _data_directory(cluster: throwaway.PostgresCluster) -> Path:
+    with cluster.admin() as conn:
+        row = conn.execute("SHOW data_directory").fetchone()
+    assert row is not None
+    return Path(row[0]).resolve()
+
+
+def test_a_forecast_cluster_goes_in_memory_where_there_is_room_else_where_the_rest_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    memory = tmp_path / "memory"  # stands in for /dev/shm: any directory with room
+    memory.mkdir()
+    monkeypatch.setattr(throwaway, "RAM_DIRECTORY", memory)
+    monkeypatch.setattr(throwaway, "RAM_DIRECTORY_MIN_FREE", 1)
+    assert ram_directory() == memory
+    with postgres_cluster(in_memory=True) as cluster:
+        assert _data_directory(cluster).is_relative_to(memory.resolve())
+        # Its one database is the migrated template itself, ready to use.
+        assert _revision_and_tables(cluster.template_url())[1] >= 9
+    assert list(memory.iterdir()) == []  # removed with the cluster
+    with postgres_cluster(in_memory=True, durable=True) as durable:  # never in memory
+        assert not _data_directory(durable).is_relative_to(memory.resolve())
+
+    monkeypatch.setattr(throwaway, "RAM_DIRECTORY_MIN_FREE", shutil.disk_usage(memory).total + 1)
+    assert ram_directory() is None  # too little room (a container's 64 MiB /dev/shm)
+    monkeypatch.setattr(throwaway, "RAM_DIRECTORY", tmp_path / "none")
+    assert ram_directory() is None  # no such directory
+    with postgres_cluster(in_memory=True) as cluster:
+        assert not _data_directory(cluster).is_relative_to(memory.resolve())
