@@ -28,8 +28,10 @@ class Live:
     progress: Progress | None
 
 
-async def live(client: Client, campaign_id: uuid.UUID) -> Live | None:
-    """The workflow's state, or ``None`` if it was never started."""
+async def live(client: Client, campaign_id: uuid.UUID, *, progress: bool = True) -> Live | None:
+    """The workflow's state, or ``None`` if it was never started. ``progress=False``: whether
+    it runs only (the server answers that alone; a query is a task on a worker, and one that
+    replays the workflow's history when it is not cached)."""
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id_for(str(campaign_id)))
     try:
         description = await handle.describe()
@@ -38,5 +40,5 @@ async def live(client: Client, campaign_id: uuid.UUID) -> Live | None:
             return None
         raise
     running = description.raw_description.workflow_execution_info.status == RUNNING
-    progress = await handle.query(CampaignWorkflow.progress) if running else None
-    return Live(running, progress)
+    asked = await handle.query(CampaignWorkflow.progress) if running and progress else None
+    return Live(running, asked)

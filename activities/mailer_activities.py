@@ -61,7 +61,7 @@ from workflows.contracts import (
     SyncQuotaInput,
     SyncQuotaResult,
 )
-from workflows.requests import CampaignRow, cleared_by_resume_sql
+from workflows.requests import CampaignRow, cleared_by_resume_sql, queue_row_cleared
 from workflows.states import (
     CAMPAIGN_REFUSED,
     CampaignStatus,
@@ -218,9 +218,15 @@ class MailerActivities(MailerActivityInterface):
         with activity_errors():
             campaigns = await asyncio.to_thread(active)
         for campaign in campaigns:
-            current = await live(requests.client, uuid.UUID(campaign.campaign_id))
-            progress = current.progress if current is not None else None
-            if progress is None:
+            # The workflow's progress only matters under a row the resume SQL cleared: with
+            # 10,000 campaigns deferred, asking every one would put 10,000 queries on the
+            # workers every 5 minutes, alongside the wakes they are there for.
+            current = await live(
+                requests.client,
+                uuid.UUID(campaign.campaign_id),
+                progress=queue_row_cleared(campaign),
+            )
+            if current is None or not current.running:
                 with activity_errors():
                     started = await requests.start_run(
                         campaign, request.now, activity.info().task_queue
@@ -234,7 +240,7 @@ class MailerActivities(MailerActivityInterface):
                         campaign.campaign_id,
                         campaign.status,
                     )
-            elif cleared_by_resume_sql(campaign, progress):
+            elif current.progress is not None and cleared_by_resume_sql(campaign, current.progress):
                 handle = requests.client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
                 await handle.signal(CampaignWorkflow.resume)
                 result.resumed.append(campaign.campaign_id)

@@ -102,21 +102,27 @@ def start_time_asked(row: CampaignRow, now: datetime) -> datetime:
     return until
 
 
-def cleared_by_resume_sql(row: CampaignRow, progress: Progress) -> bool:
-    """The playbook's section-3 "resume" SQL empties defer_reason, deferred_until and the
-    error count of a deferred (or breaker-paused) campaign's queue row; the workflow wrote
-    them when it deferred, so an empty row under a waiting workflow is an operator's resume."""
-    row_cleared = (
+def queue_row_cleared(row: CampaignRow) -> bool:
+    """The queue row as the playbook's section-3 "resume" SQL leaves it: no defer reason, no
+    deferral's end, no error count, pending. Only then does the workflow's own state matter
+    (:func:`cleared_by_resume_sql`), so only then is it asked."""
+    return (
         row.defer_reason == ""
         and row.deferred_until is None
         and row.consecutive_transient_errors == 0
         and row.queue_status == QueueStatus.PENDING
     )
+
+
+def cleared_by_resume_sql(row: CampaignRow, progress: Progress) -> bool:
+    """The playbook's section-3 "resume" SQL empties defer_reason, deferred_until and the
+    error count of a deferred (or breaker-paused) campaign's queue row; the workflow wrote
+    them when it deferred, so an empty row under a waiting workflow is an operator's resume."""
     breaker_paused = (
         progress.state == WorkflowState.PAUSED
         and progress.defer_reason == DeferReason.TRANSIENT_ERROR
     )
-    return row_cleared and (progress.state == WorkflowState.DEFERRED or breaker_paused)
+    return queue_row_cleared(row) and (progress.state == WorkflowState.DEFERRED or breaker_paused)
 
 
 def adopted_state(row: CampaignRow, now: datetime) -> CarriedState | None:

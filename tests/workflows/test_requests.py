@@ -13,7 +13,9 @@ from workflows.requests import (
     Action,
     CampaignRow,
     adopted_state,
+    cleared_by_resume_sql,
     decide,
+    queue_row_cleared,
     scheduled_start,
     start_time_asked,
 )
@@ -155,3 +157,26 @@ def test_where_a_row_moves_a_scheduled_start() -> None:
     assert start_time_asked(row("ready", deferred_until=NOW - timedelta(hours=1)), NOW) == NOW
     assert start_time_asked(row("ready"), NOW) == NOW
     assert start_time_asked(row("sending", deferred_until=LATER), NOW) == NOW
+
+
+@pytest.mark.parametrize(
+    ("campaign", "cleared"),
+    [
+        (row("sending"), True),  # what the playbook's resume SQL leaves
+        (row("sending", defer_reason="rate_per_hour"), False),
+        (row("sending", deferred_until=NOW), False),
+        (row("sending", consecutive_transient_errors=3), False),
+        (row("sending", "processing"), False),
+    ],
+)
+def test_only_a_row_the_resume_sql_cleared_makes_reconcile_ask_the_workflow(
+    campaign: CampaignRow, cleared: bool
+) -> None:
+    assert queue_row_cleared(campaign) is cleared
+    # Under any other row, no workflow state makes it a resume: reconcile need not ask.
+    for progress in (
+        running(WorkflowState.DEFERRED, "rate_per_hour"),
+        running(WorkflowState.PAUSED, "transient_error"),
+    ):
+        assert cleared_by_resume_sql(campaign, progress) is cleared
+    assert not cleared_by_resume_sql(campaign, running(WorkflowState.SENDING))
