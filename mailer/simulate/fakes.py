@@ -64,6 +64,13 @@ class SimulatedSmtp:
             self._server.close()
             await self._server.wait_closed()
 
+    def answer_later(self, answer: Awaitable[None]) -> None:
+        """Run a session's answer that waits for the simulated clock, kept until it is done
+        (and cancelled if the responder stops first)."""
+        task = asyncio.ensure_future(answer)
+        self._reading_clock.add(task)
+        task.add_done_callback(self._reading_clock.discard)
+
     @property
     def reads_clock(self) -> bool:
         """Whether a rule has a window, so a refusal depends on the simulated time."""
@@ -176,9 +183,7 @@ class _Session(asyncio.Protocol):
             address = _recipient(line)
             if self.server.reads_clock:
                 self.waiting = True
-                task = asyncio.ensure_future(self.recipient_later(address))
-                self.server._reading_clock.add(task)
-                task.add_done_callback(self.server._reading_clock.discard)
+                self.server.answer_later(self.recipient_later(address))
                 return False
             self.recipient(address, self.server.refusal_at(address, None))
         elif verb == b"DATA":  # no recipient was accepted
