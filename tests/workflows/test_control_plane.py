@@ -12,11 +12,18 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import (
+    HandleQueryInput,
+    Interceptor,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
 from activities.mailer_activities import MailerActivities
 from db.engine import get_engine
 from mailer.core.settings import Settings
+from mailer.runtime.worker import build_worker
 from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule
 from tests.support.harness import (
@@ -68,6 +75,51 @@ async def test_a_cancel_from_temporal_is_recorded_and_never_undone(dev: Harness)
         result = await reconcile(dev)
         assert campaign not in result.restarted
     assert dev.queue_row(campaign)["campaign_status"] == "cancelled"
+
+
+class QueriesSeen(Interceptor):
+    """The worker's side of every query a workflow answers, by query name."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        seen = self.names
+
+        class Counting(WorkflowInboundInterceptor):
+            def handle_query(self, input: HandleQueryInput) -> object:
+                seen.append(input.query)
+                return super().handle_query(input)
+
+        return Counting
+
+
+async def test_reconcile_leaves_a_deferred_campaigns_workflow_unqueried(dev: Harness) -> None:
+    """A query is a task on a worker (and a replay when the workflow is not cached): at
+    10,000 deferred campaigns, reconcile must not ask every one each 5 minutes."""
+    campaign = dev.ready_campaign(5)
+    start, end = hours_excluding_now()
+    queries = QueriesSeen()
+    settings = dev.settings.model_copy(
+        update={"working_hours_start": start, "working_hours_end": end}
+    )
+    async with build_worker(
+        dev.client, settings, task_queue=dev.task_queue, interceptors=[queries]
+    ):
+        handle = await dev.start(campaign)
+        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+        assert dev.queue_row(campaign)["defer_reason"] == "outside_hours"
+        queries.names.clear()
+        result = await reconcile(dev)
+        assert (result.restarted, result.unstuck, result.resumed) == ([], [], [])
+        assert "progress" not in queries.names
+        await progress(handle)  # what it would have cost: one query on this worker
+        assert queries.names.count("progress") == 1
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await finished(handle)
 
 
 async def test_the_playbooks_pause_sql_is_honoured_between_messages(dev: Harness) -> None:
