@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -89,9 +90,9 @@ class QueriesSeen(Interceptor):
         seen = self.names
 
         class Counting(WorkflowInboundInterceptor):
-            def handle_query(self, input: HandleQueryInput) -> object:
+            async def handle_query(self, input: HandleQueryInput) -> Any:
                 seen.append(input.query)
-                return super().handle_query(input)
+                return await super().handle_query(input)
 
         return Counting
 
