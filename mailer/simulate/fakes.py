@@ -104,7 +104,7 @@ class _Session(asyncio.Protocol):
         self.buffer = bytearray()
         self.recipients = 0  # accepted in the current envelope
         self.in_message = False  # between DATA's 354 and the lone dot
-        self.scanned = 0  # how far the message was searched for its end
+        self.scanned = 0  # how far the buffer was searched (for a line's or message's end)
         self.waiting = False  # an RCPT waits for the simulated clock: the rest waits too
         self.replies: list[bytes] = []
 
@@ -154,14 +154,16 @@ class _Session(asyncio.Protocol):
                 self.server.accepted += 1
                 self.reply("250 2.0.0 OK")
                 continue
-            newline = self.buffer.find(b"\n")
+            newline = self.buffer.find(b"\n", self.scanned)
             if newline < 0:
                 if len(self.buffer) > limit:
                     self.end("500 5.5.2 Line too long")
                     return
+                self.scanned = len(self.buffer)  # a line arriving in pieces: searched once
                 break
             line = bytes(self.buffer[: newline + 1])
             del self.buffer[: newline + 1]
+            self.scanned = 0
             if not self.command(line):
                 return
         self.flush()

@@ -136,3 +136,19 @@ async def test_a_windowed_rule_refuses_by_the_simulated_clock() -> None:
     ]
     assert outside[-3:] == [b"250 2.1.5 OK", b"250 2.0.0 OK", b"221 2.0.0 Bye"]
     assert (smtp.accepted, smtp.refused) == (0, 1)
+
+
+async def test_commands_arriving_a_byte_at_a_time_are_answered() -> None:
+    smtp = SimulatedSmtp([], never)
+    port = await smtp.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for byte in ENVELOPE + MESSAGES[1] + b"QUIT\r\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+        replies = (await asyncio.wait_for(reader.read(), timeout=10)).splitlines()
+        writer.close()
+    finally:
+        await smtp.stop()
+    assert replies[-2:] == [b"250 2.0.0 OK", b"221 2.0.0 Bye"]
+    assert smtp.accepted == 1
