@@ -19,11 +19,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.campaign_requests import CampaignRequests
-from activities.campaign_runs import live
 from activities.interface import MailerActivityInterface
 from activities.ledger import (
     CampaignRefused,
-    active_campaigns,
     api_key,
     campaigns_deferred_on,
     mark_scheduled,
@@ -37,12 +35,12 @@ from activities.ledger import (
 from activities.proofs import ProofEmailUnavailable, send_proof_email
 from activities.quota import QuotaSyncError, fetch_quota, log_sync
 from activities.ratelimit import RateLimiter, take_throttle, throttle_key
+from activities.reconciliation import Reconciliation
 from activities.sending import BatchHooks, BatchSender
 from db.engine import get_engine, session_scope
 from mailer.core.reachability import DATABASE_UNREACHABLE, REACHABILITY
 from mailer.core.settings import Settings
 from mailer.mail.smtp_replies import redact_addresses
-from workflows.campaign import CampaignWorkflow, workflow_id_for
 from workflows.contracts import (
     DispatchInput,
     DispatchResult,
@@ -61,12 +59,10 @@ from workflows.contracts import (
     SyncQuotaInput,
     SyncQuotaResult,
 )
-from workflows.requests import CampaignRow, cleared_by_resume_sql, queue_row_cleared
 from workflows.states import (
     CAMPAIGN_REFUSED,
     CampaignStatus,
     DeferReason,
-    QueueStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -206,50 +202,10 @@ class MailerActivities(MailerActivityInterface):
 
     @activity.defn
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
-        """Repair drift between the tables and Temporal (see :mod:`workflows.maintenance`)."""
-        requests = self._requests()
-        url = self.settings.sqlalchemy_url
-
-        def active() -> list[CampaignRow]:
-            with session_scope(url) as session:
-                return active_campaigns(session)
-
-        result = ReconcileResult(restarted=[], unstuck=[], resumed=[])
+        """Repair drift between the tables and Temporal (see :mod:`activities.reconciliation`)."""
         with activity_errors():
-            campaigns = await asyncio.to_thread(active)
-        for campaign in campaigns:
-            # The workflow's progress only matters under a row the resume SQL cleared: with
-            # 10,000 campaigns deferred, asking every one would put 10,000 queries on the
-            # workers every 5 minutes, alongside the wakes they are there for.
-            current = await live(
-                requests.client,
-                uuid.UUID(campaign.campaign_id),
-                progress=queue_row_cleared(campaign),
-            )
-            if current is None or not current.running:
-                with activity_errors():
-                    started = await requests.start_run(
-                        campaign, request.now, activity.info().task_queue
-                    )
-                if campaign.queue_status == QueueStatus.PROCESSING:
-                    result.unstuck.append(campaign.campaign_id)
-                if started:
-                    result.restarted.append(campaign.campaign_id)
-                    log.warning(
-                        "reconcile: campaign %s was %s with no workflow; restarted",
-                        campaign.campaign_id,
-                        campaign.status,
-                    )
-            elif current.progress is not None and cleared_by_resume_sql(campaign, current.progress):
-                handle = requests.client.get_workflow_handle(workflow_id_for(campaign.campaign_id))
-                await handle.signal(CampaignWorkflow.resume)
-                result.resumed.append(campaign.campaign_id)
-                log.warning(
-                    "reconcile: campaign %s: its queue row was cleared (the playbook's resume "
-                    "SQL); resumed",
-                    campaign.campaign_id,
-                )
-        return result
+            turn = Reconciliation(self._requests(), request.now, activity.info().task_queue)
+            return await turn.run()
 
     @activity.defn
     async def dispatch(self, request: DispatchInput) -> DispatchResult:

@@ -1,0 +1,164 @@
+"""Reconcile at 10,000 campaigns: one listing of the running workflows instead of a describe
+per campaign, and repairs only where a campaign's row still reads as it was listed (a turn
+takes minutes at that size, and the listing grows stale while it runs). Dev server: the
+listing needs a server with visibility."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from functools import partial
+
+import pytest
+from temporalio.client import (
+    Client,
+    DescribeWorkflowInput,
+    Interceptor,
+    OutboundInterceptor,
+    WorkflowExecutionDescription,
+    WorkflowFailureError,
+)
+
+from activities.campaign_requests import CampaignRequests
+from activities.ledger import campaign_rows
+from activities.reconciliation import Reconciliation, running_campaign_workflows
+from db.engine import session_scope
+from tests.support.harness import Harness, finished, hours_excluding_now, state_is, wait_for
+from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.requests import CampaignRow
+from workflows.states import QueueStatus
+
+
+class DescribesSeen(Interceptor):
+    """The workflow ids a client describes."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        seen = self.ids
+
+        class Counting(OutboundInterceptor):
+            async def describe_workflow(
+                self, input: DescribeWorkflowInput
+            ) -> WorkflowExecutionDescription:
+                seen.append(input.id)
+                return await super().describe_workflow(input)
+
+        return Counting(next)
+
+
+def row_of(harness: Harness, campaign: str) -> CampaignRow:
+    with session_scope(harness.settings.sqlalchemy_url) as session:
+        [row] = campaign_rows(session, [campaign])
+    return row
+
+
+def turn(harness: Harness, client: Client | None = None) -> Reconciliation:
+    requests = CampaignRequests(harness.settings, client or harness.client)
+    return Reconciliation(requests, datetime.now(UTC), harness.task_queue)
+
+
+async def run_id(harness: Harness, campaign: str) -> str:
+    description = await harness.client.get_workflow_handle(workflow_id_for(campaign)).describe()
+    return description.run_id or ""
+
+
+async def test_a_turn_describes_only_the_campaigns_the_listing_does_not_show_running(
+    dev: Harness,
+) -> None:
+    waiting, terminated = dev.ready_campaign(3), dev.ready_campaign(3)
+    start, end = hours_excluding_now()
+    describes = DescribesSeen()
+    config = dev.client.config()
+    config["interceptors"] = [describes]
+    counting = Client(**config)
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        handles = [await dev.start(waiting), await dev.start(terminated)]
+        for handle in handles:
+            await wait_for(partial(state_is, handle, "deferred"), what="the deferral")
+        await handles[1].terminate("gone, as by the Web UI's Terminate")
+
+        async def listed_as_the_server_sees_them() -> bool:
+            running = await running_campaign_workflows(dev.client)
+            return running == {workflow_id_for(waiting)}
+
+        await wait_for(listed_as_the_server_sees_them, what="the visibility listing")
+        result = await turn(dev, counting).run()
+        assert (result.restarted, result.resumed) == ([terminated], [])
+        # The running one was taken from the listing; only the missing one was described.
+        assert describes.ids == [workflow_id_for(terminated)]
+        restarted = dev.client.get_workflow_handle(workflow_id_for(terminated))
+        await wait_for(lambda: state_is(restarted, "deferred"), what="the restarted run")
+        for campaign in (waiting, terminated):
+            await dev.client.get_workflow_handle(workflow_id_for(campaign)).cancel()
+
+
+async def test_a_campaign_that_closed_after_the_listing_is_not_restarted(dev: Harness) -> None:
+    """Listed ``sending``; by the time the turn reaches it, its workflow was cancelled and
+    wrote ``cancelled``: the row read again says so, and nothing is started."""
+    campaign = dev.ready_campaign(3)
+    start, end = hours_excluding_now()
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        handle = await dev.start(campaign)
+        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+        listed = row_of(dev, campaign)
+        assert listed.status == "sending"
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await finished(handle)
+        closed_run = await run_id(dev, campaign)
+        reconciliation = turn(dev)
+        await reconciliation.check(listed)
+        assert reconciliation.result.restarted == []
+        assert await run_id(dev, campaign) == closed_run
+        assert row_of(dev, campaign).status == "cancelled"
+
+
+async def test_a_row_listed_before_its_deferral_was_written_does_not_wake_the_campaign(
+    dev: Harness,
+) -> None:
+    """Listed while the run had not yet deferred (a pending queue row with no defer reason,
+    as the playbook's resume SQL would leave it); by the time the turn queries the workflow,
+    it is deferred. The row read again shows the deferral: no resume."""
+    campaign = dev.ready_campaign(3)
+    start, end = hours_excluding_now()
+    async with dev.worker(working_hours_start=start, working_hours_end=end):
+        handle = await dev.start(campaign)
+        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+        deferred = row_of(dev, campaign)
+        assert deferred.defer_reason == "outside_hours"
+        before_the_deferral = dataclasses.replace(
+            deferred,
+            queue_status=QueueStatus.PENDING,
+            defer_reason="",
+            deferred_until=None,
+            consecutive_transient_errors=0,
+        )
+        reconciliation = turn(dev)
+        await reconciliation.check(before_the_deferral)
+        assert reconciliation.result.resumed == []
+        assert await state_is(handle, "deferred")
+        assert row_of(dev, campaign).defer_reason == "outside_hours"
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await finished(handle)
+
+
+async def test_a_server_that_cannot_list_workflows_has_each_campaign_described(
+    harness: Harness,
+) -> None:
+    """The time-skipping test server has no visibility (ListWorkflowExecutions is
+    unimplemented): the turn describes each campaign, and still repairs. Here, one the old
+    engine left ``sending`` with no workflow."""
+    campaign = harness.ready_campaign(3)
+    harness.sql_exec("UPDATE mailer_campaign SET status = 'sending' WHERE id = :c", c=campaign)
+    assert await running_campaign_workflows(harness.client) is None
+    async with harness.worker(working_hours_start=0, working_hours_end=24):
+        result = await turn(harness).run()
+        assert result.restarted == [campaign]
+        run = harness.client.get_workflow_handle_for(
+            CampaignWorkflow.run, workflow_id_for(campaign)
+        )
+        final = await finished(run)
+    assert (final.status, final.sent) == ("sent", 3)
