@@ -11,15 +11,22 @@ other database error (:func:`activities.mailer_activities.activity_errors`).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from types import TracebackType
 
 import psycopg
+from psycopg.abc import PQGen
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
 
 from activities.ledger import RECORD_SENT_SQL
 from db.engine import APPLICATION_NAME
+
+# A mark's wait with no word from the server for this long starts again on a fresh reader
+# (psycopg's own wait wakes as often, for the same reason and for Ctrl-C).
+QUIET_SECONDS = 0.1
 
 # A database that does not answer a connection attempt fails the batch, like a pool
 # checkout would, instead of holding it forever.
@@ -41,11 +48,121 @@ def as_sqlalchemy_error(error: psycopg.Error) -> sa_exc.DBAPIError:
     return wrapper(None, None, error, hide_parameters=True)
 
 
+class _MarksConnection(psycopg.AsyncConnection[tuple[object, ...]]):
+    """psycopg's asynchronous connection, waiting for its replies with a reader on its socket
+    that stays registered from one mark to the next.
+
+    psycopg's ``wait_async`` adds a reader for every reply it waits for and removes it after;
+    on uvloop that reader is a libuv poll handle, made and closed each time: a third of a
+    mark's CPU (``bench/marks.py``). Only a wait for reading takes this path (a mark's
+    reply); anything else (a write that would block) is handed to psycopg's own wait, from
+    where the generator stands.
+
+    A wait with no word for :data:`QUIET_SECONDS` (to twice that) starts again on a fresh
+    reader, as psycopg's own wait does at every reply: libuv stops a poll handle for good
+    when its socket reports an error (a server that hung up), and a handle kept across
+    waits would then never fire again.
+    """
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _watched: int | None = None  # the socket our reader is registered on
+    _reply: asyncio.Future[Ready] | None = None  # the wait in progress
+    _waits = 0  # waits begun so far
+    _idle_calls = 0  # the reader's calls in a row with no wait under way
+    _watchdog: asyncio.TimerHandle | None = None
+
+    async def wait(
+        self, gen: PQGen[psycopg.abc.RV], interval: float = 0.1, timeout: float | None = None
+    ) -> psycopg.abc.RV:
+        if timeout is not None:
+            return await super().wait(gen, interval, timeout)
+        try:
+            state = next(gen)
+            while state == Wait.R:
+                state = gen.send(await self._readable())
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        return await super().wait(_resumed(state, gen), interval)
+
+    async def _readable(self) -> Ready:
+        """``Ready.R`` once the socket can be read; ``Ready.NONE`` after a quiet spell (the
+        generator then asks again, and the next wait starts on a fresh reader)."""
+        loop = asyncio.get_running_loop()
+        socket = self.pgconn.socket
+        if (self._watched, self._loop) != (socket, loop):
+            self._stop_watching()
+            loop.add_reader(socket, self._on_readable)
+            self._watched, self._loop = socket, loop
+        reply: asyncio.Future[Ready] = loop.create_future()
+        self._reply = reply
+        self._waits += 1
+        if self._watchdog is None:
+            # One timer for many waits (a mark's reply takes a fraction of a millisecond;
+            # a timer per wait would cost as much as the reader saves).
+            self._watchdog = loop.call_later(QUIET_SECONDS, self._on_watchdog, self._waits)
+        try:
+            return await reply
+        finally:
+            self._reply = None
+
+    def _on_readable(self) -> None:
+        if self._reply is not None:
+            self._idle_calls = 0
+            if not self._reply.done():
+                self._reply.set_result(Ready.R)
+            # Else it fired again before the waiting mark ran to read the reply.
+            return
+        # Nothing waits. Once is the loop's stale news of a reply the last mark has read
+        # since (asyncio polls before it runs the woken mark); twice in a row, the socket
+        # stays readable (the server said something unasked, or hung up): stop watching, or
+        # the reader would fire at every turn of the loop.
+        self._idle_calls += 1
+        if self._idle_calls > 1:
+            self._stop_watching()
+
+    def _on_watchdog(self, waits: int) -> None:
+        """A wait that is still the one under way when the timer was set has been quiet
+        for a whole spell: it ends with ``Ready.NONE``, and the next starts afresh."""
+        self._watchdog = None
+        if self._reply is None or self._reply.done() or self._loop is None:
+            return  # nothing waits: the next wait sets the timer again
+        if self._waits == waits:
+            self._stop_watching()
+            self._reply.set_result(Ready.NONE)
+        else:
+            self._watchdog = self._loop.call_later(QUIET_SECONDS, self._on_watchdog, self._waits)
+
+    def _stop_watching(self) -> None:
+        self._idle_calls = 0
+        if self._watched is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._watched)
+        self._watched = self._loop = None
+
+    async def close(self) -> None:
+        # Before the socket closes and its number is reused.
+        self._stop_watching()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        await super().close()
+
+
+def _resumed(state: Wait, gen: PQGen[psycopg.abc.RV]) -> PQGen[psycopg.abc.RV]:
+    """``gen`` from where it stands: first ``state`` again, then the rest of it."""
+    ready = yield state
+    while True:
+        try:
+            state = gen.send(ready)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        ready = yield state
+
+
 class SentMarks:
     """One batch's connection for its "sent" marks: ``await SentMarks.connect(url)``, then
     :meth:`record` after each accepted message and :meth:`close` (or ``async with``)."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    def __init__(self, conn: _MarksConnection) -> None:
         self._conn = conn
         # One cursor for every mark: ``conn.execute`` would build a new one each time
         # (3-11 % of a mark's CPU, measured on 2,000 marks each way).
@@ -54,7 +171,7 @@ class SentMarks:
     @classmethod
     async def connect(cls, sqlalchemy_url: str) -> SentMarks:
         try:
-            conn = await psycopg.AsyncConnection.connect(
+            conn = await _MarksConnection.connect(
                 libpq_conninfo(sqlalchemy_url),
                 autocommit=True,  # each mark is its own transaction: one round trip
                 application_name=APPLICATION_NAME,

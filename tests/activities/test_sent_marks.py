@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, text
 
 from activities.ledger import record_sent
 from activities.sending import _discard
-from activities.sent_marks import SentMarks
+from activities.sent_marks import SentMarks, _resumed
 from db.engine import get_engine
 from mailer.stack import seed_data
 from tests.support.harness import wait_for
@@ -123,3 +126,78 @@ async def test_a_batch_that_cannot_open_its_smtp_session_closes_the_marks_connec
     await wait_for(
         lambda: open_connections(database_url) == before, timeout=10, what="the backend gone"
     )
+
+
+async def test_the_marks_reader_is_registered_once_and_gone_with_the_connection(
+    database_url: str,
+) -> None:
+    """The socket's reader stays registered across marks (psycopg's own wait adds and removes
+    one per reply) and is removed before the socket closes, whose number the next
+    connection may reuse."""
+    user = seed_data.add_user(database_url)
+    campaign = seed_data.add_campaign(database_url, user, 3)
+    loop = asyncio.get_running_loop()
+    added: list[int] = []
+    add_reader = loop.add_reader
+
+    def counting(fd: int, callback: Any, *args: Any) -> None:
+        added.append(fd)
+        add_reader(fd, callback, *args)
+
+    marks = await SentMarks.connect(database_url)  # (the handshake's own waits not counted)
+    socket = marks._conn.pgconn.socket
+    loop.add_reader = counting  # type: ignore[method-assign,assignment]
+    try:
+        for recipient in recipient_ids(database_url, campaign):
+            await marks.record(recipient, f"<{recipient}@test>", NOW)
+        await marks.close()
+    finally:
+        loop.add_reader = add_reader  # type: ignore[method-assign]
+    assert added == [socket]
+    assert not loop.remove_reader(socket)  # none left behind
+    assert [ledger_rows(database_url, r)[0][0] for r in recipient_ids(database_url, campaign)] == [
+        "sent"
+    ] * 3
+
+
+async def test_a_server_hanging_up_between_marks_fails_the_next_mark_as_unreachable(
+    database_url: str,
+) -> None:
+    """Between two marks nothing waits on the socket: its end-of-file stops the reader
+    (a registered reader on a readable socket would fire at every turn of the loop), and the
+    next mark fails as a lost connection, which the batch reports as the database down."""
+    user = seed_data.add_user(database_url)
+    campaign = seed_data.add_campaign(database_url, user, 2)
+    first, second = recipient_ids(database_url, campaign)
+    async with await SentMarks.connect(database_url) as marks:
+        await marks.record(first, "<first@test>", NOW)
+        backend = marks._conn.pgconn.backend_pid
+        with get_engine(database_url).connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        await wait_for(lambda: marks._conn._watched is None, timeout=10, what="the reader gone")
+        with pytest.raises(sa_exc.OperationalError):
+            await marks.record(second, "<second@test>", NOW)
+    assert ledger_rows(database_url, first)[0][0] == "sent"
+    assert ledger_rows(database_url, second)[0][0] == "pending"
+
+
+def test_a_generator_handed_on_mid_way_resumes_where_it_stood() -> None:
+    """A wait other than for reading goes to psycopg's own wait from where the generator
+    stands: the state it yielded last comes first, then the rest, then its result."""
+
+    def protocol() -> Generator[Wait, Ready | int, str]:
+        got = yield Wait.R
+        assert got == Ready.R
+        got = yield Wait.W
+        got2 = yield Wait.RW
+        return f"done after {int(got)} and {int(got2)}"
+
+    gen = protocol()
+    assert next(gen) == Wait.R
+    state = gen.send(Ready.R)  # our wait took the read; the write is handed on
+    handed = _resumed(state, gen)
+    assert next(handed) == Wait.W
+    assert handed.send(Ready.W) == Wait.RW
+    with pytest.raises(StopIteration) as finished:
+        handed.send(Ready.RW)
+    assert finished.value.value == f"done after {int(Ready.W)} and {int(Ready.RW)}"

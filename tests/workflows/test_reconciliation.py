@@ -80,8 +80,11 @@ async def test_a_turn_describes_only_the_campaigns_the_listing_does_not_show_run
         await handles[1].terminate("gone, as by the Web UI's Terminate")
 
         async def listed_as_the_server_sees_them() -> bool:
-            running = await running_campaign_workflows(dev.client)
-            return running == {workflow_id_for(waiting)}
+            # (Other tests' campaigns may run on this server too: its namespace is shared.)
+            running = await running_campaign_workflows(dev.client) or set()
+            return (
+                workflow_id_for(waiting) in running and workflow_id_for(terminated) not in running
+            )
 
         await wait_for(listed_as_the_server_sees_them, what="the visibility listing")
         result = await turn(dev, counting).run()
