@@ -24,7 +24,8 @@ from activities.ledger import campaign_rows
 from activities.reconciliation import Reconciliation, running_campaign_workflows
 from db.engine import session_scope
 from tests.support.harness import Harness, finished, hours_excluding_now, state_is, wait_for
-from workflows.campaign import CampaignWorkflow, workflow_id_for
+from workflows.campaign import workflow_id_for
+from workflows.contracts import CampaignResult
 from workflows.requests import CampaignRow
 from workflows.states import QueueStatus
 
@@ -160,8 +161,8 @@ async def test_a_server_that_cannot_list_workflows_has_each_campaign_described(
     async with harness.worker(working_hours_start=0, working_hours_end=24):
         result = await turn(harness).run()
         assert result.restarted == [campaign]
-        run = harness.client.get_workflow_handle_for(
-            CampaignWorkflow.run, workflow_id_for(campaign)
+        run = harness.client.get_workflow_handle(
+            workflow_id_for(campaign), result_type=CampaignResult
         )
         final = await finished(run)
     assert (final.status, final.sent) == ("sent", 3)
