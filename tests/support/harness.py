@@ -42,6 +42,10 @@ DEFAULT_ZONE = "Europe/Moscow"
 #: The sending window of tests where the clock of day is not what they test.
 ALWAYS_OPEN = {"working_hours_start": 0, "working_hours_end": 24}
 
+# How long a Temporal server of the tests may take to start: the SDK waits 5 s by default,
+# which a loaded two-core machine (two test processes, a dev server with its Web UI) exceeds.
+SERVER_STARTUP = timedelta(seconds=60)
+
 
 def zone_name() -> str:
     """The zone the harness runs mailer in (MAILER_TIMEZONE of every settings and process)."""

@@ -25,7 +25,7 @@ from mailer.stack.binaries import temporal_binary
 from mailer.stack.servers import free_port
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
-from tests.support.harness import on_the_dev_server, wait_for, zone
+from tests.support.harness import SERVER_STARTUP, on_the_dev_server, wait_for, zone
 from tests.web.test_unsubscribe_browser import CHROMIUM_ARGS, chromium
 from workflows.campaign import workflow_id_for
 from workflows.search_attributes import ALL_KEYS
@@ -45,6 +45,7 @@ async def ui_env() -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
         search_attributes=ALL_KEYS,
         ui=True,
         ui_port=port,
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
     yield env, f"http://127.0.0.1:{port}"
     await env.shutdown()

@@ -18,6 +18,7 @@ from mailer.stack.binaries import temporal_test_server_binary
 from mailer.stack.smtp_sink import SmtpSink
 from mailer.stack.smtpbz_stub import SmtpBzStubServer
 from tests.support.harness import (
+    SERVER_STARTUP,
     Harness,
     finished,
     make_settings,
@@ -88,7 +89,8 @@ async def near_now(
     """A time-skipping server of its own, its clock at the present: the session's has been
     skipped years ahead by other tests, past the holidays package's calendars."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_binary()
+        test_server_existing_path=temporal_test_server_binary(),
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     await ensure_search_attributes(env.client, env.client.namespace)
     settings = make_settings(database_url, redis_url, stub.base_url)
