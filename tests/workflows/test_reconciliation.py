@@ -6,8 +6,11 @@ listing needs a server with visibility."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import pytest
 from temporalio.client import (
@@ -17,6 +20,7 @@ from temporalio.client import (
     OutboundInterceptor,
     WorkflowExecutionDescription,
     WorkflowFailureError,
+    WorkflowHandle,
 )
 
 from activities.campaign_requests import CampaignRequests
@@ -65,6 +69,20 @@ async def run_id(harness: Harness, campaign: str) -> str:
     return description.run_id or ""
 
 
+@asynccontextmanager
+async def deferred_campaign(
+    harness: Harness,
+) -> AsyncIterator[tuple[str, WorkflowHandle[Any, Any]]]:
+    """A campaign of 3 deferred outside working hours (which exclude the hour the test runs
+    at), with its worker running while the context lasts."""
+    campaign = harness.ready_campaign(3)
+    start, end = hours_excluding_now()
+    async with harness.worker(working_hours_start=start, working_hours_end=end):
+        handle = await harness.start(campaign)
+        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+        yield campaign, handle
+
+
 async def test_a_turn_describes_only_the_campaigns_the_listing_does_not_show_running(
     dev: Harness,
 ) -> None:
@@ -101,11 +119,7 @@ async def test_a_turn_describes_only_the_campaigns_the_listing_does_not_show_run
 async def test_a_campaign_that_closed_after_the_listing_is_not_restarted(dev: Harness) -> None:
     """Listed ``sending``; by the time the turn reaches it, its workflow was cancelled and
     wrote ``cancelled``: the row read again says so, and nothing is started."""
-    campaign = dev.ready_campaign(3)
-    start, end = hours_excluding_now()
-    async with dev.worker(working_hours_start=start, working_hours_end=end):
-        handle = await dev.start(campaign)
-        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+    async with deferred_campaign(dev) as (campaign, handle):
         listed = row_of(dev, campaign)
         assert listed.status == "sending"
         await handle.cancel()
@@ -125,11 +139,7 @@ async def test_a_row_listed_before_its_deferral_was_written_does_not_wake_the_ca
     """Listed while the run had not yet deferred (a pending queue row with no defer reason,
     as the playbook's resume SQL would leave it); by the time the turn queries the workflow,
     it is deferred. The row read again shows the deferral: no resume."""
-    campaign = dev.ready_campaign(3)
-    start, end = hours_excluding_now()
-    async with dev.worker(working_hours_start=start, working_hours_end=end):
-        handle = await dev.start(campaign)
-        await wait_for(lambda: state_is(handle, "deferred"), what="the deferral")
+    async with deferred_campaign(dev) as (campaign, handle):
         deferred = row_of(dev, campaign)
         assert deferred.defer_reason == "outside_hours"
         before_the_deferral = dataclasses.replace(
