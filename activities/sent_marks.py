@@ -53,10 +53,10 @@ class _MarksConnection(psycopg.AsyncConnection[tuple[object, ...]]):
     that stays registered from one mark to the next.
 
     psycopg's ``wait_async`` adds a reader for every reply it waits for and removes it after;
-    on uvloop that reader is a libuv poll handle, made and closed each time: a third of a
-    mark's CPU (``bench/marks.py``). Only a wait for reading takes this path (a mark's
-    reply); anything else (a write that would block) is handed to psycopg's own wait, from
-    where the generator stands.
+    on uvloop that reader is a libuv poll handle, made and closed each time. Keeping it saves
+    about a fifth of a mark's CPU (``bench/marks.py``). Only a wait for reading takes this
+    path (a mark's reply); anything else (a write that would block) is handed to psycopg's
+    own wait, from where the generator stands.
 
     A wait with no word for :data:`QUIET_SECONDS` (to twice that) starts again on a fresh
     reader, as psycopg's own wait does at every reply: libuv stops a poll handle for good
