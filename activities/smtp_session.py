@@ -10,7 +10,7 @@ import ssl
 
 import aiosmtplib
 
-from activities.smtp_pipelining import adopt_pipelining
+from activities.smtp_envelope import adopt_reply_queue
 from mailer.mail.smtp_replies import ErrorClass, SmtpFailure, Stage, classify_exception
 from mailer.mail.tls import BadCertificate, tls_context, warn_unverified
 from mailer.mail.views import AccountView
@@ -59,7 +59,7 @@ async def open_smtp(account: AccountView, timeout: float) -> aiosmtplib.SMTP:
                 raise SmtpSessionFailed(_auth_not_offered(account))
             await smtp.login(account.smtp_username, account.smtp_password)
         stage = Stage.HELO
-        await adopt_pipelining(smtp)
+        await adopt_reply_queue(smtp)
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         smtp.close()
         if uses_tls and stage == Stage.CONNECT and _looks_like_tls(exc):

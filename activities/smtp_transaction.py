@@ -1,6 +1,6 @@
 """One message's SMTP transaction (MAIL, RCPT, DATA, the message, the final dot) on an open
 aiosmtplib session, step by step so a failure says where it happened (MAIL, RCPT and DATA
-in one flight where the server pipelines: :mod:`activities.smtp_pipelining`).
+in one flight where the server pipelines: :mod:`activities.smtp_envelope`).
 
 Where matters once: a timeout or a dropped connection *after the final dot* is not a refusal
 — the server may have accepted the message and only its reply was lost — so it is raised as
@@ -14,21 +14,9 @@ import contextlib
 import re
 
 import aiosmtplib
-from aiosmtplib import (
-    SMTPDataError,
-    SMTPRecipientRefused,
-    SMTPSenderRefused,
-    SMTPServerDisconnected,
-    SMTPStatus,
-)
+from aiosmtplib import SMTPDataError, SMTPServerDisconnected, SMTPStatus
 
-from activities.smtp_pipelining import (
-    RECIPIENT_ACCEPTED,
-    pipelined_envelope,
-    pipelines,
-    quoted_path,
-    quoted_sender,
-)
+from activities.smtp_envelope import write_envelope
 
 # RFC 5321 4.5.2: a line starting with a period gets one more.
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
@@ -90,37 +78,11 @@ async def send_message(
         # RFC 1870: the octets as sent, less the dot-stuffing and the final dot.
         options.insert(0, f"SIZE={len(body) - 3}")
     try:
-        if pipelines(smtp):  # the server advertised PIPELINING: one round trip for three
-            await pipelined_envelope(smtp, sender, recipient, options, encoding)
-        else:
-            await stepwise_envelope(smtp, sender, recipient, options, encoding)
+        await write_envelope(smtp, sender, recipient, options, encoding)
     except aiosmtplib.SMTPResponseException:
         await _reset(smtp)
         raise
     await _write_body(smtp, body)
-
-
-async def stepwise_envelope(
-    smtp: aiosmtplib.SMTP, sender: str, recipient: str, options: list[str], encoding: str
-) -> None:
-    """MAIL FROM, RCPT TO and DATA one at a time (a server without PIPELINING); returns once
-    the server said 354 to DATA. Raises what aiosmtplib's ``mail``, ``rcpt`` and DATA would,
-    with the same command lines, but a plain address is not parsed again for each message
-    (:func:`activities.smtp_pipelining.quoted_path`: 7 % of the worker's CPU per email on
-    loopback went to ``parseaddr``)."""
-    mail = await smtp.execute_command(
-        b"MAIL",
-        b"FROM:" + quoted_sender(sender, encoding),
-        *(option.encode("ascii") for option in options),
-    )
-    if mail.code != SMTPStatus.completed:
-        raise SMTPSenderRefused(mail.code, mail.message, sender)
-    rcpt = await smtp.execute_command(b"RCPT", b"TO:" + quoted_path(recipient, encoding))
-    if rcpt.code not in RECIPIENT_ACCEPTED:
-        raise SMTPRecipientRefused(rcpt.code, rcpt.message, recipient)
-    started = await smtp.execute_command(b"DATA")
-    if started.code != SMTPStatus.start_input:
-        raise SMTPDataError(started.code, started.message)
 
 
 async def _write_body(smtp: aiosmtplib.SMTP, body: bytes) -> None:

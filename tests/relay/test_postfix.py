@@ -16,15 +16,15 @@ from email import message_from_string, policy
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.smtp_pipelining import pipelines
+from activities.smtp_envelope import pipelines
 from activities.smtp_session import close_smtp, open_smtp
 from db.engine import session_scope
 from db.queries import campaign_status_view
 from mailer.mail.views import AccountView
 from mailer.stack import seed_data
 from mailer.stack.smtp_sink import FailureRule, SmtpSink
-from tests.activities.test_smtp_pipelining import REFUSALS_IN_A_GROUP, counting_proxy, send
-from tests.activities.test_smtp_pipelining import Counter as WriteCounter
+from tests.activities.test_smtp_envelope import REFUSALS_IN_A_GROUP, counting_proxy, send
+from tests.activities.test_smtp_envelope import Counter as WriteCounter
 from tests.support.harness import Harness, finished, progress, skip_to_monday_9, state_is, wait_for
 from tests.support.postfix import PASSWORD, USERNAME, Greylister, Postfix, running_postfix
 from tests.support.webservice import SECRET, WebService

@@ -15,9 +15,9 @@ import pytest
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import SMTPProtocol
 
-from activities.smtp_pipelining import (
+from activities.smtp_envelope import (
     MAX_UNREAD_REPLIES,
-    PipeliningProtocol,
+    ReplyQueueProtocol,
     pipelines,
     quoted_path,
 )
@@ -137,10 +137,52 @@ async def test_a_pipelined_message_takes_two_writes_instead_of_four(sink: SmtpSi
     assert per_message == (2 if sink.handler.pipelining else 4)
 
 
+@contextlib.asynccontextmanager
+async def silent_to_rcpt(pipelining: bool, closed: asyncio.Event) -> AsyncIterator[int]:
+    """An SMTP server over real TCP that answers everything but RCPT TO; once the client has
+    given up and hung up, it sets ``closed``. Yields its port."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow.example ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                offered = b"250-slow.example\r\n250 PIPELINING\r\n"
+                writer.write(offered if pipelining else b"250 slow.example\r\n")
+            elif verb == b"RCPT":
+                continue  # no reply: the client's read times out
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-at-a-time"])
+async def test_a_reply_that_never_comes_ends_the_session(pipelining: bool) -> None:
+    """RCPT's reply does not come within the timeout: the send fails as a timeout and the
+    session hangs up, so a reply arriving later is never read as another command's."""
+    closed = asyncio.Event()
+    async with silent_to_rcpt(pipelining, closed) as port:
+        smtp = await open_smtp(account(port), timeout=0.3)
+        assert pipelines(smtp) == pipelining
+        with pytest.raises(aiosmtplib.SMTPReadTimeoutError, match="Timed out"):
+            await send(smtp, "slow@example.org")
+        await asyncio.wait_for(closed.wait(), timeout=10)
+        assert not smtp.is_connected
+        with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+            await send(smtp, "next@example.org")
+
+
 async def test_a_server_flooding_replies_is_refused_not_buffered() -> None:
     """More replies than any group asks for, unread: the session fails with one clear
     error instead of keeping them all."""
-    protocol = PipeliningProtocol(SMTPProtocol(), asyncio.get_running_loop())
+    protocol = ReplyQueueProtocol(SMTPProtocol(), asyncio.get_running_loop(), pipelining=True)
     protocol.data_received(b"250 ok\r\n" * (MAX_UNREAD_REPLIES + 1))
     protocol.data_received(b"250 later\r\n")
     with pytest.raises(aiosmtplib.SMTPResponseException, match="Too many replies"):
