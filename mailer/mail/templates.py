@@ -10,11 +10,16 @@ a large exponent (``9 ** (9 ** 9)``) and large numbers passed to any call (``ran
 ``'x' * 2 * 10**9`` once ran out of memory); ``lipsum`` is not offered; and a message's
 rendered text stops at :data:`MAX_RENDERED_CHARS`. Loops that render nothing but spin
 are bounded by time at create (operations.authoring.rehearsal).
+
+A template that is only text and ``{{ name }}`` substitutions (most subjects, and bodies
+like the demo's) is rendered without Jinja, to exactly what Jinja renders: a tenth of the
+CPU, three times a message (:func:`_substitutions`).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,12 +28,24 @@ from jinja2.exceptions import SecurityError
 from jinja2.meta import find_undeclared_variables
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 # What one rendering may produce and compute.
 MAX_RENDERED_CHARS = 1_000_000  # per subject or body of one message
 MAX_SEQUENCE = 100_000  # the length of a string or list a template builds by * or +
 MAX_NUMBER_ARGUMENT = 100_000  # ints passed to any call (range, ljust, center, truncate...)
 MAX_EXPONENT = 64
+
+# ``{{ name }}`` and nothing else inside: no filter, attribute, whitespace control or literal.
+_SUBSTITUTION = re.compile(r"\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\}\}")
+# What starts any other Jinja markup in the text around substitutions.
+_MARKUP_STARTS = ("{{", "{%", "{#")
+# Names Jinja reads as literals or its own, never as the recipient's variables.
+_NOT_VARIABLES = frozenset(
+    {"true", "false", "none", "True", "False", "None", "self", "loop", "caller", "super"}
+)
+# Jinja's lexer writes every line end in the template's text as "\n".
+_LINE_ENDS = re.compile(r"\r\n|\r")
 
 
 class TemplateBudgetExceeded(SecurityError):
@@ -163,8 +180,61 @@ def _compiled(source: str, html: bool):  # type: ignore[no-untyped-def]
     return template
 
 
+@functools.lru_cache(maxsize=256)
+def _substitutions(source: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """``source`` as its texts and the names substituted between them (one text more than
+    names), if it is only text and ``{{ name }}`` substitutions; else None (Jinja renders).
+
+    A text ending in ``{`` is refused too: before ``{{ name }}`` it would make ``{{{``, where
+    Jinja's lexer starts the substitution one character earlier."""
+    texts: list[str] = []
+    names: list[str] = []
+    last = 0
+    for match in _SUBSTITUTION.finditer(source):
+        texts.append(source[last : match.start()])
+        names.append(match.group(1))
+        last = match.end()
+    texts.append(source[last:])
+    if any(name in _NOT_VARIABLES for name in names):
+        return None
+    for text in texts:
+        if any(start in text for start in _MARKUP_STARTS):
+            return None
+    if any(text.endswith("{") for text in texts[:-1]):
+        return None
+    return tuple(_LINE_ENDS.sub("\n", text) for text in texts), tuple(names)
+
+
+def _substituted(
+    texts: tuple[str, ...], names: tuple[str, ...], context: Mapping[str, object], html: bool
+) -> str | None:
+    """What Jinja renders for these texts and names (``str`` of each value, escaped for
+    HTML); None if a name is not the recipient's (Jinja's globals, or StrictUndefined's
+    error, are Jinja's to give)."""
+    pieces = [texts[0]]
+    for name, text in zip(names, texts[1:], strict=True):
+        if name not in context:
+            return None
+        value = context[name]
+        pieces.append(str(escape(value)) if html else str(value))
+        pieces.append(text)
+    return "".join(pieces)
+
+
 def render(source: str, context: Mapping[str, object], *, html: bool) -> str:
     """Render a checked template for one recipient, within :data:`MAX_RENDERED_CHARS`."""
+    simple = _substitutions(source)
+    if simple is not None and (rendered := _substituted(*simple, context, html)) is not None:
+        if len(rendered) > MAX_RENDERED_CHARS:
+            raise TemplateBudgetExceeded(
+                f"the rendered text is over {MAX_RENDERED_CHARS:,} characters"
+            )
+        return rendered
+    return _jinja_render(source, context, html=html)
+
+
+def _jinja_render(source: str, context: Mapping[str, object], *, html: bool) -> str:
+    """Jinja's rendering of ``source``, stopped at :data:`MAX_RENDERED_CHARS`."""
     pieces: list[str] = []
     size = 0
     for piece in _compiled(source, html).generate(dict(context)):
