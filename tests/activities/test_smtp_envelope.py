@@ -179,6 +179,20 @@ async def test_a_reply_that_never_comes_ends_the_session(pipelining: bool) -> No
             await send(smtp, "next@example.org")
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-at-a-time"])
+async def test_a_421_to_the_envelope_hangs_up_as_aiosmtplib_does(pipelining: bool) -> None:
+    """421 says the server is closing the channel: the refusal is raised as the server's,
+    and the session is closed (the sink here would have kept it open)."""
+    rule = FailureRule("closing@example.org", 421, text="4.3.2 shutting down")
+    with SmtpSink(SinkHandler(rules=[rule], pipelining=pipelining)) as running:
+        smtp = await open_smtp(account(running.port), timeout=10)
+        assert await send(smtp, "first@example.org") == "ok"
+        assert await send(smtp, "closing@example.org") == "SMTPRecipientRefused 421"
+        assert not smtp.is_connected
+        await close_smtp(smtp)
+    assert running.handler.recipients() == ["first@example.org"]
+
+
 async def test_a_server_flooding_replies_is_refused_not_buffered() -> None:
     """More replies than any group asks for, unread: the session fails with one clear
     error instead of keeping them all."""
