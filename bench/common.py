@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -66,3 +67,24 @@ def ms_per_call(
             call()
         figures.append((clock() - started) / calls * 1000)
     return figures
+
+
+def report_alternation(
+    results: dict[bool, list[tuple[float, float]]],
+    names: tuple[str, str],
+    unit: str,
+    runs: int,
+    ratio_label: str,
+) -> None:
+    """Print each side's median CPU and wall milliseconds per ``unit`` and their CPU ratio,
+    ours over the baseline's: ``results[True]`` holds the baseline's runs, ``results[False]``
+    ours, ``names`` says which is which in that order."""
+    width = max(len(label) for label in (*names, ratio_label))
+    for baseline, name in zip((True, False), names, strict=True):
+        cpu = statistics.median(c for c, _ in results[baseline])
+        wall = statistics.median(w for _, w in results[baseline])
+        print(f"{name:>{width}}: CPU {cpu:.4f} ms a {unit}, wall {wall:.4f} ms (median of {runs})")
+    ratio = statistics.median(c for c, _ in results[False]) / statistics.median(
+        c for c, _ in results[True]
+    )
+    print(f"{ratio_label:>{width}}: {ratio:.2f}")

@@ -10,14 +10,13 @@ their ratio (compare within one run of this script: these machines are noisy).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT  # noqa: F401 (the project on the path, no .env files)
+from bench.common import report_alternation
 
 
 async def mark_all(url: str, recipient_ids: list[int], plain: bool) -> tuple[float, float]:
@@ -69,14 +68,13 @@ def main() -> None:
                     )
                 )
             results[plain].append(run_on(mark_all(url, ids, plain), "uvloop"))
-    for plain, name in ((True, "psycopg's AsyncConnection"), (False, "the marks' connection")):
-        cpu = statistics.median(c for c, _ in results[plain])
-        wall = statistics.median(w for _, w in results[plain])
-        print(f"{name:>28}: CPU {cpu:.4f} ms a mark, wall {wall:.4f} ms (median of {args.runs})")
-    ratio = statistics.median(c for c, _ in results[False]) / statistics.median(
-        c for c, _ in results[True]
+    report_alternation(
+        results,
+        ("psycopg's AsyncConnection", "the marks' connection"),
+        "mark",
+        args.runs,
+        "CPU ratio, marks / plain",
     )
-    print(f"{'CPU ratio, marks / plain':>28}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

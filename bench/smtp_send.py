@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import sink_process
+from bench.common import report_alternation, sink_process
 from bench.throughput import ready_messages
 
 SENDER = "news@example.com"
@@ -47,18 +46,7 @@ async def send_on_one_session(port: int, messages: list[tuple[str, bytes]], plai
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
         await smtp.connect()
     else:
-        account = AccountView(
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            smtp_username="",
-            smtp_password="",
-            smtp_tls="none",
-            from_email=SENDER,
-            from_name="",
-            per_user_daily_limit=0,
-            smtp_ca_pem="",
-            smtp_verify_tls=True,
-        )
+        account = AccountView.without_login("127.0.0.1", port, SENDER)
         smtp = await open_smtp(account, timeout=60)
     for recipient, data in messages:
         if plain:
@@ -88,15 +76,14 @@ def main() -> None:
             results[plain].append(
                 run_on(send_all(port, messages, args.connections, plain), "uvloop")
             )
-    for plain, name in ((True, "aiosmtplib's sendmail"), (False, "mailer's send_message")):
-        cpu = statistics.median(c for c, _ in results[plain])
-        wall = statistics.median(w for _, w in results[plain])
-        print(f"{name:>24}: CPU {cpu:.4f} ms a message, wall {wall:.4f} ms (median of {args.runs})")
-    print(f"{'':>24}  {args.connections} sessions at once, {args.messages} messages a run")
-    ratio = statistics.median(c for c, _ in results[False]) / statistics.median(
-        c for c, _ in results[True]
+    report_alternation(
+        results,
+        ("aiosmtplib's sendmail", "mailer's send_message"),
+        "message",
+        args.runs,
+        "CPU ratio, mailer / plain",
     )
-    print(f"{'CPU ratio, mailer / plain':>24}: {ratio:.2f}")
+    print(f"{args.connections} sessions at once, {args.messages} messages a run")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,21 @@ class AccountView:
     smtp_ca_pem: str = ""
     smtp_verify_tls: bool = True
 
+    @classmethod
+    def without_login(cls, host: str, port: int, from_email: str) -> AccountView:
+        """A server that takes mail with no TLS and no login (the stack's SMTP sink, a relay
+        on a trusted network), no daily limit."""
+        return cls(
+            smtp_host=host,
+            smtp_port=port,
+            smtp_username="",
+            smtp_password="",
+            smtp_tls="none",
+            from_email=from_email,
+            from_name="",
+            per_user_daily_limit=0,
+        )
+
 
 @dataclass(frozen=True)
 class RecipientView:

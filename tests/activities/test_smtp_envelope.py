@@ -72,18 +72,7 @@ async def counting_proxy(target: int, counter: Counter) -> AsyncIterator[int]:
 
 
 def account(port: int) -> AccountView:
-    return AccountView(
-        smtp_host="127.0.0.1",
-        smtp_port=port,
-        smtp_username="",
-        smtp_password="",
-        smtp_tls="none",
-        from_email=SENDER,
-        from_name="",
-        per_user_daily_limit=0,
-        smtp_ca_pem="",
-        smtp_verify_tls=True,
-    )
+    return AccountView.without_login("127.0.0.1", port, SENDER)
 
 
 @pytest.fixture(params=[True, False], ids=["pipelining", "one-at-a-time"])
