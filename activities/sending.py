@@ -77,7 +77,7 @@ log = logging.getLogger("mailer.sending")
 T = TypeVar("T")
 # Progress heartbeats between messages, at most this often. Temporal sends one every 0.8 of
 # the heartbeat timeout (4 s at the default 5 s) whatever we call, but the SDK encodes the
-# details at every call: at 0.1 s that was 2-4 % of the worker's CPU per email on loopback.
+# details at every call: at 0.1 s that was 2-3 % of the worker's CPU per email on loopback.
 # The keep-alive below beats on its own clock too, so a slow message never starves it.
 HEARTBEAT_EVERY = 1.0
 # The background heartbeat's period at most (a fifth of the lease when that is shorter).

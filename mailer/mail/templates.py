@@ -12,8 +12,8 @@ rendered text stops at :data:`MAX_RENDERED_CHARS`. Loops that render nothing but
 are bounded by time at create (operations.authoring.rehearsal).
 
 A template that is only text and ``{{ name }}`` substitutions (most subjects, and bodies
-like the demo's) is rendered without Jinja, to exactly what Jinja renders: a tenth of the
-CPU, three times a message (:func:`_substitutions`).
+like the demo's) is rendered without Jinja, to exactly what Jinja renders: a message's three
+renders take 3.5 µs instead of 8.7 (:func:`_substitutions`).
 """
 
 from __future__ import annotations
