@@ -45,7 +45,7 @@ from activities.ledger import (
     take_snapshot,
 )
 from activities.ratelimit import OldEngineWatch, RateLimiter
-from activities.sent_marks import SentMarks
+from activities.sent_marks import MarksPool, SentMarks
 from activities.smtp_session import SmtpSessionFailed, close_smtp, open_smtp
 from activities.smtp_transaction import OutcomeUnknown, send_message
 from db.engine import session_scope
@@ -257,11 +257,11 @@ def _delivered_outcome(
     return SendOutcome.COMPLETED
 
 
-async def _discard(opening: asyncio.Future[SentMarks]) -> None:
-    """Close the marks' connection being made, whatever becomes of it (the batch ends)."""
+async def _give_back(pool: MarksPool, taking: asyncio.Future[SentMarks]) -> None:
+    """Hand the marks' connection being taken back to the pool, whatever becomes of it (the
+    batch ends before its first message)."""
     with contextlib.suppress(Exception):
-        marks = await opening
-        await marks.close()
+        await pool.give_back(await taking)
 
 
 class BatchSender:
@@ -273,6 +273,8 @@ class BatchSender:
         self.limiter = limiter
         self.old_engine = OldEngineWatch(limiter)
         self.retry_policy = RetryPolicy.of(settings)  # parsed once, not per refusal
+        # One kept "sent" marks connection for each batch that may run at once.
+        self.marks = MarksPool(settings.sqlalchemy_url, keep=settings.max_concurrent_activities)
 
     async def _db(self, fn: Callable[[], T]) -> T:
         """``fn`` (blocking database work) in a thread. A thread cannot be stopped: if we
@@ -486,20 +488,21 @@ class BatchSender:
         hooks.heartbeat(0, 0)
         # The batch's connections for its ledger writes, in autocommit: each write is a
         # single statement, its own transaction (one round trip instead of three). The "sent"
-        # marks, one per email, have their own, written from the event loop; it is made
-        # while the SMTP session opens.
-        opening = asyncio.ensure_future(SentMarks.connect(self.settings.sqlalchemy_url))
+        # marks, one per email, have their own, written from the event loop; it is taken
+        # from the worker's kept ones (or made) while the SMTP session opens.
+        taking = asyncio.ensure_future(self.marks.take())
         try:
             smtp = await open_smtp(batch.account, self.settings.smtp_timeout_seconds)
         except BaseException as error:
-            await _discard(opening)
+            await _give_back(self.marks, taking)
             if not isinstance(error, SmtpSessionFailed):
                 raise
             tally.control.failure = error.failure
             return
         async with contextlib.AsyncExitStack() as closing:  # closed in reverse order
             closing.push_async_callback(close_smtp, smtp)
-            marks = await closing.enter_async_context(await opening)
+            marks = await taking
+            closing.push_async_callback(self.marks.give_back, marks)
             conn = await self._db(self._autocommit_connection)
             closing.push_async_callback(self._db, conn.close)
             try:

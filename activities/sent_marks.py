@@ -12,11 +12,16 @@ other database error (:func:`activities.mailer_activities.activity_errors`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
 import psycopg
 from psycopg.abc import PQGen
+from psycopg.pq import TransactionStatus
 from psycopg.waiting import Ready, Wait
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url
@@ -31,6 +36,10 @@ QUIET_SECONDS = 0.1
 # A database that does not answer a connection attempt fails the batch, like a pool
 # checkout would, instead of holding it forever.
 CONNECT_TIMEOUT_SECONDS = 10
+
+# A marks connection a batch gave back is kept for the next batch this long, then closed:
+# a worker that stops sending does not hold PostgreSQL backends for good.
+KEPT_IDLE_SECONDS = 60.0
 
 
 def libpq_conninfo(sqlalchemy_url: str) -> str:
@@ -184,6 +193,26 @@ class SentMarks:
     async def close(self) -> None:
         await self._conn.close()
 
+    def reusable(self) -> bool:
+        """Whether another batch may take this connection over: open, no statement under
+        way, and nothing from the server waiting on its socket. An idle connection in
+        autocommit is told nothing unasked; a backend that was terminated (an operator,
+        a restart) says so and hangs up, which leaves the socket readable. Checked without
+        a round trip, so keeping a connection costs nothing a new one would not."""
+        conn = self._conn
+        if conn.closed or conn.broken:
+            return False
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        poll = select.poll()
+        poll.register(conn.pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return not poll.poll(0)
+
+    def park(self) -> None:
+        """Stop watching the socket while no batch uses the connection (the next mark
+        watches it again)."""
+        self._conn._stop_watching()
+
     async def __aenter__(self) -> SentMarks:
         return self
 
@@ -203,3 +232,91 @@ class SentMarks:
             await self._cursor.execute(RECORD_SENT_SQL, params, prepare=True)
         except psycopg.Error as error:
             raise as_sqlalchemy_error(error) from None
+
+
+@dataclass
+class _Kept:
+    marks: SentMarks
+    loop: asyncio.AbstractEventLoop
+    since: float  # time.monotonic() when it was given back
+
+
+class MarksPool:
+    """The worker's "sent" marks connections, kept from one batch to the next.
+
+    A new connection costs about 4 ms of PostgreSQL's CPU (a backend started, its catalog
+    caches filled) and 1 ms of the worker's, once per batch: at 10,000 small campaigns
+    more than any of their statements (``bench/scale.py``). A batch takes one with
+    :meth:`take` and hands it back with :meth:`give_back`; one that is no longer
+    :meth:`SentMarks.reusable` is closed instead, and the batch gets a fresh one, so a
+    PostgreSQL restart never fails the first mark of the next batch. At most ``keep``
+    are kept, each for :data:`KEPT_IDLE_SECONDS`, and only for the event loop that made it.
+    """
+
+    def __init__(
+        self, sqlalchemy_url: str, *, keep: int, idle_seconds: float = KEPT_IDLE_SECONDS
+    ) -> None:
+        self.sqlalchemy_url = sqlalchemy_url
+        self.keep = keep
+        self.idle_seconds = idle_seconds
+        self._kept: list[_Kept] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def kept(self) -> int:
+        """Connections kept for the next batches."""
+        return len(self._kept)
+
+    async def take(self) -> SentMarks:
+        """A kept connection that is still good, or a new one."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        while self._kept:
+            kept = self._kept.pop()  # the most recently used: the likeliest to be good
+            fresh = kept.loop is loop and now - kept.since < self.idle_seconds
+            if fresh and kept.marks.reusable():
+                return kept.marks
+            await _close_quietly(kept.marks)
+        return await SentMarks.connect(self.sqlalchemy_url)
+
+    async def give_back(self, marks: SentMarks) -> None:
+        """Keep ``marks`` for the next batch, or close it (not reusable, or enough kept)."""
+        if len(self._kept) >= self.keep or not marks.reusable():
+            await _close_quietly(marks)
+            return
+        marks.park()
+        loop = asyncio.get_running_loop()
+        self._kept.append(_Kept(marks, loop, time.monotonic()))
+        if self._expiry is None:
+            self._expiry = loop.call_later(self.idle_seconds, self._expire)
+
+    async def close(self) -> None:
+        """Close every kept connection."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        kept, self._kept = self._kept, []
+        for each in kept:
+            await _close_quietly(each.marks)
+
+    def _expire(self) -> None:
+        """Close what was kept longer than the idle time; look again when the next ends."""
+        self._expiry = None
+        now = time.monotonic()
+        expired = [k for k in self._kept if now - k.since >= self.idle_seconds]
+        self._kept = [k for k in self._kept if now - k.since < self.idle_seconds]
+        loop = asyncio.get_running_loop()
+        for each in expired:
+            task = loop.create_task(_close_quietly(each.marks))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if self._kept:
+            oldest = min(k.since for k in self._kept)
+            self._expiry = loop.call_later(oldest + self.idle_seconds - now, self._expire)
+
+
+async def _close_quietly(marks: SentMarks) -> None:
+    """Close a connection nobody uses any more; one that is already broken may fail to."""
+    with contextlib.suppress(psycopg.Error, OSError, RuntimeError):
+        await marks.close()

@@ -45,6 +45,8 @@ class ScaleResult:
     # Each campaign's own lag: its first "sent" after its own deferral's end, in seconds.
     lags: list[float] = field(default_factory=list)
     wake_rate: float = 0.0  # campaigns sent per second, first deferral end to last sent
+    # CPU seconds each part of the stack spent while every campaign started and deferred.
+    start_cpu: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -79,6 +81,35 @@ def history_shape(events: list[Any]) -> str:
             activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
     described = ", ".join(f"{n} {name}" for name, n in counts.items())
     return f"{len(events)} events ({described}; activities: {', '.join(activities) or '-'})"
+
+
+def cpu_seconds(workers: list[int]) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack on this machine: the workers, the
+    Temporal server, PostgreSQL (with the backends it has reaped: one per connection
+    closed), this process (the starts, the polls, the SMTP sink's thread) and Redis."""
+    import psutil
+
+    parts: dict[str, float] = {}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if proc.pid in workers:
+            part = "workers"
+        elif name == "temporal":
+            part = "Temporal"
+        elif name == "postgres":
+            part = "PostgreSQL"
+        elif proc.pid == os.getpid():
+            part = "bench"
+        elif "redis" in name:
+            part = "Redis"
+        else:
+            continue
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        parts[part] = parts.get(part, 0.0) + t.user + t.system + t.children_user + t.children_system
+    return parts
 
 
 def rss_mib(pid: int) -> float:
@@ -199,6 +230,7 @@ async def measure(
                         task_queue=queue,
                     )
 
+            cpu_before = cpu_seconds(pids)
             with Stopwatch() as start_watch:
                 await asyncio.gather(*(start(campaign) for campaign in ids))
                 await poll(
@@ -224,6 +256,7 @@ async def measure(
                     ),
                 )
             deferred = [rss_mib(pid) for pid in pids]
+            cpu_after = cpu_seconds(pids)
             sample = target.client.get_workflow_handle(workflow_id_for(ids[0]))
             at_deferral = list((await sample.fetch_history()).events)
             handler.rules = []
@@ -273,6 +306,7 @@ async def measure(
         woken_shape=history_shape(at_end[len(at_deferral) :]),
         lags=lags_of(deferral_ends, first_sent),
         wake_rate=campaigns / (all_sent - min(deferral_ends.values())).total_seconds(),
+        start_cpu={part: cpu_after.get(part, 0.0) - cpu for part, cpu in cpu_before.items()},
     )
 
 
@@ -314,6 +348,11 @@ async def main() -> None:
             f"{mib(result.rss_deferred)}, after {mib(result.rss_after)}",
             flush=True,
         )
+        per_start = ", ".join(
+            f"{part} {1000 * cpu / result.campaigns:.1f}"
+            for part, cpu in sorted(result.start_cpu.items(), key=lambda item: -item[1])
+        )
+        print(f"  CPU ms per campaign started and deferred: {per_start}", flush=True)
         print(f"  one campaign, start and defer: {result.started_shape}", flush=True)
         print(f"  then wake, send and finish: {result.woken_shape}", flush=True)
         print(

@@ -13,8 +13,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import make_url, text
 
 from activities.ledger import record_sent
-from activities.sending import _discard
-from activities.sent_marks import SentMarks, _resumed
+from activities.sending import _give_back
+from activities.sent_marks import MarksPool, SentMarks, _resumed
 from db.engine import get_engine
 from mailer.stack import seed_data
 from tests.support.harness import wait_for
@@ -113,19 +113,113 @@ def open_connections(url: str) -> int:
         return int(conn.scalar(text(query)) or 0)
 
 
-async def test_a_batch_that_cannot_open_its_smtp_session_closes_the_marks_connection(
+async def test_a_batch_that_cannot_open_its_smtp_session_gives_the_marks_connection_back(
     database_url: str,
 ) -> None:
-    """The marks' connection is made while the SMTP session opens; a batch that ends there
-    (the server refused the connection) does not leave it open."""
+    """The marks' connection is taken while the SMTP session opens; a batch that ends there
+    (the server refused the connection) hands it back to the pool, which keeps it for the
+    next batch, and leaves nothing else open."""
     before = open_connections(database_url)
-    opening = asyncio.ensure_future(SentMarks.connect(database_url))
-    await _discard(opening)
-    assert opening.done()
+    pool = MarksPool(database_url, keep=2)
+    taking = asyncio.ensure_future(pool.take())
+    await _give_back(pool, taking)
+    assert taking.done() and pool.kept == 1
+    assert open_connections(database_url) == before + 1
+    await pool.close()
     # A closed connection's backend leaves pg_stat_activity a moment after the close.
     await wait_for(
         lambda: open_connections(database_url) == before, timeout=10, what="the backend gone"
     )
+
+
+def backend_pids(url: str) -> set[int]:
+    with get_engine(url).connect() as conn:
+        query = (
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return set(conn.scalars(text(query)))
+
+
+async def test_the_next_batch_marks_on_the_connection_the_last_one_gave_back(
+    database_url: str,
+) -> None:
+    """One backend for batch after batch: no connection made per batch."""
+    user = seed_data.add_user(database_url)
+    campaign = seed_data.add_campaign(database_url, user, 2)
+    pool = MarksPool(database_url, keep=2)
+    backends = []
+    try:
+        for recipient in recipient_ids(database_url, campaign):
+            marks = await pool.take()
+            backends.append(marks._conn.pgconn.backend_pid)
+            await marks.record(recipient, f"<{recipient}@test>", NOW)
+            await pool.give_back(marks)
+        assert backends[0] == backends[1] and pool.kept == 1
+        assert marks._conn._watched is None  # a kept connection's socket is not watched
+    finally:
+        await pool.close()
+    assert [ledger_rows(database_url, r)[0][0] for r in recipient_ids(database_url, campaign)] == [
+        "sent"
+    ] * 2
+
+
+async def test_a_kept_connection_whose_backend_was_terminated_is_not_handed_out(
+    database_url: str,
+) -> None:
+    """A backend terminated while its connection was kept (an operator's
+    pg_terminate_backend, a PostgreSQL restart) is noticed before the next batch takes it,
+    without a round trip: that batch gets a new connection, and its first mark (after a
+    message the server accepted) is written."""
+    user = seed_data.add_user(database_url)
+    campaign = seed_data.add_campaign(database_url, user, 1)
+    (recipient,) = recipient_ids(database_url, campaign)
+    pool = MarksPool(database_url, keep=2)
+    try:
+        kept = await pool.take()
+        terminated = kept._conn.pgconn.backend_pid
+        await pool.give_back(kept)
+        with get_engine(database_url).connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": terminated})
+        await wait_for(
+            lambda: terminated not in backend_pids(database_url), timeout=10, what="it gone"
+        )
+        assert not kept.reusable()
+        marks = await pool.take()
+        assert marks is not kept and marks._conn.pgconn.backend_pid != terminated
+        assert kept._conn.closed and pool.kept == 0
+        await marks.record(recipient, "<after-a-restart@test>", NOW)
+        await pool.give_back(marks)
+    finally:
+        await pool.close()
+    assert ledger_rows(database_url, recipient)[0][0] == "sent"
+
+
+async def test_a_connection_in_the_middle_of_a_statement_is_not_kept(database_url: str) -> None:
+    """A batch cancelled while a mark waited for its reply gives back a connection whose
+    statement is still under way: it is closed, never handed to the next batch."""
+    pool = MarksPool(database_url, keep=2)
+    marks = await pool.take()
+    marks._conn.pgconn.send_query(b"SELECT pg_sleep(5)")  # under way, its reply unread
+    assert not marks.reusable()
+    await pool.give_back(marks)
+    assert pool.kept == 0 and marks._conn.closed
+
+
+async def test_no_more_are_kept_than_asked_and_none_past_the_idle_time(
+    database_url: str,
+) -> None:
+    before = open_connections(database_url)
+    pool = MarksPool(database_url, keep=2, idle_seconds=0.5)
+    taken = [await pool.take() for _ in range(3)]
+    for marks in taken:
+        await pool.give_back(marks)
+    assert pool.kept == 2 and taken[2]._conn.closed  # the third was one too many
+    await wait_for(lambda: pool.kept == 0, timeout=10, what="the kept ones expired")
+    await wait_for(
+        lambda: open_connections(database_url) == before, timeout=10, what="their backends gone"
+    )
+    assert all(marks._conn.closed for marks in taken)
 
 
 async def test_the_marks_reader_is_registered_once_and_gone_with_the_connection(
