@@ -6,7 +6,8 @@ trip: two thirds of its CPU, and a wait the next message often has to sit throug
 is one prepared statement on psycopg's asynchronous connection in autocommit — the same
 statement and the same durable commit per message (``bench/throughput.py``: 0.29 → 0.09 ms
 of CPU a mark). Errors come out as SQLAlchemy's, so an activity reports them like any
-other database error (:func:`activities.mailer_activities.activity_errors`).
+other database error (:func:`activities.mailer_activities.activity_errors`). The worker
+keeps these connections from one batch to the next (:class:`MarksPool`).
 """
 
 from __future__ import annotations
