@@ -329,67 +329,180 @@ def stored_pending_zones(session: Session, campaign_id: uuid.UUID) -> list[str]:
     return list(session.scalars(query))
 
 
-def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
-    return session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
+@dataclass(frozen=True)
+class StartCheck:
+    """A campaign that may start: its status before the start (``sending`` for a start that
+    already went through) and its creator, whose start throttle counts it."""
+
+    status: str
+    created_by_id: int | None
+
+
+# The campaign locked for its start, with its size, in one round trip.
+_START_CHECK = text(
+    """
+    SELECT c.status, c.created_by_id,
+           (SELECT count(*) FROM mailer_campaignrecipient AS r
+             WHERE r.campaign_id = c.id) AS recipients
+      FROM mailer_campaign AS c
+     WHERE c.id = :campaign_id
+       FOR UPDATE OF c
+    """
+)
 
 
 def start_campaign(
     session: Session, campaign_id: uuid.UUID, now: datetime, settings: Settings
-) -> Campaign:
-    """Check the campaign can start and mark it sending; idempotent for a retried start.
+) -> StartCheck:
+    """Check the campaign can start, and lock it until the caller marks it; idempotent for
+    a retried start (a ``sending`` campaign passes).
 
     Raises :class:`CampaignRefused` with the reason otherwise. The start throttle is the
     caller's (it lives in Redis).
     """
-    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
-    if campaign is None:
+    row = session.execute(_START_CHECK, {"campaign_id": campaign_id}).one_or_none()
+    if row is None:
         raise CampaignRefused(f"no campaign {campaign_id}")
-    if campaign.status == CampaignStatus.SENDING.value:
-        return campaign  # this start already went through (an activity retry)
-    if campaign.status != CampaignStatus.READY.value:
-        raise CampaignRefused(f"campaign {campaign_id} is {campaign.status}, not ready to start")
-    total = int(
-        session.scalar(
-            select(func.count())
-            .select_from(CampaignRecipient)
-            .where(CampaignRecipient.campaign_id == campaign_id)
-        )
-        or 0
-    )
-    if total > settings.max_campaign_recipients:
+    check = StartCheck(row.status, row.created_by_id)
+    if row.status == CampaignStatus.SENDING.value:
+        return check  # this start already went through (an activity retry)
+    if row.status != CampaignStatus.READY.value:
+        raise CampaignRefused(f"campaign {campaign_id} is {row.status}, not ready to start")
+    if row.recipients > settings.max_campaign_recipients:
         raise CampaignRefused(
-            f"campaign {campaign_id} has {total} recipients, more than "
+            f"campaign {campaign_id} has {row.recipients} recipients, more than "
             f"MAILER_MAX_CAMPAIGN_RECIPIENTS={settings.max_campaign_recipients}"
         )
-    return campaign
+    return check
 
 
-def mark_scheduled(session: Session, campaign: Campaign, start_at: datetime, now: datetime) -> None:
+# A queue row made ``pending`` with no defer reason (``:reset`` also clears its deferral,
+# breaker count and times, as a start does), or added with every column named (the CRM's
+# Django tables have no defaults in the database). The campaign row is written first when
+# ``:start`` (a scheduled start leaves it ``ready``).
+_PENDING_QUEUE = text(
+    """
+    WITH given AS (  -- each value once, typed: a parameter used twice takes one type
+        SELECT CAST(:campaign_id AS uuid) AS campaign_id,
+               CAST(:now AS timestamptz) AS now,
+               CAST(:start AS boolean) AS start,
+               CAST(:deferred_until AS timestamptz) AS deferred_until
+    ),
+    started AS (
+        UPDATE mailer_campaign AS c
+           SET status = 'sending', started_at = coalesce(c.started_at, given.now),
+               updated_at = now()
+          FROM given
+         WHERE c.id = given.campaign_id AND given.start
+    ),
+    queue_written AS (
+        UPDATE mailer_campaignqueue AS q
+           SET status = 'pending',
+               defer_reason = '',
+               deferred_until = given.deferred_until,
+               consecutive_transient_errors =
+                   CASE WHEN given.start THEN 0 ELSE q.consecutive_transient_errors END,
+               started_at = CASE WHEN given.start THEN NULL ELSE q.started_at END,
+               finished_at = CASE WHEN given.start THEN NULL ELSE q.finished_at END
+          FROM given
+         WHERE q.campaign_id = given.campaign_id
+     RETURNING q.campaign_id
+    )
+    INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, deferred_until,
+                                      consecutive_transient_errors, last_error, started_at,
+                                      queued_at, finished_at)
+    SELECT given.campaign_id, 'pending', '', given.deferred_until, 0, '', NULL, given.now, NULL
+      FROM given
+     WHERE NOT EXISTS (SELECT FROM queue_written)
+    """
+)
+
+
+def mark_scheduled(
+    session: Session, campaign_id: uuid.UUID, start_at: datetime, now: datetime
+) -> None:
     """A scheduled start: the campaign stays ``ready`` (it has not started); its queue row
     is ``pending`` with the start time in ``deferred_until`` and no defer reason."""
-    queue = _pending_queue(session, campaign, now)
-    queue.deferred_until = start_at
+    session.execute(
+        _PENDING_QUEUE,
+        {"campaign_id": campaign_id, "now": now, "start": False, "deferred_until": start_at},
+    )
 
 
-def _pending_queue(session: Session, campaign: Campaign, now: datetime) -> CampaignQueue:
-    """The campaign's queue row (created if it has none), ``pending`` with no defer reason."""
-    queue = _queue(session, campaign.id)
-    if queue is None:
-        queue = CampaignQueue(campaign_id=campaign.id, queued_at=now)
-        session.add(queue)
-    queue.status = QueueStatus.PENDING.value
-    queue.defer_reason = ""
-    return queue
+def mark_started(session: Session, campaign_id: uuid.UUID, now: datetime) -> None:
+    """The campaign ``sending`` since ``now`` (or since its first start); its queue row
+    ``pending`` afresh: no deferral, no transient errors counted, no times."""
+    session.execute(
+        _PENDING_QUEUE,
+        {"campaign_id": campaign_id, "now": now, "start": True, "deferred_until": None},
+    )
 
 
-def mark_started(session: Session, campaign: Campaign, now: datetime) -> None:
-    campaign.status = CampaignStatus.SENDING.value
-    campaign.started_at = campaign.started_at or now
-    queue = _pending_queue(session, campaign, now)
-    queue.deferred_until = None
-    queue.consecutive_transient_errors = 0
-    queue.started_at = None
-    queue.finished_at = None
+# The campaign row is locked and compared first (the compare-and-set), written only when it
+# changes (a deferral's record leaves a sending campaign as it is), and its queue row updated,
+# or inserted for a campaign that has none. One statement, one round trip: a record comes
+# with every deferral and every finish. The CRM's Django tables have no column defaults in
+# the database, so the insert names every column.
+_RECORD_STATE = text(
+    """
+    WITH given AS (  -- each value once, typed: a parameter used twice takes one type
+        SELECT CAST(:campaign_id AS uuid) AS campaign_id,
+               CAST(:expected AS text[]) AS expected,
+               CAST(:campaign_status AS text) AS campaign_status,
+               CAST(:finished AS boolean) AS finished,
+               CAST(:now AS timestamptz) AS now,
+               CAST(:queue_status AS text) AS queue_status,
+               CAST(:defer_reason AS text) AS defer_reason,
+               CAST(:deferred_until AS timestamptz) AS deferred_until,
+               CAST(:errors AS integer) AS errors,
+               CAST(:last_error AS text) AS last_error
+    ),
+    campaign AS (
+        SELECT c.id, c.status
+          FROM mailer_campaign AS c, given
+         WHERE c.id = given.campaign_id
+           AND (cardinality(given.expected) = 0 OR c.status = ANY(given.expected))
+           FOR UPDATE OF c
+    ),
+    campaign_written AS (
+        UPDATE mailer_campaign AS c
+           SET status = given.campaign_status,
+               finished_at = CASE WHEN given.finished THEN given.now ELSE c.finished_at END,
+               updated_at = now()
+          FROM campaign, given
+         WHERE c.id = campaign.id
+           AND (campaign.status <> given.campaign_status OR given.finished)
+    ),
+    queue_written AS (
+        UPDATE mailer_campaignqueue AS q
+           SET status = given.queue_status,
+               defer_reason = given.defer_reason,
+               deferred_until = given.deferred_until,
+               consecutive_transient_errors = given.errors,
+               last_error = given.last_error,
+               started_at = CASE WHEN given.queue_status <> 'processing' THEN NULL
+                                 WHEN q.status <> 'processing' THEN given.now
+                                 ELSE q.started_at END,
+               finished_at = CASE WHEN given.finished THEN given.now END
+          FROM campaign, given
+         WHERE q.campaign_id = campaign.id
+     RETURNING q.campaign_id
+    ),
+    queue_added AS (
+        INSERT INTO mailer_campaignqueue (campaign_id, status, defer_reason, deferred_until,
+                                          consecutive_transient_errors, last_error, started_at,
+                                          queued_at, finished_at)
+        SELECT campaign.id, given.queue_status, given.defer_reason, given.deferred_until,
+               given.errors, given.last_error,
+               CASE WHEN given.queue_status = 'processing' THEN given.now END,
+               given.now,
+               CASE WHEN given.finished THEN given.now END
+          FROM campaign, given
+         WHERE NOT EXISTS (SELECT FROM queue_written)
+    )
+    SELECT count(*) FROM campaign
+    """
+)
 
 
 def record_state(
@@ -409,32 +522,25 @@ def record_state(
 
     Compare-and-set: with ``expected_statuses``, nothing is written unless the campaign's
     status is one of them now (the row is locked while it is read). Returns whether it
-    was written.
+    was written (``False`` also for a campaign that is gone).
     """
-    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
-    if campaign is None:
-        return False
-    if expected_statuses and campaign.status not in expected_statuses:
-        return False
-    campaign.status = campaign_status
     finished = campaign_status in (CampaignStatus.SENT.value, CampaignStatus.CANCELLED.value)
-    if finished:
-        campaign.finished_at = now
-    queue = _queue(session, campaign_id)
-    if queue is None:
-        queue = CampaignQueue(campaign_id=campaign_id, queued_at=now)
-        session.add(queue)
-    if queue_status == QueueStatus.PROCESSING.value and queue.status != queue_status:
-        queue.started_at = now
-    elif queue_status != QueueStatus.PROCESSING.value:
-        queue.started_at = None
-    queue.status = queue_status
-    queue.defer_reason = defer_reason
-    queue.deferred_until = deferred_until
-    queue.consecutive_transient_errors = consecutive_transient_errors
-    queue.last_error = last_error
-    queue.finished_at = now if finished else None
-    return True
+    written = session.execute(
+        _RECORD_STATE,
+        {
+            "campaign_id": campaign_id,
+            "expected": list(expected_statuses),
+            "campaign_status": campaign_status,
+            "finished": finished,
+            "now": now,
+            "queue_status": queue_status,
+            "defer_reason": defer_reason,
+            "deferred_until": deferred_until,
+            "errors": consecutive_transient_errors,
+            "last_error": last_error,
+        },
+    ).scalar_one()
+    return bool(written)
 
 
 def campaign_status_now(conn: Connection, campaign_id: uuid.UUID) -> str:
@@ -750,6 +856,10 @@ def take_requests(session: Session, limit: int) -> list[str]:
     taken, so two dispatchers never act on one request twice."""
     ids = [str(row[0]) for row in session.execute(_TAKE_REQUESTS, {"limit": limit})]
     return list(dict.fromkeys(ids))
+
+
+def _queue(session: Session, campaign_id: uuid.UUID) -> CampaignQueue | None:
+    return session.scalar(select(CampaignQueue).where(CampaignQueue.campaign_id == campaign_id))
 
 
 def release_processing(session: Session, campaign_id: uuid.UUID) -> None:

@@ -160,10 +160,9 @@ class MailerActivities(MailerActivityInterface):
                         f"{settings.throttle_campaign_start_per_hour})"
                     )
             if request.scheduled_for is not None:
-                mark_scheduled(session, campaign, request.scheduled_for, request.now)
+                mark_scheduled(session, campaign_id, request.scheduled_for, request.now)
             else:
-                mark_started(session, campaign, request.now)
-            session.flush()
+                mark_started(session, campaign_id, request.now)
             snapshot = take_snapshot(session, campaign_id, request.now, settings)
         return StartCampaignResult(snapshot=snapshot)
 
@@ -282,6 +281,5 @@ class MailerActivities(MailerActivityInterface):
                 last_error=request.last_error,
                 expected_statuses=request.expected_statuses,
             )
-            session.flush()
             snapshot = take_snapshot(session, campaign_id, request.now, self.settings)
         return RecordStateResult(snapshot=snapshot, applied=applied)
