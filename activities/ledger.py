@@ -376,10 +376,10 @@ def start_campaign(
     return check
 
 
-# A queue row made ``pending`` with no defer reason (``:reset`` also clears its deferral,
-# breaker count and times, as a start does), or added with every column named (the CRM's
-# Django tables have no defaults in the database). The campaign row is written first when
-# ``:start`` (a scheduled start leaves it ``ready``).
+# A queue row made ``pending`` with no defer reason and ``:deferred_until`` (a start, ``:start``,
+# also clears its breaker count and times), or added with every column named (the CRM's
+# Django tables have no defaults in the database). With ``:start`` the campaign row is marked
+# ``sending`` too (a scheduled start leaves it ``ready``).
 _PENDING_QUEUE = text(
     """
     WITH given AS (  -- each value once, typed: a parameter used twice takes one type

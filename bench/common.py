@@ -88,3 +88,32 @@ def report_alternation(
         c for c, _ in results[True]
     )
     print(f"{ratio_label:>{width}}: {ratio:.2f}")
+
+
+def cpu_seconds(workers: list[int]) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack on this machine: the workers, the
+    Temporal server, PostgreSQL (with the backends it has reaped: one per connection
+    closed), this process (the starts, the polls, the SMTP sink's thread) and Redis."""
+    import psutil
+
+    parts: dict[str, float] = {}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if proc.pid in workers:
+            part = "workers"
+        elif name == "temporal":
+            part = "Temporal"
+        elif name == "postgres":
+            part = "PostgreSQL"
+        elif proc.pid == os.getpid():
+            part = "bench"
+        elif "redis" in name:
+            part = "Redis"
+        else:
+            continue
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        parts[part] = parts.get(part, 0.0) + t.user + t.system + t.children_user + t.children_system
+    return parts

@@ -21,24 +21,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import bench.common  # noqa: F401 (the repository on the path, no .env files)
+from bench.common import cpu_seconds  # (the repository on the path, no .env files)
 
 
 def postgres_cpu() -> float:
-    """CPU seconds so far of every PostgreSQL process on this machine (the backends and the
-    server's own), as bench/scale.py counts them."""
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] == "postgres":
-            try:
-                times = proc.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
+    """CPU seconds so far of PostgreSQL on this machine, as bench/scale.py counts it."""
+    return cpu_seconds([]).get("PostgreSQL", 0.0)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, Stopwatch
+from bench.common import ROOT, Stopwatch, cpu_seconds
 from bench.temporal_target import clean_up, temporal_target
 
 
@@ -81,35 +81,6 @@ def history_shape(events: list[Any]) -> str:
             activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
     described = ", ".join(f"{n} {name}" for name, n in counts.items())
     return f"{len(events)} events ({described}; activities: {', '.join(activities) or '-'})"
-
-
-def cpu_seconds(workers: list[int]) -> dict[str, float]:
-    """CPU seconds so far of each part of the stack on this machine: the workers, the
-    Temporal server, PostgreSQL (with the backends it has reaped: one per connection
-    closed), this process (the starts, the polls, the SMTP sink's thread) and Redis."""
-    import psutil
-
-    parts: dict[str, float] = {}
-    for proc in psutil.process_iter(["name"]):
-        name = proc.info["name"] or ""
-        if proc.pid in workers:
-            part = "workers"
-        elif name == "temporal":
-            part = "Temporal"
-        elif name == "postgres":
-            part = "PostgreSQL"
-        elif proc.pid == os.getpid():
-            part = "bench"
-        elif "redis" in name:
-            part = "Redis"
-        else:
-            continue
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        parts[part] = parts.get(part, 0.0) + t.user + t.system + t.children_user + t.children_system
-    return parts
 
 
 def rss_mib(pid: int) -> float:
