@@ -2,11 +2,12 @@
 
 Every campaign's first batch meets 451s from the SMTP sink, so all of them defer on
 ``transient_error`` for the retry delay (longer than it takes to start them all, so each
-defers exactly once). Then the sink is healed and we measure the seconds from the last
-deferral's end until every campaign has sent its batch, and each worker process's RSS
-idle, while they sleep, and after. ``--workers 1 2`` measures one worker, then two on one
-task queue (a fresh database and Temporal dev server each), and prints both. Workers in
-their own processes, real PostgreSQL and Redis.
+defers exactly once: a run where the first deferral ends sooner is refused). Then the sink
+is healed and we measure the seconds from the last deferral's end until every campaign has
+sent its batch, and each worker process's RSS idle, while they sleep, and after.
+``--workers 1 2`` measures one worker, then two on one task queue (a fresh database and
+Temporal dev server each), and prints both. Workers in their own processes, real PostgreSQL
+and Redis.
 """
 
 from __future__ import annotations
@@ -121,6 +122,36 @@ async def poll(
         await asyncio.sleep(0.5)
 
 
+@dataclass
+class DeferralClock:
+    """The earliest deferral's end seen while campaigns are still starting."""
+
+    first_end: Any = None
+
+
+def all_deferred(url: str, campaigns: int, clock: DeferralClock) -> bool:
+    """Whether every campaign has deferred. Refuses the run (exits) once the first deferral
+    has ended before the last campaign deferred: its early campaigns woke and deferred again
+    while others started, so the fleet was never deferred at once and the wake measures
+    nothing. The remedy is a longer ``--retry-delay-minutes``."""
+    ((deferred, first_end, now),) = rows(
+        url,
+        "SELECT count(*), min(deferred_until), now() FROM mailer_campaignqueue "
+        "WHERE defer_reason = 'transient_error'",
+    )
+    if first_end is not None and (clock.first_end is None or first_end < clock.first_end):
+        clock.first_end = first_end
+    if deferred == campaigns:
+        return True
+    if clock.first_end is not None and now >= clock.first_end:
+        raise SystemExit(
+            f"the first deferral ended at {clock.first_end:%H:%M:%S} with {deferred} of "
+            f"{campaigns} campaigns deferred: the retry delay is shorter than starting them "
+            "all takes; rerun with a longer --retry-delay-minutes"
+        )
+    return False
+
+
 def worker_env(url: str, redis_url: str, temporal: str, queue: str, delay: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -205,14 +236,7 @@ async def measure(
             with Stopwatch() as start_watch:
                 await asyncio.gather(*(start(campaign) for campaign in ids))
                 await poll(
-                    lambda: (
-                        scalar(
-                            url,
-                            "SELECT count(*) FROM mailer_campaignqueue "
-                            "WHERE defer_reason = 'transient_error'",
-                        )
-                        == campaigns
-                    ),
+                    partial(all_deferred, url, campaigns, DeferralClock()),
                     max(600, campaigns / 5),  # a stalled fleet fails; a large one has time
                     "every campaign to defer",
                     explain=lambda: str(
