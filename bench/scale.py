@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ async def poll(
 class DeferralClock:
     """The earliest deferral's end seen while campaigns are still starting."""
 
-    first_end: Any = None
+    first_end: datetime | None = None
 
 
 def all_deferred(url: str, campaigns: int, clock: DeferralClock) -> bool:

@@ -55,6 +55,7 @@ def test_refuses_the_run_once_the_first_deferral_ended_before_the_last_campaign_
         conn.execute(
             text("UPDATE mailer_campaignqueue SET deferred_until = now() + interval '1 hour'")
         )
+    assert clock.first_end is not None
     clock.first_end -= timedelta(minutes=6)  # as if its first deferral ended a minute ago
     with pytest.raises(SystemExit, match=r"1 of 2 campaigns deferred.*--retry-delay-minutes"):
         all_deferred(database_url, 2, clock)
