@@ -4,9 +4,11 @@ A campaign the tables say is ``sending`` or ``paused`` gets a new run if its wor
 and a queue row the playbook's section-3 "resume" SQL cleared wakes the workflow waiting
 under it. Two things keep it cheap and right at 10,000 campaigns:
 
-- Which workflows run comes from one visibility listing (a page per 1,000), not a describe
-  per campaign; only a campaign missing from the listing is described (the listing may lag
-  a start by a moment), and only under a cleared row is the workflow itself queried.
+- Which workflows run, and in what state, comes from one visibility listing (a page per
+  1,000), not a describe per campaign; only a campaign missing from the listing is
+  described (the listing may lag a start by a moment), and the workflow itself is queried
+  only under a cleared row and where the listing shows it waiting
+  (:func:`workflows.requests.worth_asking`): a sending campaign's row reads cleared too.
 - It acts only on a row read again after Temporal answered. The listing of rows is minutes
   old by the time the last of 10,000 is checked: a campaign that finished meanwhile still
   reads ``sending`` there, and one that deferred meanwhile still reads as cleared. A row
@@ -33,7 +35,8 @@ from activities.ledger import active_campaigns, campaign_rows
 from db.engine import session_scope
 from workflows.campaign import CAMPAIGN_WORKFLOW, CampaignWorkflow, workflow_id_for
 from workflows.contracts import ReconcileResult
-from workflows.requests import CampaignRow, cleared_by_resume_sql, queue_row_cleared
+from workflows.requests import CampaignRow, cleared_by_resume_sql, worth_asking
+from workflows.search_attributes import MAILER_STATUS
 from workflows.states import QueueStatus
 
 log = logging.getLogger(__name__)
@@ -51,11 +54,15 @@ _LISTING_UNSUPPORTED = {
 }
 
 
-async def running_campaign_workflows(client: Client) -> set[str] | None:
-    """The workflow ids of the campaigns' running workflows, or ``None`` where the server
-    cannot list them by query."""
+async def running_campaign_workflows(client: Client) -> dict[str, str] | None:
+    """The campaigns' running workflows by id, each with the state it published
+    (``MailerStatus``; "" before its first), or ``None`` where the server cannot list them
+    by query."""
     try:
-        return {execution.id async for execution in client.list_workflows(RUNNING_CAMPAIGNS_QUERY)}
+        return {
+            execution.id: execution.typed_search_attributes.get(MAILER_STATUS) or ""
+            async for execution in client.list_workflows(RUNNING_CAMPAIGNS_QUERY)
+        }
     except RPCError as error:
         if error.status not in _LISTING_UNSUPPORTED:
             raise
@@ -79,15 +86,17 @@ class Reconciliation:
             await self.check(row, running)
         return self.result
 
-    async def check(self, listed: CampaignRow, running: set[str] | None = None) -> None:
+    async def check(self, listed: CampaignRow, running: dict[str, str] | None = None) -> None:
         """Repair one campaign, listed as ``listed`` at the start of the turn. ``running``:
-        the workflow ids the listing found running (``None``: not listed, describe)."""
-        cleared = queue_row_cleared(listed)
-        if running is not None and not cleared and workflow_id_for(listed.campaign_id) in running:
+        the workflows the listing found running, with their states (``None``: not listed,
+        describe)."""
+        listed_state = None if running is None else running.get(workflow_id_for(listed.campaign_id))
+        ask = worth_asking(listed, listed_state)
+        if listed_state is not None and not ask:
             return
-        # Its progress only matters under a cleared row: a query is a task on a worker, and
-        # a replay of the history of a workflow not in its cache.
-        current = await live(self.requests.client, uuid.UUID(listed.campaign_id), progress=cleared)
+        # A query is a task on a worker, and a replay of the history of a workflow not in
+        # its cache: only asked where the answer can mean a resume.
+        current = await live(self.requests.client, uuid.UUID(listed.campaign_id), progress=ask)
         if current is not None and current.running:
             if current.progress is None or not cleared_by_resume_sql(listed, current.progress):
                 return

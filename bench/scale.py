@@ -49,6 +49,8 @@ class ScaleResult:
     wake_rate: float = 0.0  # campaigns sent per second, first deferral end to last sent
     # CPU seconds each part of the stack spent while every campaign started and deferred.
     start_cpu: dict[str, float] = field(default_factory=dict)
+    # And from then until every campaign sent (the sleep costs next to nothing).
+    wake_cpu: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -280,6 +282,7 @@ async def measure(
                 )
             )
             all_sent = max(first_sent.values())
+            cpu_sent = cpu_seconds(pids)
             after = [rss_mib(pid) for pid in pids]
             await sample.result()
             at_end = list((await sample.fetch_history()).events)
@@ -303,11 +306,17 @@ async def measure(
         lags=lags_of(deferral_ends, first_sent),
         wake_rate=campaigns / (all_sent - min(deferral_ends.values())).total_seconds(),
         start_cpu={part: cpu_after.get(part, 0.0) - cpu for part, cpu in cpu_before.items()},
+        wake_cpu={part: cpu_sent.get(part, 0.0) - cpu for part, cpu in cpu_after.items()},
     )
 
 
 def _polling(log: Path) -> bool:
     return "worker polling" in log.read_text()
+
+
+def per_campaign(cpu: dict[str, float], result: ScaleResult) -> str:
+    ordered = sorted(cpu.items(), key=lambda item: -item[1])
+    return ", ".join(f"{part} {1000 * seconds / result.campaigns:.1f}" for part, seconds in ordered)
 
 
 def mib(values: list[float]) -> str:
@@ -344,11 +353,12 @@ async def main() -> None:
             f"{mib(result.rss_deferred)}, after {mib(result.rss_after)}",
             flush=True,
         )
-        per_start = ", ".join(
-            f"{part} {1000 * cpu / result.campaigns:.1f}"
-            for part, cpu in sorted(result.start_cpu.items(), key=lambda item: -item[1])
+        started, woken = (
+            per_campaign(result.start_cpu, result),
+            per_campaign(result.wake_cpu, result),
         )
-        print(f"  CPU ms per campaign started and deferred: {per_start}", flush=True)
+        print(f"  CPU ms per campaign started and deferred: {started}", flush=True)
+        print(f"  CPU ms per campaign from then until all sent: {woken}", flush=True)
         print(f"  one campaign, start and defer: {result.started_shape}", flush=True)
         print(f"  then wake, send and finish: {result.woken_shape}", flush=True)
         print(

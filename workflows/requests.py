@@ -114,6 +114,26 @@ def queue_row_cleared(row: CampaignRow) -> bool:
     )
 
 
+# The workflow states under which a cleared queue row is an operator's resume
+# (:func:`cleared_by_resume_sql`); "" is a run the listing shows without a state yet.
+RESUMABLE_LISTED_STATES = ("", WorkflowState.DEFERRED, WorkflowState.PAUSED)
+
+
+def worth_asking(row: CampaignRow, listed_state: str | None) -> bool:
+    """Whether reconcile asks a running campaign's workflow for its progress.
+
+    Only a cleared queue row can be the playbook's resume SQL, and only under a workflow
+    that waits. The row of a campaign that is sending reads cleared too (pending, nothing
+    deferred), and when thousands wake at once every one of them would be queried: a task
+    on the workers that are waking them, and a replay of its history when it is not cached.
+    So the state the visibility listing shows (``MailerStatus``) decides first; ``None``:
+    the campaign is not in the listing (or the server cannot list), so it is asked. A state
+    the listing has not caught up with yet is asked on the next turn."""
+    if not queue_row_cleared(row):
+        return False
+    return listed_state is None or listed_state in RESUMABLE_LISTED_STATES
+
+
 def cleared_by_resume_sql(row: CampaignRow, progress: Progress) -> bool:
     """The playbook's section-3 "resume" SQL empties defer_reason, deferred_until and the
     error count of a deferred (or breaker-paused) campaign's queue row; the workflow wrote

@@ -7,21 +7,15 @@ import asyncio
 import concurrent.futures
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import (
-    HandleQueryInput,
-    Interceptor,
-    Worker,
-    WorkflowInboundInterceptor,
-    WorkflowInterceptorClassInput,
-)
+from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
+from activities.reconciliation import running_campaign_workflows
 from db.engine import get_engine
 from mailer.core.settings import Settings
 from mailer.runtime.worker import build_worker
@@ -36,8 +30,9 @@ from tests.support.harness import (
     state_is,
     wait_for,
 )
+from tests.support.interceptors import QueriesSeen
 from tests.support.playbook import runbook_sql
-from workflows.campaign import CampaignWorkflow, Waiting, signal_acts
+from workflows.campaign import CampaignWorkflow, Waiting, signal_acts, workflow_id_for
 from workflows.contracts import ReconcileResult, SendBatchInput, SendBatchResult
 from workflows.maintenance import ReconcileWorkflow
 from workflows.search_attributes import MAILER_STATUS
@@ -51,6 +46,12 @@ async def reconcile(harness: Harness) -> ReconcileResult:
     return await harness.client.execute_workflow(
         ReconcileWorkflow.run, id=f"reconcile-{uuid.uuid4().hex[:8]}", task_queue=harness.task_queue
     )
+
+
+async def listed_as(harness: Harness, campaign: str, state: str) -> bool:
+    """Whether reconcile's visibility listing shows the campaign's workflow in ``state``."""
+    running = await running_campaign_workflows(harness.client) or {}
+    return running.get(workflow_id_for(campaign)) == state
 
 
 def run_sql(harness: Harness, sql: str) -> None:
@@ -76,25 +77,6 @@ async def test_a_cancel_from_temporal_is_recorded_and_never_undone(dev: Harness)
         result = await reconcile(dev)
         assert campaign not in result.restarted
     assert dev.queue_row(campaign)["campaign_status"] == "cancelled"
-
-
-class QueriesSeen(Interceptor):
-    """The worker's side of every query a workflow answers, by query name."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def workflow_interceptor_class(
-        self, input: WorkflowInterceptorClassInput
-    ) -> type[WorkflowInboundInterceptor]:
-        seen = self.names
-
-        class Counting(WorkflowInboundInterceptor):
-            async def handle_query(self, input: HandleQueryInput) -> Any:
-                seen.append(input.query)
-                return await super().handle_query(input)
-
-        return Counting
 
 
 async def test_reconcile_leaves_a_deferred_campaigns_workflow_unqueried(dev: Harness) -> None:
@@ -160,6 +142,11 @@ async def test_the_playbooks_resume_sql_wakes_a_breaker_paused_campaign(
         assert (row["defer_reason"], row["consecutive_transient_errors"]) == ("transient_error", 1)
         dev.sink.handler.rules = []  # the cause is fixed
         run_sql(dev, runbook_sql("SET deferred_until = NULL", campaign))
+        # Reconcile asks only a workflow its listing shows waiting (the next turn asks one
+        # the listing had not caught up with).
+        await wait_for(
+            lambda: listed_as(dev, campaign, "paused"), what="the listing to show the pause"
+        )
         result = await reconcile(dev)
         assert result.resumed == [campaign]
         final = await finished(handle)

@@ -5,6 +5,7 @@ listing needs a server with visibility."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,10 +28,12 @@ from activities.campaign_requests import CampaignRequests
 from activities.ledger import campaign_rows
 from activities.reconciliation import Reconciliation, running_campaign_workflows
 from db.engine import session_scope
+from mailer.runtime.worker import build_worker
 from tests.support.harness import Harness, finished, hours_excluding_now, state_is, wait_for
+from tests.support.interceptors import ActivityGate, QueriesSeen
 from workflows.campaign import workflow_id_for
 from workflows.contracts import CampaignResult
-from workflows.requests import CampaignRow
+from workflows.requests import CampaignRow, queue_row_cleared
 from workflows.states import QueueStatus
 
 
@@ -100,7 +103,7 @@ async def test_a_turn_describes_only_the_campaigns_the_listing_does_not_show_run
 
         async def listed_as_the_server_sees_them() -> bool:
             # (Other tests' campaigns may run on this server too: its namespace is shared.)
-            running = await running_campaign_workflows(dev.client) or set()
+            running = await running_campaign_workflows(dev.client) or {}
             return (
                 workflow_id_for(waiting) in running and workflow_id_for(terminated) not in running
             )
@@ -175,4 +178,39 @@ async def test_a_server_that_cannot_list_workflows_has_each_campaign_described(
             workflow_id_for(campaign), result_type=CampaignResult
         )
         final = await finished(run)
+    assert (final.status, final.sent) == ("sent", 3)
+
+
+async def test_a_woken_campaigns_cleared_row_costs_its_workflow_no_query(dev: Harness) -> None:
+    """A campaign woken and waiting for its batch to be picked up has a queue row that reads
+    as the playbook's resume SQL leaves one (pending, nothing deferred). When 10,000
+    deferred campaigns wake, thousands wait so in the task queue's backlog, and a query of
+    each was a task on the very workers waking them (a replay, when not cached): the
+    listing shows them sending, and the turn asks none of them."""
+    campaign = dev.ready_campaign(3)
+    queries = QueriesSeen()
+    backlog = ActivityGate("send_batch")
+    settings = dev.settings.model_copy(
+        update={"working_hours_start": 0, "working_hours_end": 24, "rate_per_hour": 100_000}
+    )
+    async with build_worker(
+        dev.client, settings, task_queue=dev.task_queue, interceptors=[queries, backlog]
+    ):
+        handle = await dev.start(campaign)
+        await asyncio.wait_for(backlog.held.wait(), 30)
+
+        async def listed_sending() -> bool:
+            running = await running_campaign_workflows(dev.client) or {}
+            return running.get(workflow_id_for(campaign)) == "sending"
+
+        await wait_for(listed_sending, what="the listing to show it sending")
+        assert queue_row_cleared(row_of(dev, campaign)), row_of(dev, campaign)
+        queries.names.clear()
+        result = await turn(dev).run()
+        assert (result.restarted, result.unstuck, result.resumed) == ([], [], [])
+        assert queries.names == []
+        assert await state_is(handle, "sending")
+        assert queries.names == ["progress"]  # what the turn would have cost it
+        backlog.open()
+        final = await finished(handle)
     assert (final.status, final.sent) == ("sent", 3)

@@ -18,6 +18,7 @@ from workflows.requests import (
     queue_row_cleared,
     scheduled_start,
     start_time_asked,
+    worth_asking,
 )
 from workflows.states import WorkflowState
 from workflows.transitions import RESTORED_BY_RECONCILE, PauseCause
@@ -180,3 +181,23 @@ def test_only_a_row_the_resume_sql_cleared_makes_reconcile_ask_the_workflow(
     ):
         assert cleared_by_resume_sql(campaign, progress) is cleared
     assert not cleared_by_resume_sql(campaign, running(WorkflowState.SENDING))
+
+
+@pytest.mark.parametrize(
+    ("listed_state", "asked"),
+    [
+        (None, True),  # not in the listing (or no listing): only the workflow can tell
+        ("", True),  # listed before it published a state
+        ("deferred", True),
+        ("paused", True),
+        ("sending", False),  # every woken campaign's row reads cleared while it sends
+        ("starting", False),
+        ("scheduled", False),
+    ],
+)
+def test_reconcile_asks_only_a_workflow_the_listing_shows_waiting(
+    listed_state: str | None, asked: bool
+) -> None:
+    assert worth_asking(row("sending"), listed_state) is asked
+    # Under a row the resume SQL did not clear, no listed state makes it worth a query.
+    assert not worth_asking(row("sending", defer_reason="transient_error"), listed_state)
