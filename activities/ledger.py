@@ -277,7 +277,10 @@ def _snapshot_statement() -> Select[Any]:
             # read (CASE runs its subquery only when taken): at a large CRM they are the
             # statement's biggest scan, and every turn of the loop takes a snapshot.
             case((_daily_limit() > 0, sent_today_of(this)), else_=0).label("sent_today"),
-            active_campaigns_now().label("active_campaigns"),
+            # The campaigns sharing the hour only size a batch, and with nothing pending
+            # there is none: the count is a scan of every campaign sending (~20 ms at
+            # 10,000), and a campaign's last snapshots, after its last batch, skip it.
+            case((counts.c.pending > 0, active_campaigns_now()), else_=0).label("active_campaigns"),
         )
         .select_from(this)
         .join(counts, true())

@@ -218,3 +218,22 @@ def test_without_a_daily_limit_todays_sends_are_not_counted(
     assert first.sent_today_by_creator == 0
     assert (first.pending, first.sent, first.failed, first.quota_available) == (2, 3, 1, 777)
     assert first.active_campaigns == 3
+
+
+def test_a_campaign_with_nothing_pending_skips_the_count_of_campaigns_sharing_the_hour(
+    database_url: str, world: dict[str, str]
+) -> None:
+    """The count of campaigns sharing the hour scans every campaign sending (~20 ms at
+    10,000), and only sizes a batch: a campaign with nothing left to send (its last
+    snapshots, after its last batch) has no batch to size, so it is not read. Its other
+    counts are, and the campaign still sending beside it counts it."""
+    alice_2 = world["alice-2"]
+    seed_data.sql_execute(
+        database_url,
+        "UPDATE mailer_campaignrecipient SET status = 'sent' WHERE campaign_id = :c",
+        c=alice_2,
+    )
+    done = snapshot(database_url, alice_2)
+    assert (done.pending, done.sent, done.active_campaigns) == (0, 3, 0)
+    assert done.quota_available == 777
+    assert snapshot(database_url, world["alice-1"]).active_campaigns == 3
