@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from activities.ledger import (
     CAMPAIGN_ID,
+    RATE_CAP,
     CampaignRefused,
     active_campaigns_now,
     claimed_by_the_creator_of,
@@ -136,6 +137,7 @@ def _allowance(
     daily = account.per_user_daily_limit > 0
     params = {
         CAMPAIGN_ID.key: campaign.id,
+        RATE_CAP.key: settings.rate_per_hour,
         **hour_of(now, settings.timezone),
         **(day_of(now, settings.timezone) if daily else {}),
     }

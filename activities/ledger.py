@@ -19,12 +19,14 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Integer,
     ScalarSelect,
     Select,
     and_,
     bindparam,
     case,
     func,
+    literal,
     or_,
     select,
     text,
@@ -99,6 +101,8 @@ def limits_with(settings: Settings, per_user_daily_limit: int, now: datetime | N
 # its cache key, so SQLAlchemy finds its compiled form without walking it again.
 
 CAMPAIGN_ID = bindparam("the_campaign_id", type_=Campaign.__table__.c.id.type)
+# The hourly rate, where the count of campaigns sharing it stops (``_active_campaigns``).
+RATE_CAP = bindparam("the_rate_cap", type_=Integer())
 DAY_START = bindparam("day_start", type_=DateTime(timezone=True))
 DAY_END = bindparam("day_end", type_=DateTime(timezone=True))
 HOUR_START = bindparam("hour_start", type_=DateTime(timezone=True))
@@ -168,16 +172,22 @@ def claimed_by_the_creator_of(this: type[Campaign]) -> ScalarSelect[int]:
 
 def _active_campaigns() -> Select[int]:
     """Campaigns competing for the hourly window: sending, not held back by their own
-    daily limit or transient errors."""
-    return (
-        select(func.count())
+    daily limit or transient errors. Counted up to RATE_CAP, the hourly rate: from there
+    on every campaign's fair share is one message (:func:`workflows.gates.fair_share`), so
+    a larger count changes nothing, and at the seed's 100 an hour a CRM with thousands
+    sending reads 100 rows instead of every one of them."""
+    competing = (
+        select(literal(1))
         .select_from(Campaign)
         .join(CampaignQueue, CampaignQueue.campaign_id == Campaign.id)
         .where(
             Campaign.status == CampaignStatus.SENDING.value,
             CampaignQueue.defer_reason.not_in(SELF_HELD_REASONS),
         )
+        .limit(RATE_CAP)
+        .subquery("competing")
     )
+    return select(func.count()).select_from(competing)
 
 
 def _sends_in_hour(
@@ -236,11 +246,6 @@ def quota_available(session: Session) -> int:
     return int(session.scalar(select(_quota_available())) or 0)
 
 
-def active_campaign_count(session: Session) -> int:
-    """Campaigns competing for the hourly window (see ``_active_campaigns``)."""
-    return int(session.scalar(_active_campaigns()) or 0)
-
-
 def active_campaigns_now() -> ScalarSelect[int]:
     return _active_campaigns().scalar_subquery()
 
@@ -293,7 +298,11 @@ def take_snapshot(
 ) -> Snapshot:
     """What the workflow's gates decide on, read in one statement (one round trip: the
     loop takes one per turn, and the batch one more)."""
-    params = {CAMPAIGN_ID.key: campaign_id, **day_of(now, settings.timezone)}
+    params = {
+        CAMPAIGN_ID.key: campaign_id,
+        RATE_CAP.key: settings.rate_per_hour,
+        **day_of(now, settings.timezone),
+    }
     row = session.execute(_snapshot_statement(), params).one_or_none()
     if row is None:
         raise CampaignRefused(f"no campaign {campaign_id}")

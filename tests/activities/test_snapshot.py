@@ -20,6 +20,7 @@ from db.engine import get_engine, session_scope
 from db.models import Campaign
 from mailer.core.settings import Settings, load_settings
 from mailer.stack import seed_data
+from workflows.gates import fair_share
 from workflows.states import BatchLimit
 
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)  # Monday, 13:00 in Moscow
@@ -237,3 +238,17 @@ def test_a_campaign_with_nothing_pending_skips_the_count_of_campaigns_sharing_th
     assert (done.pending, done.sent, done.active_campaigns) == (0, 3, 0)
     assert done.quota_available == 777
     assert snapshot(database_url, world["alice-1"]).active_campaigns == 3
+
+
+def test_the_campaigns_sharing_the_hour_are_counted_up_to_the_hourly_rate(
+    database_url: str, world: dict[str, str]
+) -> None:
+    """From the hourly rate on, every campaign's fair share is one message: the count stops
+    there (at the seed's 100 an hour, a CRM with thousands sending reads 100 rows), and the
+    share it gives is the one the full count gives."""
+    two_an_hour = load_settings(database_url=database_url, rate_per_hour=2)
+    with session_scope(database_url) as session:
+        capped = take_snapshot(session, uuid.UUID(world["alice-1"]), NOW, two_an_hour)
+    assert capped.active_campaigns == 2  # of the 3 sharing the hour
+    assert fair_share(2, capped.active_campaigns) == fair_share(2, 3) == 1
+    assert snapshot(database_url, world["alice-1"]).active_campaigns == 3  # at 100 an hour
