@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.reconciliation import running_campaign_workflows
 from mailer.core.settings import Settings, load_settings
 from mailer.runtime.worker import build_worker
 from mailer.stack import seed_data
@@ -72,6 +73,12 @@ async def skip_to_monday_9(env: WorkflowEnvironment) -> None:
 
 async def state_is(handle: WorkflowHandle[CampaignWorkflow, CampaignResult], state: str) -> bool:
     return (await handle.query(CampaignWorkflow.progress)).state == state
+
+
+async def listed_as(client: Client, campaign: str, state: str) -> bool:
+    """Whether reconcile's visibility listing shows the campaign's workflow in ``state``."""
+    running = await running_campaign_workflows(client) or {}
+    return running.get(workflow_id_for(campaign)) == state
 
 
 async def skip_to(env: WorkflowEnvironment, when: datetime) -> None:

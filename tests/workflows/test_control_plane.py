@@ -15,7 +15,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.mailer_activities import MailerActivities
-from activities.reconciliation import running_campaign_workflows
 from db.engine import get_engine
 from mailer.core.settings import Settings
 from mailer.runtime.worker import build_worker
@@ -25,6 +24,7 @@ from tests.support.harness import (
     Harness,
     finished,
     hours_excluding_now,
+    listed_as,
     progress,
     skip_to_monday_9,
     state_is,
@@ -32,7 +32,7 @@ from tests.support.harness import (
 )
 from tests.support.interceptors import QueriesSeen
 from tests.support.playbook import runbook_sql
-from workflows.campaign import CampaignWorkflow, Waiting, signal_acts, workflow_id_for
+from workflows.campaign import CampaignWorkflow, Waiting, signal_acts
 from workflows.contracts import ReconcileResult, SendBatchInput, SendBatchResult
 from workflows.maintenance import ReconcileWorkflow
 from workflows.search_attributes import MAILER_STATUS
@@ -46,12 +46,6 @@ async def reconcile(harness: Harness) -> ReconcileResult:
     return await harness.client.execute_workflow(
         ReconcileWorkflow.run, id=f"reconcile-{uuid.uuid4().hex[:8]}", task_queue=harness.task_queue
     )
-
-
-async def listed_as(harness: Harness, campaign: str, state: str) -> bool:
-    """Whether reconcile's visibility listing shows the campaign's workflow in ``state``."""
-    running = await running_campaign_workflows(harness.client) or {}
-    return running.get(workflow_id_for(campaign)) == state
 
 
 def run_sql(harness: Harness, sql: str) -> None:
@@ -145,7 +139,7 @@ async def test_the_playbooks_resume_sql_wakes_a_breaker_paused_campaign(
         # Reconcile asks only a workflow its listing shows waiting (the next turn asks one
         # the listing had not caught up with).
         await wait_for(
-            lambda: listed_as(dev, campaign, "paused"), what="the listing to show the pause"
+            lambda: listed_as(dev.client, campaign, "paused"), what="the listing to show the pause"
         )
         result = await reconcile(dev)
         assert result.resumed == [campaign]

@@ -29,7 +29,14 @@ from activities.ledger import campaign_rows
 from activities.reconciliation import Reconciliation, running_campaign_workflows
 from db.engine import session_scope
 from mailer.runtime.worker import build_worker
-from tests.support.harness import Harness, finished, hours_excluding_now, state_is, wait_for
+from tests.support.harness import (
+    Harness,
+    finished,
+    hours_excluding_now,
+    listed_as,
+    state_is,
+    wait_for,
+)
 from tests.support.interceptors import ActivityGate, QueriesSeen
 from workflows.campaign import workflow_id_for
 from workflows.contracts import CampaignResult
@@ -197,20 +204,20 @@ async def test_a_woken_campaigns_cleared_row_costs_its_workflow_no_query(dev: Ha
         dev.client, settings, task_queue=dev.task_queue, interceptors=[queries, backlog]
     ):
         handle = await dev.start(campaign)
-        await asyncio.wait_for(backlog.held.wait(), 30)
-
-        async def listed_sending() -> bool:
-            running = await running_campaign_workflows(dev.client) or {}
-            return running.get(workflow_id_for(campaign)) == "sending"
-
-        await wait_for(listed_sending, what="the listing to show it sending")
-        assert queue_row_cleared(row_of(dev, campaign)), row_of(dev, campaign)
-        queries.names.clear()
-        result = await turn(dev).run()
-        assert (result.restarted, result.unstuck, result.resumed) == ([], [], [])
-        assert queries.names == []
-        assert await state_is(handle, "sending")
-        assert queries.names == ["progress"]  # what the turn would have cost it
-        backlog.open()
+        try:
+            await asyncio.wait_for(backlog.held.wait(), 30)
+            await wait_for(
+                lambda: listed_as(dev.client, campaign, "sending"),
+                what="the listing to show it sending",
+            )
+            assert queue_row_cleared(row_of(dev, campaign)), row_of(dev, campaign)
+            queries.names.clear()
+            result = await turn(dev).run()
+            assert (result.restarted, result.unstuck, result.resumed) == ([], [], [])
+            assert queries.names == []
+            assert await state_is(handle, "sending")
+            assert queries.names == ["progress"]  # what the turn would have cost it
+        finally:
+            backlog.open()  # a failed assertion must not leave the worker's shutdown waiting
         final = await finished(handle)
     assert (final.status, final.sent) == ("sent", 3)
